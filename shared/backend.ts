@@ -1,0 +1,62 @@
+// The training backend interface every worker uses (CPU reference and WebGPU engine alike).
+// A micro-batch is B sequences of T positions; the loss is the mean cross-entropy over the
+// positions whose mask is 1, and the gradient is of that mean (the coordinator weights each
+// result by its token count, so K workers equal one worker on the whole batch).
+
+import type { ModelConfig } from './model/config.ts';
+
+export interface MicroBatch {
+  /** Sequences in this micro-batch. */
+  B: number;
+  /** Positions per sequence (<= contextLength). */
+  T: number;
+  /** Input token ids, B*T, row-major [b][t]. */
+  inputs: Int32Array;
+  /** Next-token targets, B*T. */
+  targets: Int32Array;
+  /** 1 where the position's loss counts (e.g. response tokens), 0 elsewhere (prompt, padding). */
+  mask: Uint8Array;
+}
+
+export interface StepTimings {
+  /** Wall time of the whole forward+backward, ms. */
+  totalMs: number;
+  forwardMs?: number;
+  backwardMs?: number;
+  uploadMs?: number;
+  readbackMs?: number;
+}
+
+export interface GradientResult {
+  /** Mean cross-entropy over masked-in positions (0 if none). */
+  loss: number;
+  /** Number of masked-in positions the loss averages over. */
+  tokens: number;
+  /** d(loss)/d(params), in the parameter table's flat layout. */
+  grads: Float32Array;
+  /** L2 norm of grads (computed by the backend, on the GPU for webgpu). */
+  gradNorm: number;
+  /** Count of NaN/Inf values in grads (bit-pattern test on the GPU). */
+  nonFinite: number;
+  timings: StepTimings;
+}
+
+export interface ForwardResult {
+  /** B*T*V logits. */
+  logits: Float32Array;
+  loss: number;
+  tokens: number;
+}
+
+export type BackendName = 'cpu' | 'webgpu';
+
+export interface TrainingBackend {
+  readonly name: BackendName;
+  readonly config: ModelConfig;
+  /** Upload a full parameter vector (parameter-table layout). */
+  setParams(params: Float32Array): Promise<void>;
+  forward(batch: MicroBatch): Promise<ForwardResult>;
+  forwardBackward(batch: MicroBatch): Promise<GradientResult>;
+  /** Free device resources; the backend is unusable afterwards. */
+  dispose(): void;
+}
