@@ -1,0 +1,166 @@
+// Fault injection for tests, the chaos suite and curious users (`--fault`). Each fault is what a
+// faulty or malicious volunteer could really do; the coordinator must detect or survive all of
+// them. Gradient faults are pure functions of (gradient, seeded Rng); behavioural faults (stale,
+// garbage, slow) are carried out by the worker loop, which asks this module what to do.
+//
+//   none        honest worker
+//   sign-flip   gradient negated (BTARD's sign-flip attack); norm unchanged, so only direction checks catch it
+//   scale:K     gradient multiplied by K (K != 0, finite); norm reported honestly as |K| x norm
+//   nan         ~1% of entries set to NaN while the worker LIES: nonFinite reported 0, norm of the rest
+//   random      gradient replaced by Gaussian noise of the same L2 norm (a lazy worker that skips compute)
+//   stale       keeps training on the first parameters it received (reports that old version) and
+//               replays its previous result message before each new one
+//   garbage     before each honest result, sends malformed messages from a catalog (wrong types,
+//               truncated tensors, bad ids, out-of-range numbers, unknown events)
+//   slow:MS     waits MS ms before sending each result (a straggler)
+
+import { AppError } from '../../shared/errors.ts';
+import type { Rng } from '../../shared/rng.ts';
+
+export type FaultSpec =
+  | { kind: 'none' }
+  | { kind: 'sign-flip' }
+  | { kind: 'scale'; factor: number }
+  | { kind: 'nan' }
+  | { kind: 'random' }
+  | { kind: 'stale' }
+  | { kind: 'garbage' }
+  | { kind: 'slow'; ms: number };
+
+export type FaultKind = FaultSpec['kind'];
+export const FAULT_FORMS = 'none|sign-flip|scale:K|nan|random|stale|garbage|slow:MS';
+
+/** Parses a --fault value; throws AppError ERR_WORKER_FAULT with the accepted forms. */
+export function parseFault(text: string): FaultSpec {
+  const t = text.trim();
+  const bad = (why: string): never => {
+    throw new AppError('ERR_WORKER_FAULT', `--fault "${text}": ${why}`, 400, `use one of ${FAULT_FORMS}`);
+  };
+  switch (t) {
+    case 'none':
+    case 'sign-flip':
+    case 'nan':
+    case 'random':
+    case 'stale':
+    case 'garbage':
+      return { kind: t };
+  }
+  const m = /^(scale|slow):(.*)$/.exec(t);
+  if (!m) return bad('unknown fault');
+  if (!/^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(m[2])) return bad(`"${m[2]}" is not a number`);
+  const v = Number(m[2]);
+  if (m[1] === 'scale') {
+    if (!Number.isFinite(v) || v === 0) return bad('scale factor must be finite and non-zero');
+    return { kind: 'scale', factor: v };
+  }
+  if (!Number.isInteger(v) || v < 0 || v > 3_600_000) return bad('slow delay must be an integer number of ms in [0, 3600000]');
+  return { kind: 'slow', ms: v };
+}
+
+export function formatFault(f: FaultSpec): string {
+  if (f.kind === 'scale') return `scale:${f.factor}`;
+  if (f.kind === 'slow') return `slow:${f.ms}`;
+  return f.kind;
+}
+
+export interface GradientReport {
+  grads: Float32Array;
+  gradNorm: number;
+  nonFinite: number;
+}
+
+export function l2norm(g: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < g.length; i++) s += g[i] * g[i];
+  return Math.sqrt(s);
+}
+
+/**
+ * Applies a gradient fault in place and returns what the faulty worker reports. Faults that do
+ * not touch the gradient return it unchanged.
+ */
+export function corruptGradient(f: FaultSpec, r: GradientReport, rng: Rng): GradientReport {
+  const g = r.grads;
+  switch (f.kind) {
+    case 'sign-flip':
+      for (let i = 0; i < g.length; i++) g[i] = -g[i];
+      return { grads: g, gradNorm: r.gradNorm, nonFinite: r.nonFinite };
+    case 'scale':
+      for (let i = 0; i < g.length; i++) g[i] *= f.factor;
+      return { grads: g, gradNorm: l2norm(g), nonFinite: r.nonFinite };
+    case 'nan': {
+      const n = Math.max(1, Math.floor(g.length / 100));
+      for (let k = 0; k < n; k++) g[rng.int(g.length)] = NaN;
+      let s = 0;
+      for (let i = 0; i < g.length; i++) if (Number.isFinite(g[i])) s += g[i] * g[i];
+      return { grads: g, gradNorm: Math.sqrt(s), nonFinite: 0 };
+    }
+    case 'random': {
+      const target = Number.isFinite(r.gradNorm) && r.gradNorm > 0 ? r.gradNorm : 1;
+      for (let i = 0; i < g.length; i++) g[i] = rng.normal();
+      const n = l2norm(g);
+      const k = n > 0 ? target / n : 0;
+      for (let i = 0; i < g.length; i++) g[i] *= k;
+      return { grads: g, gradNorm: l2norm(g), nonFinite: 0 };
+    }
+    default:
+      return r;
+  }
+}
+
+export interface GarbageMessage {
+  /** What kind of malformation, for logs and chaos counters. */
+  label: string;
+  event: string;
+  payload: unknown;
+}
+
+/**
+ * Malformed variants of an honest `result` payload (field names as the protocol defines them:
+ * taskId, version, loss, tokens, gradient as raw bytes, gradNorm, nonFinite). `count` messages are
+ * drawn from the catalog, rotating so every kind is exercised.
+ */
+export function garbageMessages(
+  honest: Record<string, unknown>,
+  resultEvent: string,
+  count: number,
+  rng: Rng,
+  startAt = 0,
+): GarbageMessage[] {
+  const grad = honest.gradient;
+  const gradBytes = grad instanceof Uint8Array ? grad : new Uint8Array(0);
+  const catalog: Array<() => GarbageMessage> = [
+    () => ({ label: 'not-an-object', event: resultEvent, payload: 'hello' }),
+    () => ({ label: 'missing-gradient', event: resultEvent, payload: without(honest, 'gradient') }),
+    () => ({ label: 'gradient-odd-bytes', event: resultEvent, payload: { ...honest, gradient: gradBytes.subarray(0, Math.max(0, gradBytes.length - 3)) } }),
+    () => ({ label: 'gradient-truncated', event: resultEvent, payload: { ...honest, gradient: gradBytes.subarray(0, gradBytes.length >>> 1 & ~3) } }),
+    () => ({ label: 'gradient-as-string', event: resultEvent, payload: { ...honest, gradient: 'AAAA' } }),
+    () => ({ label: 'loss-nan', event: resultEvent, payload: { ...honest, loss: NaN } }),
+    () => ({ label: 'tokens-negative', event: resultEvent, payload: { ...honest, tokens: -5 } }),
+    () => ({ label: 'tokens-huge', event: resultEvent, payload: { ...honest, tokens: 2 ** 40 } }),
+    () => ({ label: 'unknown-task', event: resultEvent, payload: { ...honest, taskId: `bogus-${rng.nextU32()}` } }),
+    () => ({ label: 'task-id-wrong-type', event: resultEvent, payload: { ...honest, taskId: { $gt: '' } } }),
+    () => ({ label: 'future-version', event: resultEvent, payload: { ...honest, version: 1e9 } }),
+    () => ({ label: 'grad-norm-negative', event: resultEvent, payload: { ...honest, gradNorm: -1 } }),
+    () => ({ label: 'unknown-event', event: 'x-not-an-event', payload: { junk: true } }),
+    () => ({ label: 'random-bytes', event: resultEvent, payload: randomBytes(rng, 64) }),
+    () => ({ label: 'array-payload', event: resultEvent, payload: [1, 2, 3] }),
+  ];
+  const out: GarbageMessage[] = [];
+  for (let k = 0; k < count; k++) out.push(catalog[(startAt + k) % catalog.length]());
+  return out;
+}
+
+export const GARBAGE_KINDS = 15;
+
+function without(o: Record<string, unknown>, key: string): Record<string, unknown> {
+  const c = { ...o };
+  delete c[key];
+  return c;
+}
+
+function randomBytes(rng: Rng, n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = rng.nextU32() & 255;
+  return b;
+}
