@@ -1,0 +1,196 @@
+// Per-worker plan (issue 4 "Planning", issue 7): how much a worker may use, and what it does with it.
+//
+// budget = min(user cap, probed memory, what the adapter limits allow). No WebGPU API reports
+// total VRAM (gpuweb #5505), so without a probe or a cap the only amount the adapter promises is
+// one maxBufferSize allocation; we plan with that and say so.
+// trainable params = floor(budget / 20) (TRAIN_BYTES_PER_PARAM). A worker covering the model is a
+// data-parallel replica; its micro-batch is what remains for activations after weights, gradients
+// and Adam (16 B/param) divided by the explicit per-sequence activation estimate, and also capped
+// so the largest single activation buffer fits maxStorageBufferBindingSize. If one sequence of the
+// requested length does not fit, the sequence length is halved until it does (the plan says so).
+// Otherwise it could hold a contiguous range of blocks (a pipeline stage, trained by a later
+// issue), or is too small for even one block, and the reason gives the bytes needed.
+
+import { AppError } from '../errors.ts';
+import { validateModelConfig, type ModelConfig } from '../model/config.ts';
+import { largestActivationBuffer, trainingActivations } from './activations.ts';
+import {
+  blockParams, embeddingParams, modelParams, TRAIN_BYTES_PER_PARAM, TRAIN_STATE_BYTES_PER_PARAM, type Breakdown,
+} from './rules.ts';
+import { formatBytes, MiB } from './units.ts';
+
+/** WebGPU spec defaults (what an adapter guarantees without requesting higher limits). */
+export const WEBGPU_DEFAULT_LIMITS = {
+  maxBufferSize: 256 * MiB,
+  maxStorageBufferBindingSize: 128 * MiB,
+} as const;
+
+export interface WorkerResources {
+  /** The user's own cap (e.g. `--memory 2GiB` or the tab's slider), bytes. */
+  userCapBytes?: number;
+  /** What the out-of-memory probe could allocate (headroom already kept), bytes. */
+  probedBytes?: number;
+  /** adapter.limits.maxBufferSize; WebGPU default 256 MiB. */
+  maxBufferSize?: number;
+  /** adapter.limits.maxStorageBufferBindingSize; WebGPU default 128 MiB. */
+  maxStorageBufferBindingSize?: number;
+}
+
+export interface PlanOptions {
+  /** Requested tokens per sequence; default config.contextLength. */
+  seqLen?: number;
+  /** Upper bound on the micro-batch (sequences); default unbounded. */
+  maxMicroBatch?: number;
+}
+
+export type WorkerRole = 'replica' | 'stage' | 'too-small';
+
+export interface WorkerPlan {
+  role: WorkerRole;
+  /** Bytes this worker may use. */
+  budgetBytes: number;
+  /** Which input set the budget: the smallest of them. */
+  budgetSource: 'user cap' | 'probe' | 'adapter limits';
+  /** floor(budget / 20). */
+  trainableParams: number;
+  /** Parameters of the whole model. */
+  modelParams: number;
+  /** Sequences per micro-batch (0 when too small). */
+  microBatch: number;
+  /** Tokens per sequence the micro-batch was sized for (may be below the requested length). */
+  seqLen: number;
+  /** Blocks [start, end) it could hold as a pipeline stage (role 'stage'). */
+  layerRange?: [number, number];
+  /** One human sentence (or two) saying why. */
+  reason: string;
+  /** Planned bytes: 4 B/param weights, 4 grads, 8 Adam, explicit activations for microBatch x seqLen. */
+  breakdown: Breakdown;
+  /** What the flat 20-byte rule and the plan would still need from per-buffer splitting etc. */
+  warnings: string[];
+  unit: 'bytes';
+}
+
+function checkBytes(name: string, v: number | undefined): void {
+  if (v === undefined) return;
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new AppError('ERR_MEMORY_PLAN', `planWorker: ${name} must be a positive number of bytes, got ${String(v)}`, 400,
+      'pass bytes, e.g. 2 * 2**30 for 2 GiB, or leave it out');
+  }
+}
+
+interface Fit { microBatch: number; seqLen: number; limitedBy: string; halved: string[] }
+
+/**
+ * The largest micro-batch at the requested sequence length (halved until one sequence fits) for
+ * `activationBudget` bytes, `layers` blocks, with or without the embeddings/head (`ends`).
+ */
+function fitMicroBatch(
+  c: ModelConfig, activationBudget: number, bindCap: number, seq: number, layers: number, ends: boolean, max: number,
+): Fit | undefined {
+  const halved: string[] = [];
+  for (let s = seq; s >= 1; s = Math.floor(s / 2)) {
+    const perSeq = trainingActivations(c, 1, s, layers, ends).total;
+    const big = largestActivationBuffer(c, 1, s, ends);
+    const byMem = Math.floor(activationBudget / perSeq);
+    const byBind = Math.floor(bindCap / big.bytes);
+    const b = Math.min(byMem, byBind, max);
+    if (b >= 1) {
+      const limitedBy = b === max ? `the micro-batch cap (${max})`
+        : byBind < byMem ? `the binding limit (${big.name} ${formatBytes(big.bytes)} per sequence, limit ${formatBytes(bindCap)})`
+        : `memory left for activations (${formatBytes(perSeq)} per sequence)`;
+      return { microBatch: b, seqLen: s, limitedBy, halved };
+    }
+    halved.push(byBind < 1
+      ? `seq ${s}: ${big.name} of one sequence is ${formatBytes(big.bytes)} > binding limit ${formatBytes(bindCap)}`
+      : `seq ${s}: one sequence needs ${formatBytes(perSeq)} of activations, ${formatBytes(activationBudget)} left`);
+  }
+  return undefined;
+}
+
+export function planWorker(config: ModelConfig, res: WorkerResources, opts: PlanOptions = {}): WorkerPlan {
+  validateModelConfig(config);
+  checkBytes('userCapBytes', res.userCapBytes);
+  checkBytes('probedBytes', res.probedBytes);
+  checkBytes('maxBufferSize', res.maxBufferSize);
+  checkBytes('maxStorageBufferBindingSize', res.maxStorageBufferBindingSize);
+  const seq = opts.seqLen ?? config.contextLength;
+  if (!Number.isInteger(seq) || seq < 1 || seq > config.contextLength) {
+    throw new AppError('ERR_MEMORY_PLAN', `planWorker: seqLen must be an integer in 1..${config.contextLength}, got ${seq}`);
+  }
+  const maxMB = opts.maxMicroBatch ?? Infinity;
+  if (!(maxMB >= 1)) throw new AppError('ERR_MEMORY_PLAN', `planWorker: maxMicroBatch must be >= 1, got ${maxMB}`);
+
+  const maxBuffer = res.maxBufferSize ?? WEBGPU_DEFAULT_LIMITS.maxBufferSize;
+  const maxBind = res.maxStorageBufferBindingSize ?? WEBGPU_DEFAULT_LIMITS.maxStorageBufferBindingSize;
+  const bindCap = Math.min(maxBind, maxBuffer);
+
+  // Budget: the smallest of what was given; the adapter limits only bound the total when nothing else is known.
+  const candidates: Array<[WorkerPlan['budgetSource'], number]> = [];
+  if (res.userCapBytes !== undefined) candidates.push(['user cap', res.userCapBytes]);
+  if (res.probedBytes !== undefined) candidates.push(['probe', res.probedBytes]);
+  if (candidates.length === 0) candidates.push(['adapter limits', maxBuffer]);
+  candidates.sort((a, b) => a[1] - b[1]);
+  const [budgetSource, budget0] = candidates[0];
+  const budget = Math.floor(budget0);
+
+  const P = modelParams(config);
+  const trainable = Math.floor(budget / TRAIN_BYTES_PER_PARAM);
+  const bp = blockParams(config);
+  const L = config.nLayer;
+  const warnings: string[] = [];
+  if (budgetSource === 'adapter limits') {
+    warnings.push(`no memory probe or user cap: planned with one maxBufferSize (${formatBytes(maxBuffer)}), the only amount the adapter guarantees; run the probe to plan more`);
+  }
+  const wteBytes = config.vocabSize * config.nEmbd * 4;
+  if (wteBytes > bindCap) {
+    warnings.push(`wte (${config.vocabSize}x${config.nEmbd} fp32 = ${formatBytes(wteBytes)}) exceeds the binding limit ${formatBytes(bindCap)}: split into ${Math.ceil(wteBytes / bindCap)} row blocks`);
+  }
+  const src = `budget ${formatBytes(budget)} (from the ${budgetSource})`;
+  const base = { budgetBytes: budget, budgetSource, trainableParams: trainable, modelParams: P, warnings, unit: 'bytes' as const };
+
+  if (trainable >= P) {
+    const left = budget - TRAIN_STATE_BYTES_PER_PARAM * P;
+    const fit = fitMicroBatch(config, left, bindCap, seq, L, true, maxMB);
+    if (fit) {
+      const act = trainingActivations(config, fit.microBatch, fit.seqLen).total;
+      const shortened = fit.seqLen < seq ? ` Sequence length reduced from ${seq} to ${fit.seqLen} (${fit.halved[0]}).` : '';
+      return {
+        ...base, role: 'replica', microBatch: fit.microBatch, seqLen: fit.seqLen,
+        reason: `Replica: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, covering the model's ${P.toLocaleString('en-US')}; after weights, gradients and Adam (16 B/param = ${formatBytes(16 * P)}) ${formatBytes(left)} is left for activations: micro-batch ${fit.microBatch} x ${fit.seqLen} tokens, limited by ${fit.limitedBy}.${shortened}`,
+        breakdown: { weights: 4 * P, gradients: 4 * P, optimizer: 8 * P, activations: act },
+      };
+    }
+    warnings.push(`covers the model by the 20-byte rule but not even one token of activations fits`);
+  }
+
+  // Most blocks by the 20-byte rule, fewer if their activations for one token would not fit.
+  let k = Math.min(L, Math.floor(trainable / bp));
+  let fit: Fit | undefined;
+  for (; k >= 1; k--) {
+    fit = fitMicroBatch(config, budget - TRAIN_STATE_BYTES_PER_PARAM * k * bp, bindCap, seq, k, false, maxMB);
+    if (fit) break;
+  }
+  if (k >= 1 && fit) {
+    const kp = k * bp;
+    const mb = fit.microBatch;
+    const s = fit.seqLen;
+    const holds = k === L
+      ? `all ${L} blocks but not the embeddings (${embeddingParams(config).toLocaleString('en-US')} params)`
+      : `${k} of ${L} blocks (${bp.toLocaleString('en-US')} params each)`;
+    return {
+      ...base, role: 'stage', microBatch: mb, seqLen: s, layerRange: [0, k],
+      reason: `Pipeline stage: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, less than the model's ${P.toLocaleString('en-US')} (needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)}); it could hold ${holds}, a contiguous range such as [0, ${k}). Waits until pipeline training is available.`,
+      breakdown: {
+        weights: 4 * kp, gradients: 4 * kp, optimizer: 8 * kp,
+        activations: trainingActivations(config, mb, s, k, false).total,
+      },
+    };
+  }
+
+  const need = TRAIN_BYTES_PER_PARAM * bp;
+  return {
+    ...base, role: 'too-small', microBatch: 0, seqLen: seq,
+    reason: `Too small: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, but one block has ${bp.toLocaleString('en-US')} params and needs ${formatBytes(need)} (${need} bytes) to train; the whole model needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)}.`,
+    breakdown: { weights: 4 * bp, gradients: 4 * bp, optimizer: 8 * bp, activations: 4 * bp },
+  };
+}
