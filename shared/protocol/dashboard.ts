@@ -1,0 +1,121 @@
+// Live push to dashboards: socket.io namespace `/dashboard` (same msgpack parser as workers).
+// On connect the coordinator sends `snapshot` (the same JSON as GET /api/status) and `history`
+// (every HistoryPoint so far); afterwards it pushes `status` (about once per second while anything
+// changes), `step` per finished optimizer step, `eval` per evaluation, `worker` on each worker
+// change and `log` for notable events. Dashboards only listen; they send nothing.
+
+import type { WirePlan } from './messages.ts';
+
+export const DASHBOARD_EVENTS = {
+  snapshot: 'snapshot',
+  history: 'history',
+  status: 'status',
+  step: 'step',
+  eval: 'eval',
+  worker: 'worker',
+  log: 'log',
+} as const;
+
+export interface WorkerRow {
+  id: string;
+  name?: string;
+  backend: string;
+  /** Adapter description (untrusted text: render as text, never HTML). */
+  adapter: string;
+  isSoftware: boolean;
+  state: 'connecting' | 'idle' | 'computing' | 'waiting' | 'paused' | 'dead' | 'left' | 'kicked';
+  role: WirePlan['role'];
+  budgetBytes: number;
+  plan: WirePlan;
+  tasksDone: number;
+  samplesDone: number;
+  tokensDone: number;
+  /** Rejections by code, and their total. */
+  rejected: number;
+  rejectedByCode: Record<string, number>;
+  tokensPerSec: number;
+  /** ms since epoch. */
+  lastSeen: number;
+  joinedAt: number;
+}
+
+export interface StatusSnapshot {
+  step: number;
+  epoch: number;
+  version: number;
+  /** Mean training loss of the last finished step (null before the first). */
+  loss: number | null;
+  lr: number;
+  samplesTrained: number;
+  tokensTrained: number;
+  tokensPerSec: number;
+  paused: boolean;
+  finished: boolean;
+  workers: WorkerRow[];
+  checkpoint: { step: number; file: string; at: number } | null;
+  model: { preset: string; params: number; config: import('../model/config.ts').ModelConfig };
+  eval: { step: number; loss: number; accuracy: number | null } | null;
+  /** Exactly-once accounting for the current epoch (see docs/protocol.md). */
+  accounting: EpochAccounting;
+  globalBatch: number;
+  uptimeSec: number;
+}
+
+export interface EpochAccounting {
+  epoch: number;
+  epochSize: number;
+  /** Samples whose gradient entered an optimizer step this epoch (each exactly once). */
+  trained: number;
+  /** Samples trained twice this epoch: must stay 0. */
+  doubled: number;
+  /** Leases issued / re-leased after a timeout or disconnect / results rejected. */
+  leased: number;
+  released: number;
+  rejectedResults: number;
+}
+
+export interface HistoryPoint {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  tokensPerSec: number;
+  stepMs: number;
+  workers: number;
+  t: number;
+  evalLoss?: number;
+  evalAccuracy?: number | null;
+}
+
+export interface EvalPoint {
+  step: number;
+  loss: number;
+  accuracy: number | null;
+  t: number;
+}
+
+export interface WorkerChange {
+  op: 'join' | 'update' | 'leave';
+  worker: WorkerRow;
+}
+
+export interface LogEntry {
+  t: number;
+  level: 'info' | 'warn' | 'error';
+  kind: 'join' | 'leave' | 'dead' | 'kick' | 'reject' | 'checkpoint' | 'step' | 'eval' | 'admin' | 'resume' | 'info';
+  message: string;
+  workerId?: string;
+  code?: string;
+}
+
+export interface DashboardEvents {
+  snapshot: (s: StatusSnapshot) => void;
+  history: (h: HistoryPoint[]) => void;
+  status: (s: StatusSnapshot) => void;
+  step: (p: HistoryPoint) => void;
+  eval: (e: EvalPoint) => void;
+  worker: (c: WorkerChange) => void;
+  log: (e: LogEntry) => void;
+}

@@ -1,0 +1,250 @@
+// Runtime validation of every protocol message. A volunteer can send anything: each check
+// returns a named rejection code (messages.ts REJECT_CODES) and a message saying which field is
+// wrong, and the caller changes nothing on failure. The task/lease checks that need the
+// coordinator's state (known task, lease owner, version) live in coordinator/; the shape, length,
+// range and finiteness checks live here so that workers can validate what the coordinator sends.
+
+import type { ModelConfig } from '../model/config.ts';
+import {
+  PROTOCOL_VERSION,
+  type AdapterInfo,
+  type ByeMsg,
+  type HeartbeatMsg,
+  type HelloMsg,
+  type ParamsMsg,
+  type RejectCode,
+  type ResultMsg,
+  type TaskMsg,
+  type WelcomeMsg,
+} from './messages.ts';
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; code: RejectCode; message: string };
+
+class Bad extends Error {
+  constructor(
+    readonly code: RejectCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_STRING = 256;
+const MAX_TASK_ID = 64;
+
+function obj(x: unknown, where: string): Record<string, unknown> {
+  if (typeof x !== 'object' || x === null || Array.isArray(x) || ArrayBuffer.isView(x)) {
+    throw new Bad('BAD_SCHEMA', `${where}: expected an object`);
+  }
+  return x as Record<string, unknown>;
+}
+function str(o: Record<string, unknown>, k: string, where: string, max = MAX_STRING, optional = false): string | undefined {
+  const v = o[k];
+  if (v === undefined && optional) return undefined;
+  if (typeof v !== 'string') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a string`);
+  if (v.length > max) throw new Bad('TOO_LARGE', `${where}.${k}: longer than ${max} characters`);
+  return v;
+}
+function int(o: Record<string, unknown>, k: string, where: string, min = 0, max = Number.MAX_SAFE_INTEGER, optional = false): number | undefined {
+  const v = o[k];
+  if (v === undefined && optional) return undefined;
+  if (typeof v !== 'number') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected an integer`);
+  if (!Number.isFinite(v)) throw new Bad('NON_FINITE', `${where}.${k}: not finite`);
+  if (!Number.isInteger(v)) throw new Bad('BAD_SCHEMA', `${where}.${k}: expected an integer, got ${v}`);
+  if (v < min || v > max) throw new Bad('OUT_OF_RANGE', `${where}.${k}: ${v} outside [${min}, ${max}]`);
+  return v;
+}
+function num(o: Record<string, unknown>, k: string, where: string, min = -Infinity, max = Infinity, optional = false): number | undefined {
+  const v = o[k];
+  if (v === undefined && optional) return undefined;
+  if (typeof v !== 'number') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a number`);
+  if (!Number.isFinite(v)) throw new Bad('NON_FINITE', `${where}.${k}: not finite`);
+  if (v < min || v > max) throw new Bad('OUT_OF_RANGE', `${where}.${k}: ${v} outside [${min}, ${max}]`);
+  return v;
+}
+function typed<T extends ArrayBufferView>(
+  o: Record<string, unknown>,
+  k: string,
+  where: string,
+  ctor: { new (...a: any[]): T; name: string },
+  length?: number,
+): T {
+  const v = o[k];
+  if (!(v instanceof ctor)) {
+    throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a ${ctor.name} (raw typed array via the msgpack parser)`);
+  }
+  const len = (v as unknown as { length: number }).length;
+  if (length !== undefined && len !== length) {
+    throw new Bad('BAD_LENGTH', `${where}.${k}: length ${len}, expected ${length}`);
+  }
+  return v;
+}
+
+function run<T>(f: () => T): Checked<T> {
+  try {
+    return { ok: true, value: f() };
+  } catch (e) {
+    if (e instanceof Bad) return { ok: false, code: e.code, message: e.message };
+    return { ok: false, code: 'BAD_SCHEMA', message: `invalid message: ${(e as Error).message}` };
+  }
+}
+
+/** Index of the first NaN/Inf, or -1. One pass, no allocation. */
+export function firstNonFinite(a: Float32Array): number {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    // v - v is NaN for both NaN and +-Inf.
+    if (v - v !== 0) return i;
+  }
+  return -1;
+}
+
+function adapter(x: unknown): AdapterInfo {
+  const o = obj(x, 'hello.adapter');
+  return {
+    vendor: str(o, 'vendor', 'hello.adapter')!,
+    architecture: str(o, 'architecture', 'hello.adapter')!,
+    description: str(o, 'description', 'hello.adapter')!,
+    isSoftware: typeof o.isSoftware === 'boolean' ? o.isSoftware : (() => { throw new Bad('BAD_SCHEMA', 'hello.adapter.isSoftware: expected a boolean'); })(),
+  };
+}
+
+export function validateHello(x: unknown): Checked<HelloMsg> {
+  return run(() => {
+    const o = obj(x, 'hello');
+    if (o.protocol !== PROTOCOL_VERSION) {
+      throw new Bad('PROTOCOL_VERSION', `hello.protocol: ${String(o.protocol)} is not supported; this coordinator speaks protocol ${PROTOCOL_VERSION} (hint: update the worker)`);
+    }
+    if (o.backend !== 'cpu' && o.backend !== 'webgpu') {
+      throw new Bad('BAD_SCHEMA', `hello.backend: expected "cpu" or "webgpu", got ${JSON.stringify(o.backend)?.slice(0, 40)}`);
+    }
+    const lim = obj(o.limits ?? {}, 'hello.limits');
+    const TB = 2 ** 50;
+    return {
+      protocol: PROTOCOL_VERSION,
+      backend: o.backend,
+      adapter: adapter(o.adapter),
+      limits: {
+        maxBufferSize: int(lim, 'maxBufferSize', 'hello.limits', 1, TB, true),
+        maxStorageBufferBindingSize: int(lim, 'maxStorageBufferBindingSize', 'hello.limits', 1, TB, true),
+      },
+      probedBytes: int(o, 'probedBytes', 'hello', 0, TB, true),
+      userCapBytes: int(o, 'userCapBytes', 'hello', 0, TB, true),
+      resumeId: str(o, 'resumeId', 'hello', MAX_TASK_ID, true),
+      name: str(o, 'name', 'hello', 64, true),
+      agent: str(o, 'agent', 'hello', 64, true),
+    };
+  });
+}
+
+export interface ResultLimits {
+  /** parameterCount(model): the gradient's exact length. */
+  paramCount: number;
+}
+
+/**
+ * Shape, length, range and finiteness of a `result` (not the lease: see coordinator/leases.ts).
+ * Scans the whole gradient for NaN/Inf: a worker's own nonFinite count is not trusted.
+ */
+export function validateResult(x: unknown, lim: ResultLimits): Checked<ResultMsg> {
+  return run(() => {
+    const o = obj(x, 'result');
+    const taskId = str(o, 'taskId', 'result', MAX_TASK_ID)!;
+    const step = int(o, 'step', 'result')!;
+    const version = int(o, 'version', 'result')!;
+    const loss = num(o, 'loss', 'result', 0, 1e4)!;
+    const tokens = int(o, 'tokens', 'result', 0, 2 ** 31)!;
+    const gradNorm = num(o, 'gradNorm', 'result', 0)!;
+    const nonFinite = int(o, 'nonFinite', 'result', 0)!;
+    const t = obj(o.timings ?? {}, 'result.timings');
+    const timings = {
+      totalMs: num(t, 'totalMs', 'result.timings', 0, 1e9)!,
+      forwardMs: num(t, 'forwardMs', 'result.timings', 0, 1e9, true),
+      backwardMs: num(t, 'backwardMs', 'result.timings', 0, 1e9, true),
+      uploadMs: num(t, 'uploadMs', 'result.timings', 0, 1e9, true),
+      readbackMs: num(t, 'readbackMs', 'result.timings', 0, 1e9, true),
+    };
+    const grads = typed(o, 'grads', 'result', Float32Array, lim.paramCount);
+    if (nonFinite > 0) throw new Bad('NON_FINITE', `result.nonFinite: the worker reports ${nonFinite} NaN/Inf gradient values`);
+    const bad = firstNonFinite(grads);
+    if (bad >= 0) throw new Bad('NON_FINITE', `result.grads[${bad}] is ${grads[bad]}`);
+    return { taskId, step, version, loss, tokens, grads, gradNorm, nonFinite, timings };
+  });
+}
+
+export function validateHeartbeat(x: unknown): Checked<HeartbeatMsg> {
+  return run(() => {
+    const o = obj(x, 'heartbeat');
+    const state = o.state;
+    if (state !== undefined && !['idle', 'computing', 'uploading', 'paused', 'waiting'].includes(state as string)) {
+      throw new Bad('BAD_SCHEMA', 'heartbeat.state: expected idle|computing|uploading|paused|waiting');
+    }
+    return { t: num(o, 't', 'heartbeat')!, state: state as HeartbeatMsg['state'] };
+  });
+}
+
+export function validateBye(x: unknown): Checked<ByeMsg> {
+  return run(() => {
+    if (x === undefined || x === null) return {};
+    const o = obj(x, 'bye');
+    return { reason: str(o, 'reason', 'bye', MAX_STRING, true) };
+  });
+}
+
+// ------------------------------------------------- coordinator -> worker (for worker clients)
+
+export function validateWelcome(x: unknown): Checked<WelcomeMsg> {
+  return run(() => {
+    const o = obj(x, 'welcome');
+    if (o.protocol !== PROTOCOL_VERSION) throw new Bad('PROTOCOL_VERSION', `welcome.protocol: ${String(o.protocol)} != ${PROTOCOL_VERSION}`);
+    str(o, 'workerId', 'welcome', MAX_TASK_ID);
+    str(o, 'preset', 'welcome');
+    const m = obj(o.model, 'welcome.model');
+    for (const k of ['vocabSize', 'contextLength', 'nLayer', 'nHead', 'nEmbd']) int(m, k, 'welcome.model', 1);
+    int(o, 'paramCount', 'welcome', 1);
+    obj(o.plan, 'welcome.plan');
+    int(o, 'heartbeatMs', 'welcome', 1);
+    int(o, 'deadAfterMs', 'welcome', 1);
+    int(o, 'maxMessageBytes', 'welcome', 1);
+    return o as unknown as WelcomeMsg;
+  });
+}
+
+export function validateParams(x: unknown, paramCount: number): Checked<ParamsMsg> {
+  return run(() => {
+    const o = obj(x, 'params');
+    const version = int(o, 'version', 'params')!;
+    const step = int(o, 'step', 'params')!;
+    const params = typed(o, 'params', 'params', Float32Array, paramCount);
+    return { version, step, params };
+  });
+}
+
+export function validateTask(x: unknown, model: ModelConfig): Checked<TaskMsg> {
+  return run(() => {
+    const o = obj(x, 'task');
+    const B = int(o, 'B', 'task', 1)!;
+    const T = int(o, 'T', 'task', 1, model.contextLength)!;
+    const inputs = typed(o, 'inputs', 'task', Int32Array, B * T);
+    const targets = typed(o, 'targets', 'task', Int32Array, B * T);
+    const mask = typed(o, 'mask', 'task', Uint8Array, B * T);
+    for (let i = 0; i < B * T; i++) {
+      if (inputs[i] < 0 || inputs[i] >= model.vocabSize || targets[i] < 0 || targets[i] >= model.vocabSize) {
+        throw new Bad('OUT_OF_RANGE', `task: token id at ${i} outside [0, ${model.vocabSize})`);
+      }
+    }
+    return {
+      taskId: str(o, 'taskId', 'task', MAX_TASK_ID)!,
+      step: int(o, 'step', 'task')!,
+      version: int(o, 'version', 'task')!,
+      B,
+      T,
+      inputs,
+      targets,
+      mask,
+      tokens: int(o, 'tokens', 'task')!,
+      sampleIds: typed(o, 'sampleIds', 'task', Uint32Array, B),
+      leaseMs: int(o, 'leaseMs', 'task', 1)!,
+    };
+  });
+}
