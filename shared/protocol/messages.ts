@@ -64,6 +64,8 @@ export interface HelloMsg {
   name?: string;
   /** Client software, e.g. "node-worker/0.1" or "web-worker/0.1". */
   agent?: string;
+  /** Required when the coordinator runs with --join-token (closed clusters). */
+  joinToken?: string;
 }
 
 export interface ResultMsg {
@@ -202,6 +204,7 @@ export const REJECT_CODES = [
   'RATE_LIMIT', // too many messages
   'BANNED', // worker banned
   'NO_CAPACITY', // hello from a worker the plan cannot use (it still gets a welcome + wait)
+  'UNAUTHORIZED', // missing or wrong join token
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 

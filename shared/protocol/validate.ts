@@ -133,6 +133,7 @@ export function validateHello(x: unknown): Checked<HelloMsg> {
       resumeId: str(o, 'resumeId', 'hello', MAX_TASK_ID, true),
       name: str(o, 'name', 'hello', 64, true),
       agent: str(o, 'agent', 'hello', 64, true),
+      joinToken: str(o, 'joinToken', 'hello', 128, true),
     };
   });
 }
