@@ -1,0 +1,97 @@
+// The built-in default dataset: a tiny instruction task a ~1M-parameter model learns in minutes.
+//   "12+34=" -> "46"      two-digit addition (all 90*90 pairs)
+//   "57-23=" -> "34"      two-digit subtraction with a >= b (all 4095 pairs, never negative)
+//   "rev cat=" -> "tac"   reverse a 3-5 letter lowercase word (seeded random words)
+// Everything derives from the seed: the same seed gives the same samples, split and order.
+// The held-out split is a set of distinct prompts that never appear in train (checked here).
+// Longest row: "rev abcde=" (10) + "edcba" (5) + EOS - 1 = 15 positions (< 24).
+
+import { Rng } from '../rng.ts';
+import { AppError } from '../errors.ts';
+import { exactMatch } from './evaluate.ts';
+import { checkSampleId, fnv1a, pairRow } from './sequences.ts';
+import type { Dataset, PromptPair } from './types.ts';
+
+export const ARITH_REV_MAX_POSITIONS = 15;
+
+export interface ArithRevOptions {
+  seed: number;
+  /** Positions per row (>= 15). */
+  T: number;
+  /** Held-out pairs (default 200). */
+  heldOut?: number;
+  /** Reversal words to generate (default 6000, so ~1/3 of the task is reversal). */
+  words?: number;
+}
+
+function arithPairs(): PromptPair[] {
+  const out: PromptPair[] = [];
+  for (let a = 10; a <= 99; a++) {
+    for (let b = 10; b <= 99; b++) {
+      out.push({ prompt: `${a}+${b}=`, response: String(a + b) });
+      if (a >= b) out.push({ prompt: `${a}-${b}=`, response: String(a - b) });
+    }
+  }
+  return out;
+}
+
+function wordPairs(rng: Rng, count: number): PromptPair[] {
+  const seen = new Set<string>();
+  const out: PromptPair[] = [];
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  // 26^3 + 26^4 + 26^5 words exist, so `count` distinct ones are always found quickly.
+  while (out.length < count) {
+    const len = 3 + rng.int(3);
+    let w = '';
+    for (let i = 0; i < len; i++) w += letters[rng.int(26)];
+    if (seen.has(w)) continue;
+    seen.add(w);
+    out.push({ prompt: `rev ${w}=`, response: [...w].reverse().join('') });
+  }
+  return out;
+}
+
+/** All pairs of the task, shuffled by the seed, split into held-out (first) and train (rest). */
+export function arithRevPairs(seed: number, heldOut = 200, words = 6000): { train: PromptPair[]; heldOut: PromptPair[] } {
+  const rng = new Rng(seed);
+  const all = [...arithPairs(), ...wordPairs(rng, words)];
+  rng.shuffle(all);
+  if (heldOut < 0 || heldOut >= all.length) {
+    throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: heldOut must be in 0..${all.length - 1}, got ${heldOut}`);
+  }
+  // Prompts are unique across the whole pool (arith pairs are distinct, words are deduplicated),
+  // so slicing gives disjoint splits.
+  return { heldOut: all.slice(0, heldOut), train: all.slice(heldOut) };
+}
+
+export function arithRevDataset(opts: ArithRevOptions): Dataset {
+  const { seed, T } = opts;
+  if (!Number.isInteger(T) || T < ARITH_REV_MAX_POSITIONS) {
+    throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: T must be an integer >= ${ARITH_REV_MAX_POSITIONS}, got ${T}`,
+      400, 'use a model contextLength of at least 15');
+  }
+  const split = arithRevPairs(seed, opts.heldOut ?? 200, opts.words ?? 6000);
+  const name = `arith-rev(seed=${seed})`;
+  return {
+    name,
+    kind: 'instruction',
+    T,
+    size: split.train.length,
+    fingerprint: fnv1a([name, String(T), String(split.train.length), String(split.heldOut.length)]),
+    sample(id: number) {
+      checkSampleId(id, split.train.length, name);
+      const p = split.train[id];
+      return pairRow(p.prompt, p.response, T);
+    },
+    heldOut: {
+      size: split.heldOut.length,
+      pairs: split.heldOut,
+      sample(id: number) {
+        checkSampleId(id, split.heldOut.length, `${name} held-out`);
+        const p = split.heldOut[id];
+        return pairRow(p.prompt, p.response, T);
+      },
+    },
+    evaluate: (generate, evalOpts) => exactMatch(split.heldOut, generate, evalOpts),
+  };
+}
