@@ -69,3 +69,38 @@ export function parseBytes(text: string, where = 'size'): number {
   }
   return Math.floor(n);
 }
+
+const DURATION: Record<string, number> = { s: 1, m: 60, min: 60, h: 3600, d: 86400 };
+
+/** Parses "4h", "30m", "90s", "2d", "1.5h" or a bare number of seconds into seconds. */
+export function parseDuration(text: string, where = 'duration'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const mult = m ? DURATION[m[2].toLowerCase() || 's'] : undefined;
+  if (!m || mult === undefined || !(Number(m[1]) > 0)) {
+    throw new AppError('ERR_MEMORY_DURATION', `${where}: cannot read "${text}" as a duration`, 400,
+      'write a positive number with s, m, h or d, e.g. 4h or 30m');
+  }
+  return Number(m[1]) * mult;
+}
+
+/** Parses a link bandwidth into bits per second: "1Gbps", "100Mbps", "500kbps", "12.5MB/s" (bytes/s x 8). */
+export function parseBandwidth(text: string, where = 'link'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(bps|kbps|mbps|gbps|b\/s|kb\/s|mb\/s|gb\/s)\s*$/i.exec(text);
+  if (!m || !(Number(m[1]) > 0)) {
+    throw new AppError('ERR_MEMORY_BANDWIDTH', `${where}: cannot read "${text}" as a bandwidth`, 400,
+      'write bits per second as 100Mbps or 1Gbps, or bytes per second as 12.5MB/s');
+  }
+  const u = m[2].toLowerCase();
+  const bits: Record<string, number> = { bps: 1, kbps: 1e3, mbps: 1e6, gbps: 1e9 };
+  const byteUnits: Record<string, number> = { 'b/s': 8, 'kb/s': 8e3, 'mb/s': 8e6, 'gb/s': 8e9 };
+  return Number(m[1]) * (bits[u] ?? byteUnits[u]);
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return 'never';
+  if (seconds < 1) return `${(seconds * 1000).toFixed(0)} ms`;
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  if (seconds < 7200) return `${(seconds / 60).toFixed(1)} min`;
+  if (seconds < 172800) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86400).toFixed(1)} d`;
+}
