@@ -118,8 +118,7 @@ describe('faults', () => {
     }
   });
   it('garbage cycles through the whole catalog, every message malformed', () => {
-    const grad = new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer);
-    const ok = { taskId: 't1', version: 3, loss: 1.2, tokens: 10, gradient: grad, gradNorm: 5.4, nonFinite: 0 };
+    const ok = { taskId: 't1', step: 2, version: 3, loss: 1.2, tokens: 10, grads: new Float32Array([1, 2, 3, 4]), gradNorm: 5.4, nonFinite: 0 };
     const msgs = garbageMessages(ok, 'result', GARBAGE_KINDS, new Rng(1));
     expect(new Set(msgs.map((m) => m.label)).size).toBe(GARBAGE_KINDS);
     for (const m of msgs) expect(m.payload).not.toEqual(ok);

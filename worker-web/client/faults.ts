@@ -117,7 +117,7 @@ export interface GarbageMessage {
 
 /**
  * Malformed variants of an honest `result` payload (field names as the protocol defines them:
- * taskId, version, loss, tokens, gradient as raw bytes, gradNorm, nonFinite). `count` messages are
+ * taskId, step, version, loss, tokens, grads as a Float32Array, gradNorm, nonFinite). `count` messages are
  * drawn from the catalog, rotating so every kind is exercised.
  */
 export function garbageMessages(
@@ -127,14 +127,13 @@ export function garbageMessages(
   rng: Rng,
   startAt = 0,
 ): GarbageMessage[] {
-  const grad = honest.gradient;
-  const gradBytes = grad instanceof Uint8Array ? grad : new Uint8Array(0);
+  const grad = honest.grads instanceof Float32Array ? honest.grads : new Float32Array(0);
   const catalog: Array<() => GarbageMessage> = [
     () => ({ label: 'not-an-object', event: resultEvent, payload: 'hello' }),
-    () => ({ label: 'missing-gradient', event: resultEvent, payload: without(honest, 'gradient') }),
-    () => ({ label: 'gradient-odd-bytes', event: resultEvent, payload: { ...honest, gradient: gradBytes.subarray(0, Math.max(0, gradBytes.length - 3)) } }),
-    () => ({ label: 'gradient-truncated', event: resultEvent, payload: { ...honest, gradient: gradBytes.subarray(0, gradBytes.length >>> 1 & ~3) } }),
-    () => ({ label: 'gradient-as-string', event: resultEvent, payload: { ...honest, gradient: 'AAAA' } }),
+    () => ({ label: 'missing-grads', event: resultEvent, payload: without(honest, 'grads') }),
+    () => ({ label: 'grads-as-bytes', event: resultEvent, payload: { ...honest, grads: new Uint8Array(grad.buffer, grad.byteOffset, Math.max(0, grad.byteLength - 3)) } }),
+    () => ({ label: 'grads-truncated', event: resultEvent, payload: { ...honest, grads: grad.slice(0, grad.length >>> 1) } }),
+    () => ({ label: 'grads-as-string', event: resultEvent, payload: { ...honest, grads: 'AAAA' } }),
     () => ({ label: 'loss-nan', event: resultEvent, payload: { ...honest, loss: NaN } }),
     () => ({ label: 'tokens-negative', event: resultEvent, payload: { ...honest, tokens: -5 } }),
     () => ({ label: 'tokens-huge', event: resultEvent, payload: { ...honest, tokens: 2 ** 40 } }),

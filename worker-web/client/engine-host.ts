@@ -1,0 +1,26 @@
+// What the worker loop needs from its environment to compute: a description of the device for
+// `hello`, and a way to (re)build a TrainingBackend for the model the coordinator names. The Node
+// worker and the tab's Web Worker each provide one (CPU reference or WebGPU on navigator.gpu /
+// Dawn), so the loop itself stays environment-neutral.
+
+import type { BackendName, TrainingBackend } from '../../shared/backend.ts';
+import type { ModelConfig } from '../../shared/model/config.ts';
+import type { AdapterInfo, DeviceLimits } from '../../shared/protocol/messages.ts';
+
+export interface DeviceDescription {
+  adapter: AdapterInfo;
+  limits: DeviceLimits;
+  /** Bytes this device was found to hold (OOM probe for WebGPU, free RAM for cpu); undefined if unknown. */
+  probedBytes?: number;
+}
+
+export interface EngineHost {
+  readonly backend: BackendName;
+  /** Finds the device and measures it; called before the first hello and after a device loss. */
+  describe(): Promise<DeviceDescription>;
+  /**
+   * Builds a backend for `model`. `onLost` fires at most once if the device is lost afterwards
+   * (WebGPU `device.lost`); the loop then disposes the backend and calls create() again.
+   */
+  create(model: ModelConfig, onLost: (reason: string) => void): Promise<TrainingBackend>;
+}

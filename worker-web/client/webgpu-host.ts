@@ -1,0 +1,84 @@
+// EngineHost on WebGPU, for both environments: the caller passes how to get a GPU object
+// (navigator.gpu in the tab's Web Worker, nodeGpu() in Node) and how to build the engine's
+// TrainingBackend on a device. Owns the device: requests it with the adapter's own limits, probes
+// memory under an OOM error scope, watches `device.lost`, and requests a fresh device after a loss.
+
+import type { TrainingBackend } from '../../shared/backend.ts';
+import type { ModelConfig } from '../../shared/model/config.ts';
+import { requestEngineDevice, type EngineDevice } from '../engine/device.ts';
+import { probeMemory } from '../engine/memory.ts';
+import type { DeviceDescription, EngineHost } from './engine-host.ts';
+
+export interface WebGpuHostOptions {
+  /** Never probe past this (the volunteer's cap). */
+  probeCeilingBytes?: number;
+  /** Builds the engine's backend on a device (worker-web/engine's createWebGpuBackend). */
+  createBackend: (dev: EngineDevice, model: ModelConfig) => Promise<TrainingBackend> | TrainingBackend;
+}
+
+/** Default probe ceilings: a software adapter allocates host RAM, so ask it for less. */
+export const PROBE_CEILING_HW = 4 * 1024 ** 3;
+export const PROBE_CEILING_SW = 512 * 1024 ** 2;
+
+export interface WebGpuHost extends EngineHost {
+  /** The device in use (for diagnostics, and tests that destroy it to simulate a loss). */
+  currentDevice(): EngineDevice | undefined;
+}
+
+export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHostOptions): WebGpuHost {
+  let dev: EngineDevice | undefined;
+  let lost = false;
+
+  async function device(): Promise<EngineDevice> {
+    if (dev && !lost) return dev;
+    const gpu = getGpu();
+    if (!gpu) throw new Error('webgpu: this environment has no WebGPU (navigator.gpu is undefined)');
+    dev = await requestEngineDevice(gpu);
+    lost = false;
+    const mine = dev;
+    void mine.device.lost.then(() => {
+      if (dev === mine) lost = true;
+    });
+    return mine;
+  }
+
+  return {
+    backend: 'webgpu',
+    currentDevice: () => dev,
+    async describe(): Promise<DeviceDescription> {
+      const d = await device();
+      const hwCeiling = d.info.isSoftware ? PROBE_CEILING_SW : PROBE_CEILING_HW;
+      const ceiling = Math.min(opts.probeCeilingBytes ?? hwCeiling, hwCeiling);
+      const probe = await probeMemory(d.device, ceiling);
+      return {
+        adapter: {
+          vendor: d.info.vendor,
+          architecture: d.info.architecture,
+          description: d.info.description || d.info.device,
+          isSoftware: d.info.isSoftware,
+        },
+        limits: {
+          maxBufferSize: d.device.limits.maxBufferSize,
+          maxStorageBufferBindingSize: d.device.limits.maxStorageBufferBindingSize,
+        },
+        probedBytes: probe.usableBytes,
+      };
+    },
+    async create(model: ModelConfig, onLost: (reason: string) => void): Promise<TrainingBackend> {
+      const d = await device();
+      const backend = await opts.createBackend(d, model);
+      // A loss after our own dispose() is expected; any other (driver reset, OOM, someone
+      // destroying the device) is reported so the loop rebuilds.
+      let disposed = false;
+      const dispose = backend.dispose.bind(backend);
+      backend.dispose = () => {
+        disposed = true;
+        dispose();
+      };
+      void d.device.lost.then((info) => {
+        if (!disposed) onLost(`${info.reason ?? 'unknown'}: ${info.message || 'no message'}`);
+      });
+      return backend;
+    },
+  };
+}
