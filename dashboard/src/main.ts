@@ -1,0 +1,100 @@
+// Entry of the live dashboard (index.html). Everything arrives by push on the socket.io
+// `/dashboard` namespace (shared/protocol/dashboard.ts): `snapshot` + `history` on connect, then
+// `status`, `step`, `eval`, `worker`, `log`. Nothing polls the server.
+
+import './styles.css';
+import type { EvalPoint, HistoryPoint, LogEntry, StatusSnapshot, WorkerChange, WorkerRow } from '../../shared/protocol/dashboard.ts';
+import { byId, setText } from './dom.ts';
+import { EventLog } from './event-log.ts';
+import { formatCount, formatInt, formatLoss, formatLr, formatRate } from './format.ts';
+import { History } from './history.ts';
+import { StepChart } from './charts.ts';
+import { connectLive } from './live.ts';
+import { legend, renderMemoryBars } from './memory-bars.ts';
+import { markNav } from './nav.ts';
+import { mountShare } from './share.ts';
+import { renderWorkers } from './workers-table.ts';
+import { eventView, memoryBars, statusView, workerView } from './view.ts';
+import { adminKick, mountAdmin } from './admin-panel.ts';
+
+markNav();
+
+const history = new History();
+const log = new EventLog(byId<HTMLOListElement>('event-log'));
+const workers = new Map<string, WorkerRow>();
+
+const charts = [
+  new StepChart({ container: byId('chart-loss'), title: 'Loss', series: [{ key: 'loss', label: 'train loss', color: '#2563eb' }, { key: 'evalLoss', label: 'eval loss', color: '#dc2626' }] }),
+  new StepChart({ container: byId('chart-eval'), title: 'Eval accuracy (exact match)', series: [{ key: 'evalAccuracy', label: 'accuracy', color: '#16a34a' }] }),
+  new StepChart({ container: byId('chart-tps'), title: 'Tokens / s', series: [{ key: 'tokensPerSec', label: 'tokens/s', color: '#9333ea' }] }),
+  new StepChart({ container: byId('chart-lr'), title: 'Learning rate', series: [{ key: 'lr', label: 'lr', color: '#ea580c' }] }),
+];
+
+function redrawCharts(): void {
+  for (const c of charts) c.update(history);
+  // How many loss points the chart holds, for tests and for people reading the DOM.
+  byId('chart-loss').dataset.points = String(history.columns(['loss'])[1].filter((v) => v !== null).length);
+}
+
+function drawWorkers(): void {
+  const views = [...workers.values()].map(workerView);
+  renderWorkers(byId<HTMLTableSectionElement>('workers-body'), views, { onKick: adminKick() });
+  setText(byId('stat-workers'), views.filter((w) => !['dead', 'left', 'kicked'].includes(w.state)).length);
+  renderMemoryBars(byId('memory-plan'), memoryBars(views), 'No worker plans yet.');
+}
+
+function drawStatus(snap: StatusSnapshot): void {
+  const s = statusView(snap);
+  setText(byId('stat-step'), s.step === null ? '—' : formatInt(s.step));
+  setText(byId('stat-epoch'), s.epoch === null ? '—' : String(s.epoch));
+  setText(byId('stat-loss'), formatLoss(s.loss));
+  const ev = s.evalLoss ?? history.latest('evalLoss');
+  const acc = s.evalAccuracy ?? history.latest('evalAccuracy');
+  setText(byId('stat-eval'), `${formatLoss(ev)}${acc === null ? '' : ` / ${(acc * 100).toFixed(1)}%`}`);
+  setText(byId('stat-tps'), formatRate(s.tokensPerSec));
+  setText(byId('stat-lr'), formatLr(s.lr));
+  setText(byId('stat-samples'), s.samplesTrained === null ? '—' : formatInt(s.samplesTrained));
+  byId('stat-samples').title = s.accounting;
+  setText(byId('stat-model'), s.preset ? `${s.preset}${s.params === null ? '' : ` · ${formatCount(s.params)} params`}` : '—');
+  setText(byId('stat-checkpoint'), s.checkpointStep === null ? 'none yet' : `step ${s.checkpointStep}`);
+  byId('stat-checkpoint').title = s.checkpointFile;
+  setText(byId('stat-run-state'), s.runState);
+  byId('stat-run-state').dataset.state = s.runState;
+  setText(byId('accounting'), s.accounting);
+  workers.clear();
+  for (const w of snap.workers ?? []) workers.set(w.id, w);
+  drawWorkers();
+}
+
+const handlers: Record<string, (payload: never) => void> = {
+  snapshot: (s: StatusSnapshot) => drawStatus(s),
+  status: (s: StatusSnapshot) => drawStatus(s),
+  history: (h: HistoryPoint[]) => {
+    if (Array.isArray(h) && history.add(h)) redrawCharts();
+  },
+  step: (p: HistoryPoint) => {
+    if (history.add([p])) redrawCharts();
+  },
+  eval: (e: EvalPoint) => {
+    if (history.add([{ step: e.step, evalLoss: e.loss, evalAccuracy: e.accuracy }])) redrawCharts();
+  },
+  worker: (c: WorkerChange) => {
+    if (!c?.worker?.id) return;
+    workers.set(c.worker.id, c.worker);
+    drawWorkers();
+  },
+  log: (e: LogEntry) => log.add([eventView(e)]),
+};
+
+function setConn(state: string, detail?: string): void {
+  const pill = byId('conn');
+  pill.dataset.state = state;
+  setText(pill, detail && state !== 'connected' ? `${state} (${detail})` : state);
+}
+
+byId('memory-legend').appendChild(legend());
+mountAdmin({ onChange: drawWorkers });
+mountShare();
+connectLive({ onState: setConn, onEvent: (name, payload) => handlers[name]?.(payload as never) });
+// "last seen" is relative to now: re-render it locally (this does not contact the server).
+setInterval(drawWorkers, 5000);

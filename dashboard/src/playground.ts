@@ -1,0 +1,96 @@
+// The playground page: POST /api/generate and show the completion (as text) and why it stopped.
+
+import './styles.css';
+import { describeError, postJson } from './api.ts';
+import { byId, clear, el, setText } from './dom.ts';
+import { markNav } from './nav.ts';
+
+markNav();
+
+export interface GenerateRequest {
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+export interface GenerateResponse {
+  text: string;
+  tokens: number | number[];
+  finishReason: 'eos' | 'length' | 'stop' | string;
+  step: number;
+}
+
+const FINISH: Record<string, string> = {
+  eos: 'eos: the model ended the text (end-of-sequence token)',
+  length: 'length: reached the max tokens limit (or the context length)',
+  stop: 'stop: the completion hit a stop sequence',
+};
+
+export function explainFinish(reason: string): string {
+  return FINISH[reason] ?? reason;
+}
+
+function readNumber(id: string, label: string, integer: boolean): number {
+  const input = byId<HTMLInputElement>(id);
+  const v = Number(input.value);
+  if (input.value.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < 0) {
+    throw new Error(`${label} must be a ${integer ? 'whole ' : ''}number ≥ 0`);
+  }
+  return v;
+}
+
+function request(): GenerateRequest {
+  const prompt = byId<HTMLTextAreaElement>('gen-prompt').value;
+  if (prompt.length === 0) throw new Error('enter a prompt');
+  const topK = readNumber('gen-topk', 'Top-k', true);
+  const stop = byId<HTMLInputElement>('gen-stop').value;
+  return {
+    prompt,
+    maxTokens: readNumber('gen-max', 'Max tokens', true),
+    temperature: readNumber('gen-temp', 'Temperature', false),
+    ...(topK > 0 ? { topK } : {}),
+    topP: readNumber('gen-topp', 'Top-p', false),
+    seed: readNumber('gen-seed', 'Seed', true),
+    ...(stop ? { stop: [stop] } : {}),
+  };
+}
+
+const form = byId<HTMLFormElement>('gen-form');
+const submit = byId<HTMLButtonElement>('gen-submit');
+const out = byId('gen-output');
+const err = byId('gen-error');
+
+form.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  setText(err, '');
+  let req: GenerateRequest;
+  try {
+    req = request();
+  } catch (e) {
+    setText(err, describeError(e));
+    return;
+  }
+  submit.disabled = true;
+  out.dataset.state = 'running';
+  const t0 = performance.now();
+  try {
+    const res = await postJson<GenerateResponse>('/api/generate', req);
+    clear(out);
+    out.append(el('span', { className: 'prompt' }, req.prompt), el('span', { className: 'gen', testid: 'gen-text' }, String(res.text ?? '')));
+    setText(byId('gen-finish'), explainFinish(String(res.finishReason)));
+    byId('gen-finish').dataset.reason = String(res.finishReason);
+    setText(byId('gen-tokens'), Array.isArray(res.tokens) ? res.tokens.length : String(res.tokens));
+    setText(byId('gen-step'), String(res.step));
+    setText(byId('gen-time'), `${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    out.dataset.state = 'done';
+  } catch (e) {
+    setText(err, describeError(e));
+    out.dataset.state = 'error';
+  } finally {
+    submit.disabled = false;
+  }
+});

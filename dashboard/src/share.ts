@@ -1,0 +1,34 @@
+// The share box: the worker URL in large type with a copy button, so a volunteer can join from
+// another device. (No QR library: the URL is short enough to type or paste.)
+
+import { byId, setText } from './dom.ts';
+
+export function workerUrl(origin: string, advertised?: string): string {
+  if (advertised && /^https?:\/\//.test(advertised)) return advertised;
+  return `${origin.replace(/\/$/, '')}/worker/`;
+}
+
+export function mountShare(advertised?: string): void {
+  const url = workerUrl(location.origin, advertised);
+  const link = byId<HTMLAnchorElement>('share-url');
+  link.href = url;
+  setText(link, url);
+  const hint = byId('share-hint');
+  const local = /^(localhost|127\.|\[::1\])/.test(new URL(url).host);
+  hint.hidden = !local;
+  const btn = byId<HTMLButtonElement>('share-copy');
+  btn.onclick = async () => {
+    try {
+      await navigator.clipboard.writeText(url);
+      setText(btn, 'Copied');
+    } catch {
+      // clipboard needs a secure context: select the text so Ctrl+C works
+      const r = document.createRange();
+      r.selectNodeContents(link);
+      getSelection()?.removeAllRanges();
+      getSelection()?.addRange(r);
+      setText(btn, 'Press Ctrl+C');
+    }
+    setTimeout(() => setText(btn, 'Copy'), 2000);
+  };
+}

@@ -1,0 +1,130 @@
+// Maps the coordinator's pushed types (shared/protocol/dashboard.ts) to what the page draws.
+// Worker-supplied strings (name, adapter) pass through unchanged as plain strings; the renderers
+// put them into the page with textContent only.
+
+import type { LogEntry, StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
+import type { Breakdown, MemoryBar } from './memory-bars.ts';
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+export interface WorkerView {
+  id: string;
+  name: string;
+  backend: string;
+  adapter: string;
+  software: boolean;
+  state: string;
+  role: string;
+  budgetBytes: number | null;
+  tasksDone: number | null;
+  tokensPerSec: number | null;
+  rejected: number | null;
+  /** "LATE 2, DUPLICATE 1" */
+  rejectedCodes: string;
+  lastSeen: number | null;
+  reason: string;
+  breakdown: Breakdown | null;
+}
+
+function breakdownOf(v: Record<string, number> | undefined): Breakdown | null {
+  if (!v) return null;
+  return { weights: num(v.weights) ?? 0, gradients: num(v.gradients) ?? 0, optimizer: num(v.optimizer) ?? 0, activations: num(v.activations) ?? 0 };
+}
+
+export function workerView(w: WorkerRow): WorkerView {
+  const plan = w.plan;
+  const role = w.role ?? plan?.role ?? '';
+  const range = role === 'stage' && plan?.layerRange ? ` (layers ${plan.layerRange[0]}–${plan.layerRange[1] - 1})` : '';
+  return {
+    id: String(w.id),
+    name: typeof w.name === 'string' ? w.name : '',
+    backend: String(w.backend ?? ''),
+    adapter: typeof w.adapter === 'string' ? w.adapter : '',
+    software: w.isSoftware === true,
+    state: String(w.state ?? ''),
+    role: role + range,
+    budgetBytes: num(w.budgetBytes) ?? num(plan?.budgetBytes),
+    tasksDone: num(w.tasksDone),
+    tokensPerSec: num(w.tokensPerSec),
+    rejected: num(w.rejected),
+    rejectedCodes: Object.entries(w.rejectedByCode ?? {})
+      .filter(([, n]) => n > 0)
+      .map(([c, n]) => `${c} ${n}`)
+      .join(', '),
+    lastSeen: num(w.lastSeen),
+    reason: typeof plan?.reason === 'string' ? plan.reason : '',
+    breakdown: breakdownOf(plan?.breakdown),
+  };
+}
+
+/** Live workers only: dead/left/kicked rows keep their table entry but not a share of the plan. */
+export function memoryBars(workers: WorkerView[]): MemoryBar[] {
+  return workers
+    .filter((w) => !['dead', 'left', 'kicked'].includes(w.state))
+    .filter((w) => w.budgetBytes !== null || w.breakdown !== null)
+    .map((w) => ({
+      key: w.id,
+      label: w.name ? `${w.name} (${w.id})` : w.id,
+      budgetBytes: w.budgetBytes ?? 0,
+      breakdown: w.breakdown ?? { weights: 0, gradients: 0, optimizer: 0, activations: 0 },
+      note: w.role ? (w.role.startsWith('replica') ? w.role : `${w.role}: ${w.reason}`) : undefined,
+    }));
+}
+
+export interface EventView {
+  time: number | null;
+  kind: string;
+  level: string;
+  code: string;
+  workerId: string;
+  message: string;
+}
+
+export function eventView(e: LogEntry): EventView {
+  return {
+    time: num(e.t),
+    kind: String(e.kind ?? 'info'),
+    level: String(e.level ?? 'info'),
+    code: typeof e.code === 'string' ? e.code : '',
+    workerId: typeof e.workerId === 'string' ? e.workerId : '',
+    message: String(e.message ?? ''),
+  };
+}
+
+export interface StatusView {
+  step: number | null;
+  epoch: number | null;
+  loss: number | null;
+  evalLoss: number | null;
+  evalAccuracy: number | null;
+  tokensPerSec: number | null;
+  lr: number | null;
+  samplesTrained: number | null;
+  runState: string;
+  preset: string;
+  params: number | null;
+  checkpointStep: number | null;
+  checkpointFile: string;
+  /** "trained 96 / 512, doubled 0, re-leased 1" */
+  accounting: string;
+}
+
+export function statusView(s: StatusSnapshot): StatusView {
+  const a = s.accounting;
+  return {
+    step: num(s.step),
+    epoch: num(s.epoch),
+    loss: num(s.loss),
+    evalLoss: num(s.eval?.loss),
+    evalAccuracy: num(s.eval?.accuracy),
+    tokensPerSec: num(s.tokensPerSec),
+    lr: num(s.lr),
+    samplesTrained: num(s.samplesTrained),
+    runState: s.finished ? 'finished' : s.paused ? 'paused' : 'running',
+    preset: String(s.model?.preset ?? ''),
+    params: num(s.model?.params),
+    checkpointStep: num(s.checkpoint?.step),
+    checkpointFile: String(s.checkpoint?.file ?? ''),
+    accounting: a ? `epoch ${a.epoch}: ${a.trained}/${a.epochSize} trained, ${a.doubled} doubled, ${a.released} re-leased, ${a.rejectedResults} rejected` : '',
+  };
+}

@@ -1,0 +1,59 @@
+// The workers table. Rows are keyed by worker id and rebuilt from text only (textContent), so an
+// adapter string or name such as `<img src=x onerror=...>` is shown literally, never parsed.
+
+import { el, clear } from './dom.ts';
+import { formatAgo, formatBytes, formatInt, formatRate } from './format.ts';
+import type { WorkerView } from './view.ts';
+
+export const COLUMNS = ['id', 'name', 'backend', 'adapter', 'role', 'state', 'budget', 'tasks', 'tps', 'rejected', 'lastSeen'] as const;
+export type Column = (typeof COLUMNS)[number];
+
+function cellText(w: WorkerView, c: Column, now: number): string {
+  switch (c) {
+    case 'id': return w.id;
+    case 'name': return w.name || '—';
+    case 'backend': return w.backend || '—';
+    case 'adapter': return (w.adapter || '—') + (w.software ? ' (software)' : '');
+    case 'role': return w.role || '—';
+    case 'state': return w.state || '—';
+    case 'budget': return w.budgetBytes === null ? '—' : formatBytes(w.budgetBytes);
+    case 'tasks': return w.tasksDone === null ? '—' : formatInt(w.tasksDone);
+    case 'tps': return formatRate(w.tokensPerSec);
+    case 'rejected': return w.rejected === null ? '—' : formatInt(w.rejected) + (w.rejectedCodes ? ` (${w.rejectedCodes})` : '');
+    case 'lastSeen': return formatAgo(w.lastSeen, now);
+  }
+}
+
+export interface WorkersTableOptions {
+  /** When set, each row gets a Kick button that calls it (admin unlocked). */
+  onKick?: (workerId: string) => void;
+}
+
+export function renderWorkers(tbody: HTMLTableSectionElement, workers: WorkerView[], opts: WorkersTableOptions = {}, now = Date.now()): void {
+  clear(tbody);
+  if (workers.length === 0) {
+    const td = el('td', { className: 'empty' }, 'No workers connected. Share the worker link below to add one.');
+    td.colSpan = COLUMNS.length + 1;
+    tbody.appendChild(el('tr', { testid: 'workers-empty' }, td));
+    return;
+  }
+  for (const w of [...workers].sort((a, b) => a.id.localeCompare(b.id))) {
+    const tr = el('tr', { testid: 'worker-row', attrs: { 'data-worker-id': w.id } });
+    if (w.software) tr.classList.add('software');
+    for (const c of COLUMNS) {
+      const td = el('td', { attrs: { 'data-col': c } }, cellText(w, c, now));
+      if (c === 'role' && w.reason) td.title = w.reason;
+      if (c === 'rejected' && w.rejectedCodes) td.title = w.rejectedCodes;
+      tr.appendChild(td);
+    }
+    const actions = el('td', { className: 'actions', attrs: { 'data-col': 'actions' } });
+    if (opts.onKick) {
+      const b = el('button', { className: 'danger small', testid: 'kick', attrs: { type: 'button', 'data-worker-id': w.id } }, 'Kick');
+      const kick = opts.onKick;
+      b.addEventListener('click', () => kick(w.id));
+      actions.appendChild(b);
+    }
+    tr.appendChild(actions);
+    tbody.appendChild(tr);
+  }
+}
