@@ -1,0 +1,96 @@
+// Kernel specs and the runtime that turns them into cached, labelled pipelines.
+//
+// A KernelSpec is declarative: a label, generated WGSL (shapes baked in as constants, so every
+// loop bound and bounds check is known to the compiler), the binding list, and the grid. The
+// pipeline cache is keyed by the WGSL text, so the same shape compiles once per device.
+
+export type BindingKind = 'read' | 'rw' | 'uniform';
+
+export interface KernelSpec {
+  /** Pipeline label, e.g. "matmul_NT_64x48x32": shows up in WebGPU validation/loss reports. */
+  label: string;
+  code: string;
+  bindings: BindingKind[];
+  /** Workgroups to dispatch. */
+  grid: [number, number, number];
+}
+
+export interface BufferSlice {
+  buffer: GPUBuffer;
+  offset?: number;
+  size?: number;
+}
+
+export interface Dispatch {
+  spec: KernelSpec;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+}
+
+/** Split a 1-D workgroup count over x/y so it fits maxComputeWorkgroupsPerDimension. */
+export function grid1d(groups: number, maxPerDim = 65535): [number, number, number] {
+  if (groups <= maxPerDim) return [Math.max(1, groups), 1, 1];
+  const y = Math.ceil(groups / maxPerDim);
+  return [Math.ceil(groups / y), y, 1];
+}
+
+/** WGSL for the flat workgroup index of a grid1d dispatch. */
+export const FLAT_WG = 'let wg_flat = wid.y * nwg.x + wid.x;';
+
+export class KernelRuntime {
+  private pipelines = new Map<string, GPUComputePipeline>();
+  /** Label of the last kernel encoded, for error reports. */
+  lastLabel = '';
+  dispatchCount = 0;
+
+  constructor(readonly device: GPUDevice) {}
+
+  pipeline(spec: KernelSpec): GPUComputePipeline {
+    let p = this.pipelines.get(spec.code);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: spec.code, label: spec.label });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: spec.label });
+      this.pipelines.set(spec.code, p);
+    }
+    return p;
+  }
+
+  /** Build a dispatch (pipeline + bind group) once; encode it any number of times. */
+  prepare(spec: KernelSpec, buffers: Array<GPUBuffer | BufferSlice>): Dispatch {
+    if (buffers.length !== spec.bindings.length) {
+      throw new Error(`kernel ${spec.label}: ${buffers.length} buffers given, ${spec.bindings.length} bindings declared (bug)`);
+    }
+    const pipeline = this.pipeline(spec);
+    const entries: GPUBindGroupEntry[] = buffers.map((b, i) => {
+      const s: BufferSlice = 'buffer' in b ? b : { buffer: b };
+      return { binding: i, resource: { buffer: s.buffer, offset: s.offset ?? 0, size: s.size } };
+    });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: spec.label });
+    return { spec, pipeline, bindGroup };
+  }
+
+  encode(pass: GPUComputePassEncoder, d: Dispatch): void {
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, d.bindGroup);
+    pass.dispatchWorkgroups(d.spec.grid[0], d.spec.grid[1], d.spec.grid[2]);
+    this.lastLabel = d.spec.label;
+    this.dispatchCount++;
+  }
+}
+
+/** WGSL binding declarations for a spec's binding list, named in order. */
+export function bindingDecls(names: string[], kinds: BindingKind[], types: string[]): string {
+  return names
+    .map((n, i) => {
+      const k = kinds[i];
+      const space = k === 'uniform' ? 'uniform' : k === 'rw' ? 'storage, read_write' : 'storage, read';
+      return `@group(0) @binding(${i}) var<${space}> ${n}: ${types[i]};`;
+    })
+    .join('\n');
+}
+
+export function f32(x: number): string {
+  // A WGSL f32 literal that round-trips.
+  const s = Math.fround(x).toString();
+  return /[.eE]/.test(s) ? s : s + '.0';
+}

@@ -1,0 +1,80 @@
+// Fused softmax + masked cross-entropy (+ its gradient written over the logits in place, as
+// llm.c does), and the deterministic loss reduction. The batch uniform carries 1/tokens, which
+// changes per micro-batch (the mask), so the shaders stay shape-specialised but batch-agnostic.
+
+import { grid1d, type KernelSpec } from '../kernel.ts';
+import { ROW_INDEX, ROW_MAIN_ARGS, treeReduce } from './wgsl-util.ts';
+
+const WG = 256;
+
+/** Uniform block written once per step: invTokens = 1/tokens (0 if no tokens). */
+export const BATCH_UNIFORM = `struct Batch { invTokens: f32, pad0: f32, pad1: f32, pad2: f32 };`;
+
+/**
+ * Per row n: losses[n] = mask ? logsumexp(logits) - logits[target] : 0. With `backward`,
+ * logits[n,:] becomes dlogits = (softmax - onehot(target)) * mask * invTokens.
+ */
+export function crossEntropySpec(N: number, V: number, backward: boolean): KernelSpec {
+  return {
+    label: `cross_entropy_${backward ? 'fwd_bwd' : 'fwd'}_${N}x${V}`,
+    bindings: [backward ? 'rw' : 'read', 'read', 'read', 'uniform', 'rw'],
+    grid: grid1d(N),
+    code: `@group(0) @binding(0) var<storage, ${backward ? 'read_write' : 'read'}> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<i32>;
+@group(0) @binding(2) var<storage, read> mask: array<u32>;
+${BATCH_UNIFORM}
+@group(0) @binding(3) var<uniform> batch: Batch;
+@group(0) @binding(4) var<storage, read_write> losses: array<f32>;
+const V = ${V}u;
+${treeReduce(WG)}
+@compute @workgroup_size(${WG})
+fn main(${ROW_MAIN_ARGS}) {
+  ${ROW_INDEX}
+  if (row >= ${N}u) { return; }
+  let base = row * V;
+  let t = min(u32(targets[row]), V - 1u);
+  let on = mask[row] != 0u;
+  let tl = logits[base + t];
+  var mx = -3.0e38;
+  for (var i = li; i < V; i += ${WG}u) { mx = max(mx, logits[base + i]); }
+  mx = red_max(mx, li);
+  var s = 0.0;
+  for (var i = li; i < V; i += ${WG}u) { s += exp(logits[base + i] - mx); }
+  s = red_sum(s, li);
+  if (li == 0u) { losses[row] = select(0.0, log(s) + mx - tl, on); }
+${
+  backward
+    ? `  // Every thread has read the target logit before anyone overwrites the row.
+  storageBarrier();
+  let scale = select(0.0, batch.invTokens, on);
+  let inv = 1.0 / s;
+  for (var i = li; i < V; i += ${WG}u) {
+    let p = exp(logits[base + i] - mx) * inv;
+    logits[base + i] = (p - select(0.0, 1.0, i == t)) * scale;
+  }`
+    : ''
+}
+}`,
+  };
+}
+
+/** One workgroup: results[0] = bitcast(sum_n losses[n] * invTokens), fixed order. */
+export function lossReduceSpec(N: number): KernelSpec {
+  return {
+    label: `loss_reduce_${N}`,
+    bindings: ['read', 'uniform', 'rw'],
+    grid: [1, 1, 1],
+    code: `@group(0) @binding(0) var<storage, read> losses: array<f32>;
+${BATCH_UNIFORM}
+@group(0) @binding(1) var<uniform> batch: Batch;
+@group(0) @binding(2) var<storage, read_write> results: array<u32>;
+${treeReduce(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) li: u32) {
+  var s = 0.0;
+  for (var i = li; i < ${N}u; i += ${WG}u) { s += losses[i]; }
+  s = red_sum(s, li);
+  if (li == 0u) { results[0] = bitcast<u32>(s * batch.invTokens); }
+}`,
+  };
+}
