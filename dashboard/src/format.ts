@@ -14,7 +14,7 @@ function scaled(n: number, base: number, units: readonly string[]): string {
     v /= base;
     i++;
   }
-  const digits = i === 0 ? 0 : v >= 100 ? 0 : v >= 10 ? 1 : 2;
+  const digits = i === 0 ? 0 : v >= 10 ? 1 : 2;
   return `${neg ? '-' : ''}${v.toFixed(digits)} ${units[i]}`;
 }
 

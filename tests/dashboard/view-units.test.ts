@@ -1,0 +1,170 @@
+// Unit tests for the dashboard's pure pieces (no DOM): number formatting, the step history the
+// charts draw, memory-bar geometry, mapping of the coordinator's pushed rows, and the simulator's
+// arithmetic lines.
+import { describe, it, expect } from 'vitest';
+import { formatAgo, formatBytes, formatBytesDecimal, formatCount, formatInt, formatLoss } from '../../dashboard/src/format.ts';
+import { History } from '../../dashboard/src/history.ts';
+import { layoutBar, totals, sumBreakdown } from '../../dashboard/src/memory-bars.ts';
+import { eventView, memoryBars, statusView, workerView } from '../../dashboard/src/view.ts';
+import { arithmeticLines, deviceBars, verdict, type SimulateResult } from '../../dashboard/src/sim-view.ts';
+import { actionPath } from '../../dashboard/src/admin.ts';
+import { workerUrl } from '../../dashboard/src/share.ts';
+import type { StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
+
+describe('format', () => {
+  it('prints bytes with their unit, binary and decimal', () => {
+    expect(formatBytes(2 * 2 ** 30)).toBe('2.00 GiB');
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(1536 * 2 ** 20)).toBe('1.50 GiB');
+    expect(formatBytesDecimal(4e9)).toBe('4.00 GB');
+    expect(formatBytesDecimal(2.488796e9)).toBe('2.49 GB');
+  });
+  it('prints counts, integers, losses and ages', () => {
+    expect(formatCount(124_439_808)).toBe('124.4M');
+    expect(formatCount(1_557_611_200)).toBe('1.56B');
+    expect(formatInt(1234567)).toBe('1,234,567');
+    expect(formatLoss(null)).toBe('—');
+    expect(formatLoss(2.345678)).toBe('2.3457');
+    expect(formatAgo(10_000, 13_000)).toBe('3s ago');
+    expect(formatAgo(0, 125_000)).toBe('2m ago');
+  });
+});
+
+describe('History', () => {
+  it('merges points by step so the initial history and live pushes can overlap', () => {
+    const h = new History();
+    expect(h.add([{ step: 1, loss: 5 }, { step: 2, loss: 4 }])).toBe(true);
+    expect(h.add([{ step: 2, loss: 4 }])).toBe(false); // same again: nothing changes, no redraw
+    expect(h.add([{ step: 2, evalLoss: 4.5, evalAccuracy: 0.1 }])).toBe(true);
+    expect(h.add([{ step: 0, loss: 6 }])).toBe(true);
+    const [steps, loss, evalLoss] = h.columns(['loss', 'evalLoss']);
+    expect(steps).toEqual([0, 1, 2]);
+    expect(loss).toEqual([6, 5, 4]);
+    expect(evalLoss).toEqual([null, null, 4.5]);
+    expect(h.latest('loss')).toBe(4);
+    expect(h.latest('evalAccuracy')).toBe(0.1);
+  });
+  it('ignores malformed points and non-finite values, and caps its size', () => {
+    const h = new History(3);
+    h.add([{ step: Number.NaN, loss: 1 }, { step: 1, loss: Number.POSITIVE_INFINITY }, null as never]);
+    expect(h.columns(['loss'])).toEqual([[1], [null]]);
+    h.add([2, 3, 4, 5].map((s) => ({ step: s, loss: s })));
+    expect(h.columns(['loss'])[0]).toEqual([3, 4, 5]);
+  });
+});
+
+describe('memory bars', () => {
+  const b = { weights: 400, gradients: 400, optimizer: 800, activations: 200 };
+  it('sizes each part against the budget', () => {
+    const l = layoutBar(2000, b);
+    expect(sumBreakdown(b)).toBe(1800);
+    expect(l.widths).toEqual({ weights: 20, gradients: 20, optimizer: 40, activations: 10 });
+    expect(l.fill).toBeCloseTo(0.9);
+    expect(l.over).toBe(false);
+  });
+  it('flags a plan over budget and keeps it inside the track', () => {
+    const l = layoutBar(900, b);
+    expect(l.over).toBe(true);
+    const total = Object.values(l.widths).reduce((s, w) => s + w, 0);
+    expect(total).toBeCloseTo(100);
+  });
+  it('adds up totals over workers', () => {
+    const t = totals([
+      { key: 'a', label: 'a', budgetBytes: 1000, breakdown: b },
+      { key: 'b', label: 'b', budgetBytes: 3000, breakdown: b },
+    ]);
+    expect(t.budgetBytes).toBe(4000);
+    expect(t.usedBytes).toBe(3600);
+    expect(t.breakdown.optimizer).toBe(1600);
+  });
+});
+
+function row(over: Partial<WorkerRow> = {}): WorkerRow {
+  return {
+    id: 'w1', name: 'laptop', backend: 'webgpu', adapter: '<img src=x onerror=alert(1)>', isSoftware: true,
+    state: 'computing', role: 'replica', budgetBytes: 2 ** 30,
+    plan: { role: 'replica', budgetBytes: 2 ** 30, trainableParams: 53_687_091, microBatch: 4, seqLen: 64, reason: 'holds the whole model', breakdown: { weights: 4e5, gradients: 4e5, optimizer: 8e5, activations: 1e6 } },
+    tasksDone: 7, samplesDone: 28, tokensDone: 1792, rejected: 3, rejectedByCode: { LATE: 2, DUPLICATE: 1, BAD_SCHEMA: 0 },
+    tokensPerSec: 123.4, lastSeen: 1000, joinedAt: 500, ...over,
+  };
+}
+
+describe('view mapping', () => {
+  it('keeps worker-supplied strings verbatim and lists rejection codes', () => {
+    const v = workerView(row());
+    expect(v.adapter).toBe('<img src=x onerror=alert(1)>');
+    expect(v.software).toBe(true);
+    expect(v.rejected).toBe(3);
+    expect(v.rejectedCodes).toBe('LATE 2, DUPLICATE 1');
+    expect(v.breakdown).toEqual({ weights: 4e5, gradients: 4e5, optimizer: 8e5, activations: 1e6 });
+  });
+  it('names a stage by its layer range and leaves departed workers out of the plan', () => {
+    const stage = workerView(row({ id: 'w2', role: 'stage', plan: { ...row().plan, role: 'stage', layerRange: [0, 3], reason: 'holds blocks 0-2' } }));
+    expect(stage.role).toBe('stage (layers 0–2)');
+    const gone = workerView(row({ id: 'w3', state: 'left' }));
+    const bars = memoryBars([workerView(row()), stage, gone]);
+    expect(bars.map((b) => b.key)).toEqual(['w1', 'w2']);
+    expect(bars[1].note).toContain('holds blocks 0-2');
+  });
+  it('summarises a status snapshot, including the exactly-once counters', () => {
+    const s = statusView({
+      step: 12, epoch: 0, version: 12, loss: 3.2, lr: 3e-4, samplesTrained: 96, tokensTrained: 6144, tokensPerSec: 50,
+      paused: true, finished: false, workers: [], checkpoint: { step: 10, file: 'runs/x/ckpt-10.bin', at: 1 },
+      model: { preset: 'tiny', params: 101_232, config: { vocabSize: 257, contextLength: 64, nLayer: 3, nHead: 4, nEmbd: 48 } },
+      eval: { step: 10, loss: 3.3, accuracy: 0.25 },
+      accounting: { epoch: 0, epochSize: 512, trained: 96, doubled: 0, leased: 14, released: 1, rejectedResults: 2 },
+      globalBatch: 8, uptimeSec: 30,
+    } satisfies StatusSnapshot);
+    expect(s.runState).toBe('paused');
+    expect(s.evalAccuracy).toBe(0.25);
+    expect(s.checkpointStep).toBe(10);
+    expect(s.accounting).toBe('epoch 0: 96/512 trained, 0 doubled, 1 re-leased, 2 rejected');
+  });
+  it('maps log entries', () => {
+    expect(eventView({ t: 5, level: 'warn', kind: 'reject', message: 'late result', workerId: 'w1', code: 'LATE' })).toEqual({
+      time: 5, kind: 'reject', level: 'warn', code: 'LATE', workerId: 'w1', message: 'late result',
+    });
+  });
+});
+
+describe('simulator view', () => {
+  const res: SimulateResult = {
+    params: 124_439_808, mode: 'train', precision: 'fp32', bytesPerParam: 20, totalBytes: 2_488_796_160,
+    breakdown: { weights: 497_759_232, gradients: 497_759_232, optimizer: 995_518_464, activations: 497_759_232 },
+    cluster: {
+      devices: 2, capacityBytes: 16 * 2 ** 30, fits: true, replicas: 2, stages: 0, unassigned: [],
+      assignments: [
+        { device: 0, capacityBytes: 8 * 2 ** 30, role: 'replica', breakdown: { weights: 497_759_232, gradients: 497_759_232, optimizer: 995_518_464, activations: 497_759_232 } },
+        { device: 1, capacityBytes: 8 * 2 ** 30, role: 'stage', layerRange: [0, 6] },
+      ],
+    },
+  };
+  it('shows each part of the rule as params × bytes', () => {
+    const lines = arithmeticLines(res);
+    expect(lines[0]).toMatch(/^weights\s+124,439,808 × 4 B = 497.8 MB \(474.7 MiB\)$/);
+    expect(lines[2]).toContain('× 8 B');
+    expect(lines[4]).toContain('× 20 B/param = 2.49 GB');
+    expect(lines[5]).toContain('2 device(s)');
+  });
+  it('states the verdict and draws one bar per device', () => {
+    expect(verdict(res)).toEqual({ fits: true, text: expect.stringMatching(/^Fits: 124,439,808 parameters need 2.49 GB/) });
+    expect(verdict({ ...res, cluster: { ...res.cluster!, fits: false } }).text).toMatch(/^Does not fit/);
+    const bars = deviceBars(res);
+    expect(bars).toHaveLength(2);
+    expect(bars[0].budgetBytes).toBe(8 * 2 ** 30);
+    expect(bars[1].note).toBe('stage: layers 0–5');
+    expect(sumBreakdown(bars[1].breakdown)).toBe(0);
+  });
+});
+
+describe('admin and share', () => {
+  it('builds admin paths with the worker id escaped', () => {
+    expect(actionPath('pause')).toBe('/api/admin/pause');
+    expect(actionPath({ kick: 'w/1?x' })).toBe('/api/admin/kick/w%2F1%3Fx');
+  });
+  it('points the share link at /worker/, or at an advertised URL', () => {
+    expect(workerUrl('http://10.0.0.2:8080')).toBe('http://10.0.0.2:8080/worker/');
+    expect(workerUrl('http://localhost:8080', 'https://train.example.org/worker/')).toBe('https://train.example.org/worker/');
+    expect(workerUrl('http://localhost:8080', 'javascript:alert(1)')).toBe('http://localhost:8080/worker/');
+  });
+});
