@@ -6,6 +6,7 @@ import { Backoff } from '../../worker-web/client/backoff.ts';
 import { parseFault, formatFault, corruptGradient, garbageMessages, l2norm, GARBAGE_KINDS } from '../../worker-web/client/faults.ts';
 import { Rng } from '../../shared/rng.ts';
 import { AppError } from '../../shared/errors.ts';
+import { validateResult } from '../../shared/protocol/validate.ts';
 
 describe('parseMemorySize', () => {
   it('reads binary and decimal units', () => {
@@ -118,9 +119,15 @@ describe('faults', () => {
     }
   });
   it('garbage cycles through the whole catalog, every message malformed', () => {
-    const ok = { taskId: 't1', step: 2, version: 3, loss: 1.2, tokens: 10, grads: new Float32Array([1, 2, 3, 4]), gradNorm: 5.4, nonFinite: 0 };
+    const ok = { taskId: 't1', step: 2, version: 3, loss: 1.2, tokens: 10, grads: new Float32Array([1, 2, 3, 4]), gradNorm: 5.4, nonFinite: 0, timings: { totalMs: 3 } };
+    expect(validateResult(ok, { paramCount: 4 }).ok).toBe(true);
     const msgs = garbageMessages(ok, 'result', GARBAGE_KINDS, new Rng(1));
     expect(new Set(msgs.map((m) => m.label)).size).toBe(GARBAGE_KINDS);
-    for (const m of msgs) expect(m.payload).not.toEqual(ok);
+    // Lease-level lies pass the schema and must be caught by the coordinator's lease table.
+    const leaseLevel = new Set(['unknown-task', 'future-version', 'unknown-event']);
+    for (const m of msgs) {
+      expect(m.payload).not.toEqual(ok);
+      if (!leaseLevel.has(m.label)) expect(validateResult(m.payload, { paramCount: 4 }).ok, m.label).toBe(false);
+    }
   });
 });

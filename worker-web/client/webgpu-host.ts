@@ -28,6 +28,8 @@ export interface WebGpuHost extends EngineHost {
 export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHostOptions): WebGpuHost {
   let dev: EngineDevice | undefined;
   let lost = false;
+  // The probe allocates up to the ceiling: do it once per device, not on every describe().
+  let described: { dev: EngineDevice; d: DeviceDescription } | undefined;
 
   async function device(): Promise<EngineDevice> {
     if (dev && !lost) return dev;
@@ -47,10 +49,11 @@ export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHost
     currentDevice: () => dev,
     async describe(): Promise<DeviceDescription> {
       const d = await device();
+      if (described?.dev === d) return described.d;
       const hwCeiling = d.info.isSoftware ? PROBE_CEILING_SW : PROBE_CEILING_HW;
       const ceiling = Math.min(opts.probeCeilingBytes ?? hwCeiling, hwCeiling);
       const probe = await probeMemory(d.device, ceiling);
-      return {
+      const desc: DeviceDescription = {
         adapter: {
           vendor: d.info.vendor,
           architecture: d.info.architecture,
@@ -63,6 +66,8 @@ export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHost
         },
         probedBytes: probe.usableBytes,
       };
+      described = { dev: d, d: desc };
+      return desc;
     },
     async create(model: ModelConfig, onLost: (reason: string) => void): Promise<TrainingBackend> {
       const d = await device();

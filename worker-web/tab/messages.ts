@@ -1,0 +1,19 @@
+// Messages between the /worker page (rendering only) and its Web Worker (engine + worker loop).
+// Structured-clone objects; both sides switch on `type`.
+
+import type { DeviceDescription } from '../client/engine-host.ts';
+import type { LogLevel, WorkerStats } from '../client/worker-client.ts';
+
+export type PageToWorker =
+  | { type: 'probe'; cpu: boolean }
+  | { type: 'start'; url: string; cpu: boolean; capBytes?: number; name?: string }
+  | { type: 'pause' }
+  | { type: 'resume' }
+  | { type: 'stop'; reason: string };
+
+export type WorkerToPage =
+  | { type: 'device'; ok: true; backend: 'webgpu' | 'cpu'; device: DeviceDescription }
+  | { type: 'device'; ok: false; backend: 'webgpu' | 'cpu'; error: string }
+  | { type: 'stats'; stats: WorkerStats }
+  | { type: 'log'; level: LogLevel; msg: string }
+  | { type: 'stopped'; reason: string };
