@@ -1,0 +1,271 @@
+// The training state machine of the coordinator, free of sockets and HTTP so it can be tested
+// and reasoned about alone: parameters, AdamW, LR schedule, data cursor, exactly-once ledger,
+// the current step's leases, streaming aggregation, history, checkpoint snapshot/restore.
+//
+// Step lifecycle: startStep() takes the next global batch from the epoch sampler -> leases are
+// cut (StepWork) -> each accepted result is recorded in the coverage ledger and folded into the
+// aggregator -> when every position is in, finishStep(): token-weighted mean, global-norm clip,
+// AdamW at lrAt(step), version + 1.
+
+import { randomBytes } from 'node:crypto';
+import type { MicroBatch } from '../../shared/backend.ts';
+import { buildMicroBatch, CoverageLedger, EpochSampler, type Dataset } from '../../shared/data/index.ts';
+import { AppError } from '../../shared/errors.ts';
+import { parameterCount, type ModelConfig } from '../../shared/model/config.ts';
+import { initParameters } from '../../shared/model/init.ts';
+import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
+import { AdamW, clipGradNorm, lrAt, type LrSchedule } from '../../shared/optim/index.ts';
+import type { HistoryPoint, EpochAccounting } from '../../shared/protocol/dashboard.ts';
+import type { RejectCode, ResultMsg } from '../../shared/protocol/messages.ts';
+import { Rng } from '../../shared/rng.ts';
+import type { CheckpointData } from '../checkpoint/format.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import { createAggregator, type Aggregator } from './aggregate.ts';
+import { StepWork, type Lease } from './step-work.ts';
+
+const HISTORY_MAX = 20_000;
+const HISTORY_IN_CHECKPOINT = 2_000;
+
+export interface StepSummary extends HistoryPoint {}
+
+export class Trainer {
+  readonly table: ParameterTable;
+  readonly paramCount: number;
+  params: Float32Array;
+  readonly optimizer: AdamW;
+  readonly schedule: LrSchedule;
+  /** Parameter version: +1 per optimizer step (== step). */
+  version = 0;
+  /** Index of the next optimizer step to run. */
+  step = 0;
+  sampler: EpochSampler;
+  ledger: CoverageLedger;
+  rng: Rng;
+  readonly aggregator: Aggregator;
+  current: StepWork | null = null;
+  /** Random per process: task ids of an earlier coordinator run are UNKNOWN_TASK, not LATE. */
+  readonly nonce = randomBytes(4).toString('hex');
+  /** Lease ids of the previous step (results arriving after it finished are LATE). */
+  private previousStepIds = new Map<string, 'done' | 'late'>();
+  history: HistoryPoint[] = [];
+  samplesTrained = 0;
+  tokensTrained = 0;
+  doubled = 0;
+  rejectedResults = 0;
+  leased = 0;
+  released = 0;
+  private stepStartedAt = 0;
+  private lossSum = 0;
+  private gradBuf: Float32Array;
+
+  constructor(
+    readonly config: CoordinatorConfig,
+    readonly model: ModelConfig,
+    readonly dataset: Dataset,
+  ) {
+    this.table = buildParameterTable(model);
+    this.paramCount = parameterCount(model);
+    this.params = initParameters(model, config.seed);
+    this.optimizer = new AdamW(this.table, {
+      beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay,
+    });
+    const total = config.decaySteps || config.maxSteps || 10_000;
+    this.schedule = { lr: config.lr, minLr: Math.min(config.minLr, config.lr), warmupSteps: Math.min(config.warmupSteps, total), totalSteps: total };
+    this.sampler = new EpochSampler({ seed: config.seed, size: dataset.size });
+    this.ledger = new CoverageLedger(dataset.size);
+    this.rng = new Rng(config.seed ^ 0x5eed);
+    this.aggregator = createAggregator(config.aggregate, this.paramCount);
+    this.gradBuf = new Float32Array(this.paramCount);
+  }
+
+  get epoch(): number {
+    return this.current?.epoch ?? this.sampler.epoch;
+  }
+  get finished(): boolean {
+    return this.config.maxSteps > 0 && this.step >= this.config.maxSteps;
+  }
+  get lastLoss(): number | null {
+    return this.history.length ? this.history[this.history.length - 1].loss : null;
+  }
+  lr(step = this.step): number {
+    return lrAt(step, this.schedule);
+  }
+
+  /** Begin the next step (no-op if one is running); null when max-steps is reached. */
+  startStep(now = Date.now()): StepWork | null {
+    if (this.current) return this.current;
+    if (this.finished) return null;
+    const shard = this.sampler.next(this.config.globalBatch);
+    if (shard.epoch > 0) this.ledger.forgetBefore(shard.epoch - 1);
+    this.current = new StepWork(this.nonce, this.step, this.version, shard.epoch, shard.ids);
+    this.aggregator.begin(this.step);
+    this.lossSum = 0;
+    this.stepStartedAt = now;
+    return this.current;
+  }
+
+  /** The micro-batch of a lease, and its masked-in token count. */
+  batchOf(l: Lease): { batch: MicroBatch; tokens: number } {
+    const batch = buildMicroBatch(this.dataset, l.ids);
+    let tokens = 0;
+    for (let i = 0; i < batch.mask.length; i++) tokens += batch.mask[i];
+    return { batch, tokens };
+  }
+
+  /** Classify a result's task id for `workerId`: the live lease, or why it is refused. */
+  check(taskId: string, workerId: string): Lease | { code: RejectCode; message: string } {
+    if (this.current) {
+      const r = this.current.check(taskId, workerId);
+      if (!('code' in r) || r.code !== 'UNKNOWN_TASK') return r;
+    }
+    const prev = this.previousStepIds.get(taskId);
+    if (prev === 'done') return { code: 'DUPLICATE', message: `task ${taskId} was already completed` };
+    if (prev === 'late' || taskId.startsWith(this.nonce + '.')) {
+      return { code: 'LATE', message: `task ${taskId} belongs to a step that is already finished` };
+    }
+    return { code: 'UNKNOWN_TASK', message: `task ${taskId} was never issued by this coordinator` };
+  }
+
+  /**
+   * Fold an accepted result in. `expectedTokens` is the lease's token count. Validates what needs
+   * the lease (step, version, tokens) first; on any refusal nothing changes. The aggregate is
+   * streamed: the gradient is folded in here and not kept.
+   */
+  accept(l: Lease, r: ResultMsg, expectedTokens: number, workerId: string): { ok: true } | { ok: false; code: RejectCode; message: string } {
+    const w = this.current;
+    if (!w || l.step !== w.step) return { ok: false, code: 'LATE', message: `task ${l.id}: its step is over` };
+    if (r.step !== l.step) return { ok: false, code: 'WRONG_STEP', message: `result.step ${r.step} != task step ${l.step}` };
+    if (r.version !== l.version) return { ok: false, code: 'STALE_VERSION', message: `result.version ${r.version} != task version ${l.version}` };
+    if (r.tokens !== expectedTokens) return { ok: false, code: 'TOKENS_MISMATCH', message: `result.tokens ${r.tokens} != ${expectedTokens} masked-in positions of the task` };
+    w.accept(l);
+    this.aggregator.add(r.grads, r.tokens, workerId);
+    this.lossSum += r.loss * r.tokens;
+    return { ok: true };
+  }
+
+  /** Aggregate, clip, AdamW, version + 1. Call when current.done. */
+  finishStep(now = Date.now(), workers = 0): StepSummary {
+    const w = this.current;
+    if (!w || !w.done) throw new AppError('ERR_STEP_NOT_DONE', `trainer: finishStep() with step ${this.step} incomplete (bug)`, 500);
+    const tokens = this.aggregator.finish(this.gradBuf);
+    const gradNorm = this.config.gradClip > 0 ? clipGradNorm(this.gradBuf, this.config.gradClip) : l2(this.gradBuf);
+    // The ledger holds only finished steps (so a checkpoint taken mid-step is consistent). StepWork
+    // already made this step's positions disjoint; the ledger proves no sample is trained twice
+    // across steps of the epoch. A refusal here is a bug, counted as `doubled` (must stay 0).
+    try {
+      this.ledger.record(w.epoch, w.ids);
+      this.samplesTrained += w.size;
+    } catch {
+      this.doubled += w.size;
+    }
+    const lr = this.lr(w.step);
+    if (tokens > 0) this.optimizer.step(this.params, this.gradBuf, lr);
+    this.tokensTrained += tokens;
+    this.leased += w.leasedCount;
+    this.released += w.releasedCount;
+    const stepMs = Math.max(1, now - this.stepStartedAt);
+    const point: HistoryPoint = {
+      step: w.step,
+      epoch: w.epoch,
+      loss: tokens > 0 ? this.lossSum / tokens : 0,
+      lr,
+      gradNorm,
+      tokens,
+      tokensPerSec: (tokens * 1000) / stepMs,
+      stepMs,
+      workers,
+      t: now,
+    };
+    this.history.push(point);
+    if (this.history.length > HISTORY_MAX) this.history.splice(0, this.history.length - HISTORY_MAX);
+    this.previousStepIds = new Map();
+    for (const [id, s] of w.retired) this.previousStepIds.set(id, s === 'done' ? 'done' : 'late');
+    for (const id of w.active.keys()) this.previousStepIds.set(id, 'late');
+    this.step++;
+    this.version++;
+    this.current = null;
+    return point;
+  }
+
+  accounting(): EpochAccounting {
+    const e = this.epoch;
+    return {
+      epoch: e,
+      epochSize: this.dataset.size,
+      trained: this.ledger.trained(e),
+      doubled: this.doubled,
+      leased: this.leased + (this.current?.leasedCount ?? 0),
+      released: this.released + (this.current?.releasedCount ?? 0),
+      rejectedResults: this.rejectedResults,
+    };
+  }
+
+  /**
+   * Checkpoint contents at the last step boundary. A step in progress is NOT saved: the cursor is
+   * rewound to its start, so on resume its samples are leased again; nothing is lost or doubled.
+   */
+  snapshot(meta: { preset: string; config: Record<string, unknown> }): CheckpointData {
+    // The cursor before the running step's shard, so a resumed run re-does that step's samples.
+    const cursor = this.sampler.cursor();
+    if (this.current) {
+      cursor.epoch = this.current.epoch;
+      cursor.position = cursor.position - this.current.size;
+      if (cursor.position < 0) cursor.position = 0;
+    }
+    const ledger = this.ledger.toJSON(); // only finished steps are in the ledger
+    return {
+      meta: {
+        step: this.step,
+        version: this.version,
+        epoch: cursor.epoch,
+        preset: meta.preset,
+        model: this.model,
+        paramCount: this.paramCount,
+        cursor,
+        ledger,
+        dataset: { name: this.dataset.name, fingerprint: this.dataset.fingerprint, size: this.dataset.size },
+        rngState: this.rng.state(),
+        optimizerStep: this.optimizer.state.step,
+        samplesTrained: this.samplesTrained,
+        tokensTrained: this.tokensTrained,
+        config: meta.config,
+        history: this.history.slice(-HISTORY_IN_CHECKPOINT),
+        createdAt: new Date().toISOString(),
+      },
+      params: this.params,
+      m: this.optimizer.state.m,
+      v: this.optimizer.state.v,
+    };
+  }
+
+  /** Continue from a checkpoint (checks it belongs to this model and dataset). */
+  restore(d: CheckpointData, where: string): void {
+    const m = d.meta;
+    const same = (a: ModelConfig, b: ModelConfig) => (Object.keys(a) as Array<keyof ModelConfig>).every((k) => a[k] === b[k]);
+    if (!same(m.model, this.model) || m.paramCount !== this.paramCount) {
+      throw new AppError('ERR_CHECKPOINT_MISMATCH', `checkpoint ${where} is for model ${JSON.stringify(m.model)}, this run uses ${JSON.stringify(this.model)}`, 400,
+        'start with the same --preset, or use another --run-dir');
+    }
+    if (m.dataset.fingerprint !== this.dataset.fingerprint) {
+      throw new AppError('ERR_CHECKPOINT_MISMATCH', `checkpoint ${where} was trained on dataset ${m.dataset.name} (${m.dataset.fingerprint}), this run has ${this.dataset.name} (${this.dataset.fingerprint})`, 400,
+        'start with the same --data, --seq-len and --seed, or use another --run-dir');
+    }
+    this.sampler = EpochSampler.restore(m.cursor, this.dataset.size);
+    this.ledger = CoverageLedger.fromJSON(m.ledger);
+    this.params = new Float32Array(d.params);
+    this.optimizer.loadState({ m: d.m, v: d.v, step: m.optimizerStep });
+    this.rng = new Rng(m.rngState);
+    this.step = m.step;
+    this.version = m.version;
+    this.samplesTrained = m.samplesTrained;
+    this.tokensTrained = m.tokensTrained;
+    this.history = m.history ?? [];
+    this.current = null;
+  }
+}
+
+function l2(x: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return Math.sqrt(s);
+}
