@@ -86,10 +86,16 @@ const handlers: Record<string, (payload: never) => void> = {
   log: (e: LogEntry) => log.add([eventView(e)]),
 };
 
+let lastConn = '';
 function setConn(state: string, detail?: string): void {
   const pill = byId('conn');
   pill.dataset.state = state;
   setText(pill, detail && state !== 'connected' ? `${state} (${detail})` : state);
+  // Note connection changes in the log (once per change, not per reconnect attempt).
+  if (state !== lastConn && state !== 'connecting') {
+    log.add([{ time: Date.now(), kind: state === 'connected' ? 'info' : 'error', level: 'info', code: '', workerId: '', message: state === 'connected' ? 'dashboard connected to the coordinator' : `dashboard lost the coordinator${detail ? ` (${detail})` : ''}; reconnecting` }]);
+  }
+  lastConn = state;
 }
 
 byId('memory-legend').appendChild(legend());
