@@ -1,0 +1,98 @@
+// Command-line options of `npm run bench:kernels`. Plain flags, validated: a bad value is an
+// AppError naming the flag, so a typo never silently benchmarks the wrong thing.
+
+import { AppError } from '../shared/errors.ts';
+import { PRESET_NAMES, type PresetName } from '../shared/model/config.ts';
+
+export interface BenchOptions {
+  /** Square matmul sizes n (n x n x n). */
+  sizes: number[];
+  /** Preset whose GPT shapes (BT x C x 3C, ...) are measured and whose step is timed. */
+  preset: PresetName;
+  /** Micro-batch for the GPT shapes and the step. */
+  B: number;
+  T: number;
+  /** Time budget for one measurement (one peer, one shape), ms; bigger shapes get fewer iterations. */
+  budgetMs: number;
+  /** A shape whose single warm-up run exceeds this is skipped (SwiftShader at 1024^3 takes seconds). */
+  maxRunMs: number;
+  /** Iterations ceiling per measurement. */
+  maxIters: number;
+  peers: { tfjs: boolean; jax: boolean };
+  parts: { matmul: boolean; gptShapes: boolean; step: boolean };
+}
+
+const HELP = `usage: npm run bench:kernels -- [options]
+  --quick              sizes 128,256; step on the tiny preset; small budgets (a smoke run)
+  --sizes 128,256,512  square matmul sizes (default 128,256,512,1024)
+  --preset NAME        GPT preset for shapes and the step (${PRESET_NAMES.join(', ')}; default small)
+  --batch B --seq T    micro-batch of the GPT shapes and the step (default 4 x contextLength, T capped at 128)
+  --budget-ms N        time budget per measurement (default 3000)
+  --max-run-ms N       skip a shape whose one warm-up run takes longer (default 20000)
+  --max-iters N        iteration ceiling per measurement (default 50)
+  --no-tfjs --no-jax   leave a peer out
+  --no-square --no-gpt-shapes --no-step   leave a part out`;
+
+function positiveInt(flag: string, v: string | undefined): number {
+  const n = Number(v);
+  if (v === undefined || !Number.isInteger(n) || n <= 0) {
+    throw new AppError('ERR_BENCH_ARGS', `bench:kernels: ${flag} needs a positive integer, got ${String(v)}`, 2, HELP);
+  }
+  return n;
+}
+
+export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
+  const o: BenchOptions = {
+    sizes: [128, 256, 512, 1024],
+    preset: 'small',
+    B: 0,
+    T: 0,
+    budgetMs: 3000,
+    maxRunMs: 20_000,
+    maxIters: 50,
+    peers: { tfjs: true, jax: true },
+    parts: { matmul: true, gptShapes: true, step: true },
+  };
+  let sizesGiven = false;
+  let presetGiven = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    switch (a) {
+      case '--help': case '-h': return 'help';
+      case '--quick':
+        if (!sizesGiven) o.sizes = [128, 256];
+        if (!presetGiven) o.preset = 'tiny';
+        o.budgetMs = 1000; o.maxRunMs = 5000; o.maxIters = 10;
+        break;
+      case '--sizes': {
+        const v = argv[++i];
+        o.sizes = (v ?? '').split(',').map((s) => positiveInt('--sizes', s));
+        sizesGiven = true;
+        break;
+      }
+      case '--preset': {
+        const v = argv[++i];
+        if (!v || !(PRESET_NAMES as string[]).includes(v)) {
+          throw new AppError('ERR_BENCH_ARGS', `bench:kernels: unknown --preset ${String(v)}`, 2, `one of ${PRESET_NAMES.join(', ')}`);
+        }
+        o.preset = v as PresetName; presetGiven = true;
+        break;
+      }
+      case '--batch': o.B = positiveInt(a, argv[++i]); break;
+      case '--seq': o.T = positiveInt(a, argv[++i]); break;
+      case '--budget-ms': o.budgetMs = positiveInt(a, argv[++i]); break;
+      case '--max-run-ms': o.maxRunMs = positiveInt(a, argv[++i]); break;
+      case '--max-iters': o.maxIters = positiveInt(a, argv[++i]); break;
+      case '--no-tfjs': o.peers.tfjs = false; break;
+      case '--no-jax': o.peers.jax = false; break;
+      case '--no-square': o.parts.matmul = false; break;
+      case '--no-gpt-shapes': o.parts.gptShapes = false; break;
+      case '--no-step': o.parts.step = false; break;
+      default:
+        throw new AppError('ERR_BENCH_ARGS', `bench:kernels: unknown option ${a}`, 2, HELP);
+    }
+  }
+  return o;
+}
+
+export { HELP as BENCH_HELP };

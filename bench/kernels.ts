@@ -1,0 +1,218 @@
+// `npm run bench:kernels`: our WebGPU kernels against TensorFlow.js's WebGPU backend (and
+// @jax-js/jax when it runs), on the same adapter in one Node process. Not a test: it prints
+// figures. Table for humans first, and LAST one JSON line:
+//   {"adapter", "software", "matmul":[{m,n,k,oursGflops,tfjsGflops,ratio,...}], "step":{oursMs,tfjsMs,ratio,...},
+//    "dispatchesPerStep", "jax"}
+// Timing discipline (timing.ts): warm-up, then N iterations ending with one read-back, N from a
+// time budget, identical for every peer. See docs/benchmarks.md for how to read the ratios.
+
+import { parseBenchArgs, BENCH_HELP, type BenchOptions } from './args.ts';
+import { openBenchGpu } from './node-webgpu.ts';
+import { openTfjs, timeTfjsMatmul, type MatmulShape, type Tf } from './tfjs-peer.ts';
+import { openJax, timeJaxMatmul, type JaxPeer } from './jax-peer.ts';
+import { timeOursMatmul, oursStepFactory } from './ours.ts';
+import { matmulInputs, firstAgrees, type MatmulInputs, type PeerMatmul } from './inputs.ts';
+import { squareShapes, gptShapes, matmulFlops } from './shapes.ts';
+import { gflops, type TimingBudget } from './timing.ts';
+import { table, fmt, ratio, round } from './report.ts';
+import { runStep, type StepFigures } from './step.ts';
+import { presetConfig } from '../shared/model/config.ts';
+import { isAppError } from '../shared/errors.ts';
+
+type Check = 'ok' | 'MISMATCH';
+
+interface MatmulRow {
+  label: string;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  oursGflops: number | null;
+  tfjsGflops: number | null;
+  jaxGflops: number | null;
+  ratio: number | null;
+  ratioJax: number | null;
+  /** Each peer's C[0] vs float64 on the same inputs: a wrong (or lazy) kernel must not look fast. */
+  check: Record<string, Check>;
+  note?: string;
+}
+
+/** Skips a peer's shape when its last measured rate predicts one run longer than maxRunMs. */
+class Predictor {
+  private rate = new Map<string, number>();
+  constructor(private readonly maxRunMs: number) {}
+  skip(peer: string, flops: number): string | null {
+    const r = this.rate.get(peer);
+    if (!r) return null;
+    const predicted = flops / (r * 1e6);
+    return predicted > this.maxRunMs ? `predicted ${predicted.toFixed(0)} ms/run > --max-run-ms ${this.maxRunMs}` : null;
+  }
+  record(peer: string, flops: number, ms: number): void {
+    if (ms > 0) this.rate.set(peer, gflops(flops, ms));
+  }
+}
+
+async function measure(
+  peer: string,
+  s: MatmulShape,
+  x: MatmulInputs,
+  pred: Predictor,
+  run: () => Promise<PeerMatmul>,
+  notes: string[],
+  check: Record<string, Check>,
+): Promise<number | null> {
+  const flops = matmulFlops(s);
+  const why = pred.skip(peer, flops);
+  if (why) {
+    notes.push(`${peer} skipped (${why})`);
+    return null;
+  }
+  try {
+    const r = await run();
+    pred.record(peer, flops, r.ms);
+    check[peer] = firstAgrees(r.first, x.first) ? 'ok' : 'MISMATCH';
+    if (check[peer] === 'MISMATCH') notes.push(`${peer} C[0]=${r.first}, float64 reference ${x.first}`);
+    return gflops(flops, r.ms);
+  } catch (e) {
+    notes.push(`${peer} failed: ${(e as Error).message.split('\n')[0]}`);
+    return null;
+  }
+}
+
+async function matmulSection(
+  o: BenchOptions,
+  device: GPUDevice,
+  tf: Tf | null,
+  jax: JaxPeer | null,
+  budget: TimingBudget,
+): Promise<MatmulRow[]> {
+  const shapes: MatmulShape[] = [];
+  if (o.parts.matmul) shapes.push(...squareShapes(o.sizes));
+  if (o.parts.gptShapes) {
+    const c = presetConfig(o.preset);
+    shapes.push(...gptShapes(c, o.B, o.T).map((s) => ({ ...s, label: `${o.preset} ${s.label}` })));
+  }
+  const pred = new Predictor(o.maxRunMs);
+  const rows: MatmulRow[] = [];
+  for (const s of shapes) {
+    const notes: string[] = [];
+    const check: Record<string, Check> = {};
+    const x = matmulInputs(s);
+    const ours = await measure('ours', s, x, pred, () => timeOursMatmul(device, s, x, budget), notes, check);
+    const tfjsG = tf ? await measure('tfjs', s, x, pred, () => timeTfjsMatmul(tf, s, x, budget), notes, check) : null;
+    const jaxG = jax ? await measure('jax', s, x, pred, () => timeJaxMatmul(jax, s, x, budget), notes, check) : null;
+    const row: MatmulRow = {
+      label: s.label, m: s.m, n: s.n, k: s.k, transA: s.transA, transB: s.transB,
+      oursGflops: round(ours), tfjsGflops: round(tfjsG), jaxGflops: round(jaxG),
+      ratio: round(ratio(ours, tfjsG)), ratioJax: round(ratio(ours, jaxG)), check,
+      ...(notes.length ? { note: notes.join('; ') } : {}),
+    };
+    rows.push(row);
+    console.error(`  ${s.label}: ours ${fmt(ours)} GFLOP/s, tfjs ${fmt(tfjsG)}, jax ${fmt(jaxG)}${row.note ? `  (${row.note})` : ''}`);
+  }
+  return rows;
+}
+
+const checkText = (c: Record<string, Check>) =>
+  Object.values(c).every((v) => v === 'ok') ? (Object.keys(c).length ? 'ok' : '-') : Object.entries(c).filter(([, v]) => v !== 'ok').map(([k]) => `${k} WRONG`).join(',');
+
+async function main(): Promise<number> {
+  const parsed = parseBenchArgs(process.argv.slice(2));
+  if (parsed === 'help') {
+    console.log(BENCH_HELP);
+    return 0;
+  }
+  const o = parsed;
+  const cfg = presetConfig(o.preset);
+  if (!o.T) o.T = Math.min(cfg.contextLength, 128);
+  if (!o.B) o.B = o.preset === 'tiny' ? 2 : 4;
+  if (o.T > cfg.contextLength) {
+    console.error(`bench:kernels: --seq ${o.T} > contextLength ${cfg.contextLength} of ${o.preset}`);
+    return 2;
+  }
+  const budget: TimingBudget = { budgetMs: o.budgetMs, maxIters: o.maxIters };
+
+  const g = await openBenchGpu();
+  console.log(`adapter: ${g.adapterName}${g.info.isSoftware ? '  [SOFTWARE adapter: figures say nothing about a real GPU]' : ''}`);
+  console.log(`limits: maxStorageBufferBindingSize ${g.device.limits.maxStorageBufferBindingSize}, workgroup storage ${g.device.limits.maxComputeWorkgroupStorageSize} B`);
+
+  let tf: Tf | null = null;
+  let tfError: string | null = null;
+  if (o.peers.tfjs) {
+    try {
+      tf = await openTfjs(g.device, g.adapter);
+    } catch (e) {
+      tfError = (e as Error).message;
+      console.log(`tfjs: not available: ${tfError}`);
+    }
+  }
+  let jax: JaxPeer | null = null;
+  let jaxStatus = 'not run (--no-jax)';
+  if (o.peers.jax) {
+    const j = await openJax();
+    if ('error' in j) {
+      jaxStatus = j.error;
+      console.log(`jax-js: ${j.error}`);
+    } else {
+      jax = j;
+      jaxStatus = 'ok (own device on the same adapter)';
+    }
+  }
+
+  console.error(`matmul (budget ${o.budgetMs} ms per measurement, progress on stderr):`);
+  const rows = await matmulSection(o, g.device, tf, jax, budget);
+  console.log('\nmatmul GFLOP/s (ratio = ours / peer, > 1 means we are faster)');
+  console.log(table(
+    ['shape', 'm', 'n', 'k', 'op', 'ours', 'tfjs', 'ours/tfjs', ...(jax ? ['jax', 'ours/jax'] : []), 'check'],
+    rows.map((r) => [
+      r.label, String(r.m), String(r.n), String(r.k), `${r.transA ? 'T' : 'N'}${r.transB ? 'T' : 'N'}`,
+      fmt(r.oursGflops), fmt(r.tfjsGflops), fmt(r.ratio), ...(jax ? [fmt(r.jaxGflops), fmt(r.ratioJax)] : []), checkText(r.check),
+    ]),
+  ));
+  for (const r of rows) if (r.note) console.log(`  note ${r.label}: ${r.note}`);
+
+  let step: StepFigures | null = null;
+  if (o.parts.step) {
+    console.error(`step: ${o.preset} B=${o.B} T=${o.T}`);
+    step = await runStep({ config: cfg, B: o.B, T: o.T, budget, device: g.device, tf, ours: oursStepFactory(g.device, cfg) });
+    console.log(`\nfull training step (forward + backward, ${o.preset}, B=${o.B}, T=${o.T}, gradient read back)`);
+    console.log(table(['peer', 'ms/step', 'loss', 'tokens/s'], [
+      ['ours', fmt(step.oursMs), fmt(step.oursLoss, 5), fmt(step.oursMs ? (step.tokens / step.oursMs) * 1000 : null)],
+      ['tfjs', fmt(step.tfjsMs), fmt(step.tfjsLoss, 5), fmt(step.tfjsMs ? (step.tokens / step.tfjsMs) * 1000 : null)],
+    ]));
+    console.log(`\ncpu reference loss ${fmt(step.cpuLoss, 5)}; ours/tfjs speed ratio: ${fmt(step.ratio)}   losses agree: ${step.lossesAgree ?? '-'}   dispatches per step: ${step.dispatchesPerStep ?? '-'}`);
+    for (const n of step.notes) console.log(`  note: ${n}`);
+  }
+
+  const json = {
+    adapter: g.adapterName,
+    software: g.info.isSoftware,
+    matmul: rows.map((r) => ({
+      m: r.m, n: r.n, k: r.k, op: `${r.transA ? 'T' : 'N'}${r.transB ? 'T' : 'N'}`, label: r.label,
+      oursGflops: r.oursGflops, tfjsGflops: r.tfjsGflops, ratio: r.ratio,
+      ...(jax ? { jaxGflops: r.jaxGflops, ratioJax: r.ratioJax } : {}),
+      check: r.check,
+    })),
+    step: step
+      ? {
+          preset: o.preset, B: o.B, T: o.T,
+          oursMs: round(step.oursMs, 2), tfjsMs: round(step.tfjsMs, 2), ratio: round(step.ratio),
+          oursLoss: step.oursLoss, tfjsLoss: step.tfjsLoss, lossesAgree: step.lossesAgree,
+        }
+      : null,
+    dispatchesPerStep: step?.dispatchesPerStep ?? null,
+    tfjs: tf ? 'ok (our device)' : (tfError ?? 'not run (--no-tfjs)'),
+    jax: jaxStatus,
+  };
+  console.log(JSON.stringify(json));
+  return rows.some((r) => r.check.ours === 'MISMATCH') || step?.lossesAgree === false ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(isAppError(e) ? `bench:kernels: ${e.message}` : e);
+    process.exit(isAppError(e) ? 2 : 1);
+  },
+);
