@@ -57,7 +57,7 @@ export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHost
         adapter: {
           vendor: d.info.vendor,
           architecture: d.info.architecture,
-          description: d.info.description || d.info.device,
+          description: d.info.description || d.info.device || `${d.info.vendor} ${d.info.architecture}`.trim(),
           isSoftware: d.info.isSoftware,
         },
         limits: {
