@@ -35,18 +35,20 @@ ${head1d(n)}
   };
 }
 
-/** dwpe[t,c] = sum_b dout[b,t,c] (fixed b order). Overwrites dwpe[0..T). */
-export function encoderBackwardWpeSpec(B: number, T: number, C: number): KernelSpec {
-  const n = T * C;
+/** dwpe[t,c] = sum_b dout[b,t,c] (fixed b order) for t < T, 0 for T <= t < maxT (all rows written). */
+export function encoderBackwardWpeSpec(B: number, T: number, C: number, maxT = T): KernelSpec {
+  const n = maxT * C;
   return {
-    label: `encoder_backward_wpe_${B}x${T}x${C}`,
+    label: `encoder_backward_wpe_${B}x${T}x${C}_${maxT}`,
     bindings: ['read', 'rw'],
     grid: grid(n),
     code: `@group(0) @binding(0) var<storage, read> dout: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dwpe: array<f32>;
 ${head1d(n)}
   var s = 0.0;
-  for (var b = 0u; b < ${B}u; b++) { s += dout[b * ${T * C}u + i]; }
+  if (i < ${T * C}u) {
+    for (var b = 0u; b < ${B}u; b++) { s += dout[b * ${T * C}u + i]; }
+  }
   dwpe[i] = s;
 }`,
   };

@@ -40,10 +40,13 @@ fn main(${ROW_MAIN_ARGS}) {
   };
 }
 
-/** dinp += (w*dout - mean(w*dout) - norm*mean(w*dout*norm)) * rstd, in place on dinp (the residual gradient). */
-export function layernormBackwardSpec(N: number, C: number): KernelSpec {
+/**
+ * dinp (+)= (w*dout - mean(w*dout) - norm*mean(w*dout*norm)) * rstd. With `accumulate` it adds
+ * in place to dinp (the residual stream's gradient), otherwise it overwrites (first use).
+ */
+export function layernormBackwardSpec(N: number, C: number, accumulate = true): KernelSpec {
   return {
-    label: `layernorm_backward_${N}x${C}`,
+    label: `layernorm_backward_${N}x${C}${accumulate ? '_acc' : ''}`,
     bindings: ['read', 'read', 'read', 'read', 'read', 'rw'],
     grid: grid1d(N),
     code: `@group(0) @binding(0) var<storage, read> dout: array<f32>;
@@ -74,7 +77,7 @@ fn main(${ROW_MAIN_ARGS}) {
   for (var c = li; c < C; c += ${WG}u) {
     let norm = (inp[base + c] - m) * rs;
     let dn = weight[c] * dout[base + c];
-    dinp[base + c] = dinp[base + c] + (dn - dnorm_mean - norm * dnorm_norm_mean) * rs;
+    dinp[base + c] = ${accumulate ? 'dinp[base + c] + ' : ''}(dn - dnorm_mean - norm * dnorm_norm_mean) * rs;
   }
 }`,
   };

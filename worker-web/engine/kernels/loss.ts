@@ -52,7 +52,7 @@ ${
     let p = exp(logits[base + i] - mx) * inv;
     logits[base + i] = (p - select(0.0, 1.0, i == t)) * scale;
   }`
-    : ''
+    : '  _ = batch.invTokens; // keep the binding in the auto layout (same bind group shape as backward)'
 }
 }`,
   };

@@ -1,0 +1,333 @@
+// The `webgpu` TrainingBackend: parameters and gradients resident on the GPU, the whole
+// forward+backward recorded once per (B,T) and replayed with one submit per micro-batch; only
+// the gradient, loss, norm and non-finite count come back.
+
+import type { ForwardResult, GradientResult, MicroBatch, TrainingBackend } from '../../shared/backend.ts';
+import { AppError, isAppError } from '../../shared/errors.ts';
+import { validateModelConfig, type ModelConfig } from '../../shared/model/config.ts';
+import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
+import { checkBatch } from '../../shared/model/cpu/gpt.ts';
+import { KernelRuntime } from './kernel.ts';
+import { STORAGE } from './buffers.ts';
+import { paddedLayout, planEngine, type EnginePlan, type PaddedLayout } from './plan.ts';
+import { recordStep, type RecordedStep } from './step.ts';
+import { buildEmbeddingIndex } from './embedding-index.ts';
+import { requestEngineDevice, type AdapterInfo } from './device.ts';
+import { createKernelHarness } from './harness.ts';
+import type { KernelHarness } from './harness-types.ts';
+import { adamwSpec } from './kernels/adamw.ts';
+
+export interface WebGpuBackendOptions {
+  /** Use this device (the caller owns it). Otherwise one is requested from `gpu` (or navigator.gpu) and owned. */
+  device?: GPUDevice;
+  gpu?: GPU;
+  /** Refuse plans whose GPU buffers exceed this many bytes (the volunteer's cap; always wins). */
+  memoryCapBytes?: number;
+  /** Largest micro-batch this backend will accept; its plan is built (and checked) up front. */
+  maxMicroBatch?: { B: number; T: number };
+  /** Adapter info for reports, if the caller already has it. */
+  adapterInfo?: AdapterInfo;
+}
+
+export interface DeviceLossReport {
+  reason: string;
+  message: string;
+  /** Label of the last kernel encoded before the loss. */
+  lastKernel: string;
+}
+
+export interface WebGpuBackend extends TrainingBackend {
+  readonly name: 'webgpu';
+  readonly device: GPUDevice;
+  readonly adapterInfo?: AdapterInfo;
+  /** Kernel dispatches in one forwardBackward of the current plan (0 before the first step). */
+  readonly dispatchesPerStep: number;
+  /** The memory plan of the current (B,T), if one is built. */
+  readonly plan: EnginePlan | undefined;
+  /** Called once if the device is lost (driver reset, OOM, destroy); rebuild with createWebGpuBackend. */
+  onLost(cb: (r: DeviceLossReport) => void): void;
+  /** Uncaptured WebGPU errors (validation, OOM), each with the last kernel label. */
+  onError(cb: (message: string) => void): void;
+  readonly lost: boolean;
+  /** Run single kernels on this device (conformance tests). */
+  harness(): KernelHarness;
+  /**
+   * One AdamW update on the device copy of the parameters, using the gradient of the last
+   * forwardBackward (local-step training). Moments live on the GPU. Returns nothing; read the
+   * parameters back with getParams().
+   */
+  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void>;
+  getParams(): Promise<Float32Array>;
+}
+
+export async function createWebGpuBackend(config: ModelConfig, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+  validateModelConfig(config);
+  let device = opts.device;
+  let info = opts.adapterInfo;
+  const owned = !device;
+  if (!device) {
+    const gpu = opts.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+    if (!gpu) {
+      throw new AppError('ERR_WEBGPU_UNAVAILABLE', 'webgpu engine: no GPU object (navigator.gpu is undefined)', 503,
+        'in Node pass { gpu: nodeGpu() } from worker-web/engine/node-gpu.ts');
+    }
+    const ed = await requestEngineDevice(gpu);
+    device = ed.device;
+    info = ed.info;
+  }
+  const b = new Engine(config, device, owned, opts, info);
+  if (opts.maxMicroBatch) b.ensurePlan(opts.maxMicroBatch.B, opts.maxMicroBatch.T);
+  return b;
+}
+
+class Engine implements WebGpuBackend {
+  readonly name = 'webgpu' as const;
+  private readonly rt: KernelRuntime;
+  private readonly table: ParameterTable;
+  private readonly layout: PaddedLayout;
+  private readonly params: GPUBuffer;
+  private readonly grads: GPUBuffer;
+  private step: RecordedStep | undefined;
+  private currentPlan: EnginePlan | undefined;
+  private haveParams = false;
+  private disposed = false;
+  private lostFlag = false;
+  private lostCbs: Array<(r: DeviceLossReport) => void> = [];
+  private errCbs: Array<(m: string) => void> = [];
+  private moments: { m: GPUBuffer; v: GPUBuffer; t: number } | undefined;
+  private haveGrads = false;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly device: GPUDevice,
+    private readonly ownsDevice: boolean,
+    private readonly opts: WebGpuBackendOptions,
+    readonly adapterInfo: AdapterInfo | undefined,
+  ) {
+    this.rt = new KernelRuntime(device);
+    this.table = buildParameterTable(config);
+    // Checks every parameter tensor against the binding limit before allocating anything.
+    planEngine(config, 1, 1, device.limits);
+    this.layout = paddedLayout(this.table, device.limits.minStorageBufferOffsetAlignment);
+    this.params = device.createBuffer({ size: this.layout.floats * 4, usage: STORAGE(), label: 'params' });
+    this.grads = device.createBuffer({ size: this.layout.floats * 4, usage: STORAGE(), label: 'grads' });
+    void device.lost.then((i) => {
+      if (this.disposed) return;
+      this.lostFlag = true;
+      const r: DeviceLossReport = { reason: String(i.reason ?? 'unknown'), message: i.message || '(no message)', lastKernel: this.rt.lastLabel || '(none)' };
+      for (const cb of this.lostCbs) cb(r);
+    });
+    device.addEventListener('uncapturederror', (ev) => {
+      const msg = `webgpu engine: uncaptured ${(ev as GPUUncapturedErrorEvent).error.constructor?.name ?? 'error'} after kernel "${this.rt.lastLabel}": ${(ev as GPUUncapturedErrorEvent).error.message}`;
+      for (const cb of this.errCbs) cb(msg);
+      if (this.errCbs.length === 0) console.error(msg);
+    });
+  }
+
+  get dispatchesPerStep(): number {
+    return this.step?.forwardBackward.length ?? 0;
+  }
+  get plan(): EnginePlan | undefined {
+    return this.currentPlan;
+  }
+  get lost(): boolean {
+    return this.lostFlag;
+  }
+  onLost(cb: (r: DeviceLossReport) => void): void {
+    this.lostCbs.push(cb);
+  }
+  onError(cb: (m: string) => void): void {
+    this.errCbs.push(cb);
+  }
+  harness(): KernelHarness {
+    return createKernelHarness(this.device, this.rt);
+  }
+
+  private usable(where: string): void {
+    if (this.disposed) throw new AppError('ERR_BACKEND_DISPOSED', `webgpu backend: ${where} after dispose()`, 500);
+    if (this.lostFlag) {
+      throw new AppError('ERR_WEBGPU_DEVICE_LOST', `webgpu backend: ${where} on a lost device`, 503,
+        'create a new backend with createWebGpuBackend (the worker does this on onLost)');
+    }
+  }
+
+  ensurePlan(B: number, T: number): RecordedStep {
+    if (this.step && this.step.B === B && this.step.T === T) return this.step;
+    const max = this.opts.maxMicroBatch;
+    if (max && (B > max.B || T > max.T)) {
+      throw new AppError('ERR_BATCH_TOO_LARGE', `webgpu backend: micro-batch B=${B}, T=${T} exceeds maxMicroBatch B=${max.B}, T=${max.T}`,
+        400, 'split the micro-batch or raise maxMicroBatch');
+    }
+    const plan = planEngine(this.config, B, T, this.device.limits);
+    const cap = this.opts.memoryCapBytes;
+    if (cap !== undefined && plan.totalBytes > cap) {
+      throw new AppError('ERR_ENGINE_MEMORY',
+        `webgpu backend: plan B=${B}, T=${T} needs ${plan.totalBytes} bytes of GPU buffers, over the memory cap ${cap}`, 400,
+        'use a smaller micro-batch or raise the cap');
+    }
+    this.step?.destroy();
+    this.step = undefined;
+    this.step = recordStep(this.rt, this.config, this.layout, this.params, this.grads, B, T);
+    this.currentPlan = plan;
+    return this.step;
+  }
+
+  async setParams(params: Float32Array): Promise<void> {
+    this.usable('setParams()');
+    if (!(params instanceof Float32Array) || params.length !== this.table.total) {
+      throw new AppError('ERR_PARAM_SIZE', `webgpu backend: setParams got ${params?.length} values, the model needs ${this.table.total}`,
+        400, 'pass a Float32Array laid out as buildParameterTable(config)');
+    }
+    this.table.tensors.forEach((t, i) => {
+      this.device.queue.writeBuffer(this.params, this.layout.offsets[i] * 4, params.buffer, params.byteOffset + t.offset * 4, t.size * 4);
+    });
+    this.haveParams = true;
+  }
+
+  private checked(batch: MicroBatch, where: string): void {
+    this.usable(where);
+    if (!this.haveParams) throw new AppError('ERR_NO_PARAMS', `webgpu backend: ${where} before setParams()`, 500, 'call setParams(params) first');
+    try {
+      checkBatch(this.config, batch);
+    } catch (e) {
+      if (isAppError(e)) throw new AppError(e.code, e.message.replace('cpu model', 'webgpu backend'), e.status);
+      throw e;
+    }
+  }
+
+  /** Writes the batch; returns the token count. */
+  private upload(step: RecordedStep, batch: MicroBatch): number {
+    const q = this.device.queue;
+    const sb = step.buffers;
+    const N = batch.B * batch.T;
+    const mask = new Uint32Array(N);
+    let tokens = 0;
+    for (let i = 0; i < N; i++) {
+      mask[i] = batch.mask[i] ? 1 : 0;
+      tokens += mask[i];
+    }
+    // Masked-out targets may be anything (padding); the kernel never reads them for the loss.
+    const targets = new Int32Array(N);
+    for (let i = 0; i < N; i++) targets[i] = mask[i] ? batch.targets[i] : 0;
+    const inputs = Int32Array.from(batch.inputs);
+    q.writeBuffer(sb.inputs, 0, inputs);
+    q.writeBuffer(sb.targets, 0, targets);
+    q.writeBuffer(sb.mask, 0, mask);
+    q.writeBuffer(sb.batch, 0, new Float32Array([tokens > 0 ? 1 / tokens : 0, 0, 0, 0]));
+    return tokens;
+  }
+
+  private async submitAndRead(enc: GPUCommandEncoder, copies: Array<{ src: GPUBuffer; bytes: number }>, where: string): Promise<ArrayBuffer> {
+    let total = 0;
+    for (const c of copies) total += c.bytes;
+    const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'step-readback' });
+    let off = 0;
+    for (const c of copies) {
+      enc.copyBufferToBuffer(c.src, 0, staging, off, c.bytes);
+      off += c.bytes;
+    }
+    this.device.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      throw new AppError('ERR_WEBGPU_DEVICE_LOST', `webgpu backend: ${where} failed while reading results after kernel "${this.rt.lastLabel}": ${(e as Error).message}`, 503,
+        'the device was probably lost; create a new backend');
+    }
+    const out = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  async forward(batch: MicroBatch): Promise<ForwardResult> {
+    this.checked(batch, 'forward()');
+    const step = this.ensurePlan(batch.B, batch.T);
+    const tokens = this.upload(step, batch);
+    const enc = this.device.createCommandEncoder({ label: 'forward' });
+    const pass = enc.beginComputePass({ label: 'forward' });
+    for (const d of step.forward) this.rt.encode(pass, d);
+    pass.end();
+    const N = batch.B * batch.T;
+    const V = this.config.vocabSize;
+    const raw = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: step.buffers.logits, bytes: N * V * 4 }], 'forward()');
+    const loss = new Float32Array(raw, 0, 4)[0];
+    return { logits: new Float32Array(raw, 16, N * V), loss, tokens };
+  }
+
+  async forwardBackward(batch: MicroBatch): Promise<GradientResult> {
+    this.checked(batch, 'forwardBackward()');
+    const t0 = performance.now();
+    const step = this.ensurePlan(batch.B, batch.T);
+    const tokens = this.upload(step, batch);
+    const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
+    this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
+    this.device.queue.writeBuffer(step.buffers.positions, 0, idx.positions.buffer, 0, idx.positions.byteLength);
+    const t1 = performance.now();
+    const enc = this.device.createCommandEncoder({ label: 'forward-backward' });
+    const pass = enc.beginComputePass({ label: 'forward-backward' });
+    for (const d of step.forwardBackward) this.rt.encode(pass, d);
+    pass.end();
+    const raw = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: this.grads, bytes: this.layout.floats * 4 }], 'forwardBackward()');
+    const t2 = performance.now();
+    const res = new Float32Array(raw, 0, 4);
+    const nonFinite = new Uint32Array(raw, 0, 4)[2];
+    const padded = new Float32Array(raw, 16, this.layout.floats);
+    const grads = new Float32Array(this.table.total);
+    this.table.tensors.forEach((t, i) => grads.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));
+    this.haveGrads = true;
+    const t3 = performance.now();
+    return {
+      loss: res[0], tokens, grads, gradNorm: Math.sqrt(res[1]), nonFinite,
+      timings: { totalMs: t3 - t0, uploadMs: t1 - t0, readbackMs: t3 - t2 },
+    };
+  }
+
+  async adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void> {
+    this.usable('adamwStep()');
+    if (!this.haveGrads) throw new AppError('ERR_NO_GRADS', 'webgpu backend: adamwStep() before forwardBackward()', 500, 'compute a gradient first');
+    if (!this.moments) {
+      const mk = (l: string) => this.device.createBuffer({ size: this.layout.floats * 4, usage: STORAGE(), label: l });
+      this.moments = { m: mk('adam_m'), v: mk('adam_v'), t: 0 };
+    }
+    const mo = this.moments;
+    mo.t++;
+    const enc = this.device.createCommandEncoder({ label: 'adamw' });
+    const pass = enc.beginComputePass({ label: 'adamw' });
+    const uniforms: GPUBuffer[] = [];
+    const bc1 = 1 - Math.pow(h.beta1, mo.t);
+    const bc2 = 1 - Math.pow(h.beta2, mo.t);
+    this.table.tensors.forEach((t, i) => {
+      const u = this.device.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'adamw_hp' });
+      this.device.queue.writeBuffer(u, 0, new Float32Array([h.lr, h.beta1, h.beta2, h.eps, h.decay(t.name) ? h.weightDecay : 0, bc1, bc2, 0]));
+      uniforms.push(u);
+      const sl = (b: GPUBuffer) => ({ buffer: b, offset: this.layout.offsets[i] * 4, size: t.size * 4 });
+      this.rt.encode(pass, this.rt.prepare(adamwSpec(t.size), [sl(this.params), sl(this.grads), sl(mo.m), sl(mo.v), u]));
+    });
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+    await this.device.queue.onSubmittedWorkDone();
+    for (const u of uniforms) u.destroy();
+  }
+
+  async getParams(): Promise<Float32Array> {
+    this.usable('getParams()');
+    const enc = this.device.createCommandEncoder({ label: 'get-params' });
+    const raw = await this.submitAndRead(enc, [{ src: this.params, bytes: this.layout.floats * 4 }], 'getParams()');
+    const padded = new Float32Array(raw);
+    const out = new Float32Array(this.table.total);
+    this.table.tensors.forEach((t, i) => out.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));
+    return out;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.step?.destroy();
+    this.params.destroy();
+    this.grads.destroy();
+    this.moments?.m.destroy();
+    this.moments?.v.destroy();
+    if (this.ownsDevice) this.device.destroy();
+  }
+}

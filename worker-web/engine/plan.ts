@@ -1,0 +1,127 @@
+// The engine's memory plan for one (B,T): every GPU buffer the step uses, its size, and the
+// checks against the device's limits. Computed without allocating anything, so the planner and
+// the docs can ask "would this fit?" and a too-large request fails with the tensor's name.
+//
+// Parameters and gradients live in ONE buffer each, in the parameter table's order but with every
+// tensor's start rounded up to minStorageBufferOffsetAlignment so each tensor can be bound on its
+// own; the padding stays zero (it never enters the gradient norm).
+
+import { AppError } from '../../shared/errors.ts';
+import type { ModelConfig } from '../../shared/model/config.ts';
+import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
+
+export interface DeviceLimitsLike {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  minStorageBufferOffsetAlignment: number;
+}
+
+export interface PaddedLayout {
+  table: ParameterTable;
+  /** Float offset of each tensor (table order) in the padded buffer. */
+  offsets: number[];
+  /** Total floats including padding. */
+  floats: number;
+}
+
+export function paddedLayout(table: ParameterTable, alignBytes: number): PaddedLayout {
+  const align = Math.max(1, alignBytes / 4);
+  const offsets: number[] = [];
+  let off = 0;
+  for (const t of table.tensors) {
+    off = Math.ceil(off / align) * align;
+    offsets.push(off);
+    off += t.size;
+  }
+  return { table, offsets, floats: Math.ceil(off / align) * align };
+}
+
+export interface PlannedBuffer {
+  name: string;
+  /** Shape for messages, e.g. "[L=3][N=32, 3C=144]". */
+  shape: string;
+  bytes: number;
+  /** How many of these exist (per-layer tensors). */
+  count: number;
+}
+
+export interface EnginePlan {
+  B: number;
+  T: number;
+  /** Parameters + gradients (padded), bytes. */
+  paramBytes: number;
+  gradBytes: number;
+  activationBytes: number;
+  scratchBytes: number;
+  totalBytes: number;
+  buffers: PlannedBuffer[];
+}
+
+/** Builds the plan and throws ERR_ENGINE_PLAN naming the first tensor that cannot be bound or allocated. */
+export function planEngine(config: ModelConfig, B: number, T: number, limits: DeviceLimitsLike): EnginePlan {
+  const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C } = config;
+  const N = B * T;
+  const table = buildParameterTable(config);
+  const layout = paddedLayout(table, limits.minStorageBufferOffsetAlignment);
+  const bindMax = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const fail = (what: string, bytes: number, limitName: string, limit: number, hint: string): never => {
+    throw new AppError('ERR_ENGINE_PLAN',
+      `webgpu engine plan (B=${B}, T=${T}): ${what} needs ${bytes} bytes, over ${limitName} = ${limit}`, 400, hint);
+  };
+  for (const t of table.tensors) {
+    if (t.size * 4 > bindMax) {
+      fail(`parameter ${t.name} [${t.shape.join(', ')}]`, t.size * 4, 'the storage binding limit', bindMax,
+        'this model is too large for this device; choose a smaller preset or a device with larger bindings');
+    }
+  }
+  const paramBytes = layout.floats * 4;
+  if (paramBytes > limits.maxBufferSize) {
+    fail('the parameter buffer', paramBytes, 'maxBufferSize', limits.maxBufferSize, 'choose a smaller model for this device');
+  }
+  const f = 4;
+  const acts: PlannedBuffer[] = [
+    { name: 'encoded', shape: `[N=${N}, C=${C}]`, bytes: N * C * f, count: 1 },
+    { name: 'ln1', shape: `[N, C]`, bytes: N * C * f, count: L },
+    { name: 'ln1_mean', shape: `[N]`, bytes: N * f, count: L },
+    { name: 'ln1_rstd', shape: `[N]`, bytes: N * f, count: L },
+    { name: 'qkv', shape: `[N, 3C]`, bytes: N * 3 * C * f, count: L },
+    { name: 'atty', shape: `[N, C]`, bytes: N * C * f, count: L },
+    { name: 'att', shape: `[B, NH, T, T]`, bytes: B * NH * T * T * f, count: L },
+    { name: 'res2', shape: `[N, C]`, bytes: N * C * f, count: L },
+    { name: 'ln2', shape: `[N, C]`, bytes: N * C * f, count: L },
+    { name: 'ln2_mean', shape: `[N]`, bytes: N * f, count: L },
+    { name: 'ln2_rstd', shape: `[N]`, bytes: N * f, count: L },
+    { name: 'fch', shape: `[N, 4C]`, bytes: N * 4 * C * f, count: L },
+    { name: 'fch_gelu', shape: `[N, 4C]`, bytes: N * 4 * C * f, count: L },
+    { name: 'res3', shape: `[N, C]`, bytes: N * C * f, count: L },
+    { name: 'lnf', shape: `[N, C]`, bytes: N * C * f, count: 1 },
+    { name: 'lnf_mean', shape: `[N]`, bytes: N * f, count: 1 },
+    { name: 'lnf_rstd', shape: `[N]`, bytes: N * f, count: 1 },
+    { name: 'logits', shape: `[N, V=${V}]`, bytes: N * V * f, count: 1 },
+    { name: 'losses', shape: `[N]`, bytes: N * f, count: 1 },
+  ];
+  const scratch: PlannedBuffer[] = [
+    { name: 'proj', shape: `[N, C]`, bytes: N * C * f, count: 1 },
+    { name: 'dres', shape: `[N, C]`, bytes: N * C * f, count: 1 },
+    { name: 'dbuf', shape: `[N, C]`, bytes: N * C * f, count: 1 },
+    { name: 'dqkv', shape: `[N, 3C]`, bytes: N * 3 * C * f, count: 1 },
+    { name: 'dfch', shape: `[N, 4C]`, bytes: N * 4 * C * f, count: 1 },
+    { name: 'dpreatt', shape: `[B, NH, T, T]`, bytes: B * NH * T * T * f, count: 1 },
+    { name: 'inputs+targets+mask+index', shape: `[4N + V + 1]`, bytes: (4 * N + V + 1) * 4, count: 1 },
+    { name: 'norm partials', shape: `[2 * P/4096]`, bytes: 2 * Math.ceil(layout.floats / 4096) * 4, count: 1 },
+  ];
+  for (const b of [...acts, ...scratch]) {
+    if (b.bytes > bindMax) {
+      fail(`activation ${b.name} ${b.shape}`, b.bytes, 'the storage binding limit', bindMax,
+        `use a smaller micro-batch (B*T = ${N} now) or shorter sequences`);
+    }
+  }
+  const sum = (xs: PlannedBuffer[]) => xs.reduce((s, b) => s + b.bytes * b.count, 0);
+  const activationBytes = sum(acts);
+  const scratchBytes = sum(scratch);
+  return {
+    B, T, paramBytes, gradBytes: paramBytes, activationBytes, scratchBytes,
+    totalBytes: 2 * paramBytes + activationBytes + scratchBytes,
+    buffers: [...acts, ...scratch],
+  };
+}

@@ -1,0 +1,178 @@
+// Records the GPT-2 forward and backward (llm.c gpt2_forward / gpt2_backward order) as a fixed
+// list of prepared dispatches for one (B,T): buffers allocated once, pipelines and bind groups
+// built once, then every step is: write the batch, encode the list in ONE compute pass, copy the
+// gradient + results to a staging buffer, ONE submit, map. Nothing is read back in between.
+
+import type { ModelConfig } from '../../shared/model/config.ts';
+import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
+import type { BlockTensorSuffix } from '../../shared/model/parameters.ts';
+import { KernelRuntime, type BufferSlice, type Dispatch, type KernelSpec } from './kernel.ts';
+import { storageBuffer } from './buffers.ts';
+import type { PaddedLayout } from './plan.ts';
+import { matmulSpec, type MatmulShape } from './kernels/matmul.ts';
+import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec, geluBackwardSpec, geluForwardSpec, residualForwardSpec } from './kernels/elementwise.ts';
+import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
+import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
+import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
+import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
+
+export interface StepBuffers {
+  inputs: GPUBuffer;
+  targets: GPUBuffer;
+  mask: GPUBuffer;
+  rowStart: GPUBuffer;
+  positions: GPUBuffer;
+  batch: GPUBuffer;
+  results: GPUBuffer;
+  logits: GPUBuffer;
+}
+
+export interface RecordedStep {
+  B: number;
+  T: number;
+  buffers: StepBuffers;
+  /** Forward + loss only (logits stay logits). */
+  forward: Dispatch[];
+  /** Forward + loss + backward + gradient norm (logits become dlogits in place). */
+  forwardBackward: Dispatch[];
+  destroy(): void;
+}
+
+export function recordStep(
+  rt: KernelRuntime, config: ModelConfig, layout: PaddedLayout, params: GPUBuffer, grads: GPUBuffer, B: number, T: number,
+): RecordedStep {
+  const device = rt.device;
+  const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C, contextLength: maxT } = config;
+  const N = B * T;
+  const owned: GPUBuffer[] = [];
+  const buf = (floats: number, label: string) => {
+    const b = storageBuffer(device, floats * 4, label);
+    owned.push(b);
+    return b;
+  };
+  const perLayer = (floats: number, label: string) => Array.from({ length: L }, (_, l) => buf(floats, `${label}[${l}]`));
+
+  // Parameter / gradient tensors as bindable slices of the padded buffers.
+  const slice = (base: GPUBuffer, name: string): BufferSlice => {
+    const i = layout.table.tensors.findIndex((t) => t.name === name);
+    if (i < 0) throw new Error(`webgpu engine: no parameter ${name} (bug)`);
+    return { buffer: base, offset: layout.offsets[i] * 4, size: layout.table.tensors[i].size * 4 };
+  };
+  const P = (name: string) => slice(params, name);
+  const G = (name: string) => slice(grads, name);
+  const bl = (l: number, s: BlockTensorSuffix) => `transformer.h.${l}.${s}`;
+
+  const a = {
+    encoded: buf(N * C, 'encoded'),
+    ln1: perLayer(N * C, 'ln1'), ln1Mean: perLayer(N, 'ln1_mean'), ln1Rstd: perLayer(N, 'ln1_rstd'),
+    qkv: perLayer(N * 3 * C, 'qkv'), atty: perLayer(N * C, 'atty'), att: perLayer(B * NH * T * T, 'att'),
+    res2: perLayer(N * C, 'res2'),
+    ln2: perLayer(N * C, 'ln2'), ln2Mean: perLayer(N, 'ln2_mean'), ln2Rstd: perLayer(N, 'ln2_rstd'),
+    fch: perLayer(N * 4 * C, 'fch'), fchGelu: perLayer(N * 4 * C, 'fch_gelu'), res3: perLayer(N * C, 'res3'),
+    lnf: buf(N * C, 'lnf'), lnfMean: buf(N, 'lnf_mean'), lnfRstd: buf(N, 'lnf_rstd'),
+    logits: buf(N * V, 'logits'), losses: buf(N, 'losses'),
+    proj: buf(N * C, 'proj'),
+    dres: buf(N * C, 'dres'), dbuf: buf(N * C, 'dbuf'), dqkv: buf(N * 3 * C, 'dqkv'), dfch: buf(N * 4 * C, 'dfch'),
+    dpre: buf(B * NH * T * T, 'dpreatt'),
+  };
+  const sb: StepBuffers = {
+    inputs: buf(N, 'inputs'), targets: buf(N, 'targets'), mask: buf(N, 'mask'),
+    rowStart: buf(V + 1, 'emb_row_start'), positions: buf(N, 'emb_positions'),
+    batch: device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'batch' }),
+    results: buf(4, 'results'),
+    logits: a.logits,
+  };
+  owned.push(sb.batch);
+
+  const d = (spec: KernelSpec, bufs: Array<GPUBuffer | BufferSlice>) => rt.prepare(spec, bufs);
+  const mm = (s: Partial<MatmulShape> & { M: number; N: number; K: number }, bufs: Array<GPUBuffer | BufferSlice>) =>
+    d(matmulSpec({ transA: false, transB: false, bias: false, accumulate: false, ...s }), bufs);
+
+  // ---------------- forward
+  const fwd: Dispatch[] = [];
+  fwd.push(d(encoderForwardSpec(B, T, C), [sb.inputs, P('transformer.wte.weight'), P('transformer.wpe.weight'), a.encoded]));
+  for (let l = 0; l < L; l++) {
+    const residual = l === 0 ? a.encoded : a.res3[l - 1];
+    fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [residual, P(bl(l, 'ln_1.weight')), P(bl(l, 'ln_1.bias')), a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l]]));
+    fwd.push(mm({ M: N, N: 3 * C, K: C, bias: true }, [a.ln1[l], P(bl(l, 'attn.c_attn.weight')), P(bl(l, 'attn.c_attn.bias')), a.qkv[l]]));
+    fwd.push(d(attentionForwardSpec(B, T, C, NH), [a.qkv[l], a.att[l], a.atty[l]]));
+    fwd.push(mm({ M: N, N: C, K: C, bias: true }, [a.atty[l], P(bl(l, 'attn.c_proj.weight')), P(bl(l, 'attn.c_proj.bias')), a.proj]));
+    fwd.push(d(residualForwardSpec(N * C), [residual, a.proj, a.res2[l]]));
+    fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [a.res2[l], P(bl(l, 'ln_2.weight')), P(bl(l, 'ln_2.bias')), a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l]]));
+    fwd.push(mm({ M: N, N: 4 * C, K: C, bias: true }, [a.ln2[l], P(bl(l, 'mlp.c_fc.weight')), P(bl(l, 'mlp.c_fc.bias')), a.fch[l]]));
+    fwd.push(d(geluForwardSpec(N * 4 * C), [a.fch[l], a.fchGelu[l]]));
+    fwd.push(mm({ M: N, N: C, K: 4 * C, bias: true }, [a.fchGelu[l], P(bl(l, 'mlp.c_proj.weight')), P(bl(l, 'mlp.c_proj.bias')), a.proj]));
+    fwd.push(d(residualForwardSpec(N * C), [a.res2[l], a.proj, a.res3[l]]));
+  }
+  const last = a.res3[L - 1];
+  fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [last, P('transformer.ln_f.weight'), P('transformer.ln_f.bias'), a.lnf, a.lnfMean, a.lnfRstd]));
+  fwd.push(mm({ M: N, N: V, K: C, transB: true }, [a.lnf, P('transformer.wte.weight'), a.logits]));
+
+  const lossFwd = [
+    d(crossEntropySpec(N, V, false), [a.logits, sb.targets, sb.mask, sb.batch, a.losses]),
+    d(lossReduceSpec(N), [a.losses, sb.batch, sb.results]),
+  ];
+  const lossBwd = [
+    d(crossEntropySpec(N, V, true), [a.logits, sb.targets, sb.mask, sb.batch, a.losses]),
+    d(lossReduceSpec(N), [a.losses, sb.batch, sb.results]),
+  ];
+
+  // ---------------- backward (a.logits now holds dlogits)
+  const bwd: Dispatch[] = [];
+  bwd.push(mm({ M: V, N: C, K: N, transA: true }, [a.logits, a.lnf, G('transformer.wte.weight')]));
+  bwd.push(mm({ M: N, N: C, K: V }, [a.logits, P('transformer.wte.weight'), a.dbuf]));
+  // First LayerNorm backward overwrites dres (no clear needed); the rest accumulate into it.
+  bwd.push(d(layernormBackwardSpec(N, C, false), [a.dbuf, last, P('transformer.ln_f.weight'), a.lnfMean, a.lnfRstd, a.dres]));
+  bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, last, a.lnfMean, a.lnfRstd, G('transformer.ln_f.weight'), G('transformer.ln_f.bias')]));
+  for (let l = L - 1; l >= 0; l--) {
+    const residual = l === 0 ? a.encoded : a.res3[l - 1];
+    // MLP projection: out = fch_gelu @ Wp + bp
+    bwd.push(mm({ M: N, N: 4 * C, K: C, transB: true }, [a.dres, P(bl(l, 'mlp.c_proj.weight')), a.dfch]));
+    bwd.push(mm({ M: 4 * C, N: C, K: N, transA: true }, [a.fchGelu[l], a.dres, G(bl(l, 'mlp.c_proj.weight'))]));
+    bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'mlp.c_proj.bias'))]));
+    bwd.push(d(geluBackwardSpec(N * 4 * C), [a.fch[l], a.dfch]));
+    // MLP fc: fch = ln2 @ Wfc + bfc
+    bwd.push(mm({ M: N, N: C, K: 4 * C, transB: true }, [a.dfch, P(bl(l, 'mlp.c_fc.weight')), a.dbuf]));
+    bwd.push(mm({ M: C, N: 4 * C, K: N, transA: true }, [a.ln2[l], a.dfch, G(bl(l, 'mlp.c_fc.weight'))]));
+    bwd.push(d(biasBackwardSpec(N, 4 * C), [a.dfch, G(bl(l, 'mlp.c_fc.bias'))]));
+    bwd.push(d(layernormBackwardSpec(N, C, true), [a.dbuf, a.res2[l], P(bl(l, 'ln_2.weight')), a.ln2Mean[l], a.ln2Rstd[l], a.dres]));
+    bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, a.res2[l], a.ln2Mean[l], a.ln2Rstd[l], G(bl(l, 'ln_2.weight')), G(bl(l, 'ln_2.bias'))]));
+    // Attention projection
+    bwd.push(mm({ M: N, N: C, K: C, transB: true }, [a.dres, P(bl(l, 'attn.c_proj.weight')), a.dbuf]));
+    bwd.push(mm({ M: C, N: C, K: N, transA: true }, [a.atty[l], a.dres, G(bl(l, 'attn.c_proj.weight'))]));
+    bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'attn.c_proj.bias'))]));
+    bwd.push(d(attentionBackwardScoresSpec(B, T, C, NH), [a.dbuf, a.qkv[l], a.att[l], a.dpre]));
+    bwd.push(d(attentionBackwardQkvSpec(B, T, C, NH), [a.dbuf, a.qkv[l], a.att[l], a.dpre, a.dqkv]));
+    // QKV projection
+    bwd.push(mm({ M: N, N: C, K: 3 * C, transB: true }, [a.dqkv, P(bl(l, 'attn.c_attn.weight')), a.dbuf]));
+    bwd.push(mm({ M: C, N: 3 * C, K: N, transA: true }, [a.ln1[l], a.dqkv, G(bl(l, 'attn.c_attn.weight'))]));
+    bwd.push(d(biasBackwardSpec(N, 3 * C), [a.dqkv, G(bl(l, 'attn.c_attn.bias'))]));
+    bwd.push(d(layernormBackwardSpec(N, C, true), [a.dbuf, residual, P(bl(l, 'ln_1.weight')), a.ln1Mean[l], a.ln1Rstd[l], a.dres]));
+    bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, residual, a.ln1Mean[l], a.ln1Rstd[l], G(bl(l, 'ln_1.weight')), G(bl(l, 'ln_1.bias'))]));
+  }
+  // Embeddings: dwte already holds the LM head's part; the encoder adds its own.
+  bwd.push(d(encoderBackwardWteSpec(N, V, C), [sb.rowStart, sb.positions, a.dres, G('transformer.wte.weight')]));
+  bwd.push(d(encoderBackwardWpeSpec(B, T, C, maxT), [a.dres, G('transformer.wpe.weight')]));
+
+  // Gradient norm + non-finite count over the whole padded gradient buffer (padding is zero),
+  // in binding-sized chunks.
+  const total = layout.floats;
+  const chunkFloats = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / 4 / NORM_CHUNK) * NORM_CHUNK;
+  const groups = Math.ceil(total / NORM_CHUNK);
+  const psum = buf(groups, 'norm_psum');
+  const pcnt = buf(groups, 'norm_pcnt');
+  for (let start = 0; start < total; start += chunkFloats) {
+    const n = Math.min(chunkFloats, total - start);
+    bwd.push(d(normPartialSpec(n, start / NORM_CHUNK), [{ buffer: grads, offset: start * 4, size: n * 4 }, psum, pcnt]));
+  }
+  bwd.push(d(normFinalSpec(groups), [psum, pcnt, sb.results]));
+
+  return {
+    B, T, buffers: sb,
+    forward: [...fwd, ...lossFwd],
+    forwardBackward: [...fwd, ...lossBwd, ...bwd],
+    destroy() {
+      for (const b of owned) b.destroy();
+    },
+  };
+}
