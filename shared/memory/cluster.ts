@@ -11,7 +11,8 @@
 import { AppError } from '../errors.ts';
 import type { Device } from './devices.ts';
 import type { ModelShape } from './model-shape.ts';
-import { bytesPerParam, type Breakdown, type Mode, type Precision, ruleBreakdown } from './rules.ts';
+import { fitMicroBatch, WEBGPU_DEFAULT_LIMITS } from './plan.ts';
+import { bytesPerParam, TRAIN_STATE_BYTES_PER_PARAM, type Breakdown, type Mode, type Precision, ruleBreakdown } from './rules.ts';
 import { bytes, formatBytes, formatDuration, type Bytes } from './units.ts';
 
 export interface ClusterOptions {
@@ -23,6 +24,9 @@ export interface ClusterOptions {
   globalBatch?: number;
   /** The coordinator's own link, bits/s; default 1 Gbps. */
   coordinatorLinkBps?: number;
+  /** Adapter limits assumed for every device (WebGPU defaults otherwise), for the micro-batch check. */
+  maxBufferSize?: number;
+  maxStorageBufferBindingSize?: number;
 }
 
 export const DEFAULT_GLOBAL_BATCH = 64;
@@ -51,6 +55,12 @@ export interface Assignment {
   breakdown: Breakdown;
   /** bytes / memoryBytes. */
   usedShare: number;
+  /**
+   * Training with a known config: the micro-batch (sequences) and sequence length whose explicit
+   * activations fit beside 16 B/param of state and under the binding limit (0 = not even one token).
+   */
+  microBatch?: number;
+  seqLen?: number;
   reason: string;
 }
 
@@ -72,6 +82,8 @@ export interface DataParallelUnit {
   devices: number[];
   /** Compute-only throughput of this unit, tokens/s. */
   tokensPerSec: number;
+  /** Used in the step estimate (false: a spare that would slow the step). */
+  active?: boolean;
 }
 
 export interface StepEstimate {
@@ -80,6 +92,8 @@ export interface StepEstimate {
   tokensPerStep: number;
   /** FLOPs per token: 6 x params (train) or 2 x params (infer forward). */
   flopsPerToken: number;
+  /** Data-parallel units the estimate uses (the fastest ones; see arithmetic). */
+  activeUnits: number;
   computeSeconds: number;
   transferSeconds: number;
   stepSeconds: number;
@@ -267,6 +281,22 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
     });
   }
 
+  // Activations check (train, config known): what micro-batch x seq each assigned device can run.
+  if (o.mode === 'train' && shape.config) {
+    const c = shape.config;
+    const bindCap = Math.min(o.maxStorageBufferBindingSize ?? WEBGPU_DEFAULT_LIMITS.maxStorageBufferBindingSize,
+      o.maxBufferSize ?? WEBGPU_DEFAULT_LIMITS.maxBufferSize);
+    const seqWanted = Math.min(seq, c.contextLength);
+    for (const a of assignments.values()) {
+      if (a.role === 'unassigned' || !a.layerRange) continue;
+      const layers = a.layerRange[1] - a.layerRange[0];
+      const left = a.memoryBytes - TRAIN_STATE_BYTES_PER_PARAM * a.params;
+      const fit = fitMicroBatch(c, left, bindCap, seqWanted, layers, a.holdsEnds ?? false, Infinity);
+      a.microBatch = fit?.microBatch ?? 0;
+      a.seqLen = fit?.seqLen ?? 0;
+    }
+  }
+
   const byId = new Map(devices.map((d) => [d.id, d]));
   const step = units.length > 0 ? estimateStep(shape, o, units, stages, byId, seq, globalBatch, coordLink) : null;
   const capacityBytes = devices.reduce((a, d) => a + d.memoryBytes, 0);
@@ -277,7 +307,7 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
   const need = P * bpp;
   const fits = units.length > 0;
   const reason = fits
-    ? `fits: ${replicas} replica(s) and ${pipelines} pipeline(s) of ${stages.length} stage(s) each hold one copy of ${formatBytes(need)}; ${unassigned.length} device(s) unassigned`
+    ? `${replicas} replica(s) and ${pipelines} pipeline(s) of ${stages.length} stage(s) each hold one copy of ${formatBytes(need)}; ${unassigned.length} device(s) unassigned`
     : capacityBytes < need
       ? `does not fit: the devices hold ${formatBytes(capacityBytes)} together, one copy needs ${formatBytes(need)} (${P.toLocaleString('en-US')} params x ${bpp} B)`
       : `does not fit: ${formatBytes(capacityBytes)} in all would be enough, but stages hold whole ${hasEnds ? 'blocks (and stage 0 the embeddings)' : 'layers'}: the devices can hold ${devices.reduce((a, d) => a + Math.floor(cap(d) / Math.max(...unitParams)), 0)} of the ${unitParams.length} units of ~${formatBytes(Math.max(...unitParams) * bpp)} each`;
@@ -325,39 +355,61 @@ function estimateStep(
       u.tokensPerSec = 1 / secPerToken;
     }
   }
-  const throughput = units.reduce((a, u) => a + u.tokensPerSec, 0);
-  const computeSeconds = tokensPerStep / throughput;
-  let transferSeconds = 0;
+  // Per unit: what it sends (gradients, 4 B/param) and receives (new weights, 4 B/param) each step.
+  const stageParams = new Map(stages.map((s) => [s.device, s.params]));
+  const comm = new Map<number, { bits: number; worst: number; worstId: number }>();
+  for (const u of units) {
+    let bits = 0;
+    let worst = 0;
+    let worstId = u.devices[0];
+    for (const id of u.devices) {
+      const d = byId.get(id)!;
+      const b = (u.kind === 'replica' ? P : stageParams.get(id)!) * 4 * 8;
+      bits += b;
+      const t = train ? (2 * b) / d.linkBps : 0;
+      if (t > worst) { worst = t; worstId = id; }
+    }
+    comm.set(u.index, { bits: train ? bits : 0, worst, worstId });
+  }
+  // Use the k fastest units that minimise the step: past some k the coordinator's link is the
+  // bottleneck and another unit only adds transfer; the rest stand by as spares (useful under churn).
+  const order = [...units].sort((a, b) => b.tokensPerSec - a.tokensPerSec || a.index - b.index);
+  let best = { k: 0, step: Infinity, compute: 0, transfer: 0, tps: 0, worst: 0, worstId: -1, bits: 0 };
+  let tps = 0;
+  let bits = 0;
+  let worst = 0;
+  let worstId = -1;
+  for (let k = 1; k <= order.length; k++) {
+    const u = order[k - 1];
+    const c = comm.get(u.index)!;
+    tps += u.tokensPerSec;
+    bits += c.bits;
+    if (c.worst > worst) { worst = c.worst; worstId = c.worstId; }
+    const compute = tokensPerStep / tps;
+    const transfer = Math.max(worst, (2 * bits) / coordLink);
+    if (compute + transfer < best.step * (1 - 1e-9)) best = { k, step: compute + transfer, compute, transfer, tps, worst, worstId, bits };
+  }
+  const active = new Set(order.slice(0, best.k).map((u) => u.index));
+  for (const u of units) u.active = active.has(u.index);
+  const computeSeconds = best.compute;
+  const transferSeconds = best.transfer;
   const arithmetic = [
     `tokens per step = ${globalBatch} sequences x ${seq} = ${tokensPerStep.toLocaleString('en-US')}`,
-    `compute = ${flopsPerParamToken} x ${P.toLocaleString('en-US')} params x ${tokensPerStep.toLocaleString('en-US')} tokens / ${(throughput * flopsPerToken / 1e9).toFixed(0)} GFLOP/s effective (tasks split by throughput) = ${formatDuration(computeSeconds)}`,
+    `compute = ${flopsPerParamToken} x ${P.toLocaleString('en-US')} params x ${tokensPerStep.toLocaleString('en-US')} tokens / ${(best.tps * flopsPerToken / 1e9).toFixed(0)} GFLOP/s effective over ${best.k} unit(s) (tasks split by throughput) = ${formatDuration(computeSeconds)}`,
   ];
   if (train) {
-    // Each device sends its gradients (4 B/param) and receives the new weights (4 B/param).
-    let worstDevice = 0;
-    let worstId = -1;
-    let totalBits = 0;
-    const stageParams = new Map(stages.map((s) => [s.device, s.params]));
-    for (const u of units) {
-      for (const id of u.devices) {
-        const d = byId.get(id)!;
-        const params = u.kind === 'replica' ? P : stageParams.get(id)!;
-        const bits = params * 4 * 8;
-        totalBits += bits;
-        const t = (2 * bits) / d.linkBps;
-        if (t > worstDevice) { worstDevice = t; worstId = id; }
-      }
-    }
-    const coord = (2 * totalBits) / coordLink;
-    transferSeconds = Math.max(worstDevice, coord);
+    const coord = (2 * best.bits) / coordLink;
     arithmetic.push(
-      `transfer = max(slowest device: 2 x its params x 4 B over its link = ${formatDuration(worstDevice)} (device ${worstId}), coordinator: 2 x ${formatBytes(totalBits / 8)} over ${(coordLink / 1e6).toFixed(0)} Mbps = ${formatDuration(coord)}) = ${formatDuration(transferSeconds)}`,
+      `transfer = max(slowest device: 2 x its params x 4 B over its link = ${formatDuration(best.worst)} (device ${best.worstId}), coordinator: 2 x ${formatBytes(best.bits / 8)} over ${(coordLink / 1e6).toFixed(0)} Mbps = ${formatDuration(coord)}) = ${formatDuration(transferSeconds)}`,
     );
+  }
+  if (best.k < units.length) {
+    arithmetic.push(`${units.length - best.k} of ${units.length} unit(s) stand by as spares: adding them would lengthen the step (their transfer costs more than their compute saves)`);
   }
   const stepSeconds = computeSeconds + transferSeconds;
   arithmetic.push(`step = ${formatDuration(computeSeconds)} + ${formatDuration(transferSeconds)} = ${formatDuration(stepSeconds)}; ${(tokensPerStep / stepSeconds).toFixed(0)} tokens/s`);
   return {
-    seq, globalBatch, tokensPerStep, flopsPerToken, computeSeconds, transferSeconds, stepSeconds,
+    seq, globalBatch, tokensPerStep, flopsPerToken, activeUnits: best.k, computeSeconds, transferSeconds, stepSeconds,
     tokensPerSec: tokensPerStep / stepSeconds, arithmetic,
   };
 }

@@ -78,13 +78,13 @@ function checkBytes(name: string, v: number | undefined): void {
   }
 }
 
-interface Fit { microBatch: number; seqLen: number; limitedBy: string; halved: string[] }
+export interface Fit { microBatch: number; seqLen: number; limitedBy: string; halved: string[] }
 
 /**
  * The largest micro-batch at the requested sequence length (halved until one sequence fits) for
  * `activationBudget` bytes, `layers` blocks, with or without the embeddings/head (`ends`).
  */
-function fitMicroBatch(
+export function fitMicroBatch(
   c: ModelConfig, activationBudget: number, bindCap: number, seq: number, layers: number, ends: boolean, max: number,
 ): Fit | undefined {
   const halved: string[] = [];
