@@ -42,6 +42,7 @@ export function parseDeviceSpec(spec: string): Device[] {
   const devices: Device[] = [];
   for (const raw of spec.split(',')) {
     const item = raw.trim();
+    if (item === '') throw specError(item, 'empty item (two commas in a row, or a trailing comma?)');
     const m = /^(?:(\d+)\s*x\s*)?([^@/]+?)(?:@([^/]+))?(?:\/(.+))?$/i.exec(item);
     if (!m) throw specError(item, 'does not match [COUNTx]SIZE[@GFLOPS][/LINK]');
     const count = m[1] === undefined ? 1 : Number(m[1]);
