@@ -25,7 +25,7 @@ describe('device spec', () => {
     ['3x8XB', /unknown unit/],
     ['', /empty/],
     ['3x8GiB/1Gb', /bandwidth/],
-    ['8GiB,,4GiB', /no number|size/],
+    ['8GiB,,4GiB', /empty item/],
   ])('rejects %s with a clear error', (spec, re) => {
     expect(() => parseDeviceSpec(spec)).toThrow(AppError);
     expect(() => parseDeviceSpec(spec)).toThrow(re);
