@@ -57,14 +57,15 @@ function show(res: SimulateResult): void {
   renderMemoryBars(byId('sim-bars'), deviceBars(res), 'No cluster given: add one above to see the per-device plan.');
   const extra = byId('sim-extra');
   clear(extra);
-  const unassigned = res.cluster?.unassigned;
-  if (Array.isArray(unassigned) && unassigned.length > 0) {
+  const shown = res.cluster?.assignments.length ?? 0;
+  if (shown > 200) extra.appendChild(el('p', { className: 'note' }, `Showing the first 200 of ${shown} devices.`));
+  const unassigned = res.cluster?.unassigned ?? [];
+  if (unassigned.length > 0) {
     extra.appendChild(el('h3', {}, `Unassigned devices (${unassigned.length})`));
     const ul = el('ul', { testid: 'sim-unassigned' });
-    for (const u of unassigned.slice(0, 50)) ul.appendChild(el('li', {}, typeof u === 'string' ? u : JSON.stringify(u)));
+    for (const u of unassigned.slice(0, 50)) ul.appendChild(el('li', {}, `device ${u.device} (${u.spec}): ${u.reason}`));
     extra.appendChild(ul);
   }
-  for (const w of res.warnings ?? []) extra.appendChild(el('p', { className: 'note' }, `⚠ ${w}`));
 }
 
 byId('sim-legend').appendChild(legend());

@@ -6,7 +6,8 @@ import { formatAgo, formatBytes, formatBytesDecimal, formatCount, formatInt, for
 import { History } from '../../dashboard/src/history.ts';
 import { layoutBar, totals, sumBreakdown } from '../../dashboard/src/memory-bars.ts';
 import { eventView, memoryBars, statusView, workerView } from '../../dashboard/src/view.ts';
-import { arithmeticLines, deviceBars, verdict, type SimulateResult } from '../../dashboard/src/sim-view.ts';
+import { arithmeticLines, deviceBars, verdict } from '../../dashboard/src/sim-view.ts';
+import { simulate } from '../../shared/memory/simulate.ts';
 import { actionPath } from '../../dashboard/src/admin.ts';
 import { workerUrl } from '../../dashboard/src/share.ts';
 import type { StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
@@ -127,33 +128,30 @@ describe('view mapping', () => {
   });
 });
 
-describe('simulator view', () => {
-  const res: SimulateResult = {
-    params: 124_439_808, mode: 'train', precision: 'fp32', bytesPerParam: 20, totalBytes: 2_488_796_160,
-    breakdown: { weights: 497_759_232, gradients: 497_759_232, optimizer: 995_518_464, activations: 497_759_232 },
-    cluster: {
-      devices: 2, capacityBytes: 16 * 2 ** 30, fits: true, replicas: 2, stages: 0, unassigned: [],
-      assignments: [
-        { device: 0, capacityBytes: 8 * 2 ** 30, role: 'replica', breakdown: { weights: 497_759_232, gradients: 497_759_232, optimizer: 995_518_464, activations: 497_759_232 } },
-        { device: 1, capacityBytes: 8 * 2 ** 30, role: 'stage', layerRange: [0, 6] },
-      ],
-    },
-  };
+describe('simulator view (over the real simulate())', () => {
+  const res = simulate({ model: 'gpt2', cluster: '2x8GiB,1x1GiB', batch: 1, seq: 512 });
   it('shows each part of the rule as params × bytes', () => {
     const lines = arithmeticLines(res);
     expect(lines[0]).toMatch(/^weights\s+124,439,808 × 4 B = 497.8 MB \(474.7 MiB\)$/);
     expect(lines[2]).toContain('× 8 B');
-    expect(lines[4]).toContain('× 20 B/param = 2.49 GB');
-    expect(lines[5]).toContain('2 device(s)');
+    expect(lines[4]).toContain('124,439,808 × 20 B/param = 2.49 GB');
+    expect(lines.some((l) => l.startsWith('explicit estimate for micro-batch 1 × 512 tokens'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('cluster      3 device(s)'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('step         tokens per step'))).toBe(true);
   });
-  it('states the verdict and draws one bar per device', () => {
-    expect(verdict(res)).toEqual({ fits: true, text: expect.stringMatching(/^Fits: 124,439,808 parameters need 2.49 GB/) });
-    expect(verdict({ ...res, cluster: { ...res.cluster!, fits: false } }).text).toMatch(/^Does not fit/);
+  it('states the verdict and draws one bar per device against its memory', () => {
+    const v = verdict(res);
+    expect(v.fits).toBe(true);
+    expect(v.text).toMatch(/^Fits\. gpt2: 124,439,808 parameters need 2.49 GB/);
     const bars = deviceBars(res);
-    expect(bars).toHaveLength(2);
-    expect(bars[0].budgetBytes).toBe(8 * 2 ** 30);
-    expect(bars[1].note).toBe('stage: layers 0–5');
-    expect(sumBreakdown(bars[1].breakdown)).toBe(0);
+    expect(bars).toHaveLength(res.cluster!.assignments.length);
+    const big = bars.find((b) => b.label.includes('8GiB'))!;
+    expect(big.budgetBytes).toBe(8 * 2 ** 30);
+    expect(sumBreakdown(big.breakdown)).toBe(2_488_796_160);
+    expect(big.note).toMatch(/^replica/);
+    const small = simulate({ model: 'gpt2', cluster: '1x1GiB' });
+    expect(verdict(small).text).toMatch(/^Does not fit/);
+    expect(deviceBars(simulate({ params: 1e9, cluster: '300x8GiB' })).length).toBe(200);
   });
 });
 
