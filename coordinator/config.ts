@@ -37,6 +37,7 @@ export const USAGE = `usage: npm start -- [options]      (or: npx tsx coordinato
   --heartbeat-ms N       worker heartbeat interval                     (default 2000)
   --dead-after-ms N      silence after which a worker is dead          (default 10000)
   --max-micro-batch N    cap on any worker's task size (sequences)     (default 64)
+  --min-workers N        lease nothing until N replica workers joined  (default 1)
   --admin-token T        bearer token for /api/admin/* (env ADMIN_TOKEN; default: generated, printed)
   --join-token T         workers must present it in hello (default: open cluster)
   --no-resume            start fresh even if the run dir has checkpoints
@@ -83,6 +84,7 @@ export const configSchema = z
     heartbeatMs: int('--heartbeat-ms', 50).default(2_000),
     deadAfterMs: int('--dead-after-ms', 200).default(10_000),
     maxMicroBatch: int('--max-micro-batch', 1).default(64),
+    minWorkers: int('--min-workers', 1).default(1),
     adminToken: z.string().min(8, '--admin-token must be at least 8 characters').optional(),
     joinToken: z.string().min(1).max(128, '--join-token must be at most 128 characters').optional(),
     resume: z.boolean().default(true),
@@ -123,6 +125,7 @@ const FLAGS: Record<string, { key: keyof CoordinatorConfig; type: 'int' | 'float
   'heartbeat-ms': { key: 'heartbeatMs', type: 'int' },
   'dead-after-ms': { key: 'deadAfterMs', type: 'int' },
   'max-micro-batch': { key: 'maxMicroBatch', type: 'int' },
+  'min-workers': { key: 'minWorkers', type: 'int' },
   'admin-token': { key: 'adminToken', type: 'string' },
   'join-token': { key: 'joinToken', type: 'string' },
   'log-level': { key: 'logLevel', type: 'string' },

@@ -1,0 +1,260 @@
+// startCoordinator(config): the whole coordinator in-process (tests start it on port 0) and the
+// body of `npm start` (main.ts). Wires config -> dataset, trainer (resumed from the newest valid
+// checkpoint), socket.io worker hub + dashboard namespace (msgpack parser), express API, metrics,
+// periodic evaluation and checkpoints.
+
+import express from 'express';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import pino, { type Logger } from 'pino';
+import { Server } from 'socket.io';
+import { loadDataset, type Dataset } from '../shared/data/index.ts';
+import { AppError } from '../shared/errors.ts';
+import { presetConfig } from '../shared/model/config.ts';
+import { msgpackParser } from '../shared/protocol/parser.ts';
+import type { EvalPoint, StatusSnapshot } from '../shared/protocol/dashboard.ts';
+import { ensureRunDir, loadNewestValid, saveCheckpoint } from './checkpoint/store.ts';
+import { validateConfig, type CoordinatorConfig, type CoordinatorConfigInput } from './config.ts';
+import { adminRouter } from './http/admin-routes.ts';
+import { apiRouter } from './http/api-routes.ts';
+import type { CoordinatorContext } from './http/context.ts';
+import { errorHandler, notFound } from './http/errors.ts';
+import { metricsRouter } from './http/metrics.ts';
+import { staticRouter } from './http/static.ts';
+import { attachDashboard } from './server/dashboard-ns.ts';
+import { EventBus } from './server/events.ts';
+import { WorkerHub } from './server/hub.ts';
+import { Evaluator } from './train/evaluate.ts';
+import { Trainer } from './train/trainer.ts';
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The built-in task's rows are at most 15 positions; 16 keeps them cheap. */
+const DEFAULT_TASK_SEQ_LEN = 16;
+
+export interface StartOptions {
+  /** A pino logger (default: one at config.logLevel on stdout). */
+  logger?: Logger;
+  /** Called with the dataset instead of loading config.data (tests: self-describing data). */
+  dataset?: (T: number, seed: number) => Dataset;
+}
+
+export interface CoordinatorHandle {
+  url: string;
+  port: number;
+  adminToken: string;
+  adminTokenGenerated: boolean;
+  config: CoordinatorConfig;
+  ctx: CoordinatorContext;
+  trainer: Trainer;
+  hub: WorkerHub;
+  bus: EventBus;
+  /** Resume information: the checkpoint file used, and corrupt ones skipped. */
+  resumedFrom: string | null;
+  skippedCheckpoints: Array<{ file: string; error: string }>;
+  /** Stop: notice to workers, optional final checkpoint, close sockets and HTTP. */
+  close(opts?: { checkpoint?: boolean }): Promise<void>;
+}
+
+function publicConfig(c: CoordinatorConfig): Record<string, unknown> {
+  const { adminToken: _a, joinToken: _j, ...rest } = c;
+  return rest;
+}
+
+export async function startCoordinator(input: CoordinatorConfigInput | CoordinatorConfig, opts: StartOptions = {}): Promise<CoordinatorHandle> {
+  const config = validateConfig(input);
+  const log = opts.logger ?? pino({ level: config.logLevel, base: { svc: 'coordinator' } });
+  const model = presetConfig(config.preset);
+  const seqLen = config.seqLen ?? (config.data || opts.dataset ? model.contextLength : Math.min(DEFAULT_TASK_SEQ_LEN, model.contextLength));
+  if (seqLen > model.contextLength) {
+    throw new AppError('ERR_CONFIG', `coordinator config: --seq-len ${seqLen} exceeds the ${config.preset} context length ${model.contextLength}`, 400, `use --seq-len <= ${model.contextLength}`);
+  }
+  const runDir = resolve(config.runDir);
+  ensureRunDir(runDir);
+  const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : loadDataset({ data: config.data, T: seqLen, seed: config.seed });
+  const trainer = new Trainer(config, model, dataset);
+
+  let resumedFrom: string | null = null;
+  let skipped: Array<{ file: string; error: string }> = [];
+  let lastCheckpoint: StatusSnapshot['checkpoint'] = null;
+  const bus = new EventBus();
+  if (config.resume) {
+    const r = loadNewestValid(runDir);
+    skipped = r.skipped;
+    for (const s of skipped) {
+      log.warn({ file: s.file }, `skipping corrupt checkpoint: ${s.error}`);
+      bus.logEntry({ level: 'warn', kind: 'resume', message: `corrupt checkpoint skipped: ${s.file}` });
+    }
+    if (r.found) {
+      trainer.restore(r.found.data, r.found.file);
+      resumedFrom = r.found.file;
+      lastCheckpoint = { step: r.found.data.meta.step, file: r.found.file, at: Date.parse(r.found.data.meta.createdAt) || Date.now() };
+      log.info({ file: r.found.file, step: trainer.step }, 'resumed from checkpoint');
+      bus.logEntry({ level: 'info', kind: 'resume', message: `resumed from ${r.found.file} at step ${trainer.step}` });
+    }
+  }
+
+  const adminTokenGenerated = config.adminToken === undefined;
+  const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
+  const evaluator = config.evalEvery > 0 ? new Evaluator(model, dataset, config.evalSamples) : null;
+  const evals: EvalPoint[] = [];
+  const startedAt = Date.now();
+
+  const app = express();
+  app.disable('x-powered-by');
+  const http = createServer(app);
+  const maxMessageBytes = trainer.paramCount * 4 + (1 << 20);
+  const io = new Server(http, {
+    parser: msgpackParser,
+    maxHttpBufferSize: maxMessageBytes,
+    transports: ['websocket'],
+    pingInterval: 5_000,
+    pingTimeout: Math.max(5_000, config.deadAfterMs),
+  });
+
+  const checkpointNow = (reason: string): { step: number; file: string } => {
+    const t0 = Date.now();
+    const data = trainer.snapshot({ preset: config.preset, config: publicConfig(config) });
+    const file = saveCheckpoint(runDir, data, config.keepCheckpoints); // throws ERR_CHECKPOINT_WRITE, previous ones intact
+    lastCheckpoint = { step: data.meta.step, file, at: Date.now() };
+    log.info({ file, step: data.meta.step, reason, ms: Date.now() - t0 }, 'checkpoint written');
+    bus.emit('checkpoint', { step: data.meta.step, file, ms: Date.now() - t0 });
+    bus.logEntry({ level: 'info', kind: 'checkpoint', message: `checkpoint at step ${data.meta.step} (${reason}): ${file}` });
+    return { step: data.meta.step, file };
+  };
+
+  const afterStep = async (): Promise<void> => {
+    const done = trainer.step;
+    const last = trainer.history.at(-1);
+    if (evaluator && (done % config.evalEvery === 0 || trainer.finished)) {
+      const r = await evaluator.run(trainer.params);
+      const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now() };
+      evals.push(e);
+      if (last) {
+        last.evalLoss = r.loss;
+        last.evalAccuracy = r.accuracy;
+      }
+      log.info({ step: e.step, evalLoss: r.loss, accuracy: r.accuracy }, 'eval');
+      bus.emit('eval', e);
+      bus.logEntry({ level: 'info', kind: 'eval', message: `eval at step ${e.step}: loss ${r.loss.toFixed(4)}${r.accuracy !== null ? `, exact match ${(100 * r.accuracy).toFixed(1)}%` : ''}` });
+    }
+    if ((config.checkpointEvery > 0 && done % config.checkpointEvery === 0) || trainer.finished) {
+      try {
+        checkpointNow(trainer.finished ? 'max-steps' : 'periodic');
+      } catch (e) {
+        log.error({ err: e }, 'checkpoint failed; training continues, the previous checkpoint stays valid');
+        bus.logEntry({ level: 'error', kind: 'checkpoint', message: (e as Error).message });
+      }
+    }
+  };
+
+  const hub = new WorkerHub(io, trainer, config, config.preset, seqLen, bus, log, { afterStep });
+
+  const status = (): StatusSnapshot => {
+    const last = trainer.history.at(-1);
+    const ev = evals.at(-1);
+    return {
+      step: trainer.step,
+      epoch: trainer.epoch,
+      version: trainer.version,
+      loss: trainer.lastLoss,
+      lr: trainer.lr(),
+      samplesTrained: trainer.samplesTrained,
+      tokensTrained: trainer.tokensTrained,
+      tokensPerSec: last?.tokensPerSec ?? 0,
+      paused: hub.paused,
+      finished: trainer.finished,
+      workers: [...hub.workers.byId.values()].map((w) => hub.workers.row(w)),
+      checkpoint: lastCheckpoint,
+      model: { preset: config.preset, params: trainer.paramCount, config: model },
+      eval: ev ? { step: ev.step, loss: ev.loss, accuracy: ev.accuracy } : null,
+      accounting: trainer.accounting(),
+      globalBatch: config.globalBatch,
+      uptimeSec: Math.round((Date.now() - startedAt) / 1000),
+    };
+  };
+
+  const ctx: CoordinatorContext = {
+    config,
+    preset: config.preset,
+    seqLen,
+    trainer,
+    hub,
+    bus,
+    adminToken,
+    runDir,
+    status,
+    evals: () => evals,
+    getModel: () => ({ config: model, params: trainer.params, step: trainer.step }),
+    checkpointNow,
+  };
+  const detachDashboard = attachDashboard(io, bus, status, () => trainer.history, () => evals);
+
+  app.use(express.json({ limit: '1mb' }));
+  app.use(apiRouter(ctx));
+  app.use(adminRouter(ctx));
+  app.use(metricsRouter(ctx));
+  await mountColleagueRouters(app, ctx, log);
+  app.use(staticRouter(REPO_ROOT));
+  app.use(notFound);
+  app.use(errorHandler(log));
+
+  await new Promise<void>((res, rej) => {
+    http.once('error', (e: NodeJS.ErrnoException) =>
+      rej(new AppError('ERR_LISTEN', `coordinator: cannot listen on ${config.host}:${config.port} (${e.code ?? e.message})`, 500,
+        e.code === 'EADDRINUSE' ? 'another process uses this port: pick another --port (0 = any free port)' : 'check --host and --port')));
+    http.listen(config.port, config.host, () => res());
+  });
+  const port = (http.address() as AddressInfo).port;
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${shownHost}:${port}`;
+  log.info({ url, preset: config.preset, params: trainer.paramCount, dataset: dataset.name, step: trainer.step }, 'coordinator listening');
+
+  let closed = false;
+  const close = async (o: { checkpoint?: boolean } = {}): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    hub.shutdown();
+    if (o.checkpoint) {
+      try {
+        checkpointNow('shutdown');
+      } catch (e) {
+        log.error({ err: e }, 'final checkpoint failed; the previous checkpoint stays valid');
+      }
+    }
+    detachDashboard();
+    evaluator?.dispose();
+    io.disconnectSockets(true);
+    await new Promise<void>((res) => io.close(() => res()));
+    http.closeAllConnections?.();
+  };
+
+  return { url, port, adminToken, adminTokenGenerated, config, ctx, trainer, hub, bus, resumedFrom, skippedCheckpoints: skipped, close };
+}
+
+/** Mount the generation/export/simulator routers once their modules exist (owned by colleagues). */
+async function mountColleagueRouters(app: express.Express, ctx: CoordinatorContext, log: Logger): Promise<void> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const mounts: Array<[string, string, (m: Record<string, unknown>) => unknown]> = [
+    ['http/generate-routes.ts', 'generateRouter', (m) => (m.generateRouter as (c: unknown) => unknown)(ctx)],
+    ['http/openai-routes.ts', 'openaiRouter', (m) => (m.openaiRouter as (c: unknown) => unknown)(ctx)],
+    ['http/simulate-routes.ts', 'simulateRouter', (m) => (m.simulateRouter as () => unknown)()],
+  ];
+  for (const [file, name, make] of mounts) {
+    const path = join(here, file);
+    if (!existsSync(path)) continue;
+    try {
+      const m = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+      if (typeof m[name] !== 'function') {
+        log.warn({ file }, `${file} does not export ${name}(); not mounted`);
+        continue;
+      }
+      app.use(make(m) as express.Router);
+    } catch (e) {
+      log.error({ err: e, file }, `could not mount ${file}`);
+    }
+  }
+}

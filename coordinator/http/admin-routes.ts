@@ -1,0 +1,36 @@
+// Admin actions behind the bearer token: pause, resume, checkpoint, kick/:workerId.
+
+import { Router } from 'express';
+import { AppError } from '../../shared/errors.ts';
+import { requireBearer } from './auth.ts';
+import type { CoordinatorContext } from './context.ts';
+
+export function adminRouter(ctx: CoordinatorContext): Router {
+  const r = Router();
+  r.use('/api/admin', requireBearer(ctx.adminToken));
+  r.post('/api/admin/pause', (_req, res) => {
+    ctx.hub.paused = true;
+    ctx.bus.logEntry({ level: 'info', kind: 'admin', message: 'training paused by admin' });
+    ctx.hub.schedule();
+    res.json({ paused: true, step: ctx.trainer.step });
+  });
+  r.post('/api/admin/resume', (_req, res) => {
+    ctx.hub.paused = false;
+    for (const w of ctx.hub.workers.connected()) w.waitCode = null;
+    ctx.bus.logEntry({ level: 'info', kind: 'admin', message: 'training resumed by admin' });
+    ctx.hub.schedule();
+    res.json({ paused: false, step: ctx.trainer.step });
+  });
+  r.post('/api/admin/checkpoint', (_req, res) => {
+    const c = ctx.checkpointNow('admin');
+    res.json(c);
+  });
+  r.post('/api/admin/kick/:workerId', (req, res) => {
+    const id = String(req.params.workerId);
+    if (!ctx.hub.kick(id)) {
+      throw new AppError('ERR_NO_SUCH_WORKER', `POST /api/admin/kick: no connected worker "${id.slice(0, 64)}"`, 404, 'see GET /api/status for worker ids');
+    }
+    res.json({ kicked: id });
+  });
+  return r;
+}

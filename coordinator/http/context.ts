@@ -1,0 +1,30 @@
+// What the HTTP layer (ours and colleagues' routers) may see of the running coordinator.
+
+import type { ModelConfig } from '../../shared/model/config.ts';
+import type { StatusSnapshot, EvalPoint } from '../../shared/protocol/dashboard.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import type { WorkerHub } from '../server/hub.ts';
+import type { EventBus } from '../server/events.ts';
+import type { Trainer } from '../train/trainer.ts';
+
+export interface LiveModel {
+  config: ModelConfig;
+  params: Float32Array;
+  step: number;
+}
+
+export interface CoordinatorContext {
+  config: CoordinatorConfig;
+  preset: string;
+  seqLen: number;
+  trainer: Trainer;
+  hub: WorkerHub;
+  bus: EventBus;
+  adminToken: string;
+  runDir: string;
+  status(): StatusSnapshot;
+  evals(): EvalPoint[];
+  /** The live model (parameters are the trainer's own array: copy before long use). */
+  getModel(): LiveModel;
+  checkpointNow(reason: string): { step: number; file: string };
+}
