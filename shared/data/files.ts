@@ -1,7 +1,7 @@
 // User data: `--data file.txt` (pretraining on plain text) and `--data file.jsonl`
 // (instruction pairs or text documents). Node-only (reads files); parsing is in parseDataBytes.
 //
-// Rules (docs/data.md repeats them):
+// Rules (the README and docs should quote these):
 //  - The file must be non-empty valid UTF-8 (errors name the file and the line).
 //  - .txt: the whole file's bytes are one token stream; windows of T+1 tokens with stride T
 //    (one token of overlap, so every token is a target once); loss on every position; the last
