@@ -12,6 +12,8 @@ import type { ModelConfig } from '../../shared/model/config.ts';
 import { generateTokens } from '../../shared/model/generate.ts';
 import type { SamplingOptions } from '../../shared/model/sampling.ts';
 import { encode, EOS_ID, StreamDecoder } from '../../shared/tokenizer.ts';
+import { listCheckpoints, readCheckpoint } from '../checkpoint/index.ts';
+import { basename } from 'node:path';
 
 export interface LiveModel {
   config: ModelConfig;
@@ -277,6 +279,28 @@ export async function resolveModel(ctx: GenerateContext, checkpoint: string | un
     throw new AppError('ERR_NO_CHECKPOINTS', 'generate: this server cannot load checkpoints by name', 400, 'omit "checkpoint" to use the live model');
   }
   return ctx.loadCheckpoint(checkpoint);
+}
+
+/**
+ * A GenerateContext.loadCheckpoint for a run directory: accepts only the NAME of a checkpoint
+ * that listCheckpoints() finds there (404 listing what exists otherwise), never a path. The last
+ * loaded checkpoint is kept, so repeated requests do not re-read the file.
+ */
+export function checkpointLoader(runDir: string): (name: string) => Promise<LiveModel> {
+  let cached: { name: string; model: LiveModel } | undefined;
+  return async (name: string) => {
+    if (cached?.name === name) return cached.model;
+    const files = listCheckpoints(runDir);
+    const hit = CHECKPOINT_NAME.test(name) ? files.find((f) => basename(f.file) === name) : undefined;
+    if (!hit) {
+      throw new AppError('ERR_CHECKPOINT_NOT_FOUND', `generate: no checkpoint named "${name}" in the run directory`, 404,
+        files.length ? `available: ${files.slice(0, 5).map((f) => basename(f.file)).join(', ')}` : 'no checkpoints saved yet');
+    }
+    const ck = readCheckpoint(hit.file);
+    const model = { config: ck.meta.model, params: ck.params, step: ck.meta.step };
+    cached = { name, model };
+    return model;
+  };
 }
 
 /** JSON body parsing + error responses shared by both routers. */

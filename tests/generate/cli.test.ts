@@ -8,11 +8,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeCheckpointFile, type CheckpointData } from '../../coordinator/checkpoint/index.ts';
 import { importModel } from '../../coordinator/export/import.ts';
+import { checkpointLoader } from '../../coordinator/http/generate-routes.ts';
 import { PRESETS, parameterCount, type ModelConfig } from '../../shared/model/config.ts';
 import { generate } from '../../shared/model/generate.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { decode, encode } from '../../shared/tokenizer.ts';
-import { context, startApp } from './helpers.ts';
+import { context, post, startApp } from './helpers.ts';
 
 const execFileP = promisify(execFile);
 async function cli(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -93,5 +94,27 @@ describe('npm run generate / npm run export', () => {
     const tooLong = await cli('generate', ['--url', app.url, '--prompt', 'q'.repeat(40)]);
     expect(tooLong.code).toBe(1);
     expect(tooLong.stderr).toMatch(/answered 400: .*prompt is 40 tokens/);
+  });
+});
+
+describe('checkpointLoader', () => {
+  it('serves checkpoints of the run directory by name only', async () => {
+    const runDir = mkdtempSync(join(tmpdir(), 'run-'));
+    const p7 = initParameters(config, 7);
+    checkpoint(join(runDir, 'ckpt-000000007.vtc'), p7, 7);
+    const t = await startApp(context({ config, params, step: 9 }, { loadCheckpoint: checkpointLoader(runDir) }));
+    try {
+      const r = await post(`${t.url}/api/generate`, { prompt: 'ab', maxTokens: 6, temperature: 0, checkpoint: 'ckpt-000000007.vtc' });
+      expect(r.json).toMatchObject({ step: 7, text: greedyText(p7, 'ab', 6) });
+      const missing = await post(`${t.url}/api/generate`, { prompt: 'ab', checkpoint: 'ckpt-000000008.vtc' });
+      expect(missing.status).toBe(404);
+      expect(missing.json.error.message).toMatch(/no checkpoint named "ckpt-000000008.vtc".*available: ckpt-000000007.vtc/);
+      const viaOpenai = await post(`${t.url}/v1/completions`, { model: 'ckpt-000000007.vtc', prompt: 'ab', max_tokens: 6, temperature: 0 });
+      expect(viaOpenai.json.choices[0].text).toBe(greedyText(p7, 'ab', 6));
+      expect(viaOpenai.json.model).toBe('ckpt-000000007.vtc');
+    } finally {
+      await t.close();
+    }
+    await expect(checkpointLoader(runDir)('../ckpt-000000007.vtc')).rejects.toThrow(/no checkpoint named/);
   });
 });
