@@ -125,6 +125,6 @@ export function estimateModel(shape: ModelShape, o: EstimateOptions): Estimate {
       comparison: `weights alone (${bpp} B/param) UNDER-estimate by ${((ratio - 1) * 100).toFixed(0)}%: the KV cache for ${b}x${s} tokens is ${formatBytes(kv)}; EleutherAI's rule of thumb is ~1.2x weights`,
     };
   }
-  est.bufferFlags = checkBufferLimits(c, b, s, o.limits, true);
+  est.bufferFlags = checkBufferLimits(c, b, s, o.limits, true, o.mode === 'train' ? 4 : BYTES_PER_VALUE[o.precision]);
   return est;
 }

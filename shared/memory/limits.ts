@@ -30,17 +30,17 @@ export interface LimitFlag {
 }
 
 /**
- * Flags fp32 parameter tensors (their gradients and Adam moments have the same shape) and the
+ * Flags parameter tensors (`paramBytes` per value: 4 for training, the precision's for inference) (their gradients and Adam moments have the same shape) and the
  * activation buffers of a (b, s) micro-batch that exceed the binding or buffer limit.
  */
 export function checkBufferLimits(
-  c: ModelConfig, b: number, s: number, limits: Partial<BufferLimits> = {}, withActivations = true,
+  c: ModelConfig, b: number, s: number, limits: Partial<BufferLimits> = {}, withActivations = true, paramBytes = 4,
 ): LimitFlag[] {
   const maxBuf = limits.maxBufferSize ?? WEBGPU_DEFAULT_LIMITS.maxBufferSize;
   const maxBind = limits.maxStorageBufferBindingSize ?? WEBGPU_DEFAULT_LIMITS.maxStorageBufferBindingSize;
   const cap = Math.min(maxBind, maxBuf);
   const flags: LimitFlag[] = [];
-  const consider = (kind: LimitFlag['kind'], name: string, shape: number[], bytes: number) => {
+  const consider = (kind: LimitFlag['kind'], name: string, shape: number[], bytes: number, type = 'fp32') => {
     if (bytes <= cap) return;
     const rows = shape.slice(0, -1).reduce((x, y) => x * y, 1) || 1;
     const rowBytes = bytes / rows;
@@ -53,10 +53,11 @@ export function checkBufferLimits(
     const rowsPerBlock = Math.floor(cap / rowBytes);
     const blocks = Math.ceil(rows / rowsPerBlock);
     flags.push({ kind, name, shape, bytes, limit, limitBytes: cap, blocks, rowsPerBlock,
-      advice: `${shape.join('x')} fp32 = ${formatBytes(bytes)} > ${limit} ${formatBytes(limit === 'maxBufferSize' ? maxBuf : maxBind)}: split into ${blocks} row blocks of <= ${rowsPerBlock} rows` });
+      advice: `${shape.join('x')} ${type} = ${formatBytes(bytes)} > ${limit} ${formatBytes(limit === 'maxBufferSize' ? maxBuf : maxBind)}: split into ${blocks} row blocks of <= ${rowsPerBlock} rows` });
   };
   const table = buildParameterTable(c);
-  for (const t of table.tensors) consider('parameter', t.name, t.shape, t.size * 4);
+  const type = paramBytes === 4 ? 'fp32' : paramBytes === 2 ? '16-bit' : paramBytes === 1 ? 'int8' : `${paramBytes}-byte`;
+  for (const t of table.tensors) consider('parameter', t.name, t.shape, t.size * paramBytes, type);
   if (withActivations) {
     for (const a of activationBuffers(c, b, s)) consider('activation', a.name, a.shape, a.bytes);
   }

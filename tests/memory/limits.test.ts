@@ -25,6 +25,14 @@ describe('WebGPU per-buffer limits', () => {
     expect(flags.find((f) => f.name.startsWith('attention'))!.shape).toEqual([4, 12, 1024, 1024]);
   });
 
+  it('16-bit inference weights are half the size: gpt2-medium wte (103 MB) then fits 128 MiB', () => {
+    expect(checkBufferLimits(PRESETS['gpt2-medium'], 1, 64).map((f) => f.name)).toEqual(['transformer.wte.weight']);
+    expect(checkBufferLimits(PRESETS['gpt2-medium'], 1, 64, {}, true, 2)).toEqual([]);
+    const xl = checkBufferLimits(PRESETS['gpt2-xl'], 1, 64, {}, false, 2)[0];
+    expect(xl.bytes).toBe(50257 * 1600 * 2);
+    expect(xl.advice).toMatch(/16-bit/);
+  });
+
   it('nothing is flagged under large limits or for the tiny model', () => {
     expect(checkBufferLimits(PRESETS.gpt2, 1, 1024, { maxBufferSize: 2 ** 32, maxStorageBufferBindingSize: 2 ** 32 })).toEqual([]);
     expect(checkBufferLimits(PRESETS.tiny, 8, 64)).toEqual([]);
