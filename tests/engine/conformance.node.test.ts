@@ -1,0 +1,70 @@
+// The conformance suite (conformance.case.ts) under vitest: once against the CPU reference
+// backend, once against the WebGPU engine in Node (Dawn; SwiftShader on machines without a GPU).
+// One device for the whole webgpu block: pipelines compile once (~0.5 s each on SwiftShader).
+
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { conformanceCases } from './conformance.case.ts';
+import { parseFixtureBytes } from './fixture-bytes.ts';
+import { FIXTURE_PATH, readFixture } from '../reference/fixture.ts';
+import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
+import { nodeGpu } from '../../worker-web/engine/node-gpu.ts';
+import { requestEngineDevice, type EngineDevice } from '../../worker-web/engine/device.ts';
+import { createKernelHarness } from '../../worker-web/engine/harness.ts';
+import { createWebGpuBackend } from '../../worker-web/engine/backend.ts';
+
+const loadFixture = async () => readFileSync(FIXTURE_PATH);
+
+describe('fixture parser (browser-safe) agrees with the Node reader', () => {
+  it('parses the same values as readFixture', () => {
+    const a = parseFixtureBytes(readFileSync(FIXTURE_PATH));
+    const b = readFixture();
+    expect(a.config).toEqual(b.config);
+    expect(a.loss).toBe(b.loss);
+    expect(a.grads).toEqual(b.grads);
+    expect(a.logits).toEqual(b.logits);
+    expect(Array.from(a.gradNorms)).toEqual(Array.from(b.gradNorms));
+  });
+});
+
+describe('conformance: cpu', () => {
+  for (const c of conformanceCases({ label: 'cpu', createBackend: async (cfg) => createCpuBackend(cfg), loadFixture })) {
+    it(c.name, c.run);
+  }
+});
+
+describe('conformance: webgpu (Node, Dawn)', () => {
+  let dev: EngineDevice;
+  const errors: string[] = [];
+  const harness = createLazyHarness(() => dev.device);
+  beforeAll(async () => {
+    dev = await requestEngineDevice(nodeGpu());
+    dev.device.addEventListener('uncapturederror', (e) => errors.push((e as GPUUncapturedErrorEvent).error.message));
+  });
+  afterAll(() => dev?.device.destroy());
+
+  const cases = conformanceCases({
+    label: 'webgpu-node',
+    createBackend: (cfg) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info }),
+    harness,
+    loadFixture,
+  });
+  for (const c of cases) {
+    it(c.name, async () => {
+      await c.run();
+      expect(errors, 'uncaptured WebGPU errors').toEqual([]);
+    });
+  }
+});
+
+/** The harness needs the device, which exists only after beforeAll: forward each call. */
+function createLazyHarness(getDevice: () => GPUDevice) {
+  let h: ReturnType<typeof createKernelHarness> | undefined;
+  const get = () => (h ??= createKernelHarness(getDevice()));
+  return new Proxy({} as ReturnType<typeof createKernelHarness>, {
+    get: (_t, k) => {
+      const v = (get() as unknown as Record<string | symbol, unknown>)[k];
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(get()) : v;
+    },
+  });
+}
