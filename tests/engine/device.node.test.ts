@@ -1,0 +1,115 @@
+// Device-level behaviour of the engine in Node (Dawn/SwiftShader): adapter info, the memory
+// probe (the cap wins), plan errors that name the tensor, the memory cap, and recovery from a
+// lost device (destroy it, see the report, rebuild, continue with identical results).
+
+import { describe, expect, it } from 'vitest';
+import { nodeGpu } from '../../worker-web/engine/node-gpu.ts';
+import { requestEngineDevice } from '../../worker-web/engine/device.ts';
+import { probeMemory } from '../../worker-web/engine/memory.ts';
+import { createWebGpuBackend, type DeviceLossReport } from '../../worker-web/engine/backend.ts';
+import { planEngine } from '../../worker-web/engine/plan.ts';
+import { PRESETS, parameterCount, type ModelConfig } from '../../shared/model/config.ts';
+import { Rng } from '../../shared/rng.ts';
+import type { MicroBatch } from '../../shared/backend.ts';
+
+const config: ModelConfig = { vocabSize: 29, contextLength: 8, nLayer: 1, nHead: 2, nEmbd: 8 };
+
+function params(): Float32Array {
+  const rng = new Rng(7);
+  return Float32Array.from({ length: parameterCount(config) }, () => rng.normal() * 0.1);
+}
+// Token at position i is (3i+2) mod V: self-describing.
+const batch: MicroBatch = {
+  B: 1, T: 5,
+  inputs: Int32Array.from({ length: 5 }, (_, i) => (3 * i + 2) % 29),
+  targets: Int32Array.from({ length: 5 }, (_, i) => (3 * i + 5) % 29),
+  mask: Uint8Array.from([1, 1, 0, 1, 1]),
+};
+
+describe('adapter and memory probe', () => {
+  it('reports the adapter and detects SwiftShader as software', async () => {
+    const d = await requestEngineDevice(nodeGpu());
+    try {
+      expect(d.info.architecture.length + d.info.vendor.length).toBeGreaterThan(0);
+      const sw = /swiftshader/i.test(`${d.info.architecture} ${d.info.description}`);
+      expect(d.info.isSoftware).toBe(sw || d.info.isSoftware);
+      if (sw) expect(d.info.isSoftware).toBe(true);
+      // We asked for the adapter's own limits: the device must have them.
+      if (d.adapterLimits) expect(d.device.limits.maxStorageBufferBindingSize).toBe(d.adapter.limits.maxStorageBufferBindingSize);
+    } finally {
+      d.device.destroy();
+    }
+  });
+
+  it('probes up to the cap and never past it (the cap wins)', async () => {
+    const d = await requestEngineDevice(nodeGpu());
+    try {
+      const cap = 24 * 1024 * 1024 + 4096;
+      const p = await probeMemory(d.device, cap, { chunkBytes: 8 * 1024 * 1024 });
+      expect(p.usableBytes).toBeLessThanOrEqual(cap);
+      expect(p.hitLimit || p.usableBytes === cap).toBe(true);
+      await expect(probeMemory(d.device, 0)).rejects.toThrow(/capBytes/);
+    } finally {
+      d.device.destroy();
+    }
+  });
+});
+
+describe('memory plan', () => {
+  const defaults = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSize: 128 * 2 ** 20, minStorageBufferOffsetAlignment: 256 };
+  it('names the parameter that exceeds the binding limit', () => {
+    // gpt2's wte is 50257*768*4 = 154 MB > 128 MiB default binding.
+    expect(() => planEngine(PRESETS.gpt2, 1, 64, defaults)).toThrow(/transformer\.wte\.weight.*154389504 bytes/);
+  });
+  it('names the activation that exceeds the binding limit and hints at the micro-batch', () => {
+    const big = { ...defaults, maxStorageBufferBindingSize: 2 ** 31, maxBufferSize: 2 ** 31 };
+    expect(() => planEngine(PRESETS.gpt2, 16, 1024, big)).toThrow(/activation logits.*smaller micro-batch/);
+  });
+  it('sums the buffers the engine allocates', () => {
+    const p = planEngine(PRESETS.tiny, 2, 16, defaults);
+    expect(p.totalBytes).toBe(p.paramBytes + p.gradBytes + p.activationBytes + p.scratchBytes);
+    expect(p.paramBytes).toBeGreaterThanOrEqual(parameterCount(PRESETS.tiny) * 4);
+  });
+});
+
+describe('webgpu backend failures', () => {
+  it('refuses a plan over the memory cap, naming the bytes', async () => {
+    const d = await requestEngineDevice(nodeGpu());
+    try {
+      await expect(createWebGpuBackend(config, { device: d.device, memoryCapBytes: 1000, maxMicroBatch: { B: 1, T: 5 } }))
+        .rejects.toMatchObject({ code: 'ERR_ENGINE_MEMORY' });
+    } finally {
+      d.device.destroy();
+    }
+  });
+
+  it('reports a lost device with the last kernel, refuses work, and a rebuilt backend continues identically', async () => {
+    const gpu = nodeGpu();
+    const b1 = await createWebGpuBackend(config, { gpu });
+    await b1.setParams(params());
+    const r1 = await b1.forwardBackward(batch);
+    expect(r1.tokens).toBe(4);
+    expect(b1.dispatchesPerStep).toBeGreaterThan(10);
+    const reports: DeviceLossReport[] = [];
+    b1.onLost((r) => reports.push(r));
+    b1.device.destroy(); // what a driver reset looks like to the page
+    await b1.device.lost;
+    await new Promise((r) => setTimeout(r, 0));
+    expect(reports).toHaveLength(1);
+    expect(reports[0].reason).toBe('destroyed');
+    expect(reports[0].lastKernel).toMatch(/^grad_norm_final_/);
+    expect(b1.lost).toBe(true);
+    await expect(b1.forwardBackward(batch)).rejects.toMatchObject({ code: 'ERR_WEBGPU_DEVICE_LOST' });
+    b1.dispose();
+
+    const b2 = await createWebGpuBackend(config, { gpu });
+    try {
+      await b2.setParams(params());
+      const r2 = await b2.forwardBackward(batch);
+      expect(r2.loss).toBe(r1.loss);
+      expect(Buffer.from(r2.grads.buffer).equals(Buffer.from(r1.grads.buffer))).toBe(true);
+    } finally {
+      b2.dispose();
+    }
+  });
+});
