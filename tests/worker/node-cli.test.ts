@@ -1,7 +1,8 @@
 // The Node worker's flags: parsed and validated into one config; bad input is a named error and
 // the real CLI exits with code 2 and says which flag is wrong.
-import { describe, it, expect } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { afterAll, describe, it, expect } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { tinyCoordinator, until } from './helpers.ts';
 import { parseWorkerArgs } from '../../worker-web/node/args.ts';
 import { AppError } from '../../shared/errors.ts';
 
@@ -53,5 +54,37 @@ describe('npm run worker (real process)', () => {
     const help = spawnSync(process.execPath, ['--import', 'tsx', 'worker-web/node/main.ts', '--help'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/--backend B/);
+  });
+});
+
+describe('npm run worker against the real coordinator', () => {
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  afterAll(async () => {
+    for (const f of cleanups.reverse()) await f();
+  });
+
+  it('trains with --backend cpu, then SIGINT says bye and exits 0', async () => {
+    const c = await tinyCoordinator({ maxSteps: 0 });
+    cleanups.push(() => c.dispose());
+    const child = spawn(process.execPath, ['--import', 'tsx', 'worker-web/node/main.ts', '--url', c.url, '--backend', 'cpu', '--memory', '256MiB', '--name', 'cli-worker'], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const me = () => [...c.hub.workers.byId.values()].find((w) => w.hello.name === 'cli-worker');
+    await until(() => (me()?.tasksDone ?? 0) >= 2, 60_000, 'the CLI worker to complete 2 tasks');
+    expect(me()!.hello).toMatchObject({ backend: 'cpu', userCapBytes: 256 * 2 ** 20, agent: 'node-worker/0.1' });
+    child.kill('SIGINT');
+    const t0 = Date.now();
+    await until(() => me()?.socket === null, 5_000, 'bye to drop the worker');
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/joined as /);
+    expect(out).toMatch(/SIGINT: leaving the cluster/);
+    expect(out).toMatch(/stopped \(worker received SIGINT\)/);
   });
 });
