@@ -12,24 +12,27 @@ export interface BenchOptions {
   /** Micro-batch for the GPT shapes and the step. */
   B: number;
   T: number;
-  /** Time budget for one measurement (one peer, one shape), ms; bigger shapes get fewer iterations. */
+  /** Time budget of one sample (one peer, one shape), ms; bigger shapes get fewer iterations. */
   budgetMs: number;
   /** A shape whose single warm-up run exceeds this is skipped (SwiftShader at 1024^3 takes seconds). */
   maxRunMs: number;
   /** Iterations ceiling per measurement. */
   maxIters: number;
+  /** Interleaved samples per peer and shape; the best is reported. */
+  rounds: number;
   peers: { tfjs: boolean; jax: boolean };
   parts: { matmul: boolean; gptShapes: boolean; step: boolean };
 }
 
 const HELP = `usage: npm run bench:kernels -- [options]
-  --quick              sizes 128,256; step on the tiny preset; small budgets (a smoke run)
+  --quick              sizes 128,256; tiny preset; 1 s samples, 2 rounds (a smoke run)
   --sizes 128,256,512  square matmul sizes (default 128,256,512,1024)
   --preset NAME        GPT preset for shapes and the step (${PRESET_NAMES.join(', ')}; default small)
   --batch B --seq T    micro-batch of the GPT shapes and the step (default 4 x contextLength, T capped at 128)
-  --budget-ms N        time budget per measurement (default 3000)
+  --budget-ms N        time budget of one timed sample (default 3000)
+  --rounds N           interleaved samples per peer; the best is reported (default 3)
   --max-run-ms N       skip a shape whose one warm-up run takes longer (default 20000)
-  --max-iters N        iteration ceiling per measurement (default 50)
+  --max-iters N        iteration ceiling per sample (default 50)
   --no-tfjs --no-jax   leave a peer out
   --no-square --no-gpt-shapes --no-step   leave a part out`;
 
@@ -50,6 +53,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     budgetMs: 3000,
     maxRunMs: 20_000,
     maxIters: 50,
+    rounds: 3,
     peers: { tfjs: true, jax: true },
     parts: { matmul: true, gptShapes: true, step: true },
   };
@@ -62,7 +66,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       case '--quick':
         if (!sizesGiven) o.sizes = [128, 256];
         if (!presetGiven) o.preset = 'tiny';
-        o.budgetMs = 1000; o.maxRunMs = 5000; o.maxIters = 10;
+        o.budgetMs = 1000; o.maxRunMs = 5000; o.maxIters = 10; o.rounds = 2;
         break;
       case '--sizes': {
         const v = argv[++i];
@@ -83,6 +87,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       case '--budget-ms': o.budgetMs = positiveInt(a, argv[++i]); break;
       case '--max-run-ms': o.maxRunMs = positiveInt(a, argv[++i]); break;
       case '--max-iters': o.maxIters = positiveInt(a, argv[++i]); break;
+      case '--rounds': o.rounds = positiveInt(a, argv[++i]); break;
       case '--no-tfjs': o.peers.tfjs = false; break;
       case '--no-jax': o.peers.jax = false; break;
       case '--no-square': o.parts.matmul = false; break;

@@ -3,7 +3,8 @@
 // lazily skips work) is flagged, not ranked.
 
 import { Rng } from '../shared/rng.ts';
-import type { MatmulShape } from './tfjs-peer.ts';
+import type { MatmulShape } from './shapes.ts';
+import type { Subject } from './timing.ts';
 
 function uniform(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
@@ -33,9 +34,9 @@ export function firstAgrees(got: number, want: number): boolean {
   return Math.abs(got - want) <= 1e-3 * (1 + Math.abs(want));
 }
 
-/** Per-peer timing plus its C[0] for the check. */
-export interface PeerMatmul {
-  ms: number;
-  iters: number;
-  first: number;
+/** One peer's matmul on the shared inputs, ready to time; first() reads C[0] back. */
+export interface MatmulSubject extends Subject {
+  label?: string;
+  first(): Promise<number>;
+  dispose(): void;
 }

@@ -2,9 +2,8 @@
 // navigator.gpu (the same adapter as ours; its init() takes no device). A failure is reported
 // with the reason, never hidden.
 
-import type { MatmulShape } from './tfjs-peer.ts';
-import { timeIt, type TimingBudget } from './timing.ts';
-import type { MatmulInputs, PeerMatmul } from './inputs.ts';
+import type { MatmulShape } from './shapes.ts';
+import type { MatmulInputs, MatmulSubject } from './inputs.ts';
 
 type Jax = typeof import('@jax-js/jax');
 type JArray = InstanceType<Jax['Array']>;
@@ -25,36 +24,39 @@ export async function openJax(): Promise<JaxPeer | { error: string }> {
   }
 }
 
-/** jit-compiled matmul; jax-js arrays are consumed by ops (move semantics), so inputs pass .ref. */
-export async function timeJaxMatmul(p: JaxPeer, s: MatmulShape, x: MatmulInputs, budget: TimingBudget): Promise<PeerMatmul> {
+/**
+ * jit-compiled matmul on the shared inputs. jax-js arrays follow move semantics (an op consumes
+ * its inputs), so inputs are passed as .ref; blockUntilReady does not consume.
+ */
+export async function jaxMatmul(p: JaxPeer, s: MatmulShape, x: MatmulInputs): Promise<MatmulSubject> {
   const { jax } = p;
   const np = jax.numpy;
   const a = np.array(x.a).reshape(s.transA ? [s.k, s.m] : [s.m, s.k]);
   const b = np.array(x.b).reshape(s.transB ? [s.n, s.k] : [s.k, s.n]);
-  await a.blockUntilReady(); // not consuming: settles the upload before timing
+  await a.blockUntilReady(); // settle the uploads before timing
   await b.blockUntilReady();
-  const f = jax.jit((x: JArray, y: JArray) => np.matmul(s.transA ? np.transpose(x) : x, s.transB ? np.transpose(y) : y));
+  const f = jax.jit((u: JArray, v: JArray) => np.matmul(s.transA ? np.transpose(u) : u, s.transB ? np.transpose(v) : v));
   let last: JArray | null = null;
-  try {
-    const timed = await timeIt(
-      () => {
-        last?.dispose();
-        last = f(a.ref, b.ref);
-      },
-      async () => {
-        // Not consuming: waits for the pending kernels via a (zero-byte) read-back.
-        if (last) await (last as JArray).blockUntilReady();
-      },
-      budget,
-    );
-    // Whole C read back (data() consumes the array): only C[0] is checked.
-    const c = last as unknown as JArray;
-    last = null;
-    const first = (await c.data())[0] as number;
-    return { ...timed, first };
-  } finally {
-    (last as JArray | null)?.dispose();
-    a.dispose();
-    b.dispose();
-  }
+  return {
+    enqueue() {
+      last?.dispose();
+      last = f(a.ref, b.ref);
+    },
+    async sync() {
+      // Waits for the pending kernels through a (zero-byte) read-back.
+      if (last) await last.blockUntilReady();
+    },
+    async first() {
+      if (!last) throw new Error('jax matmul: nothing computed yet');
+      const c = last;
+      last = null;
+      return (await c.data())[0] as number; // data() consumes c
+    },
+    dispose() {
+      last?.dispose();
+      a.dispose();
+      b.dispose();
+      f.dispose();
+    },
+  };
 }

@@ -8,12 +8,12 @@
 
 import { parseBenchArgs, BENCH_HELP, type BenchOptions } from './args.ts';
 import { openBenchGpu } from './node-webgpu.ts';
-import { openTfjs, timeTfjsMatmul, type MatmulShape, type Tf } from './tfjs-peer.ts';
-import { openJax, timeJaxMatmul, type JaxPeer } from './jax-peer.ts';
-import { timeOursMatmul, oursStepFactory } from './ours.ts';
-import { matmulInputs, firstAgrees, type MatmulInputs, type PeerMatmul } from './inputs.ts';
-import { squareShapes, gptShapes, matmulFlops } from './shapes.ts';
-import { gflops, type TimingBudget } from './timing.ts';
+import { openTfjs, tfjsMatmul, type Tf } from './tfjs-peer.ts';
+import { openJax, jaxMatmul, type JaxPeer } from './jax-peer.ts';
+import { oursMatmul, oursBackend } from './ours.ts';
+import { matmulInputs, firstAgrees, type MatmulSubject } from './inputs.ts';
+import { squareShapes, gptShapes, matmulFlops, type MatmulShape } from './shapes.ts';
+import { gflops, measure, type TimingBudget } from './timing.ts';
 import { table, fmt, ratio, round } from './report.ts';
 import { runStep, type StepFigures } from './step.ts';
 import { presetConfig } from '../shared/model/config.ts';
@@ -53,33 +53,6 @@ class Predictor {
   }
 }
 
-async function measure(
-  peer: string,
-  s: MatmulShape,
-  x: MatmulInputs,
-  pred: Predictor,
-  run: () => Promise<PeerMatmul>,
-  notes: string[],
-  check: Record<string, Check>,
-): Promise<number | null> {
-  const flops = matmulFlops(s);
-  const why = pred.skip(peer, flops);
-  if (why) {
-    notes.push(`${peer} skipped (${why})`);
-    return null;
-  }
-  try {
-    const r = await run();
-    pred.record(peer, flops, r.ms);
-    check[peer] = firstAgrees(r.first, x.first) ? 'ok' : 'MISMATCH';
-    if (check[peer] === 'MISMATCH') notes.push(`${peer} C[0]=${r.first}, float64 reference ${x.first}`);
-    return gflops(flops, r.ms);
-  } catch (e) {
-    notes.push(`${peer} failed: ${(e as Error).message.split('\n')[0]}`);
-    return null;
-  }
-}
-
 async function matmulSection(
   o: BenchOptions,
   device: GPUDevice,
@@ -99,17 +72,45 @@ async function matmulSection(
     const notes: string[] = [];
     const check: Record<string, Check> = {};
     const x = matmulInputs(s);
-    const ours = await measure('ours', s, x, pred, () => timeOursMatmul(device, s, x, budget), notes, check);
-    const tfjsG = tf ? await measure('tfjs', s, x, pred, () => timeTfjsMatmul(tf, s, x, budget), notes, check) : null;
-    const jaxG = jax ? await measure('jax', s, x, pred, () => timeJaxMatmul(jax, s, x, budget), notes, check) : null;
+    const flops = matmulFlops(s);
+    const subjects: Record<string, MatmulSubject> = {};
+    const make = async (peer: string, f: () => MatmulSubject | Promise<MatmulSubject>) => {
+      const why = pred.skip(peer, flops);
+      if (why) return void notes.push(`${peer} skipped (${why})`);
+      try {
+        subjects[peer] = await f();
+      } catch (e) {
+        notes.push(`${peer} failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+    };
+    await make('ours', () => oursMatmul(device, s, x));
+    if (tf) await make('tfjs', () => tfjsMatmul(tf, s, x));
+    if (jax) await make('jax', () => jaxMatmul(jax, s, x));
+    const g: Record<string, number | null> = { ours: null, tfjs: null, jax: null };
+    try {
+      const timed = await measure(subjects, budget);
+      for (const [peer, t] of Object.entries(timed)) {
+        if ('error' in t) {
+          notes.push(`${peer} failed: ${t.error}`);
+          continue;
+        }
+        pred.record(peer, flops, t.ms);
+        const got = await subjects[peer].first();
+        check[peer] = firstAgrees(got, x.first) ? 'ok' : 'MISMATCH';
+        if (check[peer] === 'MISMATCH') notes.push(`${peer} C[0]=${got}, float64 reference ${x.first}`);
+        g[peer] = gflops(flops, t.ms);
+      }
+    } finally {
+      for (const sub of Object.values(subjects)) sub.dispose();
+    }
     const row: MatmulRow = {
       label: s.label, m: s.m, n: s.n, k: s.k, transA: s.transA, transB: s.transB,
-      oursGflops: round(ours), tfjsGflops: round(tfjsG), jaxGflops: round(jaxG),
-      ratio: round(ratio(ours, tfjsG)), ratioJax: round(ratio(ours, jaxG)), check,
+      oursGflops: round(g.ours), tfjsGflops: round(g.tfjs), jaxGflops: round(g.jax),
+      ratio: round(ratio(g.ours, g.tfjs)), ratioJax: round(ratio(g.ours, g.jax)), check,
       ...(notes.length ? { note: notes.join('; ') } : {}),
     };
     rows.push(row);
-    console.error(`  ${s.label}: ours ${fmt(ours)} GFLOP/s, tfjs ${fmt(tfjsG)}, jax ${fmt(jaxG)}${row.note ? `  (${row.note})` : ''}`);
+    console.error(`  ${s.label}: ours ${fmt(g.ours)} GFLOP/s, tfjs ${fmt(g.tfjs)}, jax ${fmt(g.jax)}${row.note ? `  (${row.note})` : ''}`);
   }
   return rows;
 }
@@ -131,7 +132,7 @@ async function main(): Promise<number> {
     console.error(`bench:kernels: --seq ${o.T} > contextLength ${cfg.contextLength} of ${o.preset}`);
     return 2;
   }
-  const budget: TimingBudget = { budgetMs: o.budgetMs, maxIters: o.maxIters };
+  const budget: TimingBudget = { budgetMs: o.budgetMs, maxIters: o.maxIters, rounds: o.rounds };
 
   const g = await openBenchGpu();
   console.log(`adapter: ${g.adapterName}${g.info.isSoftware ? '  [SOFTWARE adapter: figures say nothing about a real GPU]' : ''}`);
@@ -160,7 +161,7 @@ async function main(): Promise<number> {
     }
   }
 
-  console.error(`matmul (budget ${o.budgetMs} ms per measurement, progress on stderr):`);
+  console.error(`matmul (best of ${o.rounds} interleaved samples of ~${o.budgetMs} ms each; progress on stderr):`);
   const rows = await matmulSection(o, g.device, tf, jax, budget);
   console.log('\nmatmul GFLOP/s (ratio = ours / peer, > 1 means we are faster)');
   console.log(table(
@@ -175,7 +176,7 @@ async function main(): Promise<number> {
   let step: StepFigures | null = null;
   if (o.parts.step) {
     console.error(`step: ${o.preset} B=${o.B} T=${o.T}`);
-    step = await runStep({ config: cfg, B: o.B, T: o.T, budget, device: g.device, tf, ours: oursStepFactory(g.device, cfg) });
+    step = await runStep({ config: cfg, B: o.B, T: o.T, budget, tf, ours: () => oursBackend(g.device, cfg, o.B, o.T) });
     console.log(`\nfull training step (forward + backward, ${o.preset}, B=${o.B}, T=${o.T}, gradient read back)`);
     console.log(table(['peer', 'ms/step', 'loss', 'tokens/s'], [
       ['ours', fmt(step.oursMs), fmt(step.oursLoss, 5), fmt(step.oursMs ? (step.tokens / step.oursMs) * 1000 : null)],

@@ -2,7 +2,16 @@
 // (forward and the two backward variants, transposed operands read in place).
 
 import type { ModelConfig } from '../shared/model/config.ts';
-import type { MatmulShape } from './tfjs-peer.ts';
+
+export interface MatmulShape {
+  label: string;
+  m: number;
+  n: number;
+  k: number;
+  /** C = op(A) op(B) with A stored [k,m] when transA, B stored [n,k] when transB. */
+  transA: boolean;
+  transB: boolean;
+}
 
 export function squareShapes(sizes: number[]): MatmulShape[] {
   return sizes.map((n) => ({ label: `square ${n}`, m: n, n, k: n, transA: false, transB: false }));

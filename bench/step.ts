@@ -10,7 +10,7 @@ import { createCpuBackend } from '../shared/model/cpu-backend.ts';
 import { Rng } from '../shared/rng.ts';
 import { TfjsGpt } from './tfjs-gpt.ts';
 import type { Tf } from './tfjs-peer.ts';
-import { timeIt, type TimingBudget } from './timing.ts';
+import { measure, type Subject, type TimingBudget } from './timing.ts';
 
 export interface StepFigures {
   tokens: number;
@@ -46,10 +46,9 @@ export interface StepArgs {
   B: number;
   T: number;
   budget: TimingBudget;
-  device: GPUDevice;
   tf: Tf | null;
-  /** The engine's backend on `device`, or a reason it is not available. */
-  ours: (() => Promise<{ backend: TrainingBackend; dispatchesPerStep: () => number | null }>) | string;
+  /** The engine's backend (on the benchmark's device). */
+  ours: () => Promise<{ backend: TrainingBackend; dispatchesPerStep: () => number | null }>;
 }
 
 const LOSS_RTOL = 1e-3;
@@ -63,69 +62,71 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
   const ref = await cpu.forward(batch);
   cpu.dispose();
 
-  let oursMs: number | null = null;
-  let oursLoss: number | null = null;
-  let dispatchesPerStep: number | null = null;
-  if (typeof a.ours === 'string') {
-    notes.push(`ours: ${a.ours}`);
-  } else {
-    const { backend, dispatchesPerStep: dps } = await a.ours();
+  const subjects: Record<string, Subject> = {};
+  const losses: Record<string, number | null> = { ours: null, tfjs: null };
+  let dps: () => number | null = () => null;
+  let ours: TrainingBackend | null = null;
+  let gpt: TfjsGpt | null = null;
+  try {
     try {
-      await backend.setParams(params);
-      let last = 0;
-      const t = await timeIt(
-        async () => {
-          last = (await backend.forwardBackward(batch)).loss;
+      const o = await a.ours();
+      ours = o.backend;
+      dps = o.dispatchesPerStep;
+      await ours.setParams(params);
+      const be = ours;
+      subjects.ours = {
+        async enqueue() {
+          losses.ours = (await be.forwardBackward(batch)).loss;
         },
-        async () => undefined, // forwardBackward already read its gradient back
-        a.budget,
-      );
-      oursMs = t.ms;
-      oursLoss = last;
-      dispatchesPerStep = dps();
-    } finally {
-      backend.dispose();
+        sync: async () => undefined, // forwardBackward already read its gradient back
+      };
+    } catch (e) {
+      notes.push(`ours: could not start: ${(e as Error).message}`);
     }
-  }
-
-  let tfjsMs: number | null = null;
-  let tfjsLoss: number | null = null;
-  if (a.tf) {
-    const gpt = new TfjsGpt(a.tf, a.config, params);
-    try {
-      let last = 0;
-      const t = await timeIt(
-        async () => {
-          last = (await gpt.step(batch)).loss;
+    if (a.tf) {
+      gpt = new TfjsGpt(a.tf, a.config, params);
+      const g = gpt;
+      subjects.tfjs = {
+        async enqueue() {
+          losses.tfjs = (await g.step(batch)).loss;
         },
-        async () => undefined, // step() read loss and the flat gradient back
-        a.budget,
-      );
-      tfjsMs = t.ms;
-      tfjsLoss = last;
-    } finally {
-      gpt.dispose();
+        sync: async () => undefined, // step() read the loss and the flat gradient back
+      };
+    } else {
+      notes.push('tfjs: not run');
     }
-  } else {
-    notes.push('tfjs: not run');
+    const t = await measure(subjects, a.budget);
+    const ms = (n: string): number | null => {
+      const r = t[n];
+      if (!r) return null;
+      if ('error' in r) {
+        notes.push(`${n} failed: ${r.error}`);
+        return null;
+      }
+      return r.ms;
+    };
+    const oursMs = ms('ours');
+    const tfjsMs = ms('tfjs');
+    const close = (x: number | null) => x === null || Math.abs(x - ref.loss) <= LOSS_RTOL * Math.abs(ref.loss);
+    const any = losses.ours !== null || losses.tfjs !== null;
+    const lossesAgree = any ? close(losses.ours) && close(losses.tfjs) : null;
+    if (lossesAgree === false) {
+      notes.push(`LOSS MISMATCH: cpu ${ref.loss}, ours ${losses.ours ?? '-'}, tfjs ${losses.tfjs ?? '-'} (rtol ${LOSS_RTOL})`);
+    }
+    return {
+      tokens: ref.tokens,
+      oursMs,
+      tfjsMs,
+      ratio: oursMs && tfjsMs ? tfjsMs / oursMs : null,
+      cpuLoss: ref.loss,
+      oursLoss: losses.ours,
+      tfjsLoss: losses.tfjs,
+      lossesAgree,
+      dispatchesPerStep: dps(),
+      notes,
+    };
+  } finally {
+    ours?.dispose();
+    gpt?.dispose();
   }
-
-  const close = (x: number | null) => x === null || Math.abs(x - ref.loss) <= LOSS_RTOL * Math.abs(ref.loss);
-  const any = oursLoss !== null || tfjsLoss !== null;
-  const lossesAgree = any ? close(oursLoss) && close(tfjsLoss) : null;
-  if (lossesAgree === false) {
-    notes.push(`LOSS MISMATCH: cpu ${ref.loss}, ours ${oursLoss ?? '-'}, tfjs ${tfjsLoss ?? '-'} (rtol ${LOSS_RTOL})`);
-  }
-  return {
-    tokens: ref.tokens,
-    oursMs,
-    tfjsMs,
-    ratio: oursMs && tfjsMs ? tfjsMs / oursMs : null,
-    cpuLoss: ref.loss,
-    oursLoss,
-    tfjsLoss,
-    lossesAgree,
-    dispatchesPerStep,
-    notes,
-  };
 }

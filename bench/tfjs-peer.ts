@@ -4,9 +4,8 @@
 
 import type * as tfNs from '@tensorflow/tfjs-core';
 import { loadTfjs, type TfModule } from './tfjs-bundle.ts';
-import type { TimingBudget } from './timing.ts';
-import type { MatmulInputs, PeerMatmul } from './inputs.ts';
-import { timeIt } from './timing.ts';
+import type { MatmulShape } from './shapes.ts';
+import type { MatmulInputs, MatmulSubject } from './inputs.ts';
 
 export type Tf = TfModule;
 
@@ -25,43 +24,32 @@ export async function openTfjs(device: GPUDevice, adapter: GPUAdapter): Promise<
   return tf;
 }
 
-export interface MatmulShape {
-  label: string;
-  m: number;
-  n: number;
-  k: number;
-  /** C = op(A) op(B) with A stored [k,m] when transA, B stored [n,k] when transB. */
-  transA: boolean;
-  transB: boolean;
-}
-
-/** Times tf.matMul on the shared inputs, uploaded (and settled) before timing starts. */
-export async function timeTfjsMatmul(t: Tf, s: MatmulShape, x: MatmulInputs, budget: TimingBudget): Promise<PeerMatmul> {
+/** tf.matMul on the shared inputs, uploaded when the subject is made. */
+export function tfjsMatmul(t: Tf, s: MatmulShape, x: MatmulInputs): MatmulSubject {
   const a = t.tensor(x.a, s.transA ? [s.k, s.m] : [s.m, s.k], 'float32');
   const b = t.tensor(x.b, s.transB ? [s.n, s.k] : [s.k, s.n], 'float32');
   let last: tfNs.Tensor | null = null;
-  try {
-    const timed = await timeIt(
-      () => {
-        last?.dispose();
-        last = t.matMul(a, b, s.transA, s.transB);
-      },
-      async () => {
-        // A one-element read-back waits for every queued matmul (the queue is in order).
-        if (!last) return;
-        const probe = t.slice(last, [0, 0], [1, 1]);
-        await probe.data();
-        probe.dispose();
-      },
-      budget,
-    );
-    const probe = t.slice(last as unknown as tfNs.Tensor, [0, 0], [1, 1]);
-    const first = (await probe.data())[0];
+  const first = async (): Promise<number> => {
+    if (!last) throw new Error('tfjs matmul: nothing computed yet');
+    // A one-element read-back waits for every queued matmul (the queue is in order).
+    const probe = t.slice(last, [0, 0], [1, 1]);
+    const v = (await probe.data())[0];
     probe.dispose();
-    return { ...timed, first };
-  } finally {
-    (last as tfNs.Tensor | null)?.dispose();
-    a.dispose();
-    b.dispose();
-  }
+    return v;
+  };
+  return {
+    enqueue() {
+      last?.dispose();
+      last = t.matMul(a, b, s.transA, s.transB);
+    },
+    async sync() {
+      await first();
+    },
+    first,
+    dispose() {
+      last?.dispose();
+      a.dispose();
+      b.dispose();
+    },
+  };
 }
