@@ -37,7 +37,7 @@ export const USAGE = `usage: npm start -- [options]      (or: npx tsx coordinato
   --heartbeat-ms N       worker heartbeat interval                     (default 2000)
   --dead-after-ms N      silence after which a worker is dead          (default 10000)
   --max-micro-batch N    cap on any worker's task size (sequences)     (default 64)
-  --min-workers N        lease nothing until N replica workers joined  (default 1)
+  --min-workers N        start training once N replica workers joined  (default 1)
   --admin-token T        bearer token for /api/admin/* (env ADMIN_TOKEN; default: generated, printed)
   --join-token T         workers must present it in hello (default: open cluster)
   --no-resume            start fresh even if the run dir has checkpoints

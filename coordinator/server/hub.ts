@@ -39,6 +39,7 @@ export class WorkerHub {
   private advancing = false;
   private monitor: NodeJS.Timeout | null = null;
   private leaseTokens = new Map<string, LeaseInfo>();
+  private quorumReached = false;
   readonly maxMessageBytes: number;
 
   constructor(
@@ -285,10 +286,13 @@ export class WorkerHub {
       return;
     }
     if (live.length === 0) return;
-    if (live.length < this.cfg.minWorkers) {
+    // --min-workers gates only the start of training (so splits are real from step 0); once
+    // running, the run goes on with whoever is left.
+    if (!this.quorumReached && live.length < this.cfg.minWorkers) {
       for (const w of live) this.sendWait(w, 'no-task', `waiting for ${this.cfg.minWorkers} workers (${live.length} connected)`);
       return;
     }
+    this.quorumReached = true;
     const work = this.trainer.startStep();
     if (!work) return;
     const now = Date.now();

@@ -1,0 +1,138 @@
+// Reputation per worker id (BOINC-style adaptive validation): every worker starts on probation and
+// is re-computed on every result; each verified result raises its trust and lowers how often it
+// is checked (down to a floor, never zero). A verification mismatch is a strike; bad messages add
+// penalty points (weighted by how clearly they are the worker's fault). Enough strikes or points
+// ban the worker. Codes an honest worker meets through no fault of its own (LATE after a slow
+// lease, UNKNOWN_TASK after a coordinator restart) cost nothing.
+
+import type { RejectCode } from '../../shared/protocol/messages.ts';
+
+export interface ReputationOptions {
+  /** Base verification probability once out of probation. */
+  verifyRate: number;
+  /** Never check less often than this. */
+  minVerifyRate: number;
+  /** Results always verified for a new worker. */
+  probation: number;
+  /** Verification mismatches that ban. */
+  banAfterMismatches: number;
+  /** Penalty points that ban. */
+  banPenalty: number;
+}
+
+export const DEFAULT_REPUTATION: ReputationOptions = {
+  verifyRate: 0.1,
+  minVerifyRate: 0.02,
+  probation: 2,
+  banAfterMismatches: 2,
+  banPenalty: 6,
+};
+
+/** Penalty points per rejection code (0: not the worker's fault, or not evidence of it). */
+export const PENALTY: Record<RejectCode, number> = {
+  BAD_SCHEMA: 1,
+  PROTOCOL_VERSION: 0,
+  NOT_WELCOMED: 0,
+  UNKNOWN_TASK: 0,
+  NOT_YOUR_TASK: 1,
+  LATE: 0,
+  DUPLICATE: 1,
+  STALE_VERSION: 1,
+  WRONG_STEP: 1,
+  BAD_LENGTH: 1,
+  TOKENS_MISMATCH: 2,
+  NON_FINITE: 2,
+  OUT_OF_RANGE: 1,
+  TOO_LARGE: 2,
+  RATE_LIMIT: 1,
+  BANNED: 0,
+  NO_CAPACITY: 0,
+  UNAUTHORIZED: 0,
+  NORM_OUTLIER: 2,
+  VERIFY_FAILED: 0, // counted as a strike instead
+};
+
+export interface TrustRecord {
+  id: string;
+  verifiedOk: number;
+  mismatches: number;
+  penalty: number;
+  results: number;
+  banned: boolean;
+  bannedReason?: string;
+  bannedAt?: number;
+}
+
+export type Verdict = { ban: false } | { ban: true; reason: string };
+
+export class Reputation {
+  private readonly byId = new Map<string, TrustRecord>();
+
+  constructor(readonly opts: ReputationOptions = DEFAULT_REPUTATION) {}
+
+  get(id: string): TrustRecord {
+    let r = this.byId.get(id);
+    if (!r) {
+      r = { id, verifiedOk: 0, mismatches: 0, penalty: 0, results: 0, banned: false };
+      this.byId.set(id, r);
+    }
+    return r;
+  }
+
+  isBanned(id: string): boolean {
+    return this.byId.get(id)?.banned === true;
+  }
+
+  /** Probability that this worker's next accepted-looking result is re-computed. */
+  verifyProbability(id: string): number {
+    const r = this.get(id);
+    if (r.verifiedOk < this.opts.probation || r.mismatches > 0) return 1;
+    // Halve the rate every 8 verified results after probation (adaptive replication).
+    const p = this.opts.verifyRate * 0.5 ** ((r.verifiedOk - this.opts.probation) / 8);
+    return Math.max(this.opts.minVerifyRate, Math.min(1, p));
+  }
+
+  /** Trust in [0, 1): how much verified history the worker has (for the dashboard). */
+  trust(id: string): number {
+    const r = this.get(id);
+    if (r.banned) return 0;
+    return r.verifiedOk / (r.verifiedOk + 4 + 8 * r.mismatches + r.penalty);
+  }
+
+  recordVerified(id: string, ok: boolean): Verdict {
+    const r = this.get(id);
+    if (ok) {
+      r.verifiedOk++;
+      return { ban: false };
+    }
+    r.mismatches++;
+    if (r.mismatches >= this.opts.banAfterMismatches) return this.ban(r, `${r.mismatches} results failed re-computation`);
+    return { ban: false };
+  }
+
+  recordRejected(id: string, code: RejectCode): Verdict {
+    const r = this.get(id);
+    r.penalty += PENALTY[code] ?? 1;
+    if (r.penalty >= this.opts.banPenalty) return this.ban(r, `${r.penalty} penalty points from rejected messages (last: ${code})`);
+    return { ban: false };
+  }
+
+  /** An accepted result slowly forgives isolated glitches (one NaN from a flaky GPU). */
+  recordAccepted(id: string): void {
+    const r = this.get(id);
+    r.results++;
+    r.penalty = Math.max(0, r.penalty - 0.5);
+  }
+
+  private ban(r: TrustRecord, reason: string): Verdict {
+    if (r.banned) return { ban: false };
+    r.banned = true;
+    r.bannedReason = reason;
+    r.bannedAt = Date.now();
+    return { ban: true, reason };
+  }
+
+  banned(): TrustRecord[] {
+    return [...this.byId.values()].filter((r) => r.banned);
+  }
+}

@@ -1,0 +1,198 @@
+// The coordinator's defences in one place, hooked into the worker hub at four points: every
+// incoming packet (rate limit, unknown events), hello (bans), a result between the lease check and
+// the fold-in (replay, reported-vs-true norm, norm vs the recent median, re-computation), and every
+// rejection (reputation -> ban). A ban refuses the worker's id, closes its connection, releases its
+// leases and discards its results already folded into the running step (re-leased to others).
+
+import type { Server, Socket } from 'socket.io';
+import type { Logger } from 'pino';
+import { C2S, type RejectCode, type ResultMsg } from '../../shared/protocol/messages.ts';
+import type { SecuritySummary } from '../../shared/protocol/dashboard.ts';
+import { Rng } from '../../shared/rng.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import type { EventBus } from '../server/events.ts';
+import type { WorkerHub } from '../server/hub.ts';
+import type { WorkerRecord } from '../server/workers.ts';
+import type { Trainer } from '../train/trainer.ts';
+import type { Lease } from '../train/step-work.ts';
+import { TokenBucket } from './rate-limit.ts';
+import { gradientDigest, ReplayGuard } from './replay.ts';
+import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
+import { median } from './robust-aggregate.ts';
+import { Verifier } from './verify.ts';
+
+const KNOWN_EVENTS = new Set<string>(Object.values(C2S));
+/** Accepted gradient norms remembered for the median reference. */
+const NORM_WINDOW = 64;
+/** Refusals by the rate limiter after which the connection is closed. */
+const FLOOD_DISCONNECT = 200;
+
+export type Gate = { ok: true } | { ok: false; code: RejectCode; message: string };
+
+export class Security {
+  readonly reputation: Reputation;
+  readonly verifier: Verifier | null;
+  private readonly replay = new ReplayGuard();
+  private readonly norms: number[] = [];
+  private readonly rng: Rng;
+  private pendingDigest = new Map<string, string>();
+  readonly counters = { rateLimited: 0, unknownEvents: 0, replays: 0, normOutliers: 0, normLies: 0, discardedResults: 0, releasedForBan: 0 };
+  readonly rejectsByCode: Partial<Record<RejectCode, number>> = {};
+
+  constructor(
+    private readonly hub: WorkerHub,
+    private readonly trainer: Trainer,
+    private readonly cfg: CoordinatorConfig,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+  ) {
+    this.reputation = new Reputation({ ...DEFAULT_REPUTATION, verifyRate: cfg.verifyRate, minVerifyRate: Math.min(DEFAULT_REPUTATION.minVerifyRate, cfg.verifyRate) });
+    this.verifier = cfg.verifyRate > 0 ? new Verifier(trainer.model, cfg.verifyTolerance) : null;
+    this.rng = new Rng(cfg.seed ^ 0x5ec);
+  }
+
+  /** Per-packet guard on every worker connection (runs before the hub's handlers). */
+  attach(io: Server): void {
+    io.on('connection', (socket: Socket) => {
+      const bucket = new TokenBucket(this.cfg.rateLimit, Math.max(10, this.cfg.rateLimit * 2));
+      let refused = 0;
+      socket.use((packet, next) => {
+        const event = typeof packet[0] === 'string' ? packet[0].slice(0, 32) : '?';
+        if (!bucket.take()) {
+          this.counters.rateLimited++;
+          if (++refused === FLOOD_DISCONNECT) return void socket.disconnect(true);
+          if (refused % 10 === 1) this.refusePacket(socket, event, 'RATE_LIMIT', `more than ${this.cfg.rateLimit} messages/s`);
+          return; // dropped: not calling next()
+        }
+        if (!KNOWN_EVENTS.has(event)) {
+          this.counters.unknownEvents++;
+          this.refusePacket(socket, event, 'BAD_SCHEMA', `unknown event "${event}"`);
+          return;
+        }
+        next();
+      });
+    });
+  }
+
+  private refusePacket(socket: Socket, event: string, code: RejectCode, message: string): void {
+    socket.emit('reject', { event, code, message });
+    const w = this.hub.workers.connected().find((x) => x.socket === socket);
+    if (!w) return;
+    this.hub.workers.countReject(w, code);
+    this.bus.emit('reject', { workerId: w.id, code });
+    this.bus.emit('worker', { op: 'update', worker: this.hub.workers.row(w) });
+    this.onRejected(w, code);
+  }
+
+  isBanned(id: string | undefined): boolean {
+    return id !== undefined && this.reputation.isBanned(id);
+  }
+
+  /**
+   * Checks between the lease check and the fold-in. On refusal the lease is released at once so
+   * its samples are re-leased without waiting for the lease to expire.
+   */
+  gate(w: WorkerRecord, lease: Lease, r: ResultMsg, expectedTokens: number): Gate {
+    const refuse = (code: RejectCode, message: string): Gate => {
+      this.trainer.current?.release(lease.id, 'released');
+      return { ok: false, code, message };
+    };
+    // Leave step/version/tokens mismatches to the trainer's own codes.
+    if (r.step !== lease.step || r.version !== lease.version || r.tokens !== expectedTokens || r.version !== this.trainer.version) return { ok: true };
+    const digest = gradientDigest(r.grads);
+    const prior = this.replay.seenBy(digest);
+    if (prior !== undefined) {
+      this.counters.replays++;
+      return refuse('DUPLICATE', `this gradient was already accepted for task ${prior} (replay)`);
+    }
+    let ss = 0;
+    for (let i = 0; i < r.grads.length; i++) ss += r.grads[i] * r.grads[i];
+    const norm = Math.sqrt(ss);
+    if (Math.abs(norm - r.gradNorm) > 1e-2 * Math.max(norm, 1e-6)) {
+      this.counters.normLies++;
+      return refuse('OUT_OF_RANGE', `result.gradNorm ${r.gradNorm.toPrecision(4)} but the gradient's norm is ${norm.toPrecision(4)}`);
+    }
+    if (this.norms.length >= 4) {
+      const med = median(this.norms);
+      if (med > 0 && norm > this.cfg.normLimit * med) {
+        this.counters.normOutliers++;
+        return refuse('NORM_OUTLIER', `gradient norm ${norm.toPrecision(4)} > ${this.cfg.normLimit} x the recent median ${med.toPrecision(4)}`);
+      }
+    }
+    if (this.verifier && this.rng.next() < this.reputation.verifyProbability(w.id)) {
+      const { batch } = this.trainer.batchOf(lease);
+      const c = this.verifier.check(this.trainer.params, batch, r.loss, r.grads);
+      const verdict = this.reputation.recordVerified(w.id, c.ok);
+      if (!c.ok) {
+        this.log.warn({ worker: w.id, task: lease.id, relErr: c.relErr, lossErr: c.lossErr }, 'verification mismatch');
+        this.bus.logEntry({ level: 'warn', kind: 'reject', message: `${w.id}: task ${lease.id} failed re-computation (relative error ${c.relErr.toPrecision(3)})`, workerId: w.id, code: 'VERIFY_FAILED' });
+        const g = refuse('VERIFY_FAILED', `re-computation differs: relative gradient error ${c.relErr.toPrecision(3)}, loss error ${c.lossErr.toPrecision(3)} (tolerance ${this.cfg.verifyTolerance})`);
+        if (verdict.ban) queueMicrotask(() => this.ban(w, verdict.reason));
+        return g;
+      }
+    }
+    this.pendingDigest.set(lease.id, digest);
+    this.norms.push(norm);
+    if (this.norms.length > NORM_WINDOW) this.norms.shift();
+    return { ok: true };
+  }
+
+  /** The result was folded in. */
+  accepted(w: WorkerRecord, lease: Lease): void {
+    const d = this.pendingDigest.get(lease.id);
+    this.pendingDigest.delete(lease.id);
+    if (d) this.replay.remember(d, lease.id);
+    this.reputation.recordAccepted(w.id);
+  }
+
+  /** Every rejection the hub counts lands here: penalty points, maybe a ban. */
+  onRejected(w: WorkerRecord, code: RejectCode): void {
+    this.rejectsByCode[code] = (this.rejectsByCode[code] ?? 0) + 1;
+    if (code === 'BANNED') return;
+    const v = this.reputation.recordRejected(w.id, code);
+    // Deferred: the hub is inside its own handler for this worker.
+    if (v.ban) queueMicrotask(() => this.ban(w, v.reason));
+  }
+
+  /** Ban by id and connection; discard its unverified results of the running step. */
+  ban(w: WorkerRecord, reason: string): void {
+    const socket = w.socket;
+    const discarded = this.trainer.discardWorker(w.id);
+    this.counters.discardedResults += discarded;
+    if (socket) {
+      socket.emit('reject', { event: 'result', code: 'BANNED', message: `banned: ${reason}` });
+      socket.emit('notice', { level: 'error', message: `banned: ${reason}`, kind: 'kicked' });
+    }
+    this.log.warn({ worker: w.id, reason, discarded }, 'worker banned');
+    this.bus.logEntry({ level: 'warn', kind: 'kick', message: `${w.id} banned: ${reason}${discarded ? `; ${discarded} accepted task(s) of this step discarded and re-leased` : ''}`, workerId: w.id, code: 'BANNED' });
+    if (socket) this.hub.dropWorker(w, 'kicked', `banned: ${reason}`);
+    else this.hub.schedule();
+  }
+
+  summary(): SecuritySummary {
+    const agg = this.trainer.aggregator as { name: string; heldBytes?: number };
+    return {
+      aggregate: agg.name,
+      verifyRate: this.cfg.verifyRate,
+      verifyTolerance: this.cfg.verifyTolerance,
+      verified: this.verifier?.checks ?? 0,
+      mismatches: this.verifier?.mismatches ?? 0,
+      verifyMs: Math.round(this.verifier?.totalMs ?? 0),
+      heldGradientBytes: agg.heldBytes ?? 0,
+      counters: { ...this.counters },
+      rejectsByCode: { ...this.rejectsByCode } as Record<string, number>,
+      banned: this.reputation.banned().map((r) => ({ id: r.id, reason: r.bannedReason ?? '', at: r.bannedAt ?? 0 })),
+      trust: Object.fromEntries([...this.hub.workers.byId.keys()].map((id) => {
+        const r = this.reputation.get(id);
+        return [id, { trust: this.reputation.trust(id), verifiedOk: r.verifiedOk, mismatches: r.mismatches, penalty: r.penalty, banned: r.banned, verifyProbability: this.reputation.verifyProbability(id) }];
+      })),
+    };
+  }
+}
+
+export function attachSecurity(io: Server, hub: WorkerHub, trainer: Trainer, cfg: CoordinatorConfig, bus: EventBus, log: Logger): Security {
+  const s = new Security(hub, trainer, cfg, bus, log);
+  s.attach(io);
+  hub.security = s;
+  return s;
+}
