@@ -39,7 +39,25 @@ export interface WorkerRow {
   joinedAt: number;
 }
 
+/** Defences (coordinator/security): verification, bans, rejection totals, trust per worker id. */
+export interface SecuritySummary {
+  aggregate: string;
+  verifyRate: number;
+  verifyTolerance: number;
+  verified: number;
+  mismatches: number;
+  verifyMs: number;
+  /** Bytes of per-result gradients a robust aggregator holds for the running step. */
+  heldGradientBytes: number;
+  counters: Record<string, number>;
+  rejectsByCode: Record<string, number>;
+  banned: Array<{ id: string; reason: string; at: number }>;
+  trust: Record<string, { trust: number; verifiedOk: number; mismatches: number; penalty: number; banned: boolean; verifyProbability: number }>;
+}
+
 export interface StatusSnapshot {
+  /** Hardening state (absent on coordinators without the security layer). */
+  security?: SecuritySummary;
   step: number;
   epoch: number;
   version: number;

@@ -205,6 +205,8 @@ export const REJECT_CODES = [
   'BANNED', // worker banned
   'NO_CAPACITY', // hello from a worker the plan cannot use (it still gets a welcome + wait)
   'UNAUTHORIZED', // missing or wrong join token
+  'NORM_OUTLIER', // gradient norm far above the recent median (coordinator/security)
+  'VERIFY_FAILED', // the coordinator's re-computation of the task disagrees (coordinator/security)
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
