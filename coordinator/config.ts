@@ -30,7 +30,12 @@ export const USAGE = `usage: npm start -- [options]      (or: npx tsx coordinato
   --beta1 X / --beta2 X  AdamW moments                                 (default 0.9 / 0.999)
   --eps X                AdamW epsilon                                 (default 1e-8)
   --grad-clip X          global-norm clip; 0 = off                     (default 1.0)
-  --aggregate A          mean (robust variants: see hardening)         (default mean)
+  --aggregate A          mean | trimmed-mean | centered-clip (docs/hardening.md) (default mean)
+  --verify-rate X        base share of results re-computed on the CPU; 0 = off (default 0.1)
+  --verify-tolerance X   relative gradient/loss error allowed by re-computation (default 0.05)
+  --norm-limit X         refuse gradients > X x the recent median norm    (default 6)
+  --rate-limit N         messages per second per worker connection       (default 20)
+  --allowed-origins L    comma-separated extra origins for the socket endpoints (default: same origin only)
   --eval-every N         steps between held-out evaluations; 0 = off   (default 25)
   --eval-samples N       held-out rows/pairs per evaluation            (default 32)
   --lease-ms N           a task not returned within N ms is re-leased  (default 30000)
@@ -52,7 +57,7 @@ const pos = (name: string) =>
 const nonneg = (name: string) =>
   z.number({ error: `${name} must be a number` }).refine((v) => Number.isFinite(v) && v >= 0, `${name} must be >= 0`);
 
-export const AGGREGATORS = ['mean'] as const;
+export const AGGREGATORS = ['mean', 'trimmed-mean', 'centered-clip'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const configSchema = z
@@ -78,6 +83,11 @@ export const configSchema = z
     eps: pos('--eps').default(1e-8),
     gradClip: nonneg('--grad-clip').default(1.0),
     aggregate: z.enum(AGGREGATORS, { error: `--aggregate must be one of: ${AGGREGATORS.join(', ')}` }).default('mean'),
+    verifyRate: z.number({ error: '--verify-rate must be a number' }).min(0, '--verify-rate must be in [0, 1]').max(1, '--verify-rate must be in [0, 1]').default(0.1),
+    verifyTolerance: pos('--verify-tolerance').default(0.05),
+    normLimit: z.number({ error: '--norm-limit must be a number' }).min(1.5, '--norm-limit must be >= 1.5').default(6),
+    rateLimit: pos('--rate-limit').default(20),
+    allowedOrigins: z.string().max(2000).default(''),
     evalEvery: int('--eval-every', 0).default(25),
     evalSamples: int('--eval-samples', 1, 100000).default(32),
     leaseMs: int('--lease-ms', 100).default(30_000),
@@ -119,6 +129,11 @@ const FLAGS: Record<string, { key: keyof CoordinatorConfig; type: 'int' | 'float
   eps: { key: 'eps', type: 'float' },
   'grad-clip': { key: 'gradClip', type: 'float' },
   aggregate: { key: 'aggregate', type: 'string' },
+  'verify-rate': { key: 'verifyRate', type: 'float' },
+  'verify-tolerance': { key: 'verifyTolerance', type: 'float' },
+  'norm-limit': { key: 'normLimit', type: 'float' },
+  'rate-limit': { key: 'rateLimit', type: 'float' },
+  'allowed-origins': { key: 'allowedOrigins', type: 'string' },
   'eval-every': { key: 'evalEvery', type: 'int' },
   'eval-samples': { key: 'evalSamples', type: 'int' },
   'lease-ms': { key: 'leaseMs', type: 'int' },

@@ -154,7 +154,11 @@ export function writeCheckpointFile(file: string, data: CheckpointData): void {
     }
   } catch (e) {
     if (fd !== undefined) try { closeSync(fd); } catch { /* already failing */ }
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // nothing more to clean up
+    }
     const code = (e as NodeJS.ErrnoException).code;
     throw new AppError('ERR_CHECKPOINT_WRITE', `checkpoint ${file}: write failed (${code ?? (e as Error).message})`, 500,
       code === 'ENOSPC' ? 'the disk is full; free space — the previous checkpoint is still valid' : 'check that the run directory is writable; the previous checkpoint is still valid');

@@ -6,6 +6,8 @@
 // kept. sum_k(n_k * mean_k) / sum_k(n_k) equals the mean over all tokens, so K workers equal one
 // worker on the whole batch (up to float rounding, which the float64 accumulator keeps ~1e-7).
 
+import { createRobustAggregator, type RobustOptions } from '../security/robust-aggregate.ts';
+
 export interface Aggregator {
   readonly name: string;
   /** Start a step; clears the accumulator. */
@@ -17,6 +19,8 @@ export interface Aggregator {
   readonly tokens: number;
   /** Write the aggregate gradient into `out` (float32, parameter layout); returns total tokens. */
   finish(out: Float32Array): number;
+  /** Drop one worker's results of this step (ban); only aggregators that keep per-result vectors can. */
+  remove?(workerId: string): number;
 }
 
 export class MeanAggregator implements Aggregator {
@@ -59,10 +63,13 @@ export class MeanAggregator implements Aggregator {
   }
 }
 
-export function createAggregator(kind: string, paramCount: number): Aggregator {
+export function createAggregator(kind: string, paramCount: number, robust: Partial<RobustOptions> = {}): Aggregator {
   switch (kind) {
     case 'mean':
       return new MeanAggregator(paramCount);
+    case 'trimmed-mean':
+    case 'centered-clip':
+      return createRobustAggregator(kind, paramCount, robust);
     default:
       throw new Error(`aggregate: unknown aggregator "${kind}" (config validation should have caught it)`);
   }

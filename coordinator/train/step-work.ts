@@ -31,6 +31,8 @@ export class StepWork {
   /** Lease ids of this step no longer active, and why (to tell LATE from DUPLICATE). */
   readonly retired = new Map<string, RetiredState>();
   private seq = 0;
+  /** Accepted leases by id, so a ban can reopen them (coordinator/security). */
+  readonly doneLeases = new Map<string, Lease>();
   /** Positions accepted so far. */
   accepted = 0;
   leasedCount = 0;
@@ -125,7 +127,23 @@ export class StepWork {
   accept(l: Lease): void {
     this.active.delete(l.id);
     this.retired.set(l.id, 'done');
+    this.doneLeases.set(l.id, l);
     this.accepted += l.end - l.start;
+  }
+
+  /** Return accepted leases matching `pred` to the pool: their results were discarded (ban). */
+  reopen(pred: (l: Lease) => boolean): Lease[] {
+    const out: Lease[] = [];
+    for (const l of [...this.doneLeases.values()]) {
+      if (!pred(l)) continue;
+      this.doneLeases.delete(l.id);
+      this.retired.set(l.id, 'released');
+      this.pending.push([l.start, l.end]);
+      this.accepted -= l.end - l.start;
+      this.releasedCount++;
+      out.push(l);
+    }
+    return out;
   }
 
   /** Live leases of a worker. */

@@ -56,6 +56,8 @@ export class Trainer {
   released = 0;
   private stepStartedAt = 0;
   private lossSum = 0;
+  /** loss x tokens per worker in the running step (to discard a banned worker's share). */
+  private lossByWorker = new Map<string, number>();
   private gradBuf: Float32Array;
 
   constructor(
@@ -74,7 +76,7 @@ export class Trainer {
     this.sampler = new EpochSampler({ seed: config.seed, size: dataset.size });
     this.ledger = new CoverageLedger(dataset.size);
     this.rng = new Rng(config.seed ^ 0x5eed);
-    this.aggregator = createAggregator(config.aggregate, this.paramCount);
+    this.aggregator = createAggregator(config.aggregate, this.paramCount, { normLimit: config.normLimit });
     this.gradBuf = new Float32Array(this.paramCount);
   }
 
@@ -100,6 +102,7 @@ export class Trainer {
     this.current = new StepWork(this.nonce, this.step, this.version, shard.epoch, shard.ids);
     this.aggregator.begin(this.step);
     this.lossSum = 0;
+    this.lossByWorker.clear();
     this.stepStartedAt = now;
     return this.current;
   }
@@ -140,7 +143,30 @@ export class Trainer {
     w.accept(l);
     this.aggregator.add(r.grads, r.tokens, workerId);
     this.lossSum += r.loss * r.tokens;
+    this.lossByWorker.set(workerId, (this.lossByWorker.get(workerId) ?? 0) + r.loss * r.tokens);
     return { ok: true };
+  }
+
+  /**
+   * Discard a banned worker's results already folded into the running step and re-lease their
+   * samples (coordinator/security). Robust aggregators drop exactly its vectors; the streaming mean
+   * cannot subtract one worker, so it restarts the step's accumulation and re-leases every accepted
+   * lease (honest work is redone; nothing is lost or doubled, the ledger records at finishStep).
+   * Returns the number of accepted leases reopened.
+   */
+  discardWorker(workerId: string): number {
+    const w = this.current;
+    if (!w || ![...w.doneLeases.values()].some((l) => l.workerId === workerId)) return 0;
+    if (this.aggregator.remove) {
+      this.aggregator.remove(workerId);
+      this.lossSum -= this.lossByWorker.get(workerId) ?? 0;
+      this.lossByWorker.delete(workerId);
+      return w.reopen((l) => l.workerId === workerId).length;
+    }
+    this.aggregator.begin(w.step);
+    this.lossSum = 0;
+    this.lossByWorker.clear();
+    return w.reopen(() => true).length;
   }
 
   /** Aggregate, clip, AdamW, version + 1. Call when current.done. */
