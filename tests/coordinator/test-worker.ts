@@ -136,3 +136,13 @@ export async function until(cond: () => boolean, ms: number, what: string): Prom
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Like until() for an async condition (e.g. an HTTP poll); errors count as "not yet". */
+export async function untilAsync(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond().catch(() => false)) return;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
