@@ -1,0 +1,46 @@
+// The coordinator's one typed config: defaults, precedence (file < env < flags), and errors that
+// name the option and what is allowed.
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, validateConfig } from '../../coordinator/config.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'coord-cfg-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('coordinator config', () => {
+  it('has documented defaults', () => {
+    const { config, adminTokenGenerated } = loadConfig([], {});
+    expect(config).toMatchObject({ port: 8080, preset: 'small', runDir: './runs/default', globalBatch: 32, checkpointEvery: 50, keepCheckpoints: 3, maxSteps: 0, seed: 1, deadAfterMs: 10_000 });
+    expect(adminTokenGenerated).toBe(true);
+  });
+
+  it('merges --config file < env < flags', () => {
+    const file = join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ preset: 'tiny', port: 1111, globalBatch: 8, lr: 0.01 }));
+    const { config } = loadConfig(['--config', file, '--global-batch', '4', '--no-resume'], { PORT: '2222', ADMIN_TOKEN: 'from-env-token' });
+    expect(config).toMatchObject({ preset: 'tiny', port: 2222, globalBatch: 4, lr: 0.01, adminToken: 'from-env-token', resume: false });
+    expect(loadConfig(['--port', '0'], { PORT: '2222' }).config.port).toBe(0);
+  });
+
+  it('names the bad option and the allowed values', () => {
+    expect(() => loadConfig(['--preset', 'huge'], {})).toThrow(/--preset must be one of: tiny, small, gpt2/);
+    expect(() => loadConfig(['--global-batch', '0'], {})).toThrow(/--global-batch must be >= 1/);
+    expect(() => loadConfig(['--port', 'abc'], {})).toThrow(/--port expects a integer|--port expects an integer/);
+    expect(() => loadConfig(['--lr=-1'], {})).toThrow(/--lr must be a positive number/);
+    expect(() => loadConfig(['--frobnicate', '1'], {})).toThrow(/frobnicate.*allowed flags: .*--preset/);
+    expect(() => validateConfig({ presetz: 'tiny' })).toThrow(/unknown option\(s\) presetz; allowed: .*preset/);
+    expect(() => loadConfig(['--admin-token', 'short'], {})).toThrow(/--admin-token must be at least 8/);
+    expect(() => loadConfig(['--heartbeat-ms', '5000', '--dead-after-ms', '4000'], {})).toThrow(/dead-after-ms must be larger/);
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, '{ nope');
+    expect(() => loadConfig(['--config', bad], {})).toThrow(/not valid JSON/);
+    expect(() => loadConfig(['--config', join(dir, 'missing.json')], {})).toThrow(/cannot read \(ENOENT\)/);
+    try {
+      loadConfig(['--preset', 'huge'], {});
+    } catch (e) {
+      expect((e as { code: string }).code).toBe('ERR_CONFIG');
+    }
+  });
+});
