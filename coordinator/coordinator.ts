@@ -28,6 +28,8 @@ import { staticRouter } from './http/static.ts';
 import { attachDashboard } from './server/dashboard-ns.ts';
 import { EventBus } from './server/events.ts';
 import { WorkerHub } from './server/hub.ts';
+import { originGuard } from './security/origin.ts';
+import { attachSecurity } from './security/security.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
 
@@ -111,6 +113,8 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     parser: msgpackParser,
     maxHttpBufferSize: maxMessageBytes,
     transports: ['websocket'],
+    // Browsers: same origin or --allowed-origins only (coordinator/security/origin.ts).
+    allowRequest: originGuard(config.allowedOrigins.split(',').map((o) => o.trim()).filter(Boolean)),
     pingInterval: 5_000,
     pingTimeout: Math.max(5_000, config.deadAfterMs),
   });
@@ -152,6 +156,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   };
 
   const hub = new WorkerHub(io, trainer, config, config.preset, seqLen, bus, log, { afterStep });
+  const security = attachSecurity(io, hub, trainer, config, bus, log);
 
   const status = (): StatusSnapshot => {
     const last = trainer.history.at(-1);
@@ -174,6 +179,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       accounting: trainer.accounting(),
       globalBatch: config.globalBatch,
       uptimeSec: Math.round((Date.now() - startedAt) / 1000),
+      security: security.summary(),
     };
   };
 
@@ -193,7 +199,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   };
   const detachDashboard = attachDashboard(io, bus, status, () => trainer.history, () => evals);
 
-  app.use(express.json({ limit: '1mb' }));
+  // No global body parser: our routes take no bodies; colleagues' routers parse their own.
   app.use(apiRouter(ctx));
   app.use(adminRouter(ctx));
   app.use(metricsRouter(ctx));
@@ -235,26 +241,42 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   return { url, port, adminToken, adminTokenGenerated, config, ctx, trainer, hub, bus, resumedFrom, skippedCheckpoints: skipped, close };
 }
 
-/** Mount the generation/export/simulator routers once their modules exist (owned by colleagues). */
+/**
+ * Mount the generation, OpenAI, export and simulator routers (owned by colleagues) when their
+ * modules exist, loaded lazily so the coordinator runs without them. Their contexts: getModel()
+ * (live parameters), loadCheckpoint(name) from the run dir, and a bounded generation limiter.
+ */
 async function mountColleagueRouters(app: express.Express, ctx: CoordinatorContext, log: Logger): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
-  const mounts: Array<[string, string, (m: Record<string, unknown>) => unknown]> = [
-    ['http/generate-routes.ts', 'generateRouter', (m) => (m.generateRouter as (c: unknown) => unknown)(ctx)],
-    ['http/openai-routes.ts', 'openaiRouter', (m) => (m.openaiRouter as (c: unknown) => unknown)(ctx)],
-    ['http/simulate-routes.ts', 'simulateRouter', (m) => (m.simulateRouter as () => unknown)()],
-  ];
-  for (const [file, name, make] of mounts) {
+  const load = async (file: string): Promise<Record<string, unknown> | null> => {
     const path = join(here, file);
-    if (!existsSync(path)) continue;
+    if (!existsSync(path)) return null;
     try {
-      const m = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
-      if (typeof m[name] !== 'function') {
-        log.warn({ file }, `${file} does not export ${name}(); not mounted`);
-        continue;
-      }
-      app.use(make(m) as express.Router);
+      return (await import(pathToFileURL(path).href)) as Record<string, unknown>;
     } catch (e) {
-      log.error({ err: e, file }, `could not mount ${file}`);
+      log.error({ err: e, file }, `could not load ${file}; its routes are not mounted`);
+      return null;
     }
+  };
+  const fn = (m: Record<string, unknown> | null, name: string) => (m && typeof m[name] === 'function' ? (m[name] as (...a: unknown[]) => express.Router) : null);
+  const gen = await load('http/generate-routes.ts');
+  let genCtx: Record<string, unknown> | null = null;
+  const Limiter = gen?.GenerationLimiter as (new (o?: object) => unknown) | undefined;
+  const loader = fn(gen, 'checkpointLoader');
+  if (gen && Limiter) {
+    genCtx = {
+      getModel: ctx.getModel,
+      loadCheckpoint: loader ? loader(ctx.runDir) : undefined,
+      limiter: new Limiter({ concurrency: 2, queue: 8, timeoutMs: 30_000 }),
+      modelName: `gpt2-webgpu-${ctx.preset}`,
+    };
+    const g = fn(gen, 'generateRouter');
+    if (g) app.use(g(genCtx));
+    const oai = fn(await load('http/openai-routes.ts'), 'openaiRouter');
+    if (oai) app.use(oai(genCtx));
   }
+  const exp = fn(await load('export/routes.ts'), 'exportRouter');
+  if (exp) app.use(exp({ getModel: ctx.getModel }));
+  const sim = fn(await load('http/simulate-routes.ts'), 'simulateRouter');
+  if (sim) app.use(sim());
 }
