@@ -6,6 +6,7 @@ import { describeError, getToken, runAdmin, setToken, type AdminAction } from '.
 import { byId, setText } from './dom.ts';
 
 let notify: () => void = () => {};
+let afterAction: () => void = () => {};
 
 function message(text: string, ok: boolean): void {
   const m = byId('admin-msg');
@@ -23,6 +24,7 @@ function applyLock(): void {
 async function act(a: AdminAction): Promise<void> {
   try {
     message(await runAdmin(a), true);
+    afterAction();
   } catch (e) {
     message(`refused: ${describeError(e)}`, false);
     if (e instanceof ApiError && (e.status === 401 || e.status === 403)) applyLock();
@@ -34,8 +36,13 @@ export function adminKick(): ((id: string) => void) | undefined {
   return getToken() ? (id: string) => void act({ kick: id }) : undefined;
 }
 
-export function mountAdmin(opts: { onChange: () => void }): void {
+/**
+ * onChange: the lock state changed (redraw Kick buttons). afterAction: an action succeeded (the
+ * page refreshes its status once, so e.g. "paused" shows without waiting for the next push).
+ */
+export function mountAdmin(opts: { onChange: () => void; afterAction: () => void }): void {
   notify = opts.onChange;
+  afterAction = opts.afterAction;
   const form = byId<HTMLFormElement>('admin-form');
   const input = byId<HTMLInputElement>('admin-token');
   form.addEventListener('submit', (ev) => {

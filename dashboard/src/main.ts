@@ -4,6 +4,7 @@
 
 import './styles.css';
 import type { EvalPoint, HistoryPoint, LogEntry, StatusSnapshot, WorkerChange, WorkerRow } from '../../shared/protocol/dashboard.ts';
+import { getJson } from './api.ts';
 import { byId, setText } from './dom.ts';
 import { EventLog } from './event-log.ts';
 import { formatCount, formatInt, formatLoss, formatLr, formatRate } from './format.ts';
@@ -99,7 +100,11 @@ function setConn(state: string, detail?: string): void {
 }
 
 byId('memory-legend').appendChild(legend());
-mountAdmin({ onChange: drawWorkers });
+// After an admin action, one GET of the status shows its effect at once (not a poll).
+const refresh = (): void => {
+  getJson<StatusSnapshot>('/api/status').then(drawStatus, () => undefined);
+};
+mountAdmin({ onChange: drawWorkers, afterAction: refresh });
 mountShare();
 connectLive({ onState: setConn, onEvent: (name, payload) => handlers[name]?.(payload as never) });
 // "last seen" is relative to now: re-render it locally (this does not contact the server).
