@@ -107,19 +107,24 @@ function matmulRef(M: number, N: number, K: number, a: Float32Array, b: Float32A
 
 function matmulCases(h: KernelHarness): ConformanceCase[] {
   // Shapes: exact tile multiples, ragged edges in every dimension, tiny, K not a multiple of 4.
-  const shapes: Array<[number, number, number]> = [
-    [64, 64, 32],
-    [37, 29, 19],
-    [1, 70, 5],
-    [130, 3, 66],
-    [65, 128, 48],
+  // Shapes: exact tile multiples, ragged edges in every dimension, tiny, K not a multiple of 4,
+  // all dims multiples of 4 but not of the tile (vec4 loads with guards); both tile configs.
+  const shapes: Array<[number, number, number, 64 | 128]> = [
+    [64, 64, 32, 64],
+    [37, 29, 19, 64],
+    [1, 70, 5, 64],
+    [130, 3, 66, 64],
+    [65, 128, 48, 64],
+    [128, 256, 24, 128],
+    [132, 68, 20, 128],
+    [37, 29, 19, 128],
   ];
   const cases: ConformanceCase[] = [];
-  for (const [M, N, K] of shapes) {
+  for (const [M, N, K, tile] of shapes) {
     for (const [transA, transB] of [[false, false], [false, true], [true, false]] as const) {
       const bias = !transA && (M + N) % 2 === 1;
       const accumulate = transA && M % 2 === 1;
-      const name = `matmul ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} M=${M} N=${N} K=${K}${bias ? ' +bias' : ''}${accumulate ? ' +=C' : ''}`;
+      const name = `matmul${tile} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} M=${M} N=${N} K=${K}${bias ? ' +bias' : ''}${accumulate ? ' +=C' : ''}`;
       cases.push({
         name,
         run: async () => {
@@ -128,7 +133,7 @@ function matmulCases(h: KernelHarness): ConformanceCase[] {
           const b = randn(rng, K * N);
           const bv = bias ? randn(rng, N) : undefined;
           const c = accumulate ? randn(rng, M * N) : undefined;
-          const got = await h.matmul({ M, N, K, transA, transB, a, b, bias: bv, c, accumulate });
+          const got = await h.matmul({ M, N, K, transA, transB, a, b, bias: bv, c, accumulate, tile });
           assertClose(name, got, matmulRef(M, N, K, a, b, transA, transB, bv, c), 1e-4, 1e-4);
         },
       });

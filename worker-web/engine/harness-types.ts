@@ -20,6 +20,8 @@ export interface MatmulArgs {
   /** Initial C; with accumulate the product is added to it. */
   c?: Float32Array;
   accumulate?: boolean;
+  /** Force the 64x64 or 128x128 tile config (default: chosen by output size, as in training). */
+  tile?: 64 | 128;
 }
 
 export interface AdamWArgs {

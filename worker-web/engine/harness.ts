@@ -56,7 +56,7 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
     kernels: HARNESS_KERNELS,
     async matmul(a: MatmulArgs) {
       const { M, N, K } = a;
-      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate });
+      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile });
       const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
       const bufs = [up(a.a, 'A'), up(a.b, 'B'), ...(a.bias ? [up(a.bias, 'bias')] : []), c];
       return (await run([[spec, bufs]], [[c, M * N]]))[0];

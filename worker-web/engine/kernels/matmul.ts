@@ -1,11 +1,19 @@
 // Tiled matmul: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]) (+ C).
 //
 // Pattern from tfjs-backend-webgpu matmul_packed and gpu.cpp: a 16x16 workgroup computes a
-// 64x64 output tile, each thread a 4x4 register block (vec4 accumulators); per K-step of 16 the
-// workgroup stages a 64x16 slice of op(A) and a 16x64 slice of op(B) in workgroup memory
-// (8 KiB, well under the 16 KiB default). Transposed operands are read transposed while staging,
-// never materialised. Shapes are baked in: when M, N, K divide the tile the bounds checks are not
-// generated at all. Each output is summed in a fixed order by one thread: deterministic.
+// TMxTN output tile, each thread an RMxRN register block held as vec4 accumulators; per K-step
+// of TK the workgroup stages a TMxTK slice of op(A) and a TKxTN slice of op(B) in workgroup
+// memory (k-major, vec4 over m / n; 8 KiB for both configs, under the 16 KiB default). Every
+// thread stages exactly one 4-vector of each operand per K-step, with a vec4 global load when the
+// contiguous dimension is a multiple of 4. Transposed operands are read transposed while staging,
+// never materialised. Shapes are baked in as constants; bounds checks are generated only for the
+// dimensions that do not divide the tile. Each output is summed in a fixed order by one thread
+// (no split-K, no atomics): deterministic.
+//
+// Two configs: 64x64 (4x4 per thread, TK=16) for small/medium outputs, and 128x128 (8x8 per
+// thread, TK=8; twice the FMAs per shared-memory load) when the output has enough tiles to fill
+// a large GPU. Thread columns are interleaved (thread tx owns vec4 columns tx, tx+16, ...) so
+// neighbouring threads read neighbouring shared-memory words and store coalesced.
 
 import { type KernelSpec } from '../kernel.ts';
 
@@ -17,96 +25,154 @@ export interface MatmulShape {
   transB: boolean;
   bias: boolean;
   accumulate: boolean;
+  /** Force a tile config (tests); default picks by output size. */
+  tile?: 64 | 128;
 }
 
-const TM = 64;
-const TN = 64;
-const TK = 16;
+interface TileConfig {
+  TM: number;
+  TN: number;
+  TK: number;
+  RM: number;
+  RN: number;
+}
+const TILE64: TileConfig = { TM: 64, TN: 64, TK: 16, RM: 4, RN: 4 };
+const TILE128: TileConfig = { TM: 128, TN: 128, TK: 8, RM: 8, RN: 8 };
+
+/** 128x128 tiles only when there are enough of them to keep a big GPU busy. */
+export function pickTile(M: number, N: number): 64 | 128 {
+  return Math.ceil(M / 128) * Math.ceil(N / 128) >= 96 ? 128 : 64;
+}
 
 export function matmulSpec(s: MatmulShape): KernelSpec {
   const { M, N, K, transA, transB, bias, accumulate } = s;
+  const tile = s.tile ?? pickTile(M, N);
+  const { TM, TN, TK, RM, RN } = tile === 128 ? TILE128 : TILE64;
   const evenM = M % TM === 0;
   const evenN = N % TN === 0;
   const evenK = K % TK === 0;
-  const label = `matmul_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}`;
+  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}`;
+
+  // Which operands can be read as vec4 (their contiguous dimension is a multiple of 4).
+  const vecA = transA ? M % 4 === 0 : K % 4 === 0;
+  const vecB = transB ? K % 4 === 0 : N % 4 === 0;
+  const vecC = N % 4 === 0;
   const bindings: KernelSpec['bindings'] = bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'];
-  const decl = bias
-    ? `@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;`
-    : `@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
-@group(0) @binding(2) var<storage, read_write> C: array<f32>;`;
+  const arr = (v: boolean) => (v ? 'array<vec4<f32>>' : 'array<f32>');
+  const decl = [
+    `@group(0) @binding(0) var<storage, read> A: ${arr(vecA)};`,
+    `@group(0) @binding(1) var<storage, read> B: ${arr(vecB)};`,
+    ...(bias ? [`@group(0) @binding(2) var<storage, read> bias: ${arr(vecC)};`] : []),
+    `@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> C: ${arr(vecC)};`,
+  ].join('\n');
 
-  // Guarded global reads: (row, col) of op(X) in logical coordinates.
-  const guardA = (m: string, k: string, expr: string) =>
-    evenM && evenK ? expr : `select(0.0, ${expr}, ${evenM ? '' : `${m} < M`}${!evenM && !evenK ? ' && ' : ''}${evenK ? '' : `${k} < K`})`;
-  const guardB = (k: string, n: string, expr: string) =>
-    evenK && evenN ? expr : `select(0.0, ${expr}, ${evenK ? '' : `${k} < K`}${!evenK && !evenN ? ' && ' : ''}${evenN ? '' : `${n} < N`})`;
-  // Index clamped so an out-of-range read is still in-bounds (robust access would clamp anyway).
-  const clampA = (e: string) => (evenM && evenK ? e : `min(${e}, M * K - 1u)`);
-  const clampB = (e: string) => (evenK && evenN ? e : `min(${e}, N * K - 1u)`);
-  const idxA = (m: string, k: string) => clampA(transA ? `${k} * M + ${m}` : `${m} * K + ${k}`);
-  const idxB = (k: string, n: string) => clampB(transB ? `${n} * K + ${k}` : `${k} * N + ${n}`);
+  const cond = (parts: Array<string | false>) => parts.filter(Boolean).join(' && ');
+  /**
+   * Load 4 consecutive elements of a row-major [R, S] operand X at (r, s..s+3) into `dst`
+   * (s is a multiple of 4). rOk/sOk: whether those dimensions need guards.
+   */
+  const load4 = (X: string, vec: boolean, r: string, s: string, R: string, S: string, guardR: boolean, guardS: boolean, dst: string) => {
+    if (vec) {
+      const g = cond([guardR && `${r} < ${R}`, guardS && `${s} < ${S}`]);
+      const read = `${X}[(${r} * ${S} + ${s}) / 4u]`;
+      return g ? `if (${g}) { ${dst} = ${read}; } else { ${dst} = vec4<f32>(0.0); }` : `${dst} = ${read};`;
+    }
+    const lines: string[] = [];
+    for (let j = 0; j < 4; j++) {
+      const g = cond([guardR && `${r} < ${R}`, guardS && `${s} + ${j}u < ${S}`]);
+      const idx = `${r} * ${S} + ${s} + ${j}u`;
+      // select() evaluates both sides: clamp the index so a guarded-off read stays in bounds.
+      lines.push(g ? `${dst}[${j}] = select(0.0, ${X}[min(${idx}, ${R} * ${S} - 1u)], ${g});` : `${dst}[${j}] = ${X}[${idx}];`);
+    }
+    return lines.join('\n      ');
+  };
 
-  // Staging op(A) tile [TK][TM] into As (vec4 over m). 256 threads x 4 elements = 64x16.
+  const TM4 = TM / 4;
+  const TN4 = TN / 4;
+  // op(A) tile: As[k][m] (vec4 over m). One vec4 of A per thread.
   const loadA = transA
-    ? // A stored [K,M]: thread t reads row k = t/16, 4 consecutive m. Coalesced.
+    ? // A stored [K, M]: read 4 consecutive m at row k.
       `{
-      let k = k0 + lid / 16u;
-      let mq = (lid % 16u) * 4u;
-      var v: vec4<f32>;
-      for (var j = 0u; j < 4u; j++) {
-        let m = m0 + mq + j;
-        v[j] = ${guardA('m', 'k', `A[${idxA('m', 'k')}]`)};
-      }
-      As[(lid / 16u) * 16u + lid % 16u] = v;
-    }`
-    : // A stored [M,K]: thread t reads row m = t/4, 4 consecutive k; scatter into k-major tile.
-      `{
-      let ml = lid / 4u;
-      let kq = (lid % 4u) * 4u;
+      let kl = lid / ${TM4}u;
+      let ml = (lid % ${TM4}u) * 4u;
+      let k = k0 + kl;
       let m = m0 + ml;
-      for (var j = 0u; j < 4u; j++) {
-        let k = k0 + kq + j;
-        As[(kq + j) * 16u + ml / 4u][ml % 4u] = ${guardA('m', 'k', `A[${idxA('m', 'k')}]`)};
-      }
-    }`;
-  const loadB = transB
-    ? // B stored [N,K]: thread t reads row n = t/4, 4 consecutive k.
-      `{
-      let nl = lid / 4u;
-      let kq = (lid % 4u) * 4u;
-      let n = n0 + nl;
-      for (var j = 0u; j < 4u; j++) {
-        let k = k0 + kq + j;
-        Bs[(kq + j) * 16u + nl / 4u][nl % 4u] = ${guardB('k', 'n', `B[${idxB('k', 'n')}]`)};
-      }
-    }`
-    : // B stored [K,N]: thread t reads row k = t/16, 4 consecutive n.
-      `{
-      let k = k0 + lid / 16u;
-      let nq = (lid % 16u) * 4u;
       var v: vec4<f32>;
-      for (var j = 0u; j < 4u; j++) {
-        let n = n0 + nq + j;
-        v[j] = ${guardB('k', 'n', `B[${idxB('k', 'n')}]`)};
-      }
-      Bs[(lid / 16u) * 16u + lid % 16u] = v;
+      ${load4('A', vecA, 'k', 'm', 'K', 'M', !evenK, !evenM, 'v')}
+      As[kl * ${TM4}u + ml / 4u] = v;
+    }`
+    : // A stored [M, K]: read 4 consecutive k at row m; scatter into the k-major tile.
+      `{
+      let ml = lid / ${TK / 4}u;
+      let kl = (lid % ${TK / 4}u) * 4u;
+      let m = m0 + ml;
+      let k = k0 + kl;
+      var v: vec4<f32>;
+      ${load4('A', vecA, 'm', 'k', 'M', 'K', !evenM, !evenK, 'v')}
+      for (var j = 0u; j < 4u; j++) { As[(kl + j) * ${TM4}u + ml / 4u][ml % 4u] = v[j]; }
+    }`;
+  // op(B) tile: Bs[k][n] (vec4 over n).
+  const loadB = transB
+    ? // B stored [N, K]: read 4 consecutive k at row n; scatter.
+      `{
+      let nl = lid / ${TK / 4}u;
+      let kl = (lid % ${TK / 4}u) * 4u;
+      let n = n0 + nl;
+      let k = k0 + kl;
+      var v: vec4<f32>;
+      ${load4('B', vecB, 'n', 'k', 'N', 'K', !evenN, !evenK, 'v')}
+      for (var j = 0u; j < 4u; j++) { Bs[(kl + j) * ${TN4}u + nl / 4u][nl % 4u] = v[j]; }
+    }`
+    : // B stored [K, N]: read 4 consecutive n at row k.
+      `{
+      let kl = lid / ${TN4}u;
+      let nl = (lid % ${TN4}u) * 4u;
+      let k = k0 + kl;
+      let n = n0 + nl;
+      var v: vec4<f32>;
+      ${load4('B', vecB, 'k', 'n', 'K', 'N', !evenK, !evenN, 'v')}
+      Bs[kl * ${TN4}u + nl / 4u] = v;
     }`;
 
+  const RM4 = RM / 4;
+  const RN4 = RN / 4;
+  // Thread (tx, ty) owns rows ty*RM .. ty*RM+RM-1 and vec4 columns tx + 16*c, c < RN/4.
+  const inner: string[] = [];
+  for (let r = 0; r < RM4; r++) inner.push(`let a${r} = As[kk * ${TM4}u + ty * ${RM4}u + ${r}u];`);
+  for (let c = 0; c < RN4; c++) inner.push(`let b${c} = Bs[kk * ${TN4}u + ${c * 16}u + tx];`);
+  for (let r = 0; r < RM4; r++) {
+    for (let i = 0; i < 4; i++) {
+      for (let c = 0; c < RN4; c++) {
+        const idx = (r * 4 + i) * RN4 + c;
+        inner.push(`acc[${idx}] = fma(vec4<f32>(a${r}[${i}]), b${c}, acc[${idx}]);`);
+      }
+    }
+  }
+
+  const storeOne = vecC
+    ? `let o = (row * N + col) / 4u;
+        var r = acc[i * ${RN4}u + c];
+        ${bias ? 'r += bias[col / 4u];' : ''}
+        ${accumulate ? 'r += C[o];' : ''}
+        C[o] = r;`
+    : `for (var j = 0u; j < 4u; j++) {
+          ${evenN ? '' : 'if (col + j >= N) { break; }'}
+          let o = row * N + col + j;
+          var r = acc[i * ${RN4}u + c][j];
+          ${bias ? 'r += bias[col + j];' : ''}
+          ${accumulate ? 'r += C[o];' : ''}
+          C[o] = r;
+        }`;
   const store = `
-  for (var i = 0u; i < 4u; i++) {
-    let row = m0 + ty * 4u + i;
+  for (var i = 0u; i < ${RM}u; i++) {
+    let row = m0 + ty * ${RM}u + i;
     ${evenM ? '' : 'if (row >= M) { break; }'}
-    for (var j = 0u; j < 4u; j++) {
-      let col = n0 + tx * 4u + j;
-      ${evenN ? '' : 'if (col >= N) { break; }'}
-      var r = acc[i][j];
-      ${bias ? 'r += bias[col];' : ''}
-      ${accumulate ? 'r += C[row * N + col];' : ''}
-      C[row * N + col] = r;
+    for (var c = 0u; c < ${RN4}u; c++) {
+      let col = n0 + (c * 16u + tx) * 4u;
+      ${evenN ? '' : 'if (col >= N) { continue; }'}
+      {
+        ${storeOne}
+      }
     }
   }`;
 
@@ -125,18 +191,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let lid = ty * 16u + tx;
   let m0 = wid.y * ${TM}u;
   let n0 = wid.x * ${TN}u;
-  var acc: array<vec4<f32>, 4>;
+  var acc: array<vec4<f32>, ${RM * RN4}>;
   for (var k0 = 0u; k0 < K; k0 += ${TK}u) {
     ${loadA}
     ${loadB}
     workgroupBarrier();
     for (var kk = 0u; kk < ${TK}u; kk++) {
-      let a = As[kk * 16u + ty];
-      let b = Bs[kk * 16u + tx];
-      acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
-      acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
-      acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
-      acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
+      ${inner.join('\n      ')}
     }
     workgroupBarrier();
   }
