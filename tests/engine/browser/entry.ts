@@ -4,8 +4,7 @@
 // Browser-only: nothing here may import Node modules or the `webgpu` package.
 
 import { conformanceCases, type ConformanceCase } from '../conformance.case.ts';
-import { requestEngineDevice } from '../../../worker-web/engine/device.ts';
-import { createKernelHarness } from '../../../worker-web/engine/harness.ts';
+import { createKernelHarness, createWebGpuBackend, requestEngineDevice } from '../../../worker-web/engine/index.ts';
 import type { ModelConfig } from '../../../shared/model/config.ts';
 import type { TrainingBackend } from '../../../shared/backend.ts';
 import type { PageApi, PageInfo, CaseResult } from './page-api.ts';
@@ -22,9 +21,10 @@ async function setup(): Promise<{ info: PageInfo; cases: Map<string, Conformance
   });
   void ed.device.lost.then((l) => deviceErrors.push(`device lost (${l.reason}): ${l.message}`));
   const harness = createKernelHarness(ed.device);
-  const createBackend = async (_config: ModelConfig): Promise<TrainingBackend> => {
-    throw new Error('webgpu-chromium: the engine backend (createWebGpuBackend) is not in the tree yet');
-  };
+  // As in the Node run: every backend on the page's one device (the suite disposes each; the
+  // device's uncaptured errors are already collected above).
+  const createBackend = (config: ModelConfig): Promise<TrainingBackend> =>
+    createWebGpuBackend(config, { device: ed.device, adapterInfo: ed.info });
   const list = conformanceCases({
     label: 'webgpu-chromium',
     harness,

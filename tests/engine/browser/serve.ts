@@ -4,7 +4,7 @@
 
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { extname, join, normalize, sep } from 'node:path';
+import { extname, join, normalize, resolve, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
 
 const TYPES: Record<string, string> = {
@@ -24,7 +24,8 @@ export interface StaticServer {
 
 /** mounts: URL prefix ('/', '/fixture/') -> directory on disk. Longest prefix wins. */
 export async function serveStatic(mounts: Record<string, string>): Promise<StaticServer> {
-  const entries = Object.entries(mounts).sort((a, b) => b[0].length - a[0].length);
+  // resolve() drops trailing separators, so the containment test below is exact.
+  const entries = Object.entries(mounts).map(([p, d]) => [p, resolve(d)] as const).sort((a, b) => b[0].length - a[0].length);
   const server: Server = createServer((req, res) => {
     void (async () => {
       const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
@@ -37,7 +38,7 @@ export async function serveStatic(mounts: Record<string, string>): Promise<Stati
       let rel = path.slice(prefix.length);
       if (rel === '' || rel.endsWith('/')) rel += 'index.html';
       const file = normalize(join(root, rel));
-      if (!file.startsWith(normalize(root) + sep) && file !== normalize(root)) {
+      if (!file.startsWith(root + sep)) {
         res.writeHead(403).end();
         return;
       }
