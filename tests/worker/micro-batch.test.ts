@@ -47,4 +47,25 @@ describe('computeTask micro-batching', () => {
     expect(split.nonFinite).toBe(0);
     backend.dispose();
   });
+
+  it('fixed-shape padding (rows masked out) changes nothing', async () => {
+    const config = presetConfig('tiny');
+    const backend = createCpuBackend(config);
+    await backend.setParams(initParameters(config, 4));
+    const task = makeTask(5, 8, config.vocabSize, 12);
+    const whole = await computeTask(backend, task, 5);
+    for (const [mb, label] of [[3, 'chunks of 3, last padded'], [8, 'one batch padded to 8']] as const) {
+      const padded = await computeTask(backend, task, mb, true);
+      expect(padded.tokens, label).toBe(task.tokens);
+      expect(padded.loss, label).toBeCloseTo(whole.loss, 5);
+      let maxDiff = 0;
+      let maxAbs = 0;
+      for (let i = 0; i < whole.grads.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(padded.grads[i] - whole.grads[i]));
+        maxAbs = Math.max(maxAbs, Math.abs(whole.grads[i]));
+      }
+      expect(maxDiff / maxAbs, label).toBeLessThan(1e-5);
+    }
+    backend.dispose();
+  });
 });

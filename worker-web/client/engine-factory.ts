@@ -1,14 +1,12 @@
 // The one place the worker loop names the WebGPU engine's backend constructor, so the Node host
-// and the tab's Web Worker build it the same way.
+// and the tab's Web Worker build it the same way: on the host's device (the host owns it and
+// watches device.lost), with the volunteer's memory cap enforced by the engine's own plan.
 
 import type { TrainingBackend } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
-import { AppError } from '../../shared/errors.ts';
+import { createWebGpuBackend } from '../engine/backend.ts';
 import type { EngineDevice } from '../engine/device.ts';
 
-export async function createEngineBackend(dev: EngineDevice, model: ModelConfig): Promise<TrainingBackend> {
-  void dev;
-  void model;
-  // TODO(engine): replace with worker-web/engine's createWebGpuBackend once it lands.
-  throw new AppError('ERR_WORKER_NO_ENGINE', 'webgpu backend: the WebGPU engine is not built yet', 503, 'use --backend cpu');
+export async function createEngineBackend(dev: EngineDevice, model: ModelConfig, memoryCapBytes?: number): Promise<TrainingBackend> {
+  return createWebGpuBackend(model, { device: dev.device, adapterInfo: dev.info, memoryCapBytes });
 }

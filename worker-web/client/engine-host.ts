@@ -16,11 +16,21 @@ export interface DeviceDescription {
 
 export interface EngineHost {
   readonly backend: BackendName;
+  /**
+   * True if the engine compiles kernels per (B, T) (WebGPU): the loop then pads every micro-batch
+   * to the plan's size and compiles before taking work.
+   */
+  readonly fixedShape?: boolean;
   /** Finds the device and measures it; called before the first hello and after a device loss. */
   describe(): Promise<DeviceDescription>;
   /**
    * Builds a backend for `model`. `onLost` fires at most once if the device is lost afterwards
    * (WebGPU `device.lost`); the loop then disposes the backend and calls create() again.
    */
-  create(model: ModelConfig, onLost: (reason: string) => void): Promise<TrainingBackend>;
+  create(model: ModelConfig, onLost: (reason: string) => void, opts?: CreateOptions): Promise<TrainingBackend>;
+}
+
+export interface CreateOptions {
+  /** The volunteer's cap: the engine refuses plans whose buffers exceed it. */
+  memoryCapBytes?: number;
 }

@@ -7,13 +7,13 @@ import type { TrainingBackend } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { requestEngineDevice, type EngineDevice } from '../engine/device.ts';
 import { probeMemory } from '../engine/memory.ts';
-import type { DeviceDescription, EngineHost } from './engine-host.ts';
+import type { CreateOptions, DeviceDescription, EngineHost } from './engine-host.ts';
 
 export interface WebGpuHostOptions {
   /** Never probe past this (the volunteer's cap). */
   probeCeilingBytes?: number;
-  /** Builds the engine's backend on a device (worker-web/engine's createWebGpuBackend). */
-  createBackend: (dev: EngineDevice, model: ModelConfig) => Promise<TrainingBackend> | TrainingBackend;
+  /** Builds the engine's backend on a device (engine-factory.ts: createWebGpuBackend). */
+  createBackend: (dev: EngineDevice, model: ModelConfig, memoryCapBytes?: number) => Promise<TrainingBackend> | TrainingBackend;
 }
 
 /** Default probe ceilings: a software adapter allocates host RAM, so ask it for less. */
@@ -46,6 +46,7 @@ export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHost
 
   return {
     backend: 'webgpu',
+    fixedShape: true,
     currentDevice: () => dev,
     async describe(): Promise<DeviceDescription> {
       const d = await device();
@@ -69,9 +70,9 @@ export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHost
       described = { dev: d, d: desc };
       return desc;
     },
-    async create(model: ModelConfig, onLost: (reason: string) => void): Promise<TrainingBackend> {
+    async create(model: ModelConfig, onLost: (reason: string) => void, o: CreateOptions = {}): Promise<TrainingBackend> {
       const d = await device();
-      const backend = await opts.createBackend(d, model);
+      const backend = await opts.createBackend(d, model, o.memoryCapBytes);
       // A loss after our own dispose() is expected; any other (driver reset, OOM, someone
       // destroying the device) is reported so the loop rebuilds.
       let disposed = false;

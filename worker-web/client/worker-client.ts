@@ -40,7 +40,7 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** Everything the tab and the Node log show; a fresh copy is passed to onStats on every change. */
 export interface WorkerStats {
   /** Loop state: what the volunteer sees. */
-  state: 'starting' | 'connecting' | 'waiting' | 'idle' | 'computing' | 'paused' | 'rebuilding' | 'stopped';
+  state: 'starting' | 'connecting' | 'warming up' | 'waiting' | 'idle' | 'computing' | 'paused' | 'rebuilding' | 'stopped';
   /** Why (wait reason, last error, stop reason). */
   detail: string;
   connected: boolean;
@@ -100,6 +100,8 @@ export class WorkerClient {
   private chain: Promise<void> = Promise.resolve();
   private backend?: TrainingBackend;
   private backendModelKey = '';
+  /** Model and micro-batch shape the engine's kernels were compiled for (fixed-shape engines). */
+  private warmKey = '';
   private device?: DeviceDescription;
   private welcome?: WelcomeMsg;
   private params?: Float32Array;
@@ -298,8 +300,45 @@ export class WorkerClient {
     }, hbMs);
     if (w.plan.role !== 'replica') this.update({ state: 'waiting', detail: w.plan.reason });
     else this.update({ state: 'idle' });
-    // Build (or keep) the backend for this model on the chain, before any params/task.
     const key = JSON.stringify(w.model);
+    // An engine that compiles per shape must not compile while holding a lease (it would block
+    // for ~30 s on SwiftShader in Node, missing heartbeats and the lease): leave, build and warm it
+    // up on a throwaway batch of the plan's shape, then come back under the same id.
+    const shapeKey = `${key}|${w.plan.microBatch}x${w.plan.seqLen}`;
+    if (this.opts.host.fixedShape && w.plan.role === 'replica' && w.plan.microBatch > 0 && this.warmKey !== shapeKey) {
+      this.log('info', `warming up the engine for micro-batch ${w.plan.microBatch} x ${w.plan.seqLen} before taking work`);
+      this.leave('warming up the engine');
+      this.update({ state: 'warming up', connected: false, detail: `compiling kernels for ${w.plan.microBatch} x ${w.plan.seqLen}` });
+      const warmEpoch = this.epoch;
+      this.chain = this.chain.then(async () => {
+        // Let the bye leave the process before a blocking compile.
+        await sleep(50);
+        if (this.stopped || this.paused || warmEpoch !== this.epoch) return;
+        try {
+          if (!this.backend || this.backendModelKey !== key) {
+            this.backend?.dispose();
+            this.backend = undefined;
+            this.params = undefined;
+            this.paramsVersion = -1;
+            await this.buildBackend(w.model);
+            this.backendModelKey = key;
+          }
+          const t0 = now();
+          await this.backend!.setParams(this.params ?? new Float32Array(w.paramCount));
+          await this.backend!.forwardBackward(warmupBatch(w.plan.microBatch, w.plan.seqLen));
+          this.warmKey = shapeKey;
+          this.needUpload = this.params !== undefined;
+          this.log('info', `engine ready in ${((now() - t0) / 1000).toFixed(1)} s; rejoining`);
+        } catch (e) {
+          this.log('error', `engine warm-up failed: ${(e as Error).message}`);
+          await this.stop(`engine warm-up failed: ${(e as Error).message}`);
+          return;
+        }
+        if (!this.stopped && !this.paused && warmEpoch === this.epoch) this.connect();
+      }).catch(() => undefined);
+      return;
+    }
+    // Build (or keep) the backend for this model on the chain, before any params/task.
     this.enqueue(epoch, async () => {
       if (this.backend && this.backendModelKey === key) return;
       this.backend?.dispose();
@@ -398,20 +437,21 @@ export class WorkerClient {
       if (lostOnce || this.stopped) return;
       lostOnce = true;
       void this.onDeviceLost(reason, built);
-    });
+    }, { memoryCapBytes: this.opts.userCapBytes });
   }
 
   /**
-   * The GPU went away (driver reset, OOM, tab backgrounded on some mobiles). Report it, rebuild the
-   * engine on the chain, and continue: the in-flight task fails and the coordinator re-leases it.
+   * The GPU went away (driver reset, OOM, tab backgrounded on some mobiles). Report it, leave (bye:
+   * the task in flight is lost and re-leased at once), get a new device, and rejoin under the same
+   * id; the welcome path rebuilds (and warms up) the engine before any new work is taken.
    */
   private async onDeviceLost(reason: string, _builtAt: number): Promise<void> {
     this.stats.deviceLosses++;
     this.log('warn', `device lost (${reason}); rebuilding the engine`);
-    this.update({ state: 'rebuilding', detail: `device lost: ${reason}` });
-    const model = this.welcome?.model;
-    const prior = this.chain;
-    this.chain = prior.then(async () => {
+    const wasPaused = this.paused;
+    if (!wasPaused) this.leave(`device lost: ${reason}`);
+    this.update({ state: 'rebuilding', connected: false, detail: `device lost: ${reason}` });
+    this.chain = this.chain.then(async () => {
       if (this.stopped) return;
       try {
         this.backend?.dispose();
@@ -419,16 +459,19 @@ export class WorkerClient {
         /* already gone */
       }
       this.backend = undefined;
+      this.backendModelKey = '';
+      this.warmKey = '';
+      this.needUpload = this.params !== undefined;
       try {
         this.device = await this.opts.host.describe();
-        if (model) await this.buildBackend(model);
-        this.needUpload = true;
-        this.update({ state: this.paused ? 'paused' : 'idle', detail: 'engine rebuilt after device loss' });
-        this.log('info', 'engine rebuilt');
+        this.log('info', 'new device acquired; engine rebuilt');
       } catch (e) {
         this.log('error', `engine rebuild failed: ${(e as Error).message}; leaving`);
         await this.stop(`device lost and could not be rebuilt: ${(e as Error).message}`);
+        return;
       }
+      if (this.paused) this.update({ state: 'paused', detail: 'engine rebuilt after device loss' });
+      else this.connect();
     }).catch(() => undefined);
   }
 
@@ -449,9 +492,10 @@ export class WorkerClient {
       this.needUpload = false;
     }
     this.update({ state: 'computing', step: task.step, detail: `task ${task.taskId} (step ${task.step})` });
-    const mb = w.plan.microBatch > 0 ? Math.min(w.plan.microBatch, task.B) : task.B;
+    const fixed = Boolean(this.opts.host.fixedShape) && w.plan.microBatch > 0;
+    const mb = w.plan.microBatch > 0 ? (fixed ? w.plan.microBatch : Math.min(w.plan.microBatch, task.B)) : task.B;
     const t0 = now();
-    const r = await computeTask(backend, task, mb);
+    const r = await computeTask(backend, task, mb, fixed);
     const wall = now() - t0;
     if (epoch !== this.epoch || this.stopped) return; // left meanwhile: the lease is already returned
     let rep = { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite };
@@ -530,10 +574,14 @@ export class WorkerClient {
  * Runs a task as micro-batches of at most `mb` rows (the plan's size) and combines them
  * token-weighted, so the result is the gradient of the mean loss over the task's masked tokens,
  * exactly what one forward+backward over the whole task gives.
+ *
+ * With `fixedShape`, every micro-batch is padded to exactly `mb` rows whose mask is 0: they add
+ * nothing to the loss or the gradient (their output gradient is zero), and the WebGPU engine, whose
+ * kernels are specialised per (B, T) and cost ~30 s to compile on SwiftShader, compiles once.
  */
-export async function computeTask(backend: TrainingBackend, task: TaskMsg, mb: number): Promise<GradientResult> {
+export async function computeTask(backend: TrainingBackend, task: TaskMsg, mb: number, fixedShape = false): Promise<GradientResult> {
   const { B, T } = task;
-  if (mb >= B) {
+  if (mb >= B && !(fixedShape && B < mb)) {
     const r = await backend.forwardBackward({ B, T, inputs: task.inputs, targets: task.targets, mask: task.mask });
     return { ...r, grads: r.grads.slice() };
   }
@@ -543,15 +591,7 @@ export async function computeTask(backend: TrainingBackend, task: TaskMsg, mb: n
   let totalMs = 0;
   for (let b0 = 0; b0 < B; b0 += mb) {
     const rows = Math.min(mb, B - b0);
-    const lo = b0 * T;
-    const hi = (b0 + rows) * T;
-    const batch: MicroBatch = {
-      B: rows,
-      T,
-      inputs: task.inputs.subarray(lo, hi),
-      targets: task.targets.subarray(lo, hi),
-      mask: task.mask.subarray(lo, hi),
-    };
+    const batch = rowsOf(task, b0, rows, fixedShape ? mb : rows);
     const r = await backend.forwardBackward(batch);
     totalMs += r.timings.totalMs;
     acc ??= new Float32Array(r.grads.length);
@@ -569,6 +609,30 @@ export async function computeTask(backend: TrainingBackend, task: TaskMsg, mb: n
   let nonFinite = 0;
   for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) nonFinite++;
   return { loss: tokens > 0 ? lossSum / tokens : 0, tokens, grads, gradNorm: l2norm(grads), nonFinite, timings: { totalMs } };
+}
+
+/** Rows [b0, b0+rows) of a task as a micro-batch of `padTo` rows (extra rows masked out). */
+function rowsOf(task: TaskMsg, b0: number, rows: number, padTo: number): MicroBatch {
+  const T = task.T;
+  const lo = b0 * T;
+  const hi = (b0 + rows) * T;
+  if (padTo === rows) {
+    return { B: rows, T, inputs: task.inputs.subarray(lo, hi), targets: task.targets.subarray(lo, hi), mask: task.mask.subarray(lo, hi) };
+  }
+  const inputs = new Int32Array(padTo * T);
+  const targets = new Int32Array(padTo * T);
+  const mask = new Uint8Array(padTo * T); // zeros: padding rows never count
+  inputs.set(task.inputs.subarray(lo, hi));
+  targets.set(task.targets.subarray(lo, hi));
+  mask.set(task.mask.subarray(lo, hi));
+  return { B: padTo, T, inputs, targets, mask };
+}
+
+/** A throwaway micro-batch of the plan's shape, to compile the engine's kernels before taking work. */
+function warmupBatch(B: number, T: number): MicroBatch {
+  const mask = new Uint8Array(B * T);
+  mask[0] = 1;
+  return { B, T, inputs: new Int32Array(B * T), targets: new Int32Array(B * T), mask };
 }
 
 function now(): number {

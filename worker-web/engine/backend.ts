@@ -76,7 +76,7 @@ export async function createWebGpuBackend(config: ModelConfig, opts: WebGpuBacke
     info = ed.info;
   }
   const b = new Engine(config, device, owned, opts, info);
-  if (opts.maxMicroBatch) b.ensurePlan(opts.maxMicroBatch.B, opts.maxMicroBatch.T);
+  if (opts.maxMicroBatch) await b.ensurePlan(opts.maxMicroBatch.B, opts.maxMicroBatch.T);
   return b;
 }
 
@@ -96,6 +96,13 @@ class Engine implements WebGpuBackend {
   private errCbs: Array<(m: string) => void> = [];
   private moments: { m: GPUBuffer; v: GPUBuffer; t: number } | undefined;
   private haveGrads = false;
+  /** Calls run one at a time: a step reuses the plan's buffers, so two must not interleave. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private serial<R>(f: () => Promise<R>): Promise<R> {
+    const r = this.queue.then(f, f);
+    this.queue = r.catch(() => undefined);
+    return r;
+  }
 
   constructor(
     readonly config: ModelConfig,
@@ -151,7 +158,7 @@ class Engine implements WebGpuBackend {
     }
   }
 
-  ensurePlan(B: number, T: number): RecordedStep {
+  async ensurePlan(B: number, T: number): Promise<RecordedStep> {
     if (this.step && this.step.B === B && this.step.T === T) return this.step;
     const max = this.opts.maxMicroBatch;
     if (max && (B > max.B || T > max.T)) {
@@ -167,7 +174,8 @@ class Engine implements WebGpuBackend {
     }
     this.step?.destroy();
     this.step = undefined;
-    this.step = recordStep(this.rt, this.config, this.layout, this.params, this.grads, B, T);
+    this.currentPlan = undefined;
+    this.step = await recordStep(this.rt, this.config, this.layout, this.params, this.grads, B, T);
     this.currentPlan = plan;
     return this.step;
   }
@@ -240,9 +248,13 @@ class Engine implements WebGpuBackend {
     return out;
   }
 
-  async forward(batch: MicroBatch): Promise<ForwardResult> {
+  forward(batch: MicroBatch): Promise<ForwardResult> {
+    return this.serial(() => this.forwardNow(batch));
+  }
+
+  private async forwardNow(batch: MicroBatch): Promise<ForwardResult> {
     this.checked(batch, 'forward()');
-    const step = this.ensurePlan(batch.B, batch.T);
+    const step = await this.ensurePlan(batch.B, batch.T);
     const tokens = this.upload(step, batch);
     const enc = this.device.createCommandEncoder({ label: 'forward' });
     const pass = enc.beginComputePass({ label: 'forward' });
@@ -255,10 +267,14 @@ class Engine implements WebGpuBackend {
     return { logits: new Float32Array(raw, 16, N * V), loss, tokens };
   }
 
-  async forwardBackward(batch: MicroBatch): Promise<GradientResult> {
+  forwardBackward(batch: MicroBatch): Promise<GradientResult> {
+    return this.serial(() => this.forwardBackwardNow(batch));
+  }
+
+  private async forwardBackwardNow(batch: MicroBatch): Promise<GradientResult> {
     this.checked(batch, 'forwardBackward()');
     const t0 = performance.now();
-    const step = this.ensurePlan(batch.B, batch.T);
+    const step = await this.ensurePlan(batch.B, batch.T);
     const tokens = this.upload(step, batch);
     const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
     this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
@@ -283,7 +299,11 @@ class Engine implements WebGpuBackend {
     };
   }
 
-  async adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void> {
+  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void> {
+    return this.serial(() => this.adamwNow(h));
+  }
+
+  private async adamwNow(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void> {
     this.usable('adamwStep()');
     if (!this.haveGrads) throw new AppError('ERR_NO_GRADS', 'webgpu backend: adamwStep() before forwardBackward()', 500, 'compute a gradient first');
     if (!this.moments) {
@@ -310,7 +330,11 @@ class Engine implements WebGpuBackend {
     for (const u of uniforms) u.destroy();
   }
 
-  async getParams(): Promise<Float32Array> {
+  getParams(): Promise<Float32Array> {
+    return this.serial(() => this.getParamsNow());
+  }
+
+  private async getParamsNow(): Promise<Float32Array> {
     this.usable('getParams()');
     const enc = this.device.createCommandEncoder({ label: 'get-params' });
     const raw = await this.submitAndRead(enc, [{ src: this.params, bytes: this.layout.floats * 4 }], 'getParams()');

@@ -55,6 +55,22 @@ export class KernelRuntime {
     return p;
   }
 
+  /**
+   * Compile every not-yet-cached pipeline concurrently (createComputePipelineAsync), so a new
+   * plan's ~30 shaders compile in parallel where the implementation can, without blocking the page.
+   */
+  async warm(specs: KernelSpec[]): Promise<void> {
+    const todo = new Map<string, KernelSpec>();
+    for (const s of specs) if (!this.pipelines.has(s.code)) todo.set(s.code, s);
+    await Promise.all(
+      [...todo.values()].map(async (spec) => {
+        const module = this.device.createShaderModule({ code: spec.code, label: spec.label });
+        const p = await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: spec.label });
+        this.pipelines.set(spec.code, p);
+      }),
+    );
+  }
+
   /** Build a dispatch (pipeline + bind group) once; encode it any number of times. */
   prepare(spec: KernelSpec, buffers: Array<GPUBuffer | BufferSlice>): Dispatch {
     if (buffers.length !== spec.bindings.length) {

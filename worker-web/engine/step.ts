@@ -38,9 +38,14 @@ export interface RecordedStep {
   destroy(): void;
 }
 
-export function recordStep(
+interface Pending {
+  spec: KernelSpec;
+  bufs: Array<GPUBuffer | BufferSlice>;
+}
+
+export async function recordStep(
   rt: KernelRuntime, config: ModelConfig, layout: PaddedLayout, params: GPUBuffer, grads: GPUBuffer, B: number, T: number,
-): RecordedStep {
+): Promise<RecordedStep> {
   const device = rt.device;
   const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C, contextLength: maxT } = config;
   const N = B * T;
@@ -84,12 +89,12 @@ export function recordStep(
   };
   owned.push(sb.batch);
 
-  const d = (spec: KernelSpec, bufs: Array<GPUBuffer | BufferSlice>) => rt.prepare(spec, bufs);
+  const d = (spec: KernelSpec, bufs: Array<GPUBuffer | BufferSlice>): Pending => ({ spec, bufs });
   const mm = (s: Partial<MatmulShape> & { M: number; N: number; K: number }, bufs: Array<GPUBuffer | BufferSlice>) =>
     d(matmulSpec({ transA: false, transB: false, bias: false, accumulate: false, ...s }), bufs);
 
   // ---------------- forward
-  const fwd: Dispatch[] = [];
+  const fwd: Pending[] = [];
   fwd.push(d(encoderForwardSpec(B, T, C), [sb.inputs, P('transformer.wte.weight'), P('transformer.wpe.weight'), a.encoded]));
   for (let l = 0; l < L; l++) {
     const residual = l === 0 ? a.encoded : a.res3[l - 1];
@@ -118,7 +123,7 @@ export function recordStep(
   ];
 
   // ---------------- backward (a.logits now holds dlogits)
-  const bwd: Dispatch[] = [];
+  const bwd: Pending[] = [];
   bwd.push(mm({ M: V, N: C, K: N, transA: true }, [a.logits, a.lnf, G('transformer.wte.weight')]));
   bwd.push(mm({ M: N, N: C, K: V }, [a.logits, P('transformer.wte.weight'), a.dbuf]));
   // First LayerNorm backward overwrites dres (no clear needed); the rest accumulate into it.
@@ -167,10 +172,24 @@ export function recordStep(
   }
   bwd.push(d(normFinalSpec(groups), [psum, pcnt, sb.results]));
 
+  // Compile all pipelines concurrently, then build each bind group once.
+  const all = [...fwd, ...lossFwd, ...lossBwd, ...bwd];
+  try {
+    await rt.warm(all.map((p) => p.spec));
+  } catch (e) {
+    for (const b of owned) b.destroy();
+    throw e;
+  }
+  const prepared = new Map<Pending, Dispatch>();
+  const prep = (p: Pending) => {
+    let x = prepared.get(p);
+    if (!x) prepared.set(p, (x = rt.prepare(p.spec, p.bufs)));
+    return x;
+  };
   return {
     B, T, buffers: sb,
-    forward: [...fwd, ...lossFwd],
-    forwardBackward: [...fwd, ...lossBwd, ...bwd],
+    forward: [...fwd, ...lossFwd].map(prep),
+    forwardBackward: [...fwd, ...lossBwd, ...bwd].map(prep),
     destroy() {
       for (const b of owned) b.destroy();
     },
