@@ -16,6 +16,8 @@ import { generate } from '../../shared/model/generate.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { EOS_ID } from '../../shared/tokenizer.ts';
 import { context, post, startApp } from '../generate/helpers.ts';
+import { startCoordinator } from '../../coordinator/coordinator.ts';
+import { startTestWorker, until } from '../coordinator/test-worker.ts';
 
 const run = promisify(execFile);
 const MAX_NEW = 24;
@@ -82,5 +84,39 @@ describe('export runs identically in an independent PyTorch GPT-2', () => {
     const bad = await fetch(`${app.url}/api/export/..%2Fetc%2Fpasswd`);
     expect(bad.status).toBe(404);
     expect((await fetch(`${app.url}/api/export/model.safetensors?dtype=int8`)).status).toBe(400);
+  });
+});
+
+describe('a real coordinator (port 0) after a few training steps', () => {
+  it('its GET /api/export runs in PyTorch exactly as its POST /api/generate and /v1/completions at temperature 0', async () => {
+    const runDir = mkdtempSync(join(tmpdir(), 'parity-run-'));
+    const c = await startCoordinator({
+      port: 0, host: '127.0.0.1', preset: 'tiny', runDir, globalBatch: 16, maxSteps: 8, lr: 1e-2, minLr: 1e-3,
+      warmupSteps: 2, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', adminToken: 'parity-token-123',
+    });
+    const w = startTestWorker(c.url, { name: 'parity' });
+    try {
+      await until(() => c.trainer.step >= 8, 90_000, '8 training steps');
+      const listing = await (await fetch(`${c.url}/api/export`)).json();
+      expect(listing.step).toBe(8);
+      const dir = mkdtempSync(join(tmpdir(), 'parity-live-'));
+      for (const f of listing.files as Array<{ name: string; url: string }>) {
+        writeFileSync(join(dir, f.name), new Uint8Array(await (await fetch(c.url + f.url)).arrayBuffer()));
+      }
+      const prompts = ['12+34=', 'rev cat=', 'Hi'];
+      const py = await pytorchGreedy(dir, prompts.map(promptTokens));
+      for (let i = 0; i < prompts.length; i++) {
+        const pyTokens = py.outputs[i][py.outputs[i].length - 1] === EOS_ID ? py.outputs[i].slice(0, -1) : py.outputs[i];
+        const http = await post(`${c.url}/api/generate`, { prompt: prompts[i], maxTokens: MAX_NEW, temperature: 0 });
+        expect(http.json.step).toBe(8);
+        expect(http.json.tokens, prompts[i]).toEqual(pyTokens);
+        const oai = await post(`${c.url}/v1/completions`, { prompt: prompts[i], max_tokens: MAX_NEW, temperature: 0 });
+        expect(oai.json.usage.completion_tokens).toBe(pyTokens.length);
+        expect(oai.json.choices[0].text).toBe(http.json.text);
+      }
+    } finally {
+      w.close();
+      await c.close();
+    }
   });
 });
