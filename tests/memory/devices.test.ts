@@ -26,6 +26,7 @@ describe('device spec', () => {
     ['', /empty/],
     ['3x8GiB/1Gb', /bandwidth/],
     ['8GiB,,4GiB', /empty item/],
+    ['6000x8GiB,6000x4GiB', /more than 10000 devices/],
   ])('rejects %s with a clear error', (spec, re) => {
     expect(() => parseDeviceSpec(spec)).toThrow(AppError);
     expect(() => parseDeviceSpec(spec)).toThrow(re);
