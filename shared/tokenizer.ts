@@ -47,10 +47,22 @@ function checkId(id: number, where: string): void {
 
 /** Decode ids to text. Invalid or incomplete UTF-8 becomes U+FFFD; never throws on byte content. */
 export function decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
-  const dec = new StreamDecoder(opts);
-  let s = '';
-  for (let i = 0; i < ids.length; i++) s += dec.push(ids[i]);
-  return s + dec.flush();
+  // Runs of bytes are decoded in one call each (fast for long texts); EOS splits the runs.
+  const td = new TextDecoder('utf-8', { fatal: false });
+  const bytes = new Uint8Array(ids.length);
+  let out = '';
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    checkId(id, 'decode');
+    if (id === EOS_ID) {
+      out += td.decode(bytes.subarray(0, n)) + (opts.skipSpecial ? '' : EOS_TEXT);
+      n = 0;
+    } else {
+      bytes[n++] = id;
+    }
+  }
+  return out + td.decode(bytes.subarray(0, n));
 }
 
 /**

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Rng } from '../../shared/rng.ts';
 import { decode, encode, EOS_ID, EOS_TEXT, StreamDecoder, VOCAB_SIZE } from '../../shared/tokenizer.ts';
 
 describe('byte-level tokenizer', () => {
@@ -41,5 +42,15 @@ describe('byte-level tokenizer', () => {
     const d2 = new StreamDecoder();
     expect(d2.push(0xe2)).toBe('');
     expect(d2.flush()).toBe('\uFFFD');
+  });
+
+  it('whole-text decode equals the concatenated stream on random byte sequences (seeded)', () => {
+    const rng = new Rng(12);
+    for (let trial = 0; trial < 200; trial++) {
+      const ids = Array.from({ length: rng.int(20) }, () => (rng.int(10) === 0 ? EOS_ID : rng.int(2) ? 0x80 + rng.int(0x80) : rng.int(0x80)));
+      const d = new StreamDecoder();
+      const streamed = ids.map((id) => d.push(id)).join('') + d.flush();
+      expect(streamed).toBe(decode(ids));
+    }
   });
 });
