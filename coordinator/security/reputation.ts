@@ -25,7 +25,7 @@ export const DEFAULT_REPUTATION: ReputationOptions = {
   minVerifyRate: 0.02,
   probation: 2,
   banAfterMismatches: 2,
-  banPenalty: 6,
+  banPenalty: 12,
 };
 
 /** Penalty points per rejection code (0: not the worker's fault, or not evidence of it). */

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { C2S, type RejectCode, type ResultMsg } from '../../shared/protocol/messages.ts';
 import type { SecuritySummary } from '../../shared/protocol/dashboard.ts';
 import { Rng } from '../../shared/rng.ts';
+import { validateResult } from '../../shared/protocol/validate.ts';
 import type { CoordinatorConfig } from '../config.ts';
 import type { EventBus } from '../server/events.ts';
 import type { WorkerHub } from '../server/hub.ts';
@@ -19,7 +20,7 @@ import { TokenBucket } from './rate-limit.ts';
 import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
 import { median } from './robust-aggregate.ts';
-import { Verifier } from './verify.ts';
+import { Verifier, type Comparison } from './verify.ts';
 
 const KNOWN_EVENTS = new Set<string>(Object.values(C2S));
 /** Accepted gradient norms remembered for the median reference. */
@@ -36,6 +37,8 @@ export class Security {
   private readonly norms: number[] = [];
   private readonly rng: Rng;
   private pendingDigest = new Map<string, string>();
+  /** Re-computation verdicts by lease id, from preVerify() to gate(). */
+  private verdicts = new Map<string, { version: number; cmp: Comparison }>();
   readonly counters = { rateLimited: 0, unknownEvents: 0, replays: 0, normOutliers: 0, normLies: 0, discardedResults: 0, releasedForBan: 0 };
   readonly rejectsByCode: Partial<Record<RejectCode, number>> = {};
 
@@ -69,6 +72,12 @@ export class Security {
           this.refusePacket(socket, event, 'BAD_SCHEMA', `unknown event "${event}"`);
           return;
         }
+        if (event === C2S.result && this.preVerify(socket, packet[1])) {
+          // The re-computation blocked the loop; hand the packet to the hub in a fresh macrotask
+          // so timers and I/O that waited run first (acks keep their order relative to steps).
+          setTimeout(() => next(), 0);
+          return;
+        }
         next();
       });
     });
@@ -82,6 +91,25 @@ export class Security {
     this.bus.emit('reject', { workerId: w.id, code });
     this.bus.emit('worker', { op: 'update', worker: this.hub.workers.row(w) });
     this.onRejected(w, code);
+  }
+
+  /**
+   * Sampling and re-computation of a result, before the hub sees it: returns true if it ran. The
+   * verdict is kept for gate(), which applies it (the hub still validates everything itself).
+   */
+  private preVerify(socket: Socket, raw: unknown): boolean {
+    if (!this.verifier) return false;
+    const w = this.hub.workers.connected().find((x) => x.socket === socket);
+    if (!w || this.rng.next() >= this.reputation.verifyProbability(w.id)) return false;
+    const v = validateResult(raw, { paramCount: this.trainer.paramCount });
+    if (!v.ok) return false;
+    const lease = this.trainer.check(v.value.taskId, w.id);
+    if ('code' in lease || v.value.version !== this.trainer.version || v.value.version !== lease.version) return false;
+    const { batch } = this.trainer.batchOf(lease);
+    const cmp = this.verifier.check(this.trainer.params, batch, v.value.loss, v.value.grads);
+    this.verdicts.set(lease.id, { version: this.trainer.version, cmp });
+    if (this.verdicts.size > 1024) this.verdicts.delete(this.verdicts.keys().next().value as string);
+    return true;
   }
 
   isBanned(id: string | undefined): boolean {
@@ -119,9 +147,10 @@ export class Security {
         return refuse('NORM_OUTLIER', `gradient norm ${norm.toPrecision(4)} > ${this.cfg.normLimit} x the recent median ${med.toPrecision(4)}`);
       }
     }
-    if (this.verifier && this.rng.next() < this.reputation.verifyProbability(w.id)) {
-      const { batch } = this.trainer.batchOf(lease);
-      const c = this.verifier.check(this.trainer.params, batch, r.loss, r.grads);
+    const pre = this.verdicts.get(lease.id);
+    this.verdicts.delete(lease.id);
+    if (pre && pre.version === this.trainer.version) {
+      const c = pre.cmp;
       const verdict = this.reputation.recordVerified(w.id, c.ok);
       if (!c.ok) {
         this.log.warn({ worker: w.id, task: lease.id, relErr: c.relErr, lossErr: c.lossErr }, 'verification mismatch');
