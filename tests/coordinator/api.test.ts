@@ -17,7 +17,10 @@ const closers: Array<() => void> = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'coord-api-'));
-  c = await startCoordinator({ port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, globalBatch: 8, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', adminToken: TOKEN, resume: false });
+  c = await startCoordinator({ port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, globalBatch: 8, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', adminToken: TOKEN, resume: false,
+    // This file sends bursts of bad messages on purpose and checks each one's code: no rate limit,
+    // no random re-computation (hardening has its own tests).
+    rateLimit: 10_000, verifyRate: 0 });
 });
 afterAll(async () => {
   closers.forEach((f) => f());
@@ -82,14 +85,21 @@ describe('protocol rejections', () => {
     closers.push(() => s.close());
     return s;
   }
-  const nextReject = (s: Socket) => new Promise<RejectMsg>((r) => s.once('reject', r));
+  const nextReject = (s: Socket, what = '') =>
+    new Promise<RejectMsg>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no reject within 5 s ${what}`)), 5000);
+      s.once('reject', (m: RejectMsg) => {
+        clearTimeout(t);
+        resolve(m);
+      });
+    });
 
   it('refuse bad hello, results before hello, and malformed or foreign results', async () => {
     const s = raw();
     let rej = nextReject(s);
     s.emit('result', { taskId: 'x' });
     expect((await rej).code).toBe('NOT_WELCOMED');
-    rej = nextReject(s);
+    rej = nextReject(s, 'PROTOCOL_VERSION');
     s.emit('hello', { protocol: 99, backend: 'cpu', adapter: { vendor: '', architecture: '', description: '', isSoftware: true }, limits: {} });
     expect((await rej).code).toBe('PROTOCOL_VERSION');
     rej = nextReject(s);
@@ -121,7 +131,7 @@ describe('protocol rejections', () => {
     const stepBefore = c.trainer.step;
     const trainedBefore = c.trainer.samplesTrained;
     for (const [code, msg] of cases) {
-      rej = nextReject(s);
+      rej = nextReject(s, `for the ${code} case`);
       s.emit('result', msg);
       expect((await rej).code, code).toBe(code);
     }
@@ -134,7 +144,7 @@ describe('protocol rejections', () => {
     const ack = new Promise<{ taskId: string }>((r) => s.once('ack', r));
     s.emit('result', good());
     expect((await ack).taskId).toBe(t.taskId);
-    rej = nextReject(s);
+    rej = nextReject(s, 'DUPLICATE');
     s.emit('result', good());
     expect((await rej).code).toBe('DUPLICATE');
     const metrics = await (await fetch(c.url + '/metrics')).text();

@@ -19,7 +19,7 @@ async function run(workers: number, maxMicroBatch: number) {
   const dir = mkdtempSync(join(tmpdir(), 'coord-eq-'));
   const c: CoordinatorHandle = await startCoordinator({
     port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, globalBatch: G, maxSteps: STEPS, lr: 3e-3, warmupSteps: 2,
-    evalEvery: 0, checkpointEvery: 0, minWorkers: workers, maxMicroBatch, logLevel: 'silent', resume: false,
+    evalEvery: 0, checkpointEvery: 0, minWorkers: workers, maxMicroBatch, logLevel: 'silent', resume: false, verifyRate: 0,
   });
   const params: Float32Array[] = [];
   const tasksPerStep = new Map<number, number>();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { syntheticDataset, syntheticId } from '../../shared/data/index.ts';
 import { startCoordinator, type CoordinatorHandle } from '../../coordinator/coordinator.ts';
 import type { CoordinatorConfigInput } from '../../coordinator/config.ts';
-import { startTestWorker, until, type TestWorker } from './test-worker.ts';
+import { settled, startTestWorker, until, type TestWorker } from './test-worker.ts';
 
 const SIZE = 24; // samples per epoch
 const G = 8; // 3 steps per epoch
@@ -20,7 +20,9 @@ afterAll(async () => {
 async function coordinator(extra: Partial<CoordinatorConfigInput>): Promise<CoordinatorHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'coord-fault-'));
   const c = await startCoordinator(
-    { port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, seqLen: 16, globalBatch: G, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false, ...extra },
+    // Hardening checks that could refuse honest-but-unusual results (norm outliers on ragged
+    // synthetic rows, re-computation sampling) are set aside: this file tests leases.
+    { port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, seqLen: 16, globalBatch: G, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false, verifyRate: 0, normLimit: 1e6, rateLimit: 1000, ...extra },
     { dataset: (T) => syntheticDataset(SIZE, T) },
   );
   cleanups.push(async () => {
@@ -59,7 +61,7 @@ describe('no sample lost or doubled when workers fail', () => {
     const steady = startTestWorker(c.url, { name: 'steady' });
     const victim = startTestWorker(c.url, { name: 'victim', beforeResult: (_t, n) => (n === 2 ? 'drop' : undefined) });
     cleanups.push(() => { steady.close(); victim.close(); });
-    await until(() => c.trainer.step >= 6, 60_000, '6 steps');
+    await until(() => c.trainer.step >= 6 && settled(steady) && settled(victim), 60_000, '6 steps, all results answered');
     const dropped = victim.tasks[1];
     expect(dropped).toBeDefined();
     expect(victim.acks.map((a) => a.taskId)).not.toContain(dropped.taskId);
@@ -83,7 +85,7 @@ describe('no sample lost or doubled when workers fail', () => {
     const t0 = Date.now();
     await until(() => c.ctx.status().workers.some((w) => w.name === 'mute' && w.state === 'dead'), 10_000, 'mute declared dead');
     expect(Date.now() - t0).toBeLessThan(5_000);
-    await until(() => c.trainer.step >= 3, 30_000, '3 steps');
+    await until(() => c.trainer.step >= 3 && settled(steady), 30_000, '3 steps, all results answered');
     expectEachOnce(trainedPerEpoch([steady, mute]), 1);
     expect(c.ctx.status().accounting.doubled).toBe(0);
   });
@@ -93,7 +95,7 @@ describe('no sample lost or doubled when workers fail', () => {
     const slow = startTestWorker(c.url, { name: 'slow', beforeResult: (_t, n) => (n === 1 ? 1200 : undefined) });
     const fast = startTestWorker(c.url, { name: 'fast' });
     cleanups.push(() => { slow.close(); fast.close(); });
-    await until(() => c.trainer.step >= 3 && slow.rejects.length > 0, 30_000, '3 steps and the late reject');
+    await until(() => c.trainer.step >= 3 && slow.rejects.length > 0 && settled(slow) && settled(fast), 30_000, '3 steps and the late reject');
     const late = slow.rejects[0];
     expect(late).toMatchObject({ event: 'result', code: 'LATE', taskId: slow.tasks[0].taskId });
     expectEachOnce(trainedPerEpoch([slow, fast]), 1);

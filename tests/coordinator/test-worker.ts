@@ -146,3 +146,9 @@ export async function untilAsync(cond: () => Promise<boolean>, ms: number, what:
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** True when every result this worker sent has been answered (ack or reject). */
+export function settled(w: TestWorker): boolean {
+  const answered = new Set([...w.acks.map((a) => a.taskId), ...w.rejects.map((r) => r.taskId)]);
+  return [...w.sent.keys()].every((id) => answered.has(id));
+}
