@@ -18,6 +18,8 @@ import {
 import { validateBye, validateHeartbeat, validateHello, validateResult } from '../../shared/protocol/validate.ts';
 import type { CoordinatorConfig } from '../config.ts';
 import type { Trainer } from '../train/trainer.ts';
+import { tokenMatches } from '../http/auth.ts';
+import type { Security } from '../security/security.ts';
 import type { Lease } from '../train/step-work.ts';
 import type { EventBus } from './events.ts';
 import { WorkerRegistry, type WorkerRecord } from './workers.ts';
@@ -41,6 +43,8 @@ export class WorkerHub {
   private leaseTokens = new Map<string, LeaseInfo>();
   private quorumReached = false;
   readonly maxMessageBytes: number;
+  /** Hardening hooks (coordinator/security), set by attachSecurity(). */
+  security: Security | null = null;
 
   constructor(
     private readonly io: Server,
@@ -74,6 +78,7 @@ export class WorkerHub {
         this.bus.emit('reject', { workerId: worker.id, code });
         this.bus.logEntry({ level: 'warn', kind: 'reject', message: `${event} rejected: ${message}`, workerId: worker.id, code });
         this.changed(worker);
+        this.security?.onRejected(worker, code);
       }
       this.log.warn({ worker: worker?.id, event, code }, message);
     };
@@ -82,7 +87,8 @@ export class WorkerHub {
       if (worker) return reject('hello', 'BAD_SCHEMA', 'hello sent twice on one connection');
       const h = validateHello(raw);
       if (!h.ok) return reject('hello', h.code, h.message);
-      if (this.cfg.joinToken !== undefined && h.value.joinToken !== this.cfg.joinToken) {
+      // Constant-time: a join token is a secret like the admin token.
+      if (this.cfg.joinToken !== undefined && !tokenMatches(h.value.joinToken ?? '', this.cfg.joinToken)) {
         reject('hello', 'UNAUTHORIZED', 'this coordinator needs a join token (worker --join-token)');
         return void socket.disconnect(true);
       }
@@ -96,6 +102,10 @@ export class WorkerHub {
         }, { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
       } catch (e) {
         return reject('hello', 'OUT_OF_RANGE', isAppError(e) ? e.message : String(e));
+      }
+      if (this.security?.isBanned(h.value.resumeId)) {
+        reject('hello', 'BANNED', `worker ${h.value.resumeId} is banned`);
+        return void socket.disconnect(true);
       }
       clearTimeout(helloTimer);
       const now = Date.now();
@@ -215,8 +225,11 @@ export class WorkerHub {
     if ('code' in c) return refuse(c.code, c.message);
     const info = this.leaseTokens.get(c.id);
     if (!info) return refuse('LATE', `task ${c.id} is no longer tracked`);
+    const g = this.security?.gate(w, c, r, info.tokens);
+    if (g && !g.ok) return refuse(g.code, g.message);
     const a = this.trainer.accept(c, r, info.tokens, w.id);
     if (!a.ok) return refuse(a.code, a.message);
+    this.security?.accepted(w, c);
     // Accepted.
     this.leaseTokens.delete(c.id);
     const now = Date.now();
