@@ -9,8 +9,10 @@ export interface ChartSpec {
   container: HTMLElement;
   title: string;
   series: { key: Series; label: string; color: string }[];
-  /** Log scale for the y axis (learning rates). */
-  logY?: boolean;
+  /** Fixed y range (e.g. [0, 1] for accuracy); default: fitted to the data. */
+  yRange?: [number, number];
+  /** Formats y-axis tick values (e.g. exponents for learning rates). */
+  yFormat?: (v: number) => string;
 }
 
 export class StepChart {
@@ -36,8 +38,8 @@ export class StepChart {
       {
         ...this.size(),
         title: this.spec.title,
-        scales: { x: { time: false }, ...(this.spec.logY ? { y: { distr: 3 } } : {}) },
-        axes: [{ label: 'step' }, {}],
+        scales: { x: { time: false }, ...(this.spec.yRange ? { y: { range: this.spec.yRange } } : {}) },
+        axes: [{ label: 'step' }, { size: 60, ...(this.spec.yFormat ? { values: (_u: uPlot, vals: number[]) => vals.map((v) => (v === null ? '' : this.spec.yFormat!(v))) } : {}) }],
         series: [{ label: 'step' }, ...this.spec.series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: true, points: { show: false } }))],
       },
       data,

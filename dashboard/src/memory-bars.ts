@@ -59,6 +59,12 @@ export function totals(bars: MemoryBar[]): { budgetBytes: number; breakdown: Bre
   return { budgetBytes, breakdown, usedBytes: sumBreakdown(breakdown) };
 }
 
+/** "0.47%" for small shares (a tiny model on a big GPU), "83%" otherwise. */
+export function pct(share: number): string {
+  const p = share * 100;
+  return p > 0 && p < 10 ? `${p.toFixed(2)}%` : `${p.toFixed(0)}%`;
+}
+
 function barRow(bar: MemoryBar, testid: string): HTMLElement {
   const lay = layoutBar(bar.budgetBytes, bar.breakdown);
   const track = el('div', { className: `mem-track${lay.over ? ' over' : ''}` });
@@ -77,7 +83,7 @@ function barRow(bar: MemoryBar, testid: string): HTMLElement {
       'div',
       { className: 'mem-figs' },
       ...figures,
-      el('span', { className: `fig fig-total${lay.over ? ' over' : ''}` }, `= ${formatBytes(lay.usedBytes)} of ${bar.budgetBytes > 0 ? formatBytes(bar.budgetBytes) : '?'} (${(lay.fill * 100).toFixed(0)}%)`),
+      el('span', { className: `fig fig-total${lay.over ? ' over' : ''}` }, `= ${formatBytes(lay.usedBytes)} of ${bar.budgetBytes > 0 ? formatBytes(bar.budgetBytes) : '?'} (${pct(lay.fill)})`),
     ),
   );
 }
