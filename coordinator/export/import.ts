@@ -81,3 +81,19 @@ export function importSafetensors(bytes: Uint8Array, file: string, config: Model
   }
   return { config, params, dtype: [...dtypes].join('+') };
 }
+
+/**
+ * For the coordinator's `--init-from DIR` (fine-tune or resume from an export): import `dir` and
+ * require its config to equal the run's model config, naming each field that differs.
+ */
+export function importForTraining(dir: string, expected: ModelConfig): ImportedModel {
+  const m = importModel(dir);
+  const diffs = (['vocabSize', 'contextLength', 'nLayer', 'nHead', 'nEmbd'] as const)
+    .filter((k) => m.config[k] !== expected[k])
+    .map((k) => `${k} ${m.config[k]} (export) vs ${expected[k]} (run)`);
+  if (diffs.length) {
+    throw new AppError('ERR_IMPORT_CONFIG_MISMATCH', `import ${dir}: model config differs from this run's: ${diffs.join(', ')}`, 400,
+      'choose the --preset the export was trained with');
+  }
+  return m;
+}

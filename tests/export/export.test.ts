@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { exportModel, safetensorsBytes, EXPORT_FILES } from '../../coordinator/export/export.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../../coordinator/export/fp16.ts';
 import { bytesToUnicode } from '../../coordinator/export/hf-files.ts';
-import { importModel, importSafetensors } from '../../coordinator/export/import.ts';
+import { importForTraining, importModel, importSafetensors } from '../../coordinator/export/import.ts';
 import { readSafetensors, writeSafetensors } from '../../coordinator/export/safetensors.ts';
 import { PRESETS, type ModelConfig } from '../../shared/model/config.ts';
 import { initParameters } from '../../shared/model/init.ts';
@@ -131,5 +131,13 @@ describe('export directory', () => {
     writeFileSync(cfgPath, '{not json');
     expect(() => importModel(dir)).toThrow(/config\.json: not valid JSON/);
     expect(() => importModel(join(dir, 'nope'))).toThrow(/cannot read .*nope\/config\.json \(ENOENT\)/);
+  });
+
+  it('importForTraining accepts the run\'s config and names every field that differs', () => {
+    const dir = tmp();
+    exportModel(dir, { config, params, step: 2 });
+    expect(importForTraining(dir, config).params).toEqual(params);
+    expect(() => importForTraining(dir, { ...config, nLayer: 3, nEmbd: 64 }))
+      .toThrow(/model config differs from this run's: nLayer 2 \(export\) vs 3 \(run\), nEmbd 48 \(export\) vs 64 \(run\)/);
   });
 });
