@@ -176,13 +176,14 @@ async function main(): Promise<number> {
   let step: StepFigures | null = null;
   if (o.parts.step) {
     console.error(`step: ${o.preset} B=${o.B} T=${o.T}`);
-    step = await runStep({ config: cfg, B: o.B, T: o.T, budget, tf, ours: () => oursBackend(g.device, cfg, o.B, o.T) });
+    step = await runStep({ config: cfg, B: o.B, T: o.T, budget, tf, jax, ours: () => oursBackend(g.device, cfg, o.B, o.T) });
     console.log(`\nfull training step (forward + backward, ${o.preset}, B=${o.B}, T=${o.T}, gradient read back)`);
     console.log(table(['peer', 'ms/step', 'loss', 'tokens/s'], [
       ['ours', fmt(step.oursMs), fmt(step.oursLoss, 5), fmt(step.oursMs ? (step.tokens / step.oursMs) * 1000 : null)],
       ['tfjs', fmt(step.tfjsMs), fmt(step.tfjsLoss, 5), fmt(step.tfjsMs ? (step.tokens / step.tfjsMs) * 1000 : null)],
+      ...(jax ? [['jax', fmt(step.jaxMs), fmt(step.jaxLoss, 5), fmt(step.jaxMs ? (step.tokens / step.jaxMs) * 1000 : null)]] : []),
     ]));
-    console.log(`\ncpu reference loss ${fmt(step.cpuLoss, 5)}; ours/tfjs speed ratio: ${fmt(step.ratio)}   losses agree: ${step.lossesAgree ?? '-'}   dispatches per step: ${step.dispatchesPerStep ?? '-'}`);
+    console.log(`\ncpu reference loss ${fmt(step.cpuLoss, 5)}; ours/tfjs speed ratio: ${fmt(step.ratio)}${jax ? `   ours/jax: ${fmt(step.ratioJax)}` : ''}   losses agree: ${step.lossesAgree ?? '-'}   dispatches per step: ${step.dispatchesPerStep ?? '-'}`);
     for (const n of step.notes) console.log(`  note: ${n}`);
   }
 
@@ -200,6 +201,7 @@ async function main(): Promise<number> {
           preset: o.preset, B: o.B, T: o.T,
           oursMs: round(step.oursMs, 2), tfjsMs: round(step.tfjsMs, 2), ratio: round(step.ratio),
           oursLoss: step.oursLoss, tfjsLoss: step.tfjsLoss, lossesAgree: step.lossesAgree,
+          ...(jax ? { jaxMs: round(step.jaxMs, 2), ratioJax: round(step.ratioJax), jaxLoss: step.jaxLoss } : {}),
         }
       : null,
     dispatchesPerStep: step?.dispatchesPerStep ?? null,

@@ -1,7 +1,8 @@
 // The full training step: forward + backward of one micro-batch with the whole gradient read
 // back (what a worker sends), ours (the engine's TrainingBackend) against the same GPT in tfjs
-// ops + tf.grads (tfjs-gpt.ts), on the same parameters (shared/model/init.ts) and batch. The CPU
-// reference's loss is the sanity anchor: both losses must agree with it.
+// ops + tf.grads (tfjs-gpt.ts) and in jax-js (jax-gpt.ts, jit(valueAndGrad)), on the same
+// parameters (shared/model/init.ts) and batch. The CPU reference's loss is the sanity anchor:
+// every peer's loss must agree with it.
 
 import type { ModelConfig } from '../shared/model/config.ts';
 import type { MicroBatch, TrainingBackend } from '../shared/backend.ts';
@@ -10,6 +11,8 @@ import { createCpuBackend } from '../shared/model/cpu-backend.ts';
 import { Rng } from '../shared/rng.ts';
 import { TfjsGpt } from './tfjs-gpt.ts';
 import type { Tf } from './tfjs-peer.ts';
+import type { JaxPeer } from './jax-peer.ts';
+import { JaxGpt } from './jax-gpt.ts';
 import { measure, type Subject, type TimingBudget } from './timing.ts';
 
 export interface StepFigures {
@@ -17,6 +20,10 @@ export interface StepFigures {
   oursMs: number | null;
   tfjsMs: number | null;
   ratio: number | null;
+  jaxMs: number | null;
+  /** jax ms / our ms (> 1: we are faster). */
+  ratioJax: number | null;
+  jaxLoss: number | null;
   cpuLoss: number;
   oursLoss: number | null;
   tfjsLoss: number | null;
@@ -47,6 +54,7 @@ export interface StepArgs {
   T: number;
   budget: TimingBudget;
   tf: Tf | null;
+  jax: JaxPeer | null;
   /** The engine's backend (on the benchmark's device). */
   ours: () => Promise<{ backend: TrainingBackend; dispatchesPerStep: () => number | null }>;
 }
@@ -63,10 +71,11 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
   cpu.dispose();
 
   const subjects: Record<string, Subject> = {};
-  const losses: Record<string, number | null> = { ours: null, tfjs: null };
+  const losses: Record<string, number | null> = { ours: null, tfjs: null, jax: null };
   let dps: () => number | null = () => null;
   let ours: TrainingBackend | null = null;
   let gpt: TfjsGpt | null = null;
+  let jgpt: JaxGpt | null = null;
   try {
     try {
       const o = await a.ours();
@@ -95,6 +104,20 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
     } else {
       notes.push('tfjs: not run');
     }
+    if (a.jax) {
+      try {
+        jgpt = new JaxGpt(a.jax.jax, a.config, params, a.B, a.T);
+        const g = jgpt;
+        subjects.jax = {
+          async enqueue() {
+            losses.jax = (await g.step(batch)).loss;
+          },
+          sync: async () => undefined, // step() read the loss and the flat gradient back
+        };
+      } catch (e) {
+        notes.push(`jax: could not build the GPT: ${(e as Error).message}`);
+      }
+    }
     const t = await measure(subjects, a.budget);
     const ms = (n: string): number | null => {
       const r = t[n];
@@ -107,17 +130,21 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
     };
     const oursMs = ms('ours');
     const tfjsMs = ms('tfjs');
+    const jaxMs = ms('jax');
     const close = (x: number | null) => x === null || Math.abs(x - ref.loss) <= LOSS_RTOL * Math.abs(ref.loss);
-    const any = losses.ours !== null || losses.tfjs !== null;
-    const lossesAgree = any ? close(losses.ours) && close(losses.tfjs) : null;
+    const any = losses.ours !== null || losses.tfjs !== null || losses.jax !== null;
+    const lossesAgree = any ? close(losses.ours) && close(losses.tfjs) && close(losses.jax) : null;
     if (lossesAgree === false) {
-      notes.push(`LOSS MISMATCH: cpu ${ref.loss}, ours ${losses.ours ?? '-'}, tfjs ${losses.tfjs ?? '-'} (rtol ${LOSS_RTOL})`);
+      notes.push(`LOSS MISMATCH: cpu ${ref.loss}, ours ${losses.ours ?? '-'}, tfjs ${losses.tfjs ?? '-'}, jax ${losses.jax ?? '-'} (rtol ${LOSS_RTOL})`);
     }
     return {
       tokens: ref.tokens,
       oursMs,
       tfjsMs,
       ratio: oursMs && tfjsMs ? tfjsMs / oursMs : null,
+      jaxMs,
+      ratioJax: oursMs && jaxMs ? jaxMs / oursMs : null,
+      jaxLoss: losses.jax,
       cpuLoss: ref.loss,
       oursLoss: losses.ours,
       tfjsLoss: losses.tfjs,
@@ -128,5 +155,6 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
   } finally {
     ours?.dispose();
     gpt?.dispose();
+    jgpt?.dispose();
   }
 }
