@@ -1,12 +1,16 @@
 // Periodic evaluation on the held-out split, on the coordinator's CPU (reference backend):
 // mean masked loss over up to `samples` held-out rows, and for instruction datasets exact-match
-// accuracy of greedy completions (dataset.evaluate). Small by design: it runs between steps.
+// accuracy of greedy completions (dataset.evaluate, KV-cache decoder). Small by design: it runs
+// between steps, and yields to the event loop often so heartbeats and sockets stay served.
 
 import { createCpuBackend, type CpuBackend } from '../../shared/model/cpu-backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import type { Dataset } from '../../shared/data/index.ts';
 import { buildMicroBatch } from '../../shared/data/index.ts';
+import { generateTokens } from '../../shared/model/generate.ts';
 import { EOS_ID, decode, encode } from '../../shared/tokenizer.ts';
+
+const yieldNow = () => new Promise<void>((r) => setImmediate(r));
 
 export interface EvalOutcome {
   loss: number;
@@ -26,21 +30,20 @@ export class Evaluator {
     this.backend = createCpuBackend(model);
   }
 
-  /** Greedy completion of `prompt` (bytes), up to the row length, ended at EOS. */
-  private async greedy(prompt: string): Promise<string> {
+  /**
+   * Greedy completion of `prompt` with the KV-cache decoder, up to the row length, ended at EOS.
+   * Yields to the event loop between tokens: evaluation must never starve heartbeats.
+   */
+  private async greedy(params: Float32Array, prompt: string): Promise<string> {
     const ids = encode(prompt);
-    const maxLen = Math.min(this.dataset.T, this.model.contextLength);
+    const maxTokens = Math.max(0, Math.min(this.dataset.T, this.model.contextLength) - ids.length);
+    const it = generateTokens(this.model, params, ids, { maxTokens, eosId: EOS_ID, temperature: 0 });
     const out: number[] = [];
-    while (ids.length < maxLen) {
-      const T = ids.length;
-      const inputs = Int32Array.from(ids);
-      const r = await this.backend.forward({ B: 1, T, inputs, targets: new Int32Array(T), mask: new Uint8Array(T) });
-      const V = this.model.vocabSize;
-      let best = 0;
-      for (let v = 1; v < V; v++) if (r.logits[(T - 1) * V + v] > r.logits[(T - 1) * V + best]) best = v;
-      if (best === EOS_ID) break;
-      ids.push(best);
-      out.push(best);
+    for (;;) {
+      const r = it.next();
+      if (r.done) break;
+      out.push(r.value);
+      await yieldNow();
     }
     return decode(out);
   }
@@ -57,11 +60,13 @@ export class Evaluator {
       const r = await this.backend.forward(buildMicroBatch(held, ids));
       lossSum += r.loss * r.tokens;
       tokens += r.tokens;
+      await yieldNow();
     }
     let accuracy: number | null = null;
     let pairs = 0;
     if (this.dataset.evaluate && held.pairs && held.pairs.length > 0) {
-      const res = await this.dataset.evaluate((p) => this.greedy(p), { limit: this.samples });
+      const frozen = new Float32Array(params); // training may move on while we decode
+      const res = await this.dataset.evaluate((p) => this.greedy(frozen, p), { limit: this.samples });
       accuracy = res.accuracy;
       pairs = res.total;
     }
