@@ -154,8 +154,9 @@ export class WorkerClient {
     this.stopped = true;
     this.leave(reason);
     clearTimeout(this.reconnectTimer);
-    // Let queued backend work finish before freeing it (the epoch check makes it a no-op).
-    await this.chain.catch(() => undefined);
+    // Let queued backend work finish before freeing it (the epoch check makes it a no-op), but
+    // do not wait out a long kernel compile: the volunteer asked to stop.
+    await Promise.race([this.chain.catch(() => undefined), sleep(3_000)]);
     this.backend?.dispose();
     this.backend = undefined;
     this.update({ state: 'stopped', detail: reason, connected: false });
