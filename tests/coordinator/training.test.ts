@@ -26,7 +26,8 @@ describe('training through the coordinator', () => {
     });
     handles.push(c);
     workers.push(startTestWorker(c.url, { name: 'a' }), startTestWorker(c.url, { name: 'b' }));
-    await until(() => c.trainer.step >= 40, 90_000, '40 steps');
+    // Done when the max-steps eval and checkpoint (after the last step) are written too.
+    await until(() => c.trainer.step >= 40 && c.ctx.status().checkpoint?.step === 40, 90_000, '40 steps and the final checkpoint');
     const h = c.trainer.history;
     const first = (h[0].loss + h[1].loss + h[2].loss) / 3;
     const last = (h[37].loss + h[38].loss + h[39].loss) / 3;
