@@ -1,0 +1,440 @@
+// Chaos harness: a real coordinator (child process, so it can be kill -9'd) and real Node workers
+// (child processes, `worker-web/node/main.ts --backend cpu --fault F`) on loopback. A scenario
+// trains the tiny preset for a few steps while the harness kills workers, starts new ones, freezes
+// one (SIGSTOP: a hung tab), kills the coordinator at random moments, plants a torn checkpoint,
+// and fuzzes the socket endpoint with malformed messages. The figures come from the coordinator's
+// own status, its checkpoint files (re-verified here) and the processes' exit codes.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { io } from 'socket.io-client';
+import { readCheckpoint } from '../../coordinator/checkpoint/format.ts';
+import { listCheckpoints } from '../../coordinator/checkpoint/store.ts';
+import { msgpackParser } from '../../shared/protocol/parser.ts';
+import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
+import { garbageMessages } from '../../worker-web/client/faults.ts';
+import { Rng } from '../../shared/rng.ts';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const ADMIN = 'chaos-admin-token';
+
+export interface Scenario {
+  name: string;
+  /** Honest workers. */
+  honest: number;
+  /** One worker per entry, with that --fault (<= 25% of all workers). */
+  attackers: string[];
+  steps: number;
+  globalBatch: number;
+  aggregate?: 'mean' | 'trimmed-mean' | 'centered-clip';
+  verifyRate?: number;
+  /** kill -9 of the coordinator, at random steps; it is restarted on the same port and run dir. */
+  coordinatorKills?: number;
+  /** kill -9 of random honest workers mid-task; each is replaced by a new worker. */
+  workerKills?: number;
+  /** SIGSTOP one honest worker for longer than dead-after, then SIGCONT (it must rejoin by itself). */
+  freeze?: boolean;
+  /** Malformed messages sent by a raw socket.io client. */
+  fuzz?: number;
+  /** Before each restart, write a torn checkpoint newer than the newest valid one. */
+  plantTorn?: boolean;
+  seed?: number;
+  /** Give up after this long. */
+  timeoutMs?: number;
+}
+
+export interface AttackerFigure {
+  fault: string;
+  name: string;
+  banned: boolean;
+  /** How it was caught: rejection codes it drew, and the ban reason. */
+  detectedBy: string;
+}
+
+export interface ChaosFigures {
+  scenario: string;
+  workersStarted: number;
+  workersKilled: number;
+  workersJoined: number;
+  frozen: number;
+  coordinatorKills: number;
+  coordinatorCrashes: number;
+  checkpointsWritten: number;
+  checkpointsCorrupt: number;
+  tornPlanted: number;
+  tornSkipped: number;
+  samplesExpected: number;
+  samplesTrained: number;
+  samplesLost: number;
+  samplesDoubled: number;
+  malformedSent: number;
+  malformedAnswered: number;
+  attackers: AttackerFigure[];
+  finalLoss: number | null;
+  evalLoss: number | null;
+  stepsDone: number;
+  seconds: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** node + tsx loader, no npx shim (one process per child: kill -9 hits the real one). */
+function tsNode(script: string, args: string[], log: string[]): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (b: Buffer) => {
+    log.push(b.toString());
+    if (log.length > 400) log.splice(0, log.length - 400);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return child;
+}
+
+class Coordinator {
+  child: ChildProcess | null = null;
+  expectedExit = false;
+  crashes = 0;
+  readonly log: string[] = [];
+
+  constructor(
+    readonly port: number,
+    readonly runDir: string,
+    readonly args: string[],
+  ) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.expectedExit = false;
+    const child = tsNode('coordinator/main.ts', ['--port', String(this.port), '--host', '127.0.0.1', '--run-dir', this.runDir, ...this.args], this.log);
+    this.child = child;
+    child.once('exit', (code, sig) => {
+      if (!this.expectedExit) {
+        this.crashes++;
+        this.log.push(`coordinator exited unexpectedly: code ${code} signal ${sig}`);
+      }
+    });
+    const until = Date.now() + 60_000;
+    while (Date.now() < until) {
+      if (child.exitCode !== null) throw new Error(`coordinator exited at start:\n${this.log.join('').slice(-2000)}`);
+      try {
+        const r = await fetch(this.url + '/healthz');
+        if (r.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    throw new Error('coordinator did not start within 60 s');
+  }
+
+  kill9(): void {
+    this.expectedExit = true;
+    this.child?.kill('SIGKILL');
+  }
+
+  async waitExit(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise((r) => c.once('exit', r));
+  }
+
+  async stop(): Promise<void> {
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.expectedExit = true;
+    this.child.kill('SIGTERM');
+    const done = this.waitExit();
+    const t = setTimeout(() => this.child?.kill('SIGKILL'), 10_000);
+    await done;
+    clearTimeout(t);
+  }
+
+  async status(): Promise<StatusSnapshot | null> {
+    try {
+      const r = await fetch(this.url + '/api/status', { signal: AbortSignal.timeout(5000) });
+      return r.ok ? ((await r.json()) as StatusSnapshot) : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+interface WorkerProc {
+  name: string;
+  fault: string;
+  child: ChildProcess;
+  log: string[];
+}
+
+/** Malformed messages on a raw connection: returns [sent, answered with reject or disconnect]. */
+async function fuzz(url: string, count: number, rng: Rng): Promise<[number, number]> {
+  let sent = 0;
+  let answered = 0;
+  const perConnection = 8;
+  while (sent < count) {
+    const s = io(url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
+    let rejects = 0;
+    let disconnected = false;
+    s.on('reject', () => rejects++);
+    s.on('disconnect', () => (disconnected = true));
+    const ok = await new Promise<boolean>((res) => {
+      s.once('connect', () => res(true));
+      s.once('connect_error', () => res(false));
+      setTimeout(() => res(false), 5000);
+    });
+    if (!ok) throw new Error('fuzzer could not connect');
+    // Half the connections stay unwelcomed (NOT_WELCOMED), the rest say hello first.
+    const welcomed = sent % (2 * perConnection) >= perConnection;
+    if (welcomed) {
+      s.emit('hello', { protocol: 1, backend: 'cpu', adapter: { vendor: 'fuzz', architecture: 'x', description: '<script>alert(1)</script>', isSoftware: true }, limits: {}, userCapBytes: 2 ** 30, name: 'fuzzer' });
+      await sleep(100);
+    }
+    const honest = { taskId: `fuzz-${rng.nextU32()}`, step: 0, version: 0, loss: 1, tokens: 4, grads: new Float32Array(16), gradNorm: 0, nonFinite: 0, timings: { totalMs: 1 } };
+    const n = Math.min(perConnection, count - sent);
+    const batch = garbageMessages(honest, 'result', n, rng, sent);
+    let sentHere = 0;
+    for (const g of batch) {
+      if (disconnected) break;
+      (s.emit as (e: string, ...a: unknown[]) => void)(g.event, g.payload);
+      sentHere++;
+      await sleep(20);
+    }
+    const deadline = Date.now() + 3000;
+    while (rejects < sentHere && !disconnected && Date.now() < deadline) await sleep(20);
+    sent += sentHere;
+    answered += disconnected ? sentHere : Math.min(rejects, sentHere);
+    s.close();
+    if (sentHere === 0) sent += n; // the connection was refused outright: those count as answered
+    if (sentHere === 0) answered += n;
+  }
+  // One message over the size limit: the transport closes the connection.
+  const big = io(url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
+  await new Promise<void>((r) => big.once("connect", () => r()));
+  const closed = new Promise<boolean>((res) => {
+    big.once('disconnect', () => res(true));
+    setTimeout(() => res(false), 5000);
+  });
+  big.emit('result', { taskId: 'huge', grads: new Float32Array(8 << 20) });
+  sent++;
+  if (await closed) answered++;
+  big.close();
+  return [sent, answered];
+}
+
+export async function runScenario(sc: Scenario, say: (s: string) => void = () => {}): Promise<ChaosFigures> {
+  const t0 = Date.now();
+  const rng = new Rng(sc.seed ?? 7);
+  const runDir = mkdtempSync(join(tmpdir(), `chaos-${sc.name}-`));
+  const port = await freePort();
+  const args = [
+    '--preset', 'tiny', '--global-batch', String(sc.globalBatch), '--max-steps', String(sc.steps), '--seed', '1',
+    '--lr', '1e-2', '--min-lr', '1e-3', '--warmup-steps', '3', '--checkpoint-every', '2', '--keep-checkpoints', '100',
+    '--eval-every', String(sc.steps), '--eval-samples', '64', '--lease-ms', '3000', '--heartbeat-ms', '300',
+    '--dead-after-ms', '2000', '--max-micro-batch', '4', '--admin-token', ADMIN, '--log-level', 'warn',
+    '--aggregate', sc.aggregate ?? 'mean', '--verify-rate', String(sc.verifyRate ?? 0.1),
+  ];
+  const coord = new Coordinator(port, runDir, args);
+  const workers: WorkerProc[] = [];
+  let started = 0;
+  const spawnWorker = (fault: string, name: string): WorkerProc => {
+    const log: string[] = [];
+    const child = tsNode('worker-web/node/main.ts', ['--url', coord.url, '--backend', 'cpu', '--fault', fault, '--name', name, '--seed', String(++started), '--quiet'], log);
+    const w = { name, fault, child, log };
+    workers.push(w);
+    return w;
+  };
+  const fig: ChaosFigures = {
+    scenario: sc.name, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
+    checkpointsWritten: 0, checkpointsCorrupt: 0, tornPlanted: 0, tornSkipped: 0, samplesExpected: sc.steps * sc.globalBatch, samplesTrained: 0,
+    samplesLost: 0, samplesDoubled: 0, malformedSent: 0, malformedAnswered: 0, attackers: [], finalLoss: null, evalLoss: null,
+    stepsDone: 0, seconds: 0,
+  };
+  const banned = new Map<string, string>(); // worker name -> reason
+  const codesByName = new Map<string, Set<string>>();
+  const observe = (s: StatusSnapshot) => {
+    const nameOf = new Map(s.workers.map((w) => [w.id, w.name ?? w.id]));
+    for (const b of s.security?.banned ?? []) banned.set(nameOf.get(b.id) ?? b.id, b.reason);
+    for (const w of s.workers) {
+      const set = codesByName.get(w.name ?? w.id) ?? new Set<string>();
+      for (const [code, n] of Object.entries(w.rejectedByCode)) if (n > 0) set.add(code);
+      codesByName.set(w.name ?? w.id, set);
+    }
+  };
+
+  try {
+    await coord.start();
+    for (let i = 0; i < sc.honest; i++) spawnWorker('none', `honest-${i}`);
+    sc.attackers.forEach((f, i) => spawnWorker(f, `attacker-${i}-${f.replace(/[^a-z0-9]/gi, '')}`));
+    // Chaos schedule: at which step each action fires (spread over the run, seeded).
+    const at = (k: number) => Array.from({ length: k }, (_, i) => Math.max(1, Math.floor(((i + 1) * sc.steps) / (k + 1)) + rng.int(2) - 1));
+    const coordKillSteps = at(sc.coordinatorKills ?? 0);
+    // Worker kills between the coordinator kills (offset by a third of the spacing).
+    const workerKillSteps = at(sc.workerKills ?? 0).map((x) => Math.min(sc.steps - 2, x + Math.max(1, Math.floor(sc.steps / (3 * ((sc.workerKills ?? 0) + 1))))));
+    let freezeStep = sc.freeze ? Math.max(1, Math.floor(sc.steps / 3)) : -1;
+    let fuzzed = !(sc.fuzz && sc.fuzz > 0);
+    let lastStep = -1;
+    const deadline = t0 + (sc.timeoutMs ?? 600_000);
+    for (;;) {
+      if (Date.now() > deadline) throw new Error(`scenario ${sc.name}: timed out at step ${lastStep}\n${coord.log.join('').slice(-3000)}`);
+      const s = await coord.status();
+      if (!s) {
+        await sleep(200);
+        continue;
+      }
+      observe(s);
+      lastStep = s.step;
+      if (s.finished && s.eval && s.eval.step === sc.steps - 1) break;
+      if (!fuzzed && s.step >= 1) {
+        fuzzed = true;
+        [fig.malformedSent, fig.malformedAnswered] = await fuzz(coord.url, sc.fuzz!, rng);
+        say(`  fuzz: ${fig.malformedSent} malformed messages, ${fig.malformedAnswered} answered`);
+      }
+      if (workerKillSteps.length && s.step >= workerKillSteps[0]) {
+        workerKillSteps.shift();
+        // A worker that holds a lease right now: killed mid-task.
+        const busy = new Set(s.workers.filter((w) => w.state === 'computing').map((w) => w.name));
+        const honest = workers.filter((w) => w.fault === 'none' && w.child.exitCode === null && w.child.signalCode === null);
+        const victim = honest.find((w) => busy.has(w.name)) ?? honest[rng.int(honest.length)];
+        if (victim) {
+          victim.child.kill('SIGKILL');
+          fig.workersKilled++;
+          const nw = spawnWorker('none', `${victim.name}-r${fig.workersKilled}`);
+          fig.workersJoined++;
+          say(`  step ${s.step}: kill -9 worker ${victim.name} (mid-task: ${busy.has(victim.name)}), started ${nw.name}`);
+        }
+      }
+      if (freezeStep >= 0 && s.step >= freezeStep) {
+        const honest = workers.filter((w) => w.fault === 'none' && w.child.exitCode === null && w.child.signalCode === null);
+        const victim = honest[0];
+        if (victim) {
+          victim.child.kill('SIGSTOP');
+          say(`  step ${s.step}: SIGSTOP ${victim.name} (hung tab) for 4 s`);
+          setTimeout(() => victim.child.kill('SIGCONT'), 4000);
+          fig.frozen++;
+        }
+        freezeStep = -1;
+      }
+      if (coordKillSteps.length && s.step >= coordKillSteps[0]) {
+        coordKillSteps.shift();
+        // A random moment inside the step (0..400 ms after we saw it begin).
+        await sleep(rng.int(400));
+        coord.kill9();
+        await coord.waitExit();
+        fig.coordinatorKills++;
+        say(`  step ~${s.step}: kill -9 coordinator`);
+        if (sc.plantTorn) {
+          // What a crash mid-write could leave if the write were not atomic: a newer, truncated file.
+          const newest = listCheckpoints(runDir)[0];
+          const step = (newest?.step ?? 0) + 1;
+          writeFileSync(join(runDir, `ckpt-${String(step).padStart(9, '0')}.vtc`), Buffer.from('VTCK torn write'));
+          writeFileSync(join(runDir, `ckpt-${String(step).padStart(9, '0')}.vtc.tmp-99999`), Buffer.alloc(1000));
+          fig.tornPlanted++;
+        }
+        const logFrom = coord.log.length;
+        await coord.start();
+        const r = await coord.status();
+        // The restarted coordinator must say it skipped the torn file (main.ts prints a WARNING).
+        if (sc.plantTorn && /corrupt checkpoint skipped/i.test(coord.log.slice(logFrom).join(''))) fig.tornSkipped++;
+        say(`  restarted at step ${r?.step}`);
+      }
+      await sleep(150);
+    }
+    const s = (await coord.status())!;
+    observe(s);
+    fig.stepsDone = s.step;
+    fig.samplesTrained = s.samplesTrained;
+    fig.samplesDoubled = s.accounting.doubled;
+    fig.samplesLost = fig.samplesExpected - s.samplesTrained;
+    fig.finalLoss = s.loss;
+    fig.evalLoss = s.eval?.loss ?? null;
+    await coord.stop();
+    // Re-verify every checkpoint the coordinator wrote (checksums), and the newest one's ledger:
+    // every sample of each epoch it covers trained exactly once.
+    const planted = new Set<string>();
+    for (const { file } of listCheckpoints(runDir)) {
+      try {
+        const d = readCheckpoint(file);
+        fig.checkpointsWritten++;
+        if (d.meta.step === sc.steps) {
+          // The final checkpoint's coverage ledger (bitsets per epoch; a second record of a sample
+          // in an epoch throws) must hold exactly steps x global-batch samples.
+          const inLedger = d.meta.ledger.epochs.reduce((a, e) => a + e.count, 0);
+          if (inLedger < fig.samplesExpected) fig.samplesLost = Math.max(fig.samplesLost, fig.samplesExpected - inLedger);
+          if (inLedger > fig.samplesExpected) fig.samplesDoubled += inLedger - fig.samplesExpected;
+        }
+      } catch {
+        planted.add(file);
+      }
+    }
+    // Corrupt files that are not the ones we planted would be the coordinator's fault.
+    fig.checkpointsCorrupt = Math.max(0, planted.size - fig.tornPlanted);
+    fig.coordinatorCrashes = coord.crashes;
+    fig.workersStarted = started;
+    for (const w of workers.filter((x) => x.fault !== 'none')) {
+      const reason = banned.get(w.name);
+      const codes = [...(codesByName.get(w.name) ?? [])].join(',');
+      fig.attackers.push({ fault: w.fault, name: w.name, banned: reason !== undefined, detectedBy: `${codes}${reason ? ` | ${reason}` : ''}` });
+    }
+  } finally {
+    for (const w of workers) {
+      if (w.child.exitCode === null) {
+        w.child.kill('SIGCONT');
+        w.child.kill('SIGKILL');
+      }
+    }
+    await coord.stop().catch(() => {});
+    if (coord.child && coord.child.exitCode === null) coord.child.kill('SIGKILL');
+    rmSync(runDir, { recursive: true, force: true });
+  }
+  fig.seconds = Math.round((Date.now() - t0) / 1000);
+  return fig;
+}
+
+export function lossDelta(f: ChaosFigures, clean: ChaosFigures): number | null {
+  if (f.evalLoss === null || clean.evalLoss === null) return null;
+  return (f.evalLoss - clean.evalLoss) / clean.evalLoss;
+}
+
+/** The chaos table, one row per scenario. */
+export function formatTable(rows: ChaosFigures[], clean: ChaosFigures): string {
+  const head = ['scenario', 'workers killed/joined', 'frozen', 'samples once/lost/doubled', 'coord kills survived', 'ckpt valid/corrupt (torn skipped/planted)', 'malformed sent/answered', 'coord crashes', 'attackers banned', 'eval loss (vs clean)', 's'];
+  const lines = rows.map((f) => {
+    const d = lossDelta(f, clean);
+    const att = f.attackers.length ? f.attackers.map((a) => `${a.fault}:${a.banned ? 'banned' : 'not banned'}`).join(' ') : '-';
+    return [
+      f.scenario,
+      `${f.workersKilled}/${f.workersJoined}`,
+      String(f.frozen),
+      `${f.samplesTrained}/${f.samplesLost}/${f.samplesDoubled}`,
+      String(f.coordinatorKills),
+      `${f.checkpointsWritten}/${f.checkpointsCorrupt} (${f.tornSkipped}/${f.tornPlanted})`,
+      `${f.malformedSent}/${f.malformedAnswered}`,
+      String(f.coordinatorCrashes),
+      att,
+      `${f.evalLoss?.toFixed(4) ?? '-'}${d === null ? '' : ` (${d >= 0 ? '+' : ''}${(100 * d).toFixed(2)}%)`}`,
+      String(f.seconds),
+    ];
+  });
+  const all = [head, ...lines];
+  const w = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
+  const fmt = (r: string[]) => `| ${r.map((c, i) => c.padEnd(w[i])).join(' | ')} |`;
+  return [fmt(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...lines.map(fmt)].join('\n');
+}
+

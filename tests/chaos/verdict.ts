@@ -1,0 +1,26 @@
+// What the chaos figures must show (shared by `npm run chaos` and the reduced suite test).
+
+import { lossDelta, type ChaosFigures } from './harness.ts';
+
+/** Faults that are stragglers, not attacks: detected (leases expire, results LATE), not banned. */
+export const NOT_BANNED = (fault: string) => fault.startsWith('slow');
+
+export function verdicts(f: ChaosFigures, clean: ChaosFigures, maxLossDelta = 0.05): string[] {
+  const out: string[] = [];
+  const p = (s: string) => out.push(`${f.scenario}: ${s}`);
+  if (f.samplesLost !== 0) p(`${f.samplesLost} samples lost`);
+  if (f.samplesDoubled !== 0) p(`${f.samplesDoubled} samples doubled`);
+  if (f.samplesTrained !== f.samplesExpected) p(`trained ${f.samplesTrained} samples, expected ${f.samplesExpected}`);
+  if (f.coordinatorCrashes !== 0) p(`${f.coordinatorCrashes} coordinator crashes`);
+  if (f.checkpointsCorrupt !== 0) p(`${f.checkpointsCorrupt} corrupt checkpoints`);
+  if (f.tornSkipped !== f.tornPlanted) p(`torn checkpoints skipped on restart: ${f.tornSkipped}`);
+  if (f.malformedAnswered !== f.malformedSent) p(`${f.malformedSent - f.malformedAnswered} malformed messages unanswered`);
+  for (const a of f.attackers) {
+    if (!NOT_BANNED(a.fault) && !a.banned) p(`attacker ${a.fault} not banned (${a.detectedBy})`);
+    if (NOT_BANNED(a.fault) && !/LATE/.test(a.detectedBy)) p(`straggler ${a.fault} never detected late (${a.detectedBy})`);
+  }
+  const d = lossDelta(f, clean);
+  if (d === null) p('no final eval loss');
+  else if (Math.abs(d) > maxLossDelta) p(`eval loss ${f.evalLoss} is ${(100 * d).toFixed(2)}% from the clean run's ${clean.evalLoss}`);
+  return out;
+}
