@@ -109,19 +109,25 @@ function matmulCases(h: KernelHarness): ConformanceCase[] {
   // Shapes: exact tile multiples, ragged edges in every dimension, tiny, K not a multiple of 4.
   // Shapes: exact tile multiples, ragged edges in every dimension, tiny, K not a multiple of 4,
   // all dims multiples of 4 but not of the tile (vec4 loads with guards); both tile configs.
-  const shapes: Array<[number, number, number, 64 | 128]> = [
-    [64, 64, 32, 64],
-    [37, 29, 19, 64],
-    [1, 70, 5, 64],
-    [130, 3, 66, 64],
-    [65, 128, 48, 64],
-    [128, 256, 24, 128],
-    [132, 68, 20, 128],
-    [37, 29, 19, 128],
+  // [M, N, K, tile, transA, transB]: exact tile multiples, ragged edges in every dimension
+  // (scalar loads with guards), all dims multiples of 4 but not of the tile (vec4 loads with
+  // guards), tiny; both tile configs; every transposition variant. Kept short: each shape is a
+  // pipeline compile (~1 s on SwiftShader).
+  const shapes: Array<[number, number, number, 64 | 128, boolean, boolean]> = [
+    [64, 64, 32, 64, false, false],
+    [37, 29, 19, 64, false, false],
+    [37, 29, 19, 64, false, true],
+    [37, 29, 19, 64, true, false],
+    [1, 70, 5, 64, false, true],
+    [65, 128, 48, 64, true, false],
+    [128, 256, 24, 128, false, true],
+    [132, 68, 20, 128, false, false],
+    [132, 68, 20, 128, true, false],
+    [37, 29, 19, 128, false, true],
   ];
   const cases: ConformanceCase[] = [];
-  for (const [M, N, K, tile] of shapes) {
-    for (const [transA, transB] of [[false, false], [false, true], [true, false]] as const) {
+  for (const [M, N, K, tile, transA, transB] of shapes) {
+    {
       const bias = !transA && (M + N) % 2 === 1;
       const accumulate = transA && M % 2 === 1;
       const name = `matmul${tile} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} M=${M} N=${N} K=${K}${bias ? ' +bias' : ''}${accumulate ? ' +=C' : ''}`;

@@ -53,7 +53,7 @@ describe('conformance: webgpu (Node, Dawn)', () => {
     it(c.name, async () => {
       await c.run();
       expect(errors, 'uncaptured WebGPU errors').toEqual([]);
-    });
+    }, 600_000); // whole-model cases compile a plan's ~35 pipelines: minutes on a loaded SwiftShader
   }
 });
 

@@ -11,6 +11,8 @@ import { planEngine } from '../../worker-web/engine/plan.ts';
 import { PRESETS, parameterCount, type ModelConfig } from '../../shared/model/config.ts';
 import { Rng } from '../../shared/rng.ts';
 import type { MicroBatch } from '../../shared/backend.ts';
+import { buildParameterTable } from '../../shared/model/parameters.ts';
+import { adamwStep, createAdamWState, decayMask } from '../../shared/optim/adamw.ts';
 
 const config: ModelConfig = { vocabSize: 29, contextLength: 8, nLayer: 1, nHead: 2, nEmbd: 8 };
 
@@ -65,6 +67,10 @@ describe('memory plan', () => {
     const big = { ...defaults, maxStorageBufferBindingSize: 2 ** 31, maxBufferSize: 2 ** 31 };
     expect(() => planEngine(PRESETS.gpt2, 16, 1024, big)).toThrow(/activation logits.*smaller micro-batch/);
   });
+  it('refuses sequences whose attention row does not fit workgroup memory', () => {
+    expect(() => planEngine({ ...PRESETS.tiny, contextLength: 8192 }, 1, 4096, { ...defaults, maxComputeWorkgroupStorageSize: 16384 }))
+      .toThrow(/attention's score row.*at most 4032 tokens/);
+  });
   it('sums the buffers the engine allocates', () => {
     const p = planEngine(PRESETS.tiny, 2, 16, defaults);
     expect(p.totalBytes).toBe(p.paramBytes + p.gradBytes + p.activationBytes + p.scratchBytes);
@@ -83,7 +89,7 @@ describe('webgpu backend failures', () => {
     }
   });
 
-  it('reports a lost device with the last kernel, refuses work, and a rebuilt backend continues identically', async () => {
+  it('reports a lost device with the last kernel, refuses work, and a rebuilt backend continues identically (and runs local AdamW like shared/optim)', async () => {
     const gpu = nodeGpu();
     const b1 = await createWebGpuBackend(config, { gpu });
     await b1.setParams(params());
@@ -108,8 +114,25 @@ describe('webgpu backend failures', () => {
       const r2 = await b2.forwardBackward(batch);
       expect(r2.loss).toBe(r1.loss);
       expect(Buffer.from(r2.grads.buffer).equals(Buffer.from(r1.grads.buffer))).toBe(true);
+
+      // Local-step AdamW on the device matches shared/optim over two steps (moments persist).
+      const table = buildParameterTable(config);
+      const hyper = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+      const decay = (name: string) => table.byName.get(name)!.kind === 'weight';
+      const ref = params();
+      const state = createAdamWState(table.total);
+      let g = r2.grads;
+      for (let step = 0; step < 2; step++) {
+        adamwStep(ref, g, state, 1e-2, hyper, decayMask(table));
+        await b2.adamwStep({ lr: 1e-2, ...hyper, decay });
+        const got = await b2.getParams();
+        let worst = 0;
+        for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(got[i] - ref[i]) / (1e-6 + Math.abs(ref[i])));
+        expect(worst, `adamw step ${step + 1}: worst relative error`).toBeLessThan(1e-4);
+        g = (await b2.forwardBackward(batch)).grads;
+      }
     } finally {
       b2.dispose();
     }
-  });
+  }, 600_000); // two devices = two full pipeline compiles (~35 each; slow on a loaded SwiftShader)
 });

@@ -15,7 +15,7 @@ import { buildEmbeddingIndex } from './embedding-index.ts';
 import { requestEngineDevice, type AdapterInfo } from './device.ts';
 import { createKernelHarness } from './harness.ts';
 import type { KernelHarness } from './harness-types.ts';
-import { adamwSpec } from './kernels/adamw.ts';
+import { adamwSpec, adamwUniform } from './kernels/adamw.ts';
 
 export interface WebGpuBackendOptions {
   /** Use this device (the caller owns it). Otherwise one is requested from `gpu` (or navigator.gpu) and owned. */
@@ -225,27 +225,30 @@ class Engine implements WebGpuBackend {
     return tokens;
   }
 
-  private async submitAndRead(enc: GPUCommandEncoder, copies: Array<{ src: GPUBuffer; bytes: number }>, where: string): Promise<ArrayBuffer> {
-    let total = 0;
-    for (const c of copies) total += c.bytes;
-    const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'step-readback' });
-    let off = 0;
-    for (const c of copies) {
-      enc.copyBufferToBuffer(c.src, 0, staging, off, c.bytes);
-      off += c.bytes;
-    }
+  /**
+   * Copy each source into its own staging buffer (so no staging buffer exceeds maxBufferSize),
+   * submit once, map all; returns one ArrayBuffer per copy.
+   */
+  private async submitAndRead(enc: GPUCommandEncoder, copies: Array<{ src: GPUBuffer; bytes: number }>, where: string): Promise<ArrayBuffer[]> {
+    const staging = copies.map((c) => {
+      const s = this.device.createBuffer({ size: c.bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'step-readback' });
+      enc.copyBufferToBuffer(c.src, 0, s, 0, c.bytes);
+      return s;
+    });
     this.device.queue.submit([enc.finish()]);
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
     } catch (e) {
-      staging.destroy();
+      for (const s of staging) s.destroy();
       throw new AppError('ERR_WEBGPU_DEVICE_LOST', `webgpu backend: ${where} failed while reading results after kernel "${this.rt.lastLabel}": ${(e as Error).message}`, 503,
         'the device was probably lost; create a new backend');
     }
-    const out = staging.getMappedRange().slice(0);
-    staging.unmap();
-    staging.destroy();
-    return out;
+    return staging.map((s) => {
+      const out = s.getMappedRange().slice(0);
+      s.unmap();
+      s.destroy();
+      return out;
+    });
   }
 
   forward(batch: MicroBatch): Promise<ForwardResult> {
@@ -262,9 +265,8 @@ class Engine implements WebGpuBackend {
     pass.end();
     const N = batch.B * batch.T;
     const V = this.config.vocabSize;
-    const raw = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: step.buffers.logits, bytes: N * V * 4 }], 'forward()');
-    const loss = new Float32Array(raw, 0, 4)[0];
-    return { logits: new Float32Array(raw, 16, N * V), loss, tokens };
+    const [res, logits] = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: step.buffers.logits, bytes: N * V * 4 }], 'forward()');
+    return { logits: new Float32Array(logits), loss: new Float32Array(res)[0], tokens };
   }
 
   forwardBackward(batch: MicroBatch): Promise<GradientResult> {
@@ -284,11 +286,11 @@ class Engine implements WebGpuBackend {
     const pass = enc.beginComputePass({ label: 'forward-backward' });
     for (const d of step.forwardBackward) this.rt.encode(pass, d);
     pass.end();
-    const raw = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: this.grads, bytes: this.layout.floats * 4 }], 'forwardBackward()');
+    const [rawRes, rawGrads] = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: this.grads, bytes: this.layout.floats * 4 }], 'forwardBackward()');
     const t2 = performance.now();
-    const res = new Float32Array(raw, 0, 4);
-    const nonFinite = new Uint32Array(raw, 0, 4)[2];
-    const padded = new Float32Array(raw, 16, this.layout.floats);
+    const res = new Float32Array(rawRes);
+    const nonFinite = new Uint32Array(rawRes)[2];
+    const padded = new Float32Array(rawGrads);
     const grads = new Float32Array(this.table.total);
     this.table.tensors.forEach((t, i) => grads.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));
     this.haveGrads = true;
@@ -315,11 +317,10 @@ class Engine implements WebGpuBackend {
     const enc = this.device.createCommandEncoder({ label: 'adamw' });
     const pass = enc.beginComputePass({ label: 'adamw' });
     const uniforms: GPUBuffer[] = [];
-    const bc1 = 1 - Math.pow(h.beta1, mo.t);
-    const bc2 = 1 - Math.pow(h.beta2, mo.t);
     this.table.tensors.forEach((t, i) => {
       const u = this.device.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'adamw_hp' });
-      this.device.queue.writeBuffer(u, 0, new Float32Array([h.lr, h.beta1, h.beta2, h.eps, h.decay(t.name) ? h.weightDecay : 0, bc1, bc2, 0]));
+      const hp = adamwUniform({ ...h, weightDecay: h.decay(t.name) ? h.weightDecay : 0 }, mo.t, t.size);
+      this.device.queue.writeBuffer(u, 0, hp.buffer, 0, hp.byteLength);
       uniforms.push(u);
       const sl = (b: GPUBuffer) => ({ buffer: b, offset: this.layout.offsets[i] * 4, size: t.size * 4 });
       this.rt.encode(pass, this.rt.prepare(adamwSpec(t.size), [sl(this.params), sl(this.grads), sl(mo.m), sl(mo.v), u]));
@@ -337,7 +338,7 @@ class Engine implements WebGpuBackend {
   private async getParamsNow(): Promise<Float32Array> {
     this.usable('getParams()');
     const enc = this.device.createCommandEncoder({ label: 'get-params' });
-    const raw = await this.submitAndRead(enc, [{ src: this.params, bytes: this.layout.floats * 4 }], 'getParams()');
+    const [raw] = await this.submitAndRead(enc, [{ src: this.params, bytes: this.layout.floats * 4 }], 'getParams()');
     const padded = new Float32Array(raw);
     const out = new Float32Array(this.table.total);
     this.table.tensors.forEach((t, i) => out.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));

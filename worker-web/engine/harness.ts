@@ -11,7 +11,7 @@ import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm
 import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
 import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
-import { adamwSpec } from './kernels/adamw.ts';
+import { adamwSpec, adamwUniform } from './kernels/adamw.ts';
 import { buildEmbeddingIndex } from './embedding-index.ts';
 import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
 
@@ -169,7 +169,7 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
     },
     async adamw(a: AdamWArgs) {
       const n = a.params.length;
-      const hp = new Float32Array([a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, 1 - Math.pow(a.beta1, a.step), 1 - Math.pow(a.beta2, a.step), 0]);
+      const hp = adamwUniform(a, a.step, n);
       const [p, m, v] = [up(a.params, 'params'), up(a.m, 'm'), up(a.v, 'v')];
       const [po, mo, vo] = await run([[adamwSpec(n), [p, up(a.grads, 'grads'), m, v, uni(hp, 'hp')]]], [[p, n], [m, n], [v, n]]);
       return { params: po, m: mo, v: vo };

@@ -14,6 +14,8 @@ export interface DeviceLimitsLike {
   maxBufferSize: number;
   maxStorageBufferBindingSize: number;
   minStorageBufferOffsetAlignment: number;
+  /** Attention keeps one score row (T floats) in workgroup memory. Default 16 KiB. */
+  maxComputeWorkgroupStorageSize?: number;
 }
 
 export interface PaddedLayout {
@@ -77,6 +79,13 @@ export function planEngine(config: ModelConfig, B: number, T: number, limits: De
   const paramBytes = layout.floats * 4;
   if (paramBytes > limits.maxBufferSize) {
     fail('the parameter buffer', paramBytes, 'maxBufferSize', limits.maxBufferSize, 'choose a smaller model for this device');
+  }
+  // Attention keeps a row of T scores plus a 64-float reduction array in workgroup memory.
+  const wgMax = limits.maxComputeWorkgroupStorageSize ?? 16384;
+  const attWg = (T + 64) * 4;
+  if (attWg > wgMax) {
+    fail(`attention's score row (T=${T} floats in workgroup memory)`, attWg, 'maxComputeWorkgroupStorageSize', wgMax,
+      `use sequences of at most ${Math.floor(wgMax / 4) - 64} tokens on this device`);
   }
   const f = 4;
   const acts: PlannedBuffer[] = [
