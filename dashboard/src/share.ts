@@ -1,7 +1,8 @@
-// The share box: the worker URL in large type with a copy button, so a volunteer can join from
-// another device. (No QR library: the URL is short enough to type or paste.)
+// The share box: the worker URL in large type, a copy button and a QR code, so a volunteer can
+// join from another device (a phone scans it; the URL is also short enough to type).
 
 import { byId, setText } from './dom.ts';
+import { drawQr } from './qr.ts';
 
 export function workerUrl(origin: string, advertised?: string): string {
   if (advertised && /^https?:\/\//.test(advertised)) return advertised;
@@ -13,6 +14,7 @@ export function mountShare(advertised?: string): void {
   const link = byId<HTMLAnchorElement>('share-url');
   link.href = url;
   setText(link, url);
+  drawQr(byId<HTMLCanvasElement>('share-qr'), url);
   const hint = byId('share-hint');
   const local = /^(localhost|127\.|\[::1\])/.test(new URL(url).host);
   hint.hidden = !local;

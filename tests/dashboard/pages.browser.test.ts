@@ -1,8 +1,9 @@
 // The dashboard pages in a real browser (Chromium via playwright-core) against the real coordinator
 // (tiny preset, in-process on port 0, serving the built pages under its Content-Security-Policy).
 // No GPU work: the cluster has only a raw-socket worker too small to be given tasks.
-//  - live page: connects, shows the model; a worker whose name/adapter contain markup is shown as
-//    text (no element created, no script run); its memory bar and join event appear;
+//  - live page: connects, shows the model and the share link's QR code; a worker whose
+//    name/adapter contain markup is shown as text (no element created, no script run); its memory
+//    bar and join event appear;
 //  - admin: hidden without a token; a wrong token is refused by the server and forgotten; the right
 //    one pauses, resumes and kicks;
 //  - playground: a real /api/generate completion and why it stopped; a bad request shows the error;
@@ -21,6 +22,7 @@ import { msgpackParser } from '../../shared/protocol/parser.ts';
 import { PROTOCOL_VERSION, type HelloMsg, type WelcomeMsg } from '../../shared/protocol/messages.ts';
 import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import { launchBrowser, type Browser } from '../e2e/chromium.ts';
+import { qrMatrix } from '../../dashboard/src/qr.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const ADMIN_TOKEN = 'pages-admin-token-42';
@@ -65,6 +67,18 @@ describe('dashboard pages against the real coordinator', () => {
     expect(await dash.isVisible('#admin-controls')).toBe(false);
     expect(await dash.isVisible('#admin-token')).toBe(true);
     expect(await dash.getAttribute('#share-url', 'href')).toBe(`${coord.url}/worker/`);
+    // The QR code is drawn: black modules on white, as many modules as the URL's matrix.
+    const qr = await dash.evaluate(() => {
+      const c = document.getElementById('share-qr') as HTMLCanvasElement;
+      const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      let dark = 0;
+      for (let i = 0; i < px.length; i += 4) if (px[i] < 128) dark++;
+      return { modules: Number(c.dataset.modules), width: c.width, darkShare: dark / (px.length / 4) };
+    });
+    expect(qr.modules).toBe(qrMatrix(`${coord.url}/worker/`).length);
+    expect(qr.width).toBe((qr.modules + 8) * 5);
+    expect(qr.darkShare).toBeGreaterThan(0.2);
+    expect(qr.darkShare).toBeLessThan(0.6);
   });
 
   it('shows a worker whose name and adapter contain markup as plain text', async () => {

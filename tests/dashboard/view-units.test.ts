@@ -10,6 +10,7 @@ import { arithmeticLines, deviceBars, verdict } from '../../dashboard/src/sim-vi
 import { simulate } from '../../shared/memory/simulate.ts';
 import { actionPath } from '../../dashboard/src/admin.ts';
 import { workerUrl } from '../../dashboard/src/share.ts';
+import { qrMatrix } from '../../dashboard/src/qr.ts';
 import type { StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
 
 describe('format', () => {
@@ -164,5 +165,28 @@ describe('admin and share', () => {
     expect(workerUrl('http://10.0.0.2:8080')).toBe('http://10.0.0.2:8080/worker/');
     expect(workerUrl('http://localhost:8080', 'https://train.example.org/worker/')).toBe('https://train.example.org/worker/');
     expect(workerUrl('http://localhost:8080', 'javascript:alert(1)')).toBe('http://localhost:8080/worker/');
+  });
+});
+
+describe('share QR code', () => {
+  it('encodes the worker URL as a QR matrix with the three finder patterns', () => {
+    const m = qrMatrix('http://192.168.1.20:8080/worker/');
+    const n = m.length;
+    expect((n - 17) % 4).toBe(0); // sizes are 21, 25, 29, ... (version v: 17 + 4v)
+    expect(n).toBeLessThanOrEqual(33); // a short URL fits a small version, easy to scan
+    // A finder pattern: 7x7 dark ring, light ring, 3x3 dark centre, at three corners.
+    const finder = (r0: number, c0: number): boolean => {
+      for (let r = 0; r < 7; r++)
+        for (let c = 0; c < 7; c++) {
+          const ring = r === 0 || r === 6 || c === 0 || c === 6;
+          const centre = r >= 2 && r <= 4 && c >= 2 && c <= 4;
+          if (m[r0 + r][c0 + c] !== (ring || centre)) return false;
+        }
+      return true;
+    };
+    expect([finder(0, 0), finder(0, n - 7), finder(n - 7, 0)]).toEqual([true, true, true]);
+    expect(finder(n - 7, n - 7)).toBe(false);
+    // Different URLs give different codes.
+    expect(qrMatrix('http://192.168.1.21:8080/worker/')).not.toEqual(m);
   });
 });
