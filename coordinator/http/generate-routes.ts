@@ -329,13 +329,14 @@ export function generateRouter(ctx: GenerateContext): Router {
   const r = express.Router();
   r.post('/api/generate', jsonBody(), async (req: Request, res: Response) => {
     const body = parseBody(generateBodySchema, req.body, 'POST /api/generate');
-    const model = await resolveModel(ctx, body.checkpoint);
-    checkPromptFits(promptTokens(body.prompt), model.config); // 400 before queueing
+    checkPromptFits(promptTokens(body.prompt), (await resolveModel(ctx, body.checkpoint)).config); // 400 before queueing
     const deadline = Date.now() + ctx.limiter.timeoutMs;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
-    const result = await ctx.limiter.run(() =>
-      runGeneration(model, {
+    // The model is taken again once a slot is ours: the decoder copies the parameters in that same
+    // tick, so the reported step is exactly the one generated from, however long the queue was.
+    const result = await ctx.limiter.run(async () =>
+      runGeneration(await resolveModel(ctx, body.checkpoint), {
         prompt: body.prompt, maxTokens: body.maxTokens, temperature: body.temperature, topK: body.topK, topP: body.topP,
         seed: body.seed ?? freshSeed(), stop: body.stop === undefined ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
       }, { deadline, signal: abort.signal }),

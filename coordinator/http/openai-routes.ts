@@ -95,9 +95,8 @@ export function openaiRouter(ctx: GenerateContext): Router {
     const where = 'POST /v1/completions';
     const body = parseBody(completionsBodySchema, req.body, where);
     const { name, load } = modelFor(ctx, body.model);
-    const model = await load();
     const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0];
-    checkPromptFits(promptTokens(prompt), model.config);
+    checkPromptFits(promptTokens(prompt), (await load()).config);
     const id = `cmpl-${randomBytes(12).toString('hex')}`;
     const created = Math.floor(Date.now() / 1000);
     const request = {
@@ -112,7 +111,8 @@ export function openaiRouter(ctx: GenerateContext): Router {
     });
 
     if (!body.stream) {
-      const out = await ctx.limiter.run(() => runGeneration(model, request, { deadline, signal: abort.signal }));
+      // load() again inside the slot: the step reported is the one generated from (see generate-routes)
+      const out = await ctx.limiter.run(async () => runGeneration(await load(), request, { deadline, signal: abort.signal }));
       res.json({
         ...chunk(out.text, openaiFinish(out.finishReason)),
         usage: { prompt_tokens: out.promptTokens, completion_tokens: out.tokens.length, total_tokens: out.promptTokens + out.tokens.length },
@@ -125,7 +125,7 @@ export function openaiRouter(ctx: GenerateContext): Router {
       res.flushHeaders();
       const send = (o: unknown) => res.write(`data: ${JSON.stringify(o)}\n\n`);
       try {
-        const out = await runGeneration(model, request, { deadline, signal: abort.signal, onText: (t) => send(chunk(t, null)) });
+        const out = await runGeneration(await load(), request, { deadline, signal: abort.signal, onText: (t) => send(chunk(t, null)) });
         send({
           ...chunk('', openaiFinish(out.finishReason)),
           usage: { prompt_tokens: out.promptTokens, completion_tokens: out.tokens.length, total_tokens: out.promptTokens + out.tokens.length },

@@ -113,6 +113,30 @@ describe('POST /api/generate', () => {
     }
   });
 
+  it('a queued request generates from the parameters current when its slot opens, and reports that step', async () => {
+    const limiter = new GenerationLimiter({ concurrency: 1, queue: 2, timeoutMs: 30_000 });
+    const moving = { config, params: new Float32Array(params), step: 1 };
+    const t = await startApp(context(moving, { limiter, getModel: () => ({ ...moving }) }));
+    try {
+      let release!: () => void;
+      const held = limiter.run(() => new Promise<void>((r) => (release = r)));
+      const queued = post(`${t.url}/api/generate`, { prompt: 'q', maxTokens: 8, temperature: 0 });
+      await new Promise((r) => setTimeout(r, 50));
+      // an optimizer step lands while the request waits
+      const next = initParameters(config, 99);
+      moving.params.set(next);
+      moving.step = 2;
+      release();
+      await held;
+      const r = await queued;
+      expect(r.json.step).toBe(2);
+      expect(r.json.tokens).toEqual(greedy('q', 8, next).tokens);
+      expect(r.json.tokens).not.toEqual(greedy('q', 8).tokens);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('the time budget ends generation with "length" and timedOut', async () => {
     const t = await startApp(context(live, { limiter: new GenerationLimiter({ timeoutMs: 0 }) }));
     try {
