@@ -2,7 +2,8 @@
 // (instruction pairs or text documents). Node-only (reads files); parsing is in parseDataBytes.
 //
 // Rules (the README and docs should quote these):
-//  - The file must be non-empty valid UTF-8 (errors name the file and the line).
+//  - The file must be non-empty valid UTF-8 (errors name the file and the line); a leading BOM is
+//    dropped and CRLF line ends are accepted in .jsonl.
 //  - .txt: the whole file's bytes are one token stream; windows of T+1 tokens with stride T
 //    (one token of overlap, so every token is a target once); loss on every position; the last
 //    window may be short (padded, mask 0). No EOS is added.
@@ -61,8 +62,10 @@ export function parseDataBytes(bytes: Uint8Array, file: string, opts: FileDataOp
   if (bytes.length === 0) {
     throw dataError('ERR_DATA_EMPTY', file, '', 'file is empty', 'give it at least one sample');
   }
-  const text = decodeUtf8OrThrow(bytes, file);
-  return ext === '.txt' ? textDataset(file, [bytes], opts.T, false) : parseJsonl(text, file, opts);
+  const text = decodeUtf8OrThrow(bytes, file); // (TextDecoder drops a leading BOM)
+  // A UTF-8 byte-order mark some editors write is not text: drop it from the token stream too.
+  const body = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? bytes.subarray(3) : bytes;
+  return ext === '.txt' ? textDataset(file, [body], opts.T, false) : parseJsonl(text, file, opts);
 }
 
 function decodeUtf8OrThrow(bytes: Uint8Array, file: string): string {

@@ -63,6 +63,14 @@ describe('user data files', () => {
     expect(rows[3].targets[1]).toBe(EOS_ID);
   });
 
+  it('a UTF-8 BOM is dropped and CRLF line ends are accepted', () => {
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf]);
+    const txt = loadDataFile(file('bom.txt', new Uint8Array([...bom, ...enc('abc')])), { T: 4, seed: 0 });
+    expect(Array.from(txt.sample(0).inputs.subarray(0, 2))).toEqual(encode('ab'));
+    const jl = loadDataFile(file('bom.jsonl', new Uint8Array([...bom, ...enc('{"prompt":"p","response":"r"}\r\n{"prompt":"q","response":"s"}\r\n')])), { T: 4, seed: 0 });
+    expect(jl.size).toBe(2);
+  });
+
   it('bad files get an error naming the file and line, with what was expected', () => {
     const cases: Array<[string, string | Uint8Array, RegExp]> = [
       ['empty.txt', '', /empty\.txt: file is empty/],
