@@ -71,7 +71,7 @@ describe('/worker tab in Chromium', () => {
     await page.close();
   }, 300_000);
 
-  it('without WebGPU: explains, refuses a bad cap, and trains in the opt-in CPU mode', async () => {
+  it('without WebGPU: explains, refuses a bad cap, trains in the opt-in CPU mode, pauses while hidden', async () => {
     const page = await browser.newPage();
     // A browser without WebGPU: the page's navigator has no gpu.
     await page.addInitScript(() => {
@@ -91,11 +91,26 @@ describe('/worker tab in Chromium', () => {
     expect(await text(page, 'error')).toMatch(/not a size/);
     expect(await page.evaluate(() => document.body.dataset.state)).toBe('ready');
     await page.fill('#memory-cap', '');
-    await page.uncheck('#pause-hidden');
+    expect(await page.isChecked('#pause-hidden')).toBe(true); // the default
     await page.click('#start');
     await page.waitForFunction(() => Number(document.getElementById('accepted')?.textContent) >= 1, null, { timeout: 60_000 });
-    const rec = workerRecord(await text(page, 'worker-id'))!;
-    expect(rec.hello.backend).toBe('cpu');
+    const id = await text(page, 'worker-id');
+    expect(workerRecord(id)!.hello.backend).toBe('cpu');
+
+    // The tab is hidden: it pauses (bye: the coordinator drops it at once); visible again: it
+    // resumes under the same id.
+    const setHidden = (hidden: boolean) => page.evaluate((h) => {
+      Object.defineProperty(document, 'hidden', { value: h, configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+    await setHidden(true);
+    await page.waitForSelector('body[data-state="paused"]', { timeout: 10_000 });
+    await until(() => workerRecord(id)?.socket === null, 3_000, 'pause to drop the worker');
+    const accepted = await num(page, 'accepted');
+    await setHidden(false);
+    await page.waitForFunction((n) => Number(document.getElementById('accepted')?.textContent) > n, accepted, { timeout: 60_000 });
+    expect(await text(page, 'worker-id')).toBe(id);
+    expect(workerRecord(id)?.socket).not.toBeNull();
     await page.click('#stop');
     await page.waitForSelector('body[data-state="stopped"]', { timeout: 10_000 });
     await page.close();
