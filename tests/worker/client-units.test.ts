@@ -1,37 +1,10 @@
-// Unit tests for the environment-neutral worker pieces that need no server: memory sizes,
-// reconnect backoff, fault injectors.
+// Unit tests for the environment-neutral worker pieces that need no server: reconnect backoff,
+// fault injectors.
 import { describe, it, expect } from 'vitest';
-import { parseMemorySize, formatBytes } from '../../worker-web/client/memory-size.ts';
 import { Backoff } from '../../worker-web/client/backoff.ts';
 import { parseFault, formatFault, corruptGradient, garbageMessages, l2norm, GARBAGE_KINDS } from '../../worker-web/client/faults.ts';
 import { Rng } from '../../shared/rng.ts';
-import { AppError } from '../../shared/errors.ts';
 import { validateResult } from '../../shared/protocol/validate.ts';
-
-describe('parseMemorySize', () => {
-  it('reads binary and decimal units', () => {
-    expect(parseMemorySize('2GiB')).toBe(2 * 1024 ** 3);
-    expect(parseMemorySize('512 MiB')).toBe(512 * 1024 ** 2);
-    expect(parseMemorySize('1.5GB')).toBe(1_500_000_000);
-    expect(parseMemorySize('4kib')).toBe(4096);
-    expect(parseMemorySize('12345')).toBe(12345);
-  });
-  it('refuses ambiguous or malformed sizes with a named error', () => {
-    for (const bad of ['2G', 'lots', '-1GiB', '0', '', '1e3GB', 'GiB']) {
-      expect(() => parseMemorySize(bad, '--memory')).toThrowError(AppError);
-      try {
-        parseMemorySize(bad, '--memory');
-      } catch (e) {
-        expect((e as AppError).code).toBe('ERR_WORKER_MEMORY_SIZE');
-        expect((e as AppError).message).toContain('--memory');
-      }
-    }
-  });
-  it('formats bytes', () => {
-    expect(formatBytes(1536 * 1024 ** 2)).toBe('1.50 GiB');
-    expect(formatBytes(100)).toBe('100 B');
-  });
-});
 
 describe('Backoff', () => {
   it('grows exponentially up to the cap, jittered within [ceil*(1-j), ceil]', () => {

@@ -1,11 +1,11 @@
 // The Node worker's command line, parsed with node:util and validated with zod into one typed
-// config. Bad input is an AppError (ERR_WORKER_ARGS / ERR_WORKER_MEMORY_SIZE / ERR_WORKER_FAULT)
+// config. Bad input is an AppError (ERR_WORKER_ARGS / ERR_MEMORY_BYTES / ERR_WORKER_FAULT)
 // whose message names the flag; main.ts prints it and exits with code 2.
 
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AppError } from '../../shared/errors.ts';
-import { parseMemorySize } from '../client/memory-size.ts';
+import { parseBytes } from '../../shared/memory/units.ts';
 import { parseFault, FAULT_FORMS, type FaultSpec } from '../client/faults.ts';
 
 export const USAGE = `usage: npm run worker -- --url http://HOST:PORT [options]
@@ -88,7 +88,7 @@ export function parseWorkerArgs(argv: string[], defaultName: string): NodeWorker
     const msg = parsed.error.issues.map((i) => i.message).join('; ');
     throw new AppError('ERR_WORKER_ARGS', `worker: ${msg}`, 400, 'run with --help for the flags');
   }
-  const memoryCap = values.memory === undefined ? undefined : parseMemorySize(String(values.memory), '--memory');
+  const memoryCap = values.memory === undefined ? undefined : parseBytes(String(values.memory), '--memory');
   const fault = parseFault(String(values.fault));
   const joinToken = values['join-token'] === undefined ? undefined : String(values['join-token']);
   return { ...parsed.data, memoryCap, fault, joinToken, quiet: Boolean(values.quiet), help: false };

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { isAppError } from '../../shared/errors.ts';
 import { formatFault } from '../client/faults.ts';
-import { formatBytes } from '../client/memory-size.ts';
+import { formatBytes } from '../../shared/memory/units.ts';
 import { WorkerClient, type LogLevel } from '../client/worker-client.ts';
 import { parseWorkerArgs, USAGE } from './args.ts';
 import { createNodeHost } from './host.ts';

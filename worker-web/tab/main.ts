@@ -3,7 +3,7 @@
 // comes from the device, the coordinator or the volunteer is written with textContent, never
 // innerHTML (adapter descriptions and names are attacker-controlled).
 
-import { parseMemorySize, formatBytes } from '../client/memory-size.ts';
+import { parseBytes, formatBytes } from '../../shared/memory/units.ts';
 import type { WorkerStats } from '../client/worker-client.ts';
 import type { DeviceDescription } from '../client/engine-host.ts';
 import type { PageToWorker, WorkerToPage } from './messages.ts';
@@ -69,7 +69,7 @@ function readCap(): number | undefined | null {
   const v = capInput.value.trim();
   if (v === '') return undefined;
   try {
-    return parseMemorySize(v, 'memory cap');
+    return parseBytes(v, 'memory cap');
   } catch (e) {
     return null;
   }
