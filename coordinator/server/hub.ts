@@ -107,6 +107,12 @@ export class WorkerHub {
         reject('hello', 'BANNED', `worker ${h.value.resumeId} is banned`);
         return void socket.disconnect(true);
       }
+      if (plan.role === 'replica' && plan.seqLen < this.seqLen) {
+        // The planner halved the sequence length to fit; our rows are fixed-length, so such a
+        // worker cannot take tasks. It waits, and the plan says why.
+        plan = { ...plan, role: 'too-small' as const, microBatch: 0,
+          reason: `one training row of ${this.seqLen} tokens does not fit this worker's activation budget (it could take ${plan.seqLen}); ${plan.reason}` };
+      }
       clearTimeout(helloTimer);
       const now = Date.now();
       const prev = h.value.resumeId ? this.workers.byId.get(h.value.resumeId) : undefined;
