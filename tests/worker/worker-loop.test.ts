@@ -86,14 +86,15 @@ describe('WorkerClient against the real coordinator', () => {
     expect(c2.resumedFrom).not.toBeNull();
   });
 
-  it('faulty workers: nan and stale results are refused with their codes, garbage is refused and the honest results still count', async () => {
+  it('faulty workers: nan, stale and late (slow) results are refused with their codes, garbage is refused and the honest results still count', async () => {
     const c = await tinyCoordinator({ maxSteps: 3, leaseMs: 2500 });
     cleanups.push(() => c.dispose());
     const honest = worker(c.url, { name: 'honest' });
     const nan = worker(c.url, { name: 'nan', fault: parseFault('nan'), seed: 2 });
     const junk = worker(c.url, { name: 'junk', fault: parseFault('garbage'), seed: 3 });
     const stale = worker(c.url, { name: 'stale', fault: parseFault('stale'), seed: 4 });
-    await Promise.all([honest.start(), nan.start(), junk.start(), stale.start()]);
+    const slow = worker(c.url, { name: 'slow', fault: parseFault('slow:4000'), seed: 5 });
+    await Promise.all([honest.start(), nan.start(), junk.start(), stale.start(), slow.start()]);
     await until(() => c.trainer.step >= 3, 60_000, '3 steps');
     await until(() => nan.stats.rejected > 0 && junk.stats.garbageSent > 0 && stale.stats.replays > 0, 10_000, 'faults to be exercised');
     expect(nan.stats.accepted, 'nan worker accepted').toBe(0);
@@ -106,6 +107,9 @@ describe('WorkerClient against the real coordinator', () => {
     expect((stale.stats.rejectedByCode.DUPLICATE ?? 0) + (stale.stats.rejectedByCode.LATE ?? 0)).toBeGreaterThan(0);
     // Malformed results are refused by schema (the catalog starts with schema-level garbage).
     expect(junk.stats.rejectedByCode.BAD_SCHEMA, JSON.stringify(junk.stats.rejectedByCode)).toBeGreaterThan(0);
+    // A straggler past its 2.5 s lease: the lease was re-leased, its late result refused.
+    await until(() => (slow.stats.rejectedByCode.LATE ?? 0) > 0, 15_000, 'the slow result to be refused as LATE');
+    expect(slow.stats.accepted).toBe(0);
     // On a loaded machine an honest result can miss its short lease (LATE); nothing else is refused.
     const honestRefused = honest.stats.rejected - (honest.stats.rejectedByCode.LATE ?? 0);
     expect(honestRefused, JSON.stringify(honest.stats.rejectedByCode)).toBe(0);
