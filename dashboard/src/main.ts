@@ -75,6 +75,14 @@ const handlers: Record<string, (payload: never) => void> = {
   },
   step: (p: HistoryPoint) => {
     if (history.add([p])) redrawCharts();
+    // The per-step push is immediate, the status snapshot throttled to ~1/s: show the step's own
+    // figures now (p.step is the index of the step that finished, so p.step + 1 steps are done).
+    if (typeof p?.step === 'number') {
+      setText(byId('stat-step'), formatInt(p.step + 1));
+      setText(byId('stat-loss'), formatLoss(p.loss));
+      setText(byId('stat-tps'), formatRate(p.tokensPerSec));
+      setText(byId('stat-lr'), formatLr(p.lr));
+    }
   },
   eval: (e: EvalPoint) => {
     if (history.add([{ step: e.step, evalLoss: e.loss, evalAccuracy: e.accuracy }])) redrawCharts();

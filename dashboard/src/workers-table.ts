@@ -5,6 +5,9 @@ import { el, clear } from './dom.ts';
 import { formatAgo, formatBytes, formatInt, formatRate } from './format.ts';
 import type { WorkerView } from './view.ts';
 
+const DEPARTED = ['left', 'dead', 'kicked'];
+export const MAX_DEPARTED_ROWS = 50;
+
 export const COLUMNS = ['id', 'name', 'backend', 'adapter', 'role', 'state', 'budget', 'tasks', 'tps', 'rejected', 'lastSeen'] as const;
 export type Column = (typeof COLUMNS)[number];
 
@@ -37,9 +40,15 @@ export function renderWorkers(tbody: HTMLTableSectionElement, workers: WorkerVie
     tbody.appendChild(el('tr', { testid: 'workers-empty' }, td));
     return;
   }
-  for (const w of [...workers].sort((a, b) => a.id.localeCompare(b.id))) {
+  // Live workers first; departed ones (left, dead, kicked) after them, newest-seen first, capped so
+  // a long run with heavy churn keeps a readable table.
+  const gone = (w: WorkerView): boolean => DEPARTED.includes(w.state);
+  const live = workers.filter((w) => !gone(w)).sort((a, b) => a.id.localeCompare(b.id));
+  const departed = workers.filter(gone).sort((a, b) => (b.lastSeen ?? 0) - (a.lastSeen ?? 0)).slice(0, MAX_DEPARTED_ROWS);
+  for (const w of [...live, ...departed]) {
     const tr = el('tr', { testid: 'worker-row', attrs: { 'data-worker-id': w.id } });
     if (w.software) tr.classList.add('software');
+    if (gone(w)) tr.classList.add('departed');
     for (const c of COLUMNS) {
       const td = el('td', { attrs: { 'data-col': c } }, cellText(w, c, now));
       if (c === 'role' && w.reason) td.title = w.reason;

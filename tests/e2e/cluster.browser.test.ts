@@ -177,7 +177,7 @@ describe('cluster in a real browser', () => {
     await dash.waitForFunction((n) => Number(document.getElementById('chart-loss')?.dataset.points ?? 0) >= n, 6, { timeout: 10_000 });
     expect(await dash.getAttribute('#chart-loss', 'data-drawn')).toBe('true');
     expect(await dash.$$eval('#chart-loss canvas', (c) => c.length)).toBeGreaterThan(0);
-    expect(Number((await dash.textContent('#stat-step'))!.replace(/,/g, ''))).toBeGreaterThanOrEqual(6);
+    await dash.waitForFunction((n) => Number(document.getElementById('stat-step')?.textContent?.replace(/,/g, '')) >= n, 6, { timeout: 10_000 });
     expect(await dash.$$eval('#memory-plan [data-testid="mem-bar"]', (rows) => rows.length)).toBeGreaterThanOrEqual(2);
     await dash.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
   }, 300_000);
