@@ -189,6 +189,9 @@ export class WorkerClient {
 
   private connect(): void {
     if (this.stopped || this.paused) return;
+    // One socket at a time, whichever path (timer, resume, rebuild) asked for this one.
+    clearTimeout(this.reconnectTimer);
+    this.teardownSocket();
     const epoch = ++this.epoch;
     this.update({ state: 'connecting', detail: `connecting to ${this.opts.url}` });
     const socket: WorkerSocket = io(this.opts.url, {
