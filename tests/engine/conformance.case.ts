@@ -145,6 +145,34 @@ function matmulCases(h: KernelHarness): ConformanceCase[] {
       });
     }
   }
+  // Fused epilogues used by the training step, on ragged (scalar) and vec4 shapes.
+  for (const [M, N, K, tile] of [[37, 29, 19, 64], [132, 68, 20, 128]] as const) {
+    cases.push({
+      name: `matmul${tile} fused: +bias +residual, +bias -> gelu, *gelu'(x) M=${M} N=${N} K=${K}`,
+      run: async () => {
+        const rng = new Rng(M + N + K + tile);
+        const a = randn(rng, M * K);
+        const b = randn(rng, K * N);
+        const bias = randn(rng, N);
+        const r = randn(rng, M * N);
+        const x = randn(rng, M * N, 2);
+        const plain = matmulRef(M, N, K, a, b, false, false, bias);
+        const res = await h.matmulFused({ M, N, K, a, b, bias, r, tile });
+        assertClose('matmul +residual', res.c, plain.map((v, i) => v + r[i]), 1e-4, 1e-4);
+        const ge = await h.matmulFused({ M, N, K, a, b, bias, epilogue: 'gelu', tile });
+        const g = new Float32Array(M * N);
+        ops.geluForward(g, plain, M * N);
+        assertClose('matmul gelu pre-activation', ge.c, plain, 1e-4, 1e-4);
+        assertClose('matmul gelu output', ge.g!, g, 1e-4, 1e-4);
+        const bt = randn(rng, N * K);
+        const dy = matmulRef(M, N, K, a, bt, false, true);
+        const gg = await h.matmulFused({ M, N, K, a, b: bt, transB: true, epilogue: 'geluGrad', x, tile });
+        const want = new Float32Array(M * N);
+        ops.geluBackward(want, x, dy, M * N);
+        assertClose("matmul *gelu'(x)", gg.c, want, 1e-4, 1e-4);
+      },
+    });
+  }
   return cases;
 }
 

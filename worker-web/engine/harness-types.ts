@@ -24,6 +24,16 @@ export interface MatmulArgs {
   tile?: 64 | 128;
 }
 
+/** Matmul with the fused epilogues the training step uses (see kernels/matmul.ts). */
+export interface MatmulFusedArgs extends MatmulArgs {
+  /** Residual added in the epilogue (C = A B + bias + r). */
+  r?: Float32Array;
+  /** 'gelu': also return g = gelu(C); 'geluGrad': C = (A B) * gelu'(x). */
+  epilogue?: 'none' | 'gelu' | 'geluGrad';
+  /** Pre-activation for 'geluGrad', [M,N]. */
+  x?: Float32Array;
+}
+
 export interface AdamWArgs {
   params: Float32Array;
   grads: Float32Array;
@@ -42,6 +52,7 @@ export interface KernelHarness {
   /** Kernel names this harness can run (one per WGSL kernel family). */
   readonly kernels: readonly string[];
   matmul(args: MatmulArgs): Promise<Float32Array>;
+  matmulFused(args: MatmulFusedArgs): Promise<{ c: Float32Array; g?: Float32Array }>;
   encoderForward(a: { B: number; T: number; C: number; inp: Int32Array; wte: Float32Array; wpe: Float32Array }): Promise<Float32Array>;
   /** dwte starts from `dwteIn` (the LM head's contribution) and gets the embedding gradient added. */
   encoderBackward(a: { B: number; T: number; C: number; V: number; inp: Int32Array; dout: Float32Array; dwteIn?: Float32Array }): Promise<{ dwte: Float32Array; dwpe: Float32Array }>;

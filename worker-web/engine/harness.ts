@@ -4,7 +4,7 @@
 
 import { KernelRuntime, type KernelSpec } from './kernel.ts';
 import { readBack, storageBuffer, uniformBuffer, uploadBuffer } from './buffers.ts';
-import type { KernelHarness, MatmulArgs, AdamWArgs } from './harness-types.ts';
+import type { KernelHarness, MatmulArgs, MatmulFusedArgs, AdamWArgs } from './harness-types.ts';
 import { matmulSpec } from './kernels/matmul.ts';
 import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec, geluBackwardSpec, geluForwardSpec, residualForwardSpec } from './kernels/elementwise.ts';
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
@@ -18,7 +18,7 @@ import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
 type Arr = Float32Array | Int32Array | Uint32Array;
 
 export const HARNESS_KERNELS = [
-  'matmul', 'encoderForward', 'encoderBackward', 'layernormForward', 'layernormBackward', 'biasBackward',
+  'matmul', 'matmulFused', 'encoderForward', 'encoderBackward', 'layernormForward', 'layernormBackward', 'biasBackward',
   'attentionForward', 'attentionBackward', 'geluForward', 'geluBackward', 'residualForward', 'crossEntropy',
   'gradNorm', 'adamw',
 ] as const;
@@ -60,6 +60,24 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
       const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
       const bufs = [up(a.a, 'A'), up(a.b, 'B'), ...(a.bias ? [up(a.bias, 'bias')] : []), c];
       return (await run([[spec, bufs]], [[c, M * N]]))[0];
+    },
+    async matmulFused(a: MatmulFusedArgs) {
+      const { M, N, K } = a;
+      const epilogue = a.epilogue ?? 'none';
+      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile, addend: !!a.r, epilogue });
+      if (epilogue === 'geluGrad' && !a.x) throw new Error('harness matmulFused: geluGrad needs x (the pre-activation)');
+      const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
+      const g = epilogue === 'gelu' ? out(M * N, 'G') : undefined;
+      const bufs = [
+        up(a.a, 'A'), up(a.b, 'B'),
+        ...(a.bias ? [up(a.bias, 'bias')] : []),
+        ...(a.r ? [up(a.r, 'R')] : []),
+        ...(epilogue === 'geluGrad' ? [up(a.x!, 'X')] : []),
+        c,
+        ...(g ? [g] : []),
+      ];
+      const res = await run([[spec, bufs]], [[c, M * N], ...(g ? [[g, M * N] as [GPUBuffer, number]] : [])]);
+      return { c: res[0], g: res[1] };
     },
     async encoderForward({ B, T, C, inp, wte, wpe }) {
       const o = out(B * T * C, 'out');

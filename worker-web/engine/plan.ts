@@ -110,7 +110,6 @@ export function planEngine(config: ModelConfig, B: number, T: number, limits: De
     { name: 'losses', shape: `[N]`, bytes: N * f, count: 1 },
   ];
   const scratch: PlannedBuffer[] = [
-    { name: 'proj', shape: `[N, C]`, bytes: N * C * f, count: 1 },
     { name: 'dres', shape: `[N, C]`, bytes: N * C * f, count: 1 },
     { name: 'dbuf', shape: `[N, C]`, bytes: N * C * f, count: 1 },
     { name: 'dqkv', shape: `[N, 3C]`, bytes: N * 3 * C * f, count: 1 },

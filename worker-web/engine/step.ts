@@ -10,7 +10,7 @@ import { KernelRuntime, type BufferSlice, type Dispatch, type KernelSpec } from 
 import { storageBuffer } from './buffers.ts';
 import type { PaddedLayout } from './plan.ts';
 import { matmulSpec, type MatmulShape } from './kernels/matmul.ts';
-import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec, geluBackwardSpec, geluForwardSpec, residualForwardSpec } from './kernels/elementwise.ts';
+import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec } from './kernels/elementwise.ts';
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
 import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
@@ -76,7 +76,6 @@ export async function recordStep(
     fch: perLayer(N * 4 * C, 'fch'), fchGelu: perLayer(N * 4 * C, 'fch_gelu'), res3: perLayer(N * C, 'res3'),
     lnf: buf(N * C, 'lnf'), lnfMean: buf(N, 'lnf_mean'), lnfRstd: buf(N, 'lnf_rstd'),
     logits: buf(N * V, 'logits'), losses: buf(N, 'losses'),
-    proj: buf(N * C, 'proj'),
     dres: buf(N * C, 'dres'), dbuf: buf(N * C, 'dbuf'), dqkv: buf(N * 3 * C, 'dqkv'), dfch: buf(N * 4 * C, 'dfch'),
     dpre: buf(B * NH * T * T, 'dpreatt'),
   };
@@ -101,13 +100,12 @@ export async function recordStep(
     fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [residual, P(bl(l, 'ln_1.weight')), P(bl(l, 'ln_1.bias')), a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l]]));
     fwd.push(mm({ M: N, N: 3 * C, K: C, bias: true }, [a.ln1[l], P(bl(l, 'attn.c_attn.weight')), P(bl(l, 'attn.c_attn.bias')), a.qkv[l]]));
     fwd.push(d(attentionForwardSpec(B, T, C, NH), [a.qkv[l], a.att[l], a.atty[l]]));
-    fwd.push(mm({ M: N, N: C, K: C, bias: true }, [a.atty[l], P(bl(l, 'attn.c_proj.weight')), P(bl(l, 'attn.c_proj.bias')), a.proj]));
-    fwd.push(d(residualForwardSpec(N * C), [residual, a.proj, a.res2[l]]));
+    // Projection + bias + residual in one pass: res2 = residual + atty Wp + bp.
+    fwd.push(mm({ M: N, N: C, K: C, bias: true, addend: true }, [a.atty[l], P(bl(l, 'attn.c_proj.weight')), P(bl(l, 'attn.c_proj.bias')), residual, a.res2[l]]));
     fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [a.res2[l], P(bl(l, 'ln_2.weight')), P(bl(l, 'ln_2.bias')), a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l]]));
-    fwd.push(mm({ M: N, N: 4 * C, K: C, bias: true }, [a.ln2[l], P(bl(l, 'mlp.c_fc.weight')), P(bl(l, 'mlp.c_fc.bias')), a.fch[l]]));
-    fwd.push(d(geluForwardSpec(N * 4 * C), [a.fch[l], a.fchGelu[l]]));
-    fwd.push(mm({ M: N, N: C, K: 4 * C, bias: true }, [a.fchGelu[l], P(bl(l, 'mlp.c_proj.weight')), P(bl(l, 'mlp.c_proj.bias')), a.proj]));
-    fwd.push(d(residualForwardSpec(N * C), [a.res2[l], a.proj, a.res3[l]]));
+    // fc writes both the pre-activation (for backward) and gelu of it.
+    fwd.push(mm({ M: N, N: 4 * C, K: C, bias: true, epilogue: 'gelu' }, [a.ln2[l], P(bl(l, 'mlp.c_fc.weight')), P(bl(l, 'mlp.c_fc.bias')), a.fch[l], a.fchGelu[l]]));
+    fwd.push(mm({ M: N, N: C, K: 4 * C, bias: true, addend: true }, [a.fchGelu[l], P(bl(l, 'mlp.c_proj.weight')), P(bl(l, 'mlp.c_proj.bias')), a.res2[l], a.res3[l]]));
   }
   const last = a.res3[L - 1];
   fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [last, P('transformer.ln_f.weight'), P('transformer.ln_f.bias'), a.lnf, a.lnfMean, a.lnfRstd]));
@@ -132,10 +130,10 @@ export async function recordStep(
   for (let l = L - 1; l >= 0; l--) {
     const residual = l === 0 ? a.encoded : a.res3[l - 1];
     // MLP projection: out = fch_gelu @ Wp + bp
-    bwd.push(mm({ M: N, N: 4 * C, K: C, transB: true }, [a.dres, P(bl(l, 'mlp.c_proj.weight')), a.dfch]));
+    // dfch = (dres Wp^T) * gelu'(fch): the GELU backward rides in the matmul epilogue.
+    bwd.push(mm({ M: N, N: 4 * C, K: C, transB: true, epilogue: 'geluGrad' }, [a.dres, P(bl(l, 'mlp.c_proj.weight')), a.fch[l], a.dfch]));
     bwd.push(mm({ M: 4 * C, N: C, K: N, transA: true }, [a.fchGelu[l], a.dres, G(bl(l, 'mlp.c_proj.weight'))]));
     bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'mlp.c_proj.bias'))]));
-    bwd.push(d(geluBackwardSpec(N * 4 * C), [a.fch[l], a.dfch]));
     // MLP fc: fch = ln2 @ Wfc + bfc
     bwd.push(mm({ M: N, N: C, K: 4 * C, transB: true }, [a.dfch, P(bl(l, 'mlp.c_fc.weight')), a.dbuf]));
     bwd.push(mm({ M: C, N: 4 * C, K: N, transA: true }, [a.ln2[l], a.dfch, G(bl(l, 'mlp.c_fc.weight'))]));

@@ -1,4 +1,8 @@
-// Tiled matmul: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]) (+ C).
+// Tiled matmul: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]) (+ C) (+ R), with fused epilogues:
+//   epilogue 'gelu'      also writes G = gelu(C)            (MLP fc forward: fch and fch_gelu)
+//   epilogue 'geluGrad'  C = (A B) * gelu'(X), X = pre-act   (MLP proj backward into dfch)
+//   addend R             C = A B + bias + R                  (projection + residual in one pass)
+// Each fusion removes a dispatch and a full read+write of an [N, C] or [N, 4C] tensor.
 //
 // Pattern from tfjs-backend-webgpu matmul_packed and gpu.cpp: a 16x16 workgroup computes a
 // TMxTN output tile, each thread an RMxRN register block held as vec4 accumulators; per K-step
@@ -25,6 +29,10 @@ export interface MatmulShape {
   transB: boolean;
   bias: boolean;
   accumulate: boolean;
+  /** Add R[M,N] (same layout as C) in the epilogue: the residual connection. */
+  addend?: boolean;
+  /** 'gelu': also write G = gelu(C); 'geluGrad': multiply by gelu'(X[M,N]). */
+  epilogue?: 'none' | 'gelu' | 'geluGrad';
   /** Force a tile config (tests); default picks by output size. */
   tile?: 64 | 128;
 }
@@ -46,25 +54,44 @@ export function pickTile(M: number, N: number): 64 | 128 {
 
 export function matmulSpec(s: MatmulShape): KernelSpec {
   const { M, N, K, transA, transB, bias, accumulate } = s;
+  const addend = !!s.addend;
+  const epi = s.epilogue ?? 'none';
   const tile = s.tile ?? pickTile(M, N);
   const { TM, TN, TK, RM, RN } = tile === 128 ? TILE128 : TILE64;
   const evenM = M % TM === 0;
   const evenN = N % TN === 0;
   const evenK = K % TK === 0;
-  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}`;
+  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}${addend ? '_add' : ''}${epi === 'none' ? '' : '_' + epi}`;
 
   // Which operands can be read as vec4 (their contiguous dimension is a multiple of 4).
   const vecA = transA ? M % 4 === 0 : K % 4 === 0;
   const vecB = transB ? K % 4 === 0 : N % 4 === 0;
   const vecC = N % 4 === 0;
-  const bindings: KernelSpec['bindings'] = bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'];
+  // Bindings in order: A, B, [bias], [R], [X], C, [G].
   const arr = (v: boolean) => (v ? 'array<vec4<f32>>' : 'array<f32>');
-  const decl = [
-    `@group(0) @binding(0) var<storage, read> A: ${arr(vecA)};`,
-    `@group(0) @binding(1) var<storage, read> B: ${arr(vecB)};`,
-    ...(bias ? [`@group(0) @binding(2) var<storage, read> bias: ${arr(vecC)};`] : []),
-    `@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> C: ${arr(vecC)};`,
-  ].join('\n');
+  const names: Array<[string, 'read' | 'rw', string]> = [
+    ['A', 'read', arr(vecA)],
+    ['B', 'read', arr(vecB)],
+    ...(bias ? [['bias', 'read', arr(vecC)] as [string, 'read', string]] : []),
+    ...(addend ? [['R', 'read', arr(vecC)] as [string, 'read', string]] : []),
+    ...(epi === 'geluGrad' ? [['X', 'read', arr(vecC)] as [string, 'read', string]] : []),
+    ['C', 'rw', arr(vecC)],
+    ...(epi === 'gelu' ? [['G', 'rw', arr(vecC)] as [string, 'rw', string]] : []),
+  ];
+  const bindings: KernelSpec['bindings'] = names.map((n) => n[1]);
+  const decl = names
+    .map(([n, k, t], i) => `@group(0) @binding(${i}) var<storage, ${k === 'rw' ? 'read_write' : 'read'}> ${n}: ${t};`)
+    .join('\n');
+  const geluFns = `const GELU_SCALE = 0.7978845608028654;
+fn gelu4(x: vec4<f32>) -> vec4<f32> {
+  return 0.5 * x * (1.0 + tanh(clamp(GELU_SCALE * (x + 0.044715 * x * x * x), vec4<f32>(-10.0), vec4<f32>(10.0))));
+}
+fn gelu_grad4(x: vec4<f32>) -> vec4<f32> {
+  let th = tanh(clamp(GELU_SCALE * (x + 0.044715 * x * x * x), vec4<f32>(-10.0), vec4<f32>(10.0)));
+  return 0.5 * (1.0 + th) + x * 0.5 * (1.0 - th * th) * GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x);
+}
+fn gelu1(x: f32) -> f32 { return gelu4(vec4<f32>(x)).x; }
+fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
 
   const cond = (parts: Array<string | false>) => parts.filter(Boolean).join(' && ');
   /**
@@ -154,14 +181,20 @@ export function matmulSpec(s: MatmulShape): KernelSpec {
         var r = acc[i * ${RN4}u + c];
         ${bias ? 'r += bias[col / 4u];' : ''}
         ${accumulate ? 'r += C[o];' : ''}
-        C[o] = r;`
+        ${addend ? 'r += R[o];' : ''}
+        ${epi === 'geluGrad' ? 'r = r * gelu_grad4(X[o]);' : ''}
+        C[o] = r;
+        ${epi === 'gelu' ? 'G[o] = gelu4(r);' : ''}`
     : `for (var j = 0u; j < 4u; j++) {
           ${evenN ? '' : 'if (col + j >= N) { break; }'}
           let o = row * N + col + j;
           var r = acc[i * ${RN4}u + c][j];
           ${bias ? 'r += bias[col + j];' : ''}
           ${accumulate ? 'r += C[o];' : ''}
+          ${addend ? 'r += R[o];' : ''}
+          ${epi === 'geluGrad' ? 'r = r * gelu_grad1(X[o]);' : ''}
           C[o] = r;
+          ${epi === 'gelu' ? 'G[o] = gelu1(r);' : ''}
         }`;
   const store = `
   for (var i = 0u; i < ${RM}u; i++) {
@@ -181,6 +214,7 @@ const M = ${M}u;
 const N = ${N}u;
 const K = ${K}u;
 ${decl}
+${epi === 'none' ? '' : geluFns}
 var<workgroup> As: array<vec4<f32>, ${(TK * TM) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(TK * TN) / 4}>;
 
