@@ -7,7 +7,7 @@ import type { SimulateInput, SimulateResult } from '../../shared/memory/simulate
 import { formatBytes, formatBytesDecimal, formatInt } from './format.ts';
 import { PARTS, type Breakdown, type MemoryBar } from './memory-bars.ts';
 
-export type SimulateRequest = Pick<SimulateInput, 'model' | 'params' | 'cluster' | 'mode' | 'precision' | 'batch' | 'seq'>;
+export type SimulateRequest = Pick<SimulateInput, 'model' | 'params' | 'cluster' | 'mode' | 'precision' | 'batch' | 'seq' | 'churn'>;
 export type { SimulateResult };
 
 const both = (n: number): string => `${formatBytesDecimal(n)} (${formatBytes(n)})`;
@@ -56,4 +56,19 @@ export function deviceBars(r: SimulateResult, max = 200): MemoryBar[] {
     const mb = a.microBatch !== undefined ? `, micro-batch ${a.microBatch}${a.seqLen ? ` × ${a.seqLen}` : ''}` : '';
     return { key: String(a.device), label: `device ${a.device} (${a.spec})`, budgetBytes: a.memoryBytes, breakdown: b, note: `${a.role}${mb}: ${a.reason}` };
   });
+}
+
+/** The churn Monte Carlo in words: coverage, throughput, how much moves. Empty without churn. */
+export function churnLines(r: SimulateResult): string[] {
+  const c = r.churn;
+  if (!c) return [];
+  const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+  const h = (s: number): string => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : `${(s / 60).toFixed(0)} min`);
+  return [
+    `${c.devices} device(s), sessions ~${h(c.meanSessionSeconds)} (${c.distribution}), offline ~${h(c.meanOfflineSeconds)}: each online ${pct(c.availability)} of the time, ${c.meanOnline.toFixed(1)} online on average`,
+    `model fully covered ${pct(c.coveredShare)} of the time (trials: ${pct(c.coveredShareMin)} – ${pct(c.coveredShareMax)}, ${c.trials} trial(s) over ${h(c.horizonSeconds)})`,
+    `expected ${c.expectedTokensPerSec.toFixed(0)} tokens/s (all online: ${c.allOnlineTokensPerSec.toFixed(0)} tokens/s)`,
+    `${c.arrivalsAndDeparturesPerHour.toFixed(1)} arrivals + departures per hour move ${c.movedPerHour.text} per hour`,
+    c.reason,
+  ];
 }

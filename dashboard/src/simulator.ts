@@ -7,7 +7,7 @@ import { describeError, postJson } from './api.ts';
 import { byId, clear, el, setText } from './dom.ts';
 import { legend, renderMemoryBars } from './memory-bars.ts';
 import { markNav } from './nav.ts';
-import { arithmeticLines, deviceBars, verdict, type SimulateRequest, type SimulateResult } from './sim-view.ts';
+import { arithmeticLines, churnLines, deviceBars, verdict, type SimulateRequest, type SimulateResult } from './sim-view.ts';
 
 markNav();
 
@@ -38,6 +38,13 @@ export function readRequest(): SimulateRequest {
   }
   const cluster = byId<HTMLInputElement>('sim-cluster').value.trim();
   if (cluster) req.cluster = cluster;
+  const session = byId<HTMLInputElement>('sim-session').value.trim();
+  const offline = byId<HTMLInputElement>('sim-offline').value.trim();
+  if (offline && !session) throw new Error('churn: give the mean session length too (e.g. 4h)');
+  if (session) {
+    if (!cluster) throw new Error('churn needs a cluster');
+    req.churn = { meanSession: session, ...(offline ? { meanOffline: offline } : {}) };
+  }
   const batch = optionalInt('sim-batch', 'Micro-batch');
   const seq = optionalInt('sim-seq', 'Sequence length');
   if (batch !== undefined) req.batch = batch;
@@ -57,6 +64,11 @@ function show(res: SimulateResult): void {
   renderMemoryBars(byId('sim-bars'), deviceBars(res), 'No cluster given: add one above to see the per-device plan.');
   const extra = byId('sim-extra');
   clear(extra);
+  const churn = byId('sim-churn');
+  churn.hidden = !res.churn;
+  const cl = byId('sim-churn-lines');
+  clear(cl);
+  for (const line of churnLines(res)) cl.appendChild(el('div', {}, line));
   const shown = res.cluster?.assignments.length ?? 0;
   if (shown > 200) extra.appendChild(el('p', { className: 'note' }, `Showing the first 200 of ${shown} devices.`));
   const unassigned = res.cluster?.unassigned ?? [];

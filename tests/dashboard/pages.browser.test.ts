@@ -175,6 +175,13 @@ describe('dashboard pages against the real coordinator', () => {
     expect(await page.$$eval('#sim-bars [data-testid="mem-bar"]', (r) => r.length)).toBe(4);
     expect(await page.textContent('#sim-bars [data-testid="mem-total"]')).toMatch(/of 48\.0 GiB/);
     expect(await page.textContent('#sim-arith')).toMatch(/weights\s+354,823,168 × 4 B/);
+    expect(await page.isVisible('#sim-churn')).toBe(false);
+
+    await page.fill('#sim-session', '4h');
+    await page.fill('#sim-offline', '12h');
+    await page.click('#sim-submit');
+    await page.waitForSelector('#sim-churn:not([hidden])', { timeout: 20_000 });
+    expect(await page.textContent('#sim-churn')).toMatch(/model fully covered \d+\.\d% of the time/);
 
     await page.fill('#sim-cluster', '12xGB');
     await page.click('#sim-submit');

@@ -6,7 +6,7 @@ import { formatAgo, formatBytes, formatBytesDecimal, formatCount, formatInt, for
 import { History } from '../../dashboard/src/history.ts';
 import { layoutBar, totals, sumBreakdown } from '../../dashboard/src/memory-bars.ts';
 import { eventView, memoryBars, statusView, workerView } from '../../dashboard/src/view.ts';
-import { arithmeticLines, deviceBars, verdict } from '../../dashboard/src/sim-view.ts';
+import { arithmeticLines, churnLines, deviceBars, verdict } from '../../dashboard/src/sim-view.ts';
 import { simulate } from '../../shared/memory/simulate.ts';
 import { actionPath } from '../../dashboard/src/admin.ts';
 import { workerUrl } from '../../dashboard/src/share.ts';
@@ -153,6 +153,17 @@ describe('simulator view (over the real simulate())', () => {
     const small = simulate({ model: 'gpt2', cluster: '1x1GiB' });
     expect(verdict(small).text).toMatch(/^Does not fit/);
     expect(deviceBars(simulate({ params: 1e9, cluster: '300x8GiB' })).length).toBe(200);
+  });
+});
+
+describe('simulator churn summary (over the real simulate())', () => {
+  it('states coverage, throughput and moved bytes, and nothing without churn', () => {
+    const r = simulate({ model: 'gpt2', cluster: '6x8GiB', churn: { meanSession: '4h', meanOffline: '4h', trials: 4, seed: 7, horizon: '24h' } });
+    const lines = churnLines(r);
+    expect(lines[0]).toMatch(/^6 device\(s\), sessions ~4\.0 h .*each online 50\.0% of the time/);
+    expect(lines[1]).toContain(`model fully covered ${(r.churn!.coveredShare * 100).toFixed(1)}% of the time`);
+    expect(lines[2]).toMatch(/^expected \d+ tokens\/s \(all online: \d+ tokens\/s\)$/);
+    expect(churnLines(simulate({ model: 'gpt2', cluster: '6x8GiB' }))).toEqual([]);
   });
 });
 
