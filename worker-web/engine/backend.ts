@@ -111,7 +111,7 @@ class Engine implements WebGpuBackend {
     private readonly opts: WebGpuBackendOptions,
     readonly adapterInfo: AdapterInfo | undefined,
   ) {
-    this.rt = new KernelRuntime(device);
+    this.rt = new KernelRuntime(device, adapterInfo ? { software: adapterInfo.isSoftware } : {});
     this.table = buildParameterTable(config);
     // Checks every parameter tensor against the binding limit before allocating anything.
     planEngine(config, 1, 1, device.limits);

@@ -35,18 +35,22 @@ const WANTED_LIMITS = [
 
 const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'];
 
+/** SwiftShader / llvmpipe / WARP & co from an adapter info (GPUAdapter.info or GPUDevice.adapterInfo). */
+export function isSoftwareInfo(i: Partial<GPUAdapterInfo> | undefined): boolean {
+  if (!i) return false;
+  const text = `${i.vendor ?? ''} ${i.architecture ?? ''} ${i.device ?? ''} ${i.description ?? ''}`.toLowerCase();
+  return /swiftshader|llvmpipe|lavapipe|software|warp|microsoft basic/.test(text) || i.vendor === '0x1ae0' ||
+    Boolean((i as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+}
+
 export function adapterInfo(adapter: GPUAdapter): AdapterInfo {
   const i = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
   const vendor = i?.vendor ?? '';
   const architecture = i?.architecture ?? '';
   const device = i?.device ?? '';
   const description = i?.description ?? '';
-  const text = `${vendor} ${architecture} ${device} ${description}`.toLowerCase();
-  const isFallback = Boolean((i as unknown as { isFallbackAdapter?: boolean })?.isFallbackAdapter) ||
-    Boolean((adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter);
-  const isSoftware = isFallback || /swiftshader|llvmpipe|lavapipe|software|warp|microsoft basic/.test(text) ||
-    // SwiftShader's Vulkan vendor id is 0x1ae0 (Google); Dawn reports architecture "swiftshader".
-    vendor === '0x1ae0';
+  // SwiftShader: Dawn reports architecture "swiftshader" (Vulkan vendor id 0x1ae0 elsewhere).
+  const isSoftware = isSoftwareInfo(i) || Boolean((adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter);
   return { vendor, architecture, device, description, isSoftware };
 }
 

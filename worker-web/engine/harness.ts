@@ -56,7 +56,7 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
     kernels: HARNESS_KERNELS,
     async matmul(a: MatmulArgs) {
       const { M, N, K } = a;
-      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile });
+      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile ?? runtime.tile(M, N) });
       const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
       const bufs = [up(a.a, 'A'), up(a.b, 'B'), ...(a.bias ? [up(a.bias, 'bias')] : []), c];
       return (await run([[spec, bufs]], [[c, M * N]]))[0];
@@ -64,7 +64,7 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
     async matmulFused(a: MatmulFusedArgs) {
       const { M, N, K } = a;
       const epilogue = a.epilogue ?? 'none';
-      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile, addend: !!a.r, epilogue });
+      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile ?? runtime.tile(M, N), addend: !!a.r, epilogue });
       if (epilogue === 'geluGrad' && !a.x) throw new Error('harness matmulFused: geluGrad needs x (the pre-activation)');
       const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
       const g = epilogue === 'gelu' ? out(M * N, 'G') : undefined;

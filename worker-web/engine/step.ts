@@ -90,7 +90,7 @@ export async function recordStep(
 
   const d = (spec: KernelSpec, bufs: Array<GPUBuffer | BufferSlice>): Pending => ({ spec, bufs });
   const mm = (s: Partial<MatmulShape> & { M: number; N: number; K: number }, bufs: Array<GPUBuffer | BufferSlice>) =>
-    d(matmulSpec({ transA: false, transB: false, bias: false, accumulate: false, ...s }), bufs);
+    d(matmulSpec({ transA: false, transB: false, bias: false, accumulate: false, tile: rt.tile(s.M, s.N), ...s }), bufs);
 
   // ---------------- forward
   const fwd: Pending[] = [];
