@@ -28,7 +28,8 @@ const HELP = `usage: npm run bench:kernels -- [options]
   --quick              sizes 128,256; tiny preset; 1 s samples, 2 rounds (a smoke run)
   --sizes 128,256,512  square matmul sizes (default 128,256,512,1024)
   --preset NAME        GPT preset for shapes and the step (${PRESET_NAMES.join(', ')}; default small)
-  --batch B --seq T    micro-batch of the GPT shapes and the step (default 4 x contextLength, T capped at 128)
+  --batch B --seq T    micro-batch of the GPT shapes and the step (default 4 x min(contextLength,128);
+                       on a software adapter 2 x min(contextLength,64))
   --budget-ms N        time budget of one timed sample (default 3000)
   --rounds N           interleaved samples per peer; the best is reported (default 3)
   --max-run-ms N       skip a shape whose one warm-up run takes longer (default 20000)

@@ -126,8 +126,6 @@ async function main(): Promise<number> {
   }
   const o = parsed;
   const cfg = presetConfig(o.preset);
-  if (!o.T) o.T = Math.min(cfg.contextLength, 128);
-  if (!o.B) o.B = o.preset === 'tiny' ? 2 : 4;
   if (o.T > cfg.contextLength) {
     console.error(`bench:kernels: --seq ${o.T} > contextLength ${cfg.contextLength} of ${o.preset}`);
     return 2;
@@ -136,6 +134,12 @@ async function main(): Promise<number> {
 
   const g = await openBenchGpu();
   console.log(`adapter: ${g.adapterName}${g.info.isSoftware ? '  [SOFTWARE adapter: figures say nothing about a real GPU]' : ''}`);
+  // Default micro-batch: 4 x min(contextLength, 128) on a GPU; on a software adapter (~0.1-0.5
+  // GFLOP/s) 2 x min(contextLength, 64), so that a default run ends in minutes, not an hour.
+  const sw = g.info.isSoftware;
+  if (!o.T) o.T = Math.min(cfg.contextLength, sw ? 64 : 128);
+  if (!o.B) o.B = sw || o.preset === 'tiny' ? 2 : 4;
+  console.log(`micro-batch for GPT shapes and step: ${o.preset} B=${o.B} T=${o.T}${sw ? ' (software-adapter default; --batch/--seq to change)' : ''}`);
   console.log(`limits: maxStorageBufferBindingSize ${g.device.limits.maxStorageBufferBindingSize}, workgroup storage ${g.device.limits.maxComputeWorkgroupStorageSize} B`);
 
   let tf: Tf | null = null;
