@@ -260,8 +260,10 @@ function kernelCases(h: KernelHarness): ConformanceCase[] {
     });
   }
 
-  for (const [B, T, C, NH] of [[2, 5, 12, 3], [1, 70, 8, 2]] as const) {
-    const shape = `B=${B} T=${T} C=${C} NH=${NH}`;
+  // impl 'rows' (one workgroup per score row) and 'matmul' (batched strided matmuls: several
+  // tiles per head with T=70, vec4 paths with T=68, hs=8).
+  for (const [B, T, C, NH, impl] of [[2, 5, 12, 3, 'rows'], [1, 70, 8, 2, 'rows'], [2, 5, 12, 3, 'matmul'], [1, 70, 8, 2, 'matmul'], [2, 68, 16, 2, 'matmul']] as const) {
+    const shape = `B=${B} T=${T} C=${C} NH=${NH} (${impl})`;
     const setup = (seed: number) => {
       const rng = new Rng(seed);
       const qkv = randn(rng, B * T * 3 * C);
@@ -272,7 +274,7 @@ function kernelCases(h: KernelHarness): ConformanceCase[] {
     };
     add(`attention forward ${shape}`, async () => {
       const { qkv, att, out } = setup(29 + T);
-      const got = await h.attentionForward({ B, T, C, NH, qkv });
+      const got = await h.attentionForward({ B, T, C, NH, qkv, impl });
       assertClose('attention forward out', got.out, out, 1e-4, 1e-5);
       assertClose('attention forward att', got.att, att, 1e-4, 1e-6);
     });
@@ -281,7 +283,7 @@ function kernelCases(h: KernelHarness): ConformanceCase[] {
       const dout = randn(rng, B * T * C);
       const dqkv = new Float32Array(B * T * 3 * C);
       ops.attentionBackward(dqkv, dout, qkv, att, B, T, C, NH);
-      assertClose('attention backward dqkv', await h.attentionBackward({ B, T, C, NH, dout, qkv, att }), dqkv, 1e-4, 1e-5);
+      assertClose('attention backward dqkv', await h.attentionBackward({ B, T, C, NH, dout, qkv, att, impl }), dqkv, 1e-4, 1e-5);
     });
   }
 

@@ -10,7 +10,7 @@ import { checkBatch } from '../../shared/model/cpu/gpt.ts';
 import { KernelRuntime } from './kernel.ts';
 import { STORAGE } from './buffers.ts';
 import { paddedLayout, planEngine, type EnginePlan, type PaddedLayout } from './plan.ts';
-import { recordStep, type RecordedStep } from './step.ts';
+import { recordStep, type AttentionChoice, type RecordedStep } from './step.ts';
 import { buildEmbeddingIndex } from './embedding-index.ts';
 import { requestEngineDevice, type AdapterInfo } from './device.ts';
 import { createKernelHarness } from './harness.ts';
@@ -25,6 +25,8 @@ export interface WebGpuBackendOptions {
   memoryCapBytes?: number;
   /** Largest micro-batch this backend will accept; its plan is built (and checked) up front. */
   maxMicroBatch?: { B: number; T: number };
+  /** Attention kernels: 'auto' (default) = batched matmuls for T >= 64, row kernels below. */
+  attention?: AttentionChoice;
   /** Adapter info for reports, if the caller already has it. */
   adapterInfo?: AdapterInfo;
 }
@@ -175,7 +177,7 @@ class Engine implements WebGpuBackend {
     this.step?.destroy();
     this.step = undefined;
     this.currentPlan = undefined;
-    this.step = await recordStep(this.rt, this.config, this.layout, this.params, this.grads, B, T);
+    this.step = await recordStep(this.rt, this.config, this.layout, this.params, this.grads, B, T, this.opts.attention ?? 'auto');
     this.currentPlan = plan;
     return this.step;
   }

@@ -34,6 +34,8 @@ export interface MatmulFusedArgs extends MatmulArgs {
   x?: Float32Array;
 }
 
+export type AttentionImpl = 'rows' | 'matmul';
+
 export interface AdamWArgs {
   params: Float32Array;
   grads: Float32Array;
@@ -61,8 +63,9 @@ export interface KernelHarness {
   layernormBackward(a: { N: number; C: number; dout: Float32Array; inp: Float32Array; weight: Float32Array; mean: Float32Array; rstd: Float32Array; dinpIn?: Float32Array }): Promise<{ dinp: Float32Array; dweight: Float32Array; dbias: Float32Array }>;
   /** dbias[c] = sum_n dout[n,c]. */
   biasBackward(a: { N: number; OC: number; dout: Float32Array }): Promise<Float32Array>;
-  attentionForward(a: { B: number; T: number; C: number; NH: number; qkv: Float32Array }): Promise<{ out: Float32Array; att: Float32Array }>;
-  attentionBackward(a: { B: number; T: number; C: number; NH: number; dout: Float32Array; qkv: Float32Array; att: Float32Array }): Promise<Float32Array>;
+  /** impl 'rows' (default): one workgroup per score row; 'matmul': batched strided matmuls (long T). */
+  attentionForward(a: { B: number; T: number; C: number; NH: number; qkv: Float32Array; impl?: AttentionImpl }): Promise<{ out: Float32Array; att: Float32Array }>;
+  attentionBackward(a: { B: number; T: number; C: number; NH: number; dout: Float32Array; qkv: Float32Array; att: Float32Array; impl?: AttentionImpl }): Promise<Float32Array>;
   geluForward(a: { inp: Float32Array }): Promise<Float32Array>;
   geluBackward(a: { inp: Float32Array; dout: Float32Array }): Promise<Float32Array>;
   residualForward(a: { x: Float32Array; y: Float32Array }): Promise<Float32Array>;

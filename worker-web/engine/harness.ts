@@ -12,6 +12,7 @@ import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, no
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
 import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
 import { adamwSpec, adamwUniform } from './kernels/adamw.ts';
+import { attentionMatmulSpecs } from './kernels/attention-mm.ts';
 import { buildEmbeddingIndex } from './embedding-index.ts';
 import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
 
@@ -123,25 +124,32 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
       const o = out(OC, 'dbias');
       return (await run([[biasBackwardSpec(N, OC), [up(dout, 'dout'), o]]], [[o, OC]]))[0];
     },
-    async attentionForward({ B, T, C, NH, qkv }) {
+    async attentionForward({ B, T, C, NH, qkv, impl }) {
       const att = out(B * NH * T * T, 'att');
       const o = out(B * T * C, 'out');
-      const [a, b] = await run([[attentionForwardSpec(B, T, C, NH), [up(qkv, 'qkv'), att, o]]], [[o, B * T * C], [att, B * NH * T * T]]);
+      const q = up(qkv, 'qkv');
+      const steps: Array<[KernelSpec, GPUBuffer[]]> = [];
+      if (impl === 'matmul') {
+        const m = attentionMatmulSpecs(B, T, C, NH, (a, b) => runtime.tile(a, b));
+        steps.push([m.scores, [q, q, att]], [m.softmax, [att]], [m.out, [att, q, o]]);
+      } else {
+        steps.push([attentionForwardSpec(B, T, C, NH), [q, att, o]]);
+      }
+      const [a, b] = await run(steps, [[o, B * T * C], [att, B * NH * T * T]]);
       return { out: a, att: b };
     },
-    async attentionBackward({ B, T, C, NH, dout, qkv, att }) {
+    async attentionBackward({ B, T, C, NH, dout, qkv, att, impl }) {
       const dpre = out(B * NH * T * T, 'dpreatt');
       const dqkv = out(B * T * 3 * C, 'dqkv');
       const [d, q, a] = [up(dout, 'dout'), up(qkv, 'qkv'), up(att, 'att')];
-      return (
-        await run(
-          [
-            [attentionBackwardScoresSpec(B, T, C, NH), [d, q, a, dpre]],
-            [attentionBackwardQkvSpec(B, T, C, NH), [d, q, a, dpre, dqkv]],
-          ],
-          [[dqkv, B * T * 3 * C]],
-        )
-      )[0];
+      const steps: Array<[KernelSpec, GPUBuffer[]]> = [];
+      if (impl === 'matmul') {
+        const m = attentionMatmulSpecs(B, T, C, NH, (x, y) => runtime.tile(x, y));
+        steps.push([m.datt, [d, q, dpre]], [m.dsoftmax, [a, dpre]], [m.dq, [dpre, q, dqkv]], [m.dk, [dpre, q, dqkv]], [m.dv, [a, d, dqkv]]);
+      } else {
+        steps.push([attentionBackwardScoresSpec(B, T, C, NH), [d, q, a, dpre]], [attentionBackwardQkvSpec(B, T, C, NH), [d, q, a, dpre, dqkv]]);
+      }
+      return (await run(steps, [[dqkv, B * T * 3 * C]]))[0];
     },
     async geluForward({ inp }) {
       const o = out(inp.length, 'out');

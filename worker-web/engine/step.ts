@@ -15,6 +15,7 @@ import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm
 import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
 import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
+import { attentionMatmulSpecs } from './kernels/attention-mm.ts';
 
 export interface StepBuffers {
   inputs: GPUBuffer;
@@ -43,8 +44,16 @@ interface Pending {
   bufs: Array<GPUBuffer | BufferSlice>;
 }
 
+/** 'auto': batched matmuls from T >= 64 on (the row kernels loop over T serially per thread). */
+export type AttentionChoice = 'auto' | 'rows' | 'matmul';
+
+export function attentionImpl(choice: AttentionChoice, T: number): 'rows' | 'matmul' {
+  return choice === 'auto' ? (T >= 64 ? 'matmul' : 'rows') : choice;
+}
+
 export async function recordStep(
   rt: KernelRuntime, config: ModelConfig, layout: PaddedLayout, params: GPUBuffer, grads: GPUBuffer, B: number, T: number,
+  attention: AttentionChoice = 'auto',
 ): Promise<RecordedStep> {
   const device = rt.device;
   const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C, contextLength: maxT } = config;
@@ -92,6 +101,9 @@ export async function recordStep(
   const mm = (s: Partial<MatmulShape> & { M: number; N: number; K: number }, bufs: Array<GPUBuffer | BufferSlice>) =>
     d(matmulSpec({ transA: false, transB: false, bias: false, accumulate: false, tile: rt.tile(s.M, s.N), ...s }), bufs);
 
+  const useMm = attentionImpl(attention, T) === 'matmul';
+  const am = useMm ? attentionMatmulSpecs(B, T, C, NH, (x, y) => rt.tile(x, y)) : undefined;
+
   // ---------------- forward
   const fwd: Pending[] = [];
   fwd.push(d(encoderForwardSpec(B, T, C), [sb.inputs, P('transformer.wte.weight'), P('transformer.wpe.weight'), a.encoded]));
@@ -99,7 +111,11 @@ export async function recordStep(
     const residual = l === 0 ? a.encoded : a.res3[l - 1];
     fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [residual, P(bl(l, 'ln_1.weight')), P(bl(l, 'ln_1.bias')), a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l]]));
     fwd.push(mm({ M: N, N: 3 * C, K: C, bias: true }, [a.ln1[l], P(bl(l, 'attn.c_attn.weight')), P(bl(l, 'attn.c_attn.bias')), a.qkv[l]]));
-    fwd.push(d(attentionForwardSpec(B, T, C, NH), [a.qkv[l], a.att[l], a.atty[l]]));
+    if (am) {
+      fwd.push(d(am.scores, [a.qkv[l], a.qkv[l], a.att[l]]), d(am.softmax, [a.att[l]]), d(am.out, [a.att[l], a.qkv[l], a.atty[l]]));
+    } else {
+      fwd.push(d(attentionForwardSpec(B, T, C, NH), [a.qkv[l], a.att[l], a.atty[l]]));
+    }
     // Projection + bias + residual in one pass: res2 = residual + atty Wp + bp.
     fwd.push(mm({ M: N, N: C, K: C, bias: true, addend: true }, [a.atty[l], P(bl(l, 'attn.c_proj.weight')), P(bl(l, 'attn.c_proj.bias')), residual, a.res2[l]]));
     fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [a.res2[l], P(bl(l, 'ln_2.weight')), P(bl(l, 'ln_2.bias')), a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l]]));
@@ -144,8 +160,15 @@ export async function recordStep(
     bwd.push(mm({ M: N, N: C, K: C, transB: true }, [a.dres, P(bl(l, 'attn.c_proj.weight')), a.dbuf]));
     bwd.push(mm({ M: C, N: C, K: N, transA: true }, [a.atty[l], a.dres, G(bl(l, 'attn.c_proj.weight'))]));
     bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'attn.c_proj.bias'))]));
-    bwd.push(d(attentionBackwardScoresSpec(B, T, C, NH), [a.dbuf, a.qkv[l], a.att[l], a.dpre]));
-    bwd.push(d(attentionBackwardQkvSpec(B, T, C, NH), [a.dbuf, a.qkv[l], a.att[l], a.dpre, a.dqkv]));
+    if (am) {
+      bwd.push(
+        d(am.datt, [a.dbuf, a.qkv[l], a.dpre]), d(am.dsoftmax, [a.att[l], a.dpre]),
+        d(am.dq, [a.dpre, a.qkv[l], a.dqkv]), d(am.dk, [a.dpre, a.qkv[l], a.dqkv]), d(am.dv, [a.att[l], a.dbuf, a.dqkv]),
+      );
+    } else {
+      bwd.push(d(attentionBackwardScoresSpec(B, T, C, NH), [a.dbuf, a.qkv[l], a.att[l], a.dpre]));
+      bwd.push(d(attentionBackwardQkvSpec(B, T, C, NH), [a.dbuf, a.qkv[l], a.att[l], a.dpre, a.dqkv]));
+    }
     // QKV projection
     bwd.push(mm({ M: N, N: C, K: 3 * C, transB: true }, [a.dqkv, P(bl(l, 'attn.c_attn.weight')), a.dbuf]));
     bwd.push(mm({ M: C, N: 3 * C, K: N, transA: true }, [a.ln1[l], a.dqkv, G(bl(l, 'attn.c_attn.weight'))]));

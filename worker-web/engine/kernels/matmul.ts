@@ -19,7 +19,7 @@
 // a large GPU. Thread columns are interleaved (thread tx owns vec4 columns tx, tx+16, ...) so
 // neighbouring threads read neighbouring shared-memory words and store coalesced.
 
-import { type KernelSpec } from '../kernel.ts';
+import { f32, type KernelSpec } from '../kernel.ts';
 
 export interface MatmulShape {
   M: number;
@@ -33,8 +33,34 @@ export interface MatmulShape {
   addend?: boolean;
   /** 'gelu': also write G = gelu(C); 'geluGrad': multiply by gelu'(X[M,N]). */
   epilogue?: 'none' | 'gelu' | 'geluGrad';
+  /** Batched, strided operands (attention per (b, h) head): see StridedBatch. */
+  strided?: StridedBatch;
+  /** Scale the product (before bias/addend). */
+  alpha?: number;
+  /**
+   * op(A) is triangular with zeros the K loop can skip: 'lower' = op(A)[m,k] = 0 for k > m
+   * (causal probabilities), 'upper' = 0 for k < m (their transpose).
+   */
+  triA?: 'lower' | 'upper';
+  /** Output tiles entirely above the diagonal are not computed (causal scores, never read). */
+  skipUpper?: boolean;
   /** Force a tile config (tests); default picks by output size. */
   tile?: 64 | 128;
+}
+
+/**
+ * grid z = outer * inner batches; batch z = (o, i) = (z / inner, z % inner). Operand X of batch
+ * (o, i) starts at element X[0] + o * X[1] + i * X[2] of its binding and has row stride ldX.
+ */
+export interface StridedBatch {
+  outer: number;
+  inner: number;
+  a: [number, number, number];
+  b: [number, number, number];
+  c: [number, number, number];
+  lda: number;
+  ldb: number;
+  ldc: number;
 }
 
 interface TileConfig {
@@ -61,12 +87,18 @@ export function matmulSpec(s: MatmulShape): KernelSpec {
   const evenM = M % TM === 0;
   const evenN = N % TN === 0;
   const evenK = K % TK === 0;
-  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}${addend ? '_add' : ''}${epi === 'none' ? '' : '_' + epi}`;
+  const sb = s.strided;
+  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${sb ? `_x${sb.outer * sb.inner}` : ''}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}${addend ? '_add' : ''}${epi === 'none' ? '' : '_' + epi}${s.triA ? '_tri' + s.triA : ''}${s.skipUpper ? '_causal' : ''}`;
+  const LDA = sb?.lda ?? (transA ? M : K);
+  const LDB = sb?.ldb ?? (transB ? K : N);
+  const LDC = sb?.ldc ?? N;
+  const all4 = (xs: number[]) => xs.every((x) => x % 4 === 0);
 
-  // Which operands can be read as vec4 (their contiguous dimension is a multiple of 4).
-  const vecA = transA ? M % 4 === 0 : K % 4 === 0;
-  const vecB = transB ? K % 4 === 0 : N % 4 === 0;
-  const vecC = N % 4 === 0;
+  // Which operands can be read as vec4: the contiguous dimension, the row stride and every
+  // batch offset are multiples of 4.
+  const vecA = (transA ? M % 4 === 0 : K % 4 === 0) && all4([LDA, ...(sb?.a ?? [])]);
+  const vecB = (transB ? K % 4 === 0 : N % 4 === 0) && all4([LDB, ...(sb?.b ?? [])]);
+  const vecC = N % 4 === 0 && all4([LDC, ...(sb?.c ?? [])]);
   // Bindings in order: A, B, [bias], [R], [X], C, [G].
   const arr = (v: boolean) => (v ? 'array<vec4<f32>>' : 'array<f32>');
   const names: Array<[string, 'read' | 'rw', string]> = [
@@ -99,17 +131,19 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
    * (s is a multiple of 4). rOk/sOk: whether those dimensions need guards.
    */
   const load4 = (X: string, vec: boolean, r: string, s: string, R: string, S: string, guardR: boolean, guardS: boolean, dst: string) => {
+    const LD = X === 'A' ? 'LDA' : 'LDB';
+    const OFF = X === 'A' ? 'offA' : 'offB';
     if (vec) {
       const g = cond([guardR && `${r} < ${R}`, guardS && `${s} < ${S}`]);
-      const read = `${X}[(${r} * ${S} + ${s}) / 4u]`;
+      const read = `${X}[(${OFF} + ${r} * ${LD} + ${s}) / 4u]`;
       return g ? `if (${g}) { ${dst} = ${read}; } else { ${dst} = vec4<f32>(0.0); }` : `${dst} = ${read};`;
     }
     const lines: string[] = [];
     for (let j = 0; j < 4; j++) {
       const g = cond([guardR && `${r} < ${R}`, guardS && `${s} + ${j}u < ${S}`]);
-      const idx = `${r} * ${S} + ${s} + ${j}u`;
+      const idx = `${OFF} + ${r} * ${LD} + ${s} + ${j}u`;
       // select() evaluates both sides: clamp the index so a guarded-off read stays in bounds.
-      lines.push(g ? `${dst}[${j}] = select(0.0, ${X}[min(${idx}, ${R} * ${S} - 1u)], ${g});` : `${dst}[${j}] = ${X}[${idx}];`);
+      lines.push(g ? `${dst}[${j}] = select(0.0, ${X}[min(${idx}, arrayLength(&${X}) - 1u)], ${g});` : `${dst}[${j}] = ${X}[${idx}];`);
     }
     return lines.join('\n      ');
   };
@@ -176,9 +210,10 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
     }
   }
 
+  const alpha = s.alpha !== undefined && s.alpha !== 1 ? ` * ${f32(s.alpha)}` : '';
   const storeOne = vecC
-    ? `let o = (row * N + col) / 4u;
-        var r = acc[i * ${RN4}u + c];
+    ? `let o = (offC + row * LDC + col) / 4u;
+        var r = acc[i * ${RN4}u + c]${alpha};
         ${bias ? 'r += bias[col / 4u];' : ''}
         ${accumulate ? 'r += C[o];' : ''}
         ${addend ? 'r += R[o];' : ''}
@@ -187,8 +222,8 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
         ${epi === 'gelu' ? 'G[o] = gelu4(r);' : ''}`
     : `for (var j = 0u; j < 4u; j++) {
           ${evenN ? '' : 'if (col + j >= N) { break; }'}
-          let o = row * N + col + j;
-          var r = acc[i * ${RN4}u + c][j];
+          let o = offC + row * LDC + col + j;
+          var r = acc[i * ${RN4}u + c][j]${alpha};
           ${bias ? 'r += bias[col + j];' : ''}
           ${accumulate ? 'r += C[o];' : ''}
           ${addend ? 'r += R[o];' : ''}
@@ -209,10 +244,18 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
     }
   }`;
 
+  const off = (x: [number, number, number] | undefined) =>
+    x ? `${x[0]}u + (wid.z / ${sb!.inner}u) * ${x[1]}u + (wid.z % ${sb!.inner}u) * ${x[2]}u` : '0u';
+  const batchOffsets = `  let offA = ${off(sb?.a)};
+  let offB = ${off(sb?.b)};
+  let offC = ${off(sb?.c)};`;
   const code = `// ${label}
 const M = ${M}u;
 const N = ${N}u;
 const K = ${K}u;
+const LDA = ${LDA}u;
+const LDB = ${LDB}u;
+const LDC = ${LDC}u;
 ${decl}
 ${epi === 'none' ? '' : geluFns}
 var<workgroup> As: array<vec4<f32>, ${(TK * TM) / 4}>;
@@ -225,8 +268,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let lid = ty * 16u + tx;
   let m0 = wid.y * ${TM}u;
   let n0 = wid.x * ${TN}u;
+${batchOffsets}
+  ${s.skipUpper ? `if (n0 > m0 + ${TM - 1}u) { return; } // above the diagonal: never read` : ''}
   var acc: array<vec4<f32>, ${RM * RN4}>;
-  for (var k0 = 0u; k0 < K; k0 += ${TK}u) {
+  let kBegin = ${s.triA === 'upper' ? `(m0 / ${TK}u) * ${TK}u` : '0u'};
+  let kEnd = ${s.triA === 'lower' ? `min(K, m0 + ${TM}u)` : 'K'};
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${TK}u) {
     ${loadA}
     ${loadB}
     workgroupBarrier();
@@ -238,5 +285,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${store}
 }
 `;
-  return { label, code, bindings, grid: [Math.ceil(N / TN), Math.ceil(M / TM), 1] };
+  return { label, code, bindings, grid: [Math.ceil(N / TN), Math.ceil(M / TM), sb ? sb.outer * sb.inner : 1] };
 }
