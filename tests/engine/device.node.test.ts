@@ -11,6 +11,7 @@ import { planEngine } from '../../worker-web/engine/plan.ts';
 import { PRESETS, parameterCount, type ModelConfig } from '../../shared/model/config.ts';
 import { Rng } from '../../shared/rng.ts';
 import type { MicroBatch } from '../../shared/backend.ts';
+import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
 import { buildParameterTable } from '../../shared/model/parameters.ts';
 import { adamwStep, createAdamWState, decayMask } from '../../shared/optim/adamw.ts';
 
@@ -76,6 +77,27 @@ describe('memory plan', () => {
     expect(p.totalBytes).toBe(p.paramBytes + p.gradBytes + p.activationBytes + p.scratchBytes);
     expect(p.paramBytes).toBeGreaterThanOrEqual(parameterCount(PRESETS.tiny) * 4);
   });
+});
+
+describe('webgpu backend: attention as batched matmuls', () => {
+  it("attention: 'matmul' gives the CPU reference's loss and gradient", async () => {
+    const d = await requestEngineDevice(nodeGpu());
+    try {
+      const cpu = createCpuBackend(config);
+      await cpu.setParams(params());
+      const want = await cpu.forwardBackward(batch);
+      const b = await createWebGpuBackend(config, { device: d.device, attention: 'matmul' });
+      await b.setParams(params());
+      const got = await b.forwardBackward(batch);
+      expect(Math.abs(got.loss - want.loss)).toBeLessThan(1e-5 * Math.abs(want.loss));
+      let worst = 0;
+      for (let i = 0; i < want.grads.length; i++) worst = Math.max(worst, Math.abs(got.grads[i] - want.grads[i]) / (1e-5 + Math.abs(want.grads[i])));
+      expect(worst, 'worst relative gradient error').toBeLessThan(1e-3);
+      b.dispose();
+    } finally {
+      d.device.destroy();
+    }
+  }, 600_000);
 });
 
 describe('webgpu backend failures', () => {
