@@ -87,4 +87,24 @@ describe('npm run worker against the real coordinator', () => {
     expect(out).toMatch(/SIGINT: leaving the cluster/);
     expect(out).toMatch(/stopped \(worker received SIGINT\)/);
   });
+
+  it('a CPU worker stays alive through long tasks (slices its compute so heartbeats get out)', async () => {
+    // 64 rows x 64 tokens per task take seconds on the CPU; the coordinator declares a worker dead
+    // after 1.5 s of silence. Computing the task in one synchronous piece would get it killed.
+    // verifyRate 0: the coordinator's own CPU re-computation of a result would block ITS loop for
+    // as long, and it would then blame the worker (see the report); this test is about the worker.
+    const c = await tinyCoordinator({ maxSteps: 0, seqLen: 64, globalBatch: 64, maxMicroBatch: 64, heartbeatMs: 200, deadAfterMs: 1500, verifyRate: 0 });
+    cleanups.push(() => c.dispose());
+    const child = spawn(process.execPath, ['--import', 'tsx', 'worker-web/node/main.ts', '--url', c.url, '--backend', 'cpu', '--name', 'long-tasks', '--quiet'], {
+      cwd: root,
+      stdio: 'ignore',
+    });
+    cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
+    const me = () => [...c.hub.workers.byId.values()].find((w) => w.hello.name === 'long-tasks');
+    await until(() => (me()?.tasksDone ?? 0) >= 2, 90_000, 'two long tasks');
+    expect(me()!.plan.microBatch).toBe(64);
+    expect(c.bus.recent.filter((e) => e.kind === 'dead')).toEqual([]);
+    expect(c.hub.workers.byId.size).toBe(1); // never dropped and rejoined under a new record
+    child.kill('SIGINT');
+  }, 120_000);
 });

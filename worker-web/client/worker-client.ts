@@ -100,6 +100,8 @@ export class WorkerClient {
   private chain: Promise<void> = Promise.resolve();
   private backend?: TrainingBackend;
   private backendModelKey = '';
+  /** Measured compute time per sequence row, ms (sizes the CPU backend's time slices). */
+  private msPerRow = 0;
   /** Model and micro-batch shape the engine's kernels were compiled for (fixed-shape engines). */
   private warmKey = '';
   private device?: DeviceDescription;
@@ -497,10 +499,18 @@ export class WorkerClient {
     }
     this.update({ state: 'computing', step: task.step, detail: `task ${task.taskId} (step ${task.step})` });
     const fixed = Boolean(this.opts.host.fixedShape) && w.plan.microBatch > 0;
-    const mb = w.plan.microBatch > 0 ? (fixed ? w.plan.microBatch : Math.min(w.plan.microBatch, task.B)) : task.B;
+    let mb = w.plan.microBatch > 0 ? (fixed ? w.plan.microBatch : Math.min(w.plan.microBatch, task.B)) : task.B;
+    if (!fixed) {
+      // The CPU backend computes on this thread: slice the task so that heartbeats and socket.io
+      // pongs get out between slices (a 20 s synchronous task would get us declared dead).
+      const sliceMs = Math.min(SLICE_MS, (w.heartbeatMs > 0 ? w.heartbeatMs : DEFAULT_HEARTBEAT_MS) / 2);
+      mb = Math.min(mb, this.msPerRow > 0 ? Math.max(1, Math.floor(sliceMs / this.msPerRow)) : 1);
+    }
     const t0 = now();
     const r = await computeTask(backend, task, mb, fixed);
     const wall = now() - t0;
+    const perRow = wall / task.B;
+    this.msPerRow = this.msPerRow > 0 ? 0.5 * this.msPerRow + 0.5 * perRow : perRow;
     if (epoch !== this.epoch || this.stopped) return; // left meanwhile: the lease is already returned
     let rep = { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite };
     rep = corruptGradient(this.fault, rep, this.rng);
@@ -596,6 +606,7 @@ export async function computeTask(backend: TrainingBackend, task: TaskMsg, mb: n
   for (let b0 = 0; b0 < B; b0 += mb) {
     const rows = Math.min(mb, B - b0);
     const batch = rowsOf(task, b0, rows, fixedShape ? mb : rows);
+    if (b0 > 0) await yieldToEventLoop(); // let timers (heartbeats) and socket I/O run between slices
     const r = await backend.forwardBackward(batch);
     totalMs += r.timings.totalMs;
     acc ??= new Float32Array(r.grads.length);
@@ -641,6 +652,13 @@ function warmupBatch(B: number, T: number): MicroBatch {
 
 function now(): number {
   return typeof performance !== 'undefined' ? performance.now() + (performance.timeOrigin ?? 0) : Date.now();
+}
+
+/** Longest compute slice on a backend that runs on the loop's own thread, ms (also <= heartbeat / 2). */
+const SLICE_MS = 1_000;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
 }
 
 function sleep(ms: number): Promise<void> {
