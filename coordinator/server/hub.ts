@@ -130,6 +130,8 @@ export class WorkerHub {
         lastSeen: now,
         paramsVersion: -1,
         lease: null,
+        leaseIssuedAt: 0,
+        leaseSize: 0,
         tasksDone: 0,
         samplesDone: 0,
         tokensDone: 0,
@@ -219,6 +221,8 @@ export class WorkerHub {
       // A worker whose lease expired stays out of scheduling until it answers (it is slow);
       // its answer, even refused, makes it available again.
       if (w.lease !== null && w.lease === taskId && !this.trainer.current?.active.has(taskId)) {
+        // Its late answer still measures its speed: the next lease is sized and timed for it.
+        if (code === 'LATE') this.measure(w, w.leaseSize, -1, w.leaseIssuedAt, Date.now());
         w.lease = null;
         w.state = 'idle';
         this.schedule();
@@ -240,10 +244,7 @@ export class WorkerHub {
     this.leaseTokens.delete(c.id);
     const now = Date.now();
     const n = c.ids.length;
-    const sec = Math.max(1e-3, (now - c.issuedAt) / 1000);
-    const alpha = w.samplesPerSec > 0 ? 0.5 : 1;
-    w.samplesPerSec = (1 - alpha) * w.samplesPerSec + alpha * (n / sec);
-    w.tokensPerSec = (1 - alpha) * w.tokensPerSec + alpha * (r.tokens / sec);
+    this.measure(w, n, r.tokens, c.issuedAt, now);
     w.tasksDone++;
     w.samplesDone += n;
     w.tokensDone += r.tokens;
@@ -282,6 +283,24 @@ export class WorkerHub {
     this.changed(w);
   }
 
+  /**
+   * Lease duration for `size` samples on `w`: --lease-ms, or 3x the time its measured throughput
+   * needs when that is longer (capped at 10x --lease-ms), so a slow-but-alive worker on a big
+   * model is not re-leased forever; dead workers are caught by heartbeats, not by this timeout.
+   */
+  private leaseMsFor(w: WorkerRecord, size: number): number {
+    if (!(w.samplesPerSec > 0)) return this.cfg.leaseMs;
+    const need = Math.ceil((3000 * size) / w.samplesPerSec);
+    return Math.min(10 * this.cfg.leaseMs, Math.max(this.cfg.leaseMs, need));
+  }
+
+  private measure(w: WorkerRecord, samples: number, tokens: number, sinceMs: number, now: number): void {
+    const sec = Math.max(1e-3, (now - sinceMs) / 1000);
+    const alpha = w.samplesPerSec > 0 ? 0.5 : 1;
+    w.samplesPerSec = (1 - alpha) * w.samplesPerSec + alpha * (samples / sec);
+    if (tokens >= 0) w.tokensPerSec = (1 - alpha) * w.tokensPerSec + alpha * (tokens / sec); // -1: unknown (late answer)
+  }
+
   /** Samples to lease to `w` now: its throughput share of the step, within its plan. */
   private chunkFor(w: WorkerRecord, live: WorkerRecord[], stepSize: number): number {
     const known = live.map((x) => x.samplesPerSec).filter((x) => x > 0).sort((a, b) => a - b);
@@ -318,7 +337,8 @@ export class WorkerHub {
     for (const w of live) {
       if (w.lease || !w.socket) continue;
       const size = this.chunkFor(w, live, work.size);
-      const lease = work.lease(w.id, size, now, this.cfg.leaseMs);
+      const leaseMs = this.leaseMsFor(w, size);
+      const lease = work.lease(w.id, size, now, leaseMs);
       if (!lease) {
         this.sendWait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
         continue;
@@ -339,7 +359,7 @@ export class WorkerHub {
           mask: b.batch.mask,
           tokens,
           sampleIds: Uint32Array.from(lease.ids),
-          leaseMs: this.cfg.leaseMs,
+          leaseMs,
         };
       } catch (e) {
         work.release(lease.id, 'released');
@@ -352,6 +372,8 @@ export class WorkerHub {
       }
       this.leaseTokens.set(lease.id, { lease, tokens });
       w.lease = lease.id;
+      w.leaseIssuedAt = now;
+      w.leaseSize = lease.ids.length;
       w.state = 'computing';
       w.waitCode = null;
       w.socket.emit('task', task);

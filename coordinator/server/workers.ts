@@ -16,8 +16,11 @@ export interface WorkerRecord {
   lastSeen: number;
   /** Parameter version last sent to it (-1: none). */
   paramsVersion: number;
-  /** Live lease id, if any. */
+  /** Live lease id, if any (kept after expiry until the worker answers: see hub). */
   lease: string | null;
+  /** When the current/last lease was issued, and its samples (throughput of late answers). */
+  leaseIssuedAt: number;
+  leaseSize: number;
   tasksDone: number;
   samplesDone: number;
   tokensDone: number;

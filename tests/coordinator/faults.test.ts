@@ -104,4 +104,17 @@ describe('no sample lost or doubled when workers fail', () => {
     expect(s.samplesTrained).toBe(3 * G);
     expect(s.workers.find((w) => w.name === 'slow')?.rejectedByCode).toEqual({ LATE: 1 });
   });
+
+  it('workers slower than --lease-ms are not re-leased forever: late answers measure them and leases stretch', async () => {
+    const c = await coordinator({ maxSteps: 3, minWorkers: 2, maxMicroBatch: 4, leaseMs: 150 });
+    const a = startTestWorker(c.url, { name: 'a', beforeResult: () => 500 });
+    const b = startTestWorker(c.url, { name: 'b', beforeResult: () => 500 });
+    cleanups.push(() => { a.close(); b.close(); });
+    await until(() => c.trainer.step >= 3 && settled(a) && settled(b), 30_000, '3 steps with two slow workers');
+    const late = [...a.rejects, ...b.rejects].filter((r) => r.code === 'LATE').length;
+    expect(late).toBeGreaterThanOrEqual(1); // the first leases did expire...
+    expect(late).toBeLessThanOrEqual(4); // ...but later ones were long enough
+    expect(Math.max(...[...a.tasks, ...b.tasks].map((t) => t.leaseMs))).toBeGreaterThan(150);
+    expectEachOnce(trainedPerEpoch([a, b]), 1);
+  });
 });
