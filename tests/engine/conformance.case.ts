@@ -145,6 +145,25 @@ function matmulCases(h: KernelHarness): ConformanceCase[] {
       });
     }
   }
+  // Deterministic split-K (the weight-gradient products on GPUs): ragged K, more slices than
+  // K-steps (empty slices), accumulate on top of C.
+  for (const [M, N, K, S, transA, accumulate] of [[37, 29, 300, 3, true, false], [64, 128, 1000, 4, true, true], [20, 30, 50, 7, false, false]] as const) {
+    const name = `matmul split-K S=${S} ${transA ? 'TN' : 'NN'} M=${M} N=${N} K=${K}${accumulate ? ' +=C' : ''}`;
+    cases.push({
+      name,
+      run: async () => {
+        const rng = new Rng(M * 7 + N + K + S);
+        const a = randn(rng, M * K);
+        const b = randn(rng, K * N);
+        const c = accumulate ? randn(rng, M * N) : undefined;
+        const got = await h.matmul({ M, N, K, transA, a, b, c, accumulate, splitK: S, tile: 64 });
+        assertClose(name, got, matmulRef(M, N, K, a, b, transA, false, undefined, c), 1e-4, 1e-4);
+        const again = await h.matmul({ M, N, K, transA, a, b, c, accumulate, splitK: S, tile: 64 });
+        assertSameBits(`${name} (determinism)`, got, again);
+      },
+    });
+  }
+
   // Fused epilogues used by the training step, on ragged (scalar) and vec4 shapes.
   for (const [M, N, K, tile] of [[37, 29, 19, 64], [132, 68, 20, 128]] as const) {
     cases.push({

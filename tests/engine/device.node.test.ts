@@ -100,6 +100,41 @@ describe('webgpu backend: attention as batched matmuls', () => {
   }, 600_000);
 });
 
+describe('webgpu backend: GPU kernel policy (split-K weight gradients, matmul attention)', () => {
+  it('B*T = 1024 with the GPU policy matches the CPU reference', async () => {
+    // Long K = B*T and a tiny output: the GPU policy splits every dW product over K.
+    const cfg: ModelConfig = { vocabSize: 29, contextLength: 256, nLayer: 1, nHead: 2, nEmbd: 8 };
+    const rng = new Rng(9);
+    const p = Float32Array.from({ length: parameterCount(cfg) }, () => rng.normal() * 0.1);
+    const B = 4;
+    const T = 256;
+    const b: MicroBatch = {
+      B, T,
+      inputs: Int32Array.from({ length: B * T }, (_, i) => (3 * i + 2) % 29),
+      targets: Int32Array.from({ length: B * T }, (_, i) => (3 * i + 5) % 29),
+      mask: Uint8Array.from({ length: B * T }, (_, i) => (i % 5 === 0 ? 0 : 1)),
+    };
+    const cpu = createCpuBackend(cfg);
+    await cpu.setParams(p);
+    const want = await cpu.forwardBackward(b);
+    const d = await requestEngineDevice(nodeGpu());
+    try {
+      const e = await createWebGpuBackend(cfg, { device: d.device, deviceClass: 'gpu' });
+      await e.setParams(p);
+      const got = await e.forwardBackward(b);
+      expect(e.plan!.buffers.find((x) => x.name === 'split-K partials')!.bytes).toBeGreaterThan(0);
+      expect(e.dispatchesPerStep).toBe(30 * cfg.nLayer + 13 + 5); // matmul attention + 5 split-K reductions
+      expect(Math.abs(got.loss - want.loss)).toBeLessThan(1e-5 * Math.abs(want.loss));
+      let worst = 0;
+      for (let i = 0; i < want.grads.length; i++) worst = Math.max(worst, Math.abs(got.grads[i] - want.grads[i]) / (1e-5 + Math.abs(want.grads[i])));
+      expect(worst, 'worst relative gradient error').toBeLessThan(1e-3);
+      e.dispose();
+    } finally {
+      d.device.destroy();
+    }
+  }, 600_000);
+});
+
 describe('webgpu backend failures', () => {
   it('refuses a plan over the memory cap, naming the bytes', async () => {
     const d = await requestEngineDevice(nodeGpu());

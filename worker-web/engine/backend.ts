@@ -27,6 +27,11 @@ export interface WebGpuBackendOptions {
   maxMicroBatch?: { B: number; T: number };
   /** Attention kernels: 'auto' (default) = batched matmuls for T >= 64, row kernels below. */
   attention?: AttentionChoice;
+  /**
+   * Kernel-choice policy (tile sizes, split-K): 'software' for CPU adapters (SwiftShader), 'gpu'
+   * otherwise. Default: detected from the adapter. Override to test the other policy's kernels.
+   */
+  deviceClass?: 'gpu' | 'software';
   /** Adapter info for reports, if the caller already has it. */
   adapterInfo?: AdapterInfo;
 }
@@ -113,7 +118,8 @@ class Engine implements WebGpuBackend {
     private readonly opts: WebGpuBackendOptions,
     readonly adapterInfo: AdapterInfo | undefined,
   ) {
-    this.rt = new KernelRuntime(device, adapterInfo ? { software: adapterInfo.isSoftware } : {});
+    const dc = opts.deviceClass;
+    this.rt = new KernelRuntime(device, dc ? { software: dc === 'software' } : adapterInfo ? { software: adapterInfo.isSoftware } : {});
     this.table = buildParameterTable(config);
     // Checks every parameter tensor against the binding limit before allocating anything.
     planEngine(config, 1, 1, device.limits);
@@ -167,7 +173,7 @@ class Engine implements WebGpuBackend {
       throw new AppError('ERR_BATCH_TOO_LARGE', `webgpu backend: micro-batch B=${B}, T=${T} exceeds maxMicroBatch B=${max.B}, T=${max.T}`,
         400, 'split the micro-batch or raise maxMicroBatch');
     }
-    const plan = planEngine(this.config, B, T, this.device.limits);
+    const plan = planEngine(this.config, B, T, this.device.limits, (m, n, k) => this.rt.splitK(m, n, k));
     const cap = this.opts.memoryCapBytes;
     if (cap !== undefined && plan.totalBytes > cap) {
       throw new AppError('ERR_ENGINE_MEMORY',

@@ -5,7 +5,7 @@
 import { KernelRuntime, type KernelSpec } from './kernel.ts';
 import { readBack, storageBuffer, uniformBuffer, uploadBuffer } from './buffers.ts';
 import type { KernelHarness, MatmulArgs, MatmulFusedArgs, AdamWArgs } from './harness-types.ts';
-import { matmulSpec } from './kernels/matmul.ts';
+import { matmulSpec, splitKReduceSpec } from './kernels/matmul.ts';
 import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec, geluBackwardSpec, geluForwardSpec, residualForwardSpec } from './kernels/elementwise.ts';
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
 import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
@@ -57,6 +57,15 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
     kernels: HARNESS_KERNELS,
     async matmul(a: MatmulArgs) {
       const { M, N, K } = a;
+      const tile = a.tile ?? runtime.tile(M, N);
+      const S = a.splitK ?? (a.bias ? 1 : runtime.splitK(M, N, K));
+      if (S > 1) {
+        if (a.bias) throw new Error('harness matmul: splitK does not take a bias');
+        const parts = out(S * M * N, 'splitk_partials');
+        const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
+        const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: false, accumulate: false, tile, splitK: S });
+        return (await run([[spec, [up(a.a, 'A'), up(a.b, 'B'), parts]], [splitKReduceSpec(S, M * N, !!a.accumulate), [parts, c]]], [[c, M * N]]))[0];
+      }
       const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile ?? runtime.tile(M, N) });
       const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
       const bufs = [up(a.a, 'A'), up(a.b, 'B'), ...(a.bias ? [up(a.bias, 'bias')] : []), c];

@@ -5,7 +5,7 @@
 // pipeline cache is keyed by the WGSL text, so the same shape compiles once per device.
 
 import { isSoftwareInfo } from './device.ts';
-import { pickTile } from './kernels/matmul.ts';
+import { pickSplitK, pickTile } from './kernels/matmul.ts';
 
 export type BindingKind = 'read' | 'rw' | 'uniform';
 
@@ -54,6 +54,11 @@ export class KernelRuntime {
 
   constructor(readonly device: GPUDevice, opts: { software?: boolean } = {}) {
     this.software = opts.software ?? isSoftwareInfo((device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo);
+  }
+
+  /** Split-K slices for a long-K product with a small output on this device (1 = none). */
+  splitK(M: number, N: number, K: number): number {
+    return pickSplitK(M, N, K, this.tile(M, N), this.software);
   }
 
   /** Matmul tile config for an MxN output on this device. */

@@ -59,8 +59,29 @@ export interface EnginePlan {
   buffers: PlannedBuffer[];
 }
 
-/** Builds the plan and throws ERR_ENGINE_PLAN naming the first tensor that cannot be bound or allocated. */
-export function planEngine(config: ModelConfig, B: number, T: number, limits: DeviceLimitsLike): EnginePlan {
+/** [M, N, K] of the weight-gradient products dW = X^T dY (the split-K candidates), in step order. */
+export function weightGradShapes(config: ModelConfig, B: number, T: number): Array<[number, number, number]> {
+  const { vocabSize: V, nEmbd: C } = config;
+  const N = B * T;
+  return [[V, C, N], [4 * C, C, N], [C, 4 * C, N], [C, C, N], [C, 3 * C, N]];
+}
+
+/** Floats of the split-K scratch: the largest S*M*N over the weight-gradient products. */
+export function splitKScratchFloats(config: ModelConfig, B: number, T: number, splitK: (M: number, N: number, K: number) => number): number {
+  let max = 0;
+  for (const [M, N, K] of weightGradShapes(config, B, T)) {
+    const S = splitK(M, N, K);
+    if (S > 1) max = Math.max(max, S * M * N);
+  }
+  return max;
+}
+
+/**
+ * Builds the plan and throws ERR_ENGINE_PLAN naming the first tensor that cannot be bound or
+ * allocated. `splitK` is the device's split-K policy (KernelRuntime.splitK); default none.
+ */
+export function planEngine(config: ModelConfig, B: number, T: number, limits: DeviceLimitsLike,
+  splitK: (M: number, N: number, K: number) => number = () => 1): EnginePlan {
   const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C } = config;
   const N = B * T;
   const table = buildParameterTable(config);
@@ -116,6 +137,7 @@ export function planEngine(config: ModelConfig, B: number, T: number, limits: De
     { name: 'dfch', shape: `[N, 4C]`, bytes: N * 4 * C * f, count: 1 },
     { name: 'dpreatt', shape: `[B, NH, T, T]`, bytes: B * NH * T * T * f, count: 1 },
     { name: 'inputs+targets+mask+index', shape: `[4N + V + 1]`, bytes: (4 * N + V + 1) * 4, count: 1 },
+    { name: 'split-K partials', shape: `[S, M, N] (largest dW product)`, bytes: splitKScratchFloats(config, B, T, splitK) * 4, count: 1 },
     { name: 'norm partials', shape: `[2 * P/4096]`, bytes: 2 * Math.ceil(layout.floats / 4096) * 4, count: 1 },
   ];
   for (const b of [...acts, ...scratch]) {

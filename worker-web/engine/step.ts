@@ -8,8 +8,8 @@ import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
 import type { BlockTensorSuffix } from '../../shared/model/parameters.ts';
 import { KernelRuntime, type BufferSlice, type Dispatch, type KernelSpec } from './kernel.ts';
 import { storageBuffer } from './buffers.ts';
-import type { PaddedLayout } from './plan.ts';
-import { matmulSpec, type MatmulShape } from './kernels/matmul.ts';
+import { splitKScratchFloats, type PaddedLayout } from './plan.ts';
+import { matmulSpec, splitKReduceSpec, type MatmulShape } from './kernels/matmul.ts';
 import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec } from './kernels/elementwise.ts';
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
 import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
@@ -100,6 +100,18 @@ export async function recordStep(
   const d = (spec: KernelSpec, bufs: Array<GPUBuffer | BufferSlice>): Pending => ({ spec, bufs });
   const mm = (s: Partial<MatmulShape> & { M: number; N: number; K: number }, bufs: Array<GPUBuffer | BufferSlice>) =>
     d(matmulSpec({ transA: false, transB: false, bias: false, accumulate: false, tile: rt.tile(s.M, s.N), ...s }), bufs);
+  // Weight gradients dW = X^T dY: K = B*T is long and the output small, so on a GPU they may be
+  // split over K into a scratch of partials and summed in slice order (deterministic).
+  const splitFloats = splitKScratchFloats(config, B, T, (m, n, k) => rt.splitK(m, n, k));
+  const parts = splitFloats > 0 ? buf(splitFloats, 'splitk_partials') : undefined;
+  const dW = (M: number, Nn: number, K: number, x: GPUBuffer, dy: GPUBuffer, out: BufferSlice): Pending[] => {
+    const S = rt.splitK(M, Nn, K);
+    if (S <= 1 || !parts) return [mm({ M, N: Nn, K, transA: true }, [x, dy, out])];
+    return [
+      mm({ M, N: Nn, K, transA: true, splitK: S }, [x, dy, parts]),
+      d(splitKReduceSpec(S, M * Nn), [parts, out]),
+    ];
+  };
 
   const useMm = attentionImpl(attention, T) === 'matmul';
   const am = useMm ? attentionMatmulSpecs(B, T, C, NH, (x, y) => rt.tile(x, y)) : undefined;
@@ -138,7 +150,7 @@ export async function recordStep(
 
   // ---------------- backward (a.logits now holds dlogits)
   const bwd: Pending[] = [];
-  bwd.push(mm({ M: V, N: C, K: N, transA: true }, [a.logits, a.lnf, G('transformer.wte.weight')]));
+  bwd.push(...dW(V, C, N, a.logits, a.lnf, G('transformer.wte.weight')));
   bwd.push(mm({ M: N, N: C, K: V }, [a.logits, P('transformer.wte.weight'), a.dbuf]));
   // First LayerNorm backward overwrites dres (no clear needed); the rest accumulate into it.
   bwd.push(d(layernormBackwardSpec(N, C, false), [a.dbuf, last, P('transformer.ln_f.weight'), a.lnfMean, a.lnfRstd, a.dres]));
@@ -148,17 +160,17 @@ export async function recordStep(
     // MLP projection: out = fch_gelu @ Wp + bp
     // dfch = (dres Wp^T) * gelu'(fch): the GELU backward rides in the matmul epilogue.
     bwd.push(mm({ M: N, N: 4 * C, K: C, transB: true, epilogue: 'geluGrad' }, [a.dres, P(bl(l, 'mlp.c_proj.weight')), a.fch[l], a.dfch]));
-    bwd.push(mm({ M: 4 * C, N: C, K: N, transA: true }, [a.fchGelu[l], a.dres, G(bl(l, 'mlp.c_proj.weight'))]));
+    bwd.push(...dW(4 * C, C, N, a.fchGelu[l], a.dres, G(bl(l, 'mlp.c_proj.weight'))));
     bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'mlp.c_proj.bias'))]));
     // MLP fc: fch = ln2 @ Wfc + bfc
     bwd.push(mm({ M: N, N: C, K: 4 * C, transB: true }, [a.dfch, P(bl(l, 'mlp.c_fc.weight')), a.dbuf]));
-    bwd.push(mm({ M: C, N: 4 * C, K: N, transA: true }, [a.ln2[l], a.dfch, G(bl(l, 'mlp.c_fc.weight'))]));
+    bwd.push(...dW(C, 4 * C, N, a.ln2[l], a.dfch, G(bl(l, 'mlp.c_fc.weight'))));
     bwd.push(d(biasBackwardSpec(N, 4 * C), [a.dfch, G(bl(l, 'mlp.c_fc.bias'))]));
     bwd.push(d(layernormBackwardSpec(N, C, true), [a.dbuf, a.res2[l], P(bl(l, 'ln_2.weight')), a.ln2Mean[l], a.ln2Rstd[l], a.dres]));
     bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, a.res2[l], a.ln2Mean[l], a.ln2Rstd[l], G(bl(l, 'ln_2.weight')), G(bl(l, 'ln_2.bias'))]));
     // Attention projection
     bwd.push(mm({ M: N, N: C, K: C, transB: true }, [a.dres, P(bl(l, 'attn.c_proj.weight')), a.dbuf]));
-    bwd.push(mm({ M: C, N: C, K: N, transA: true }, [a.atty[l], a.dres, G(bl(l, 'attn.c_proj.weight'))]));
+    bwd.push(...dW(C, C, N, a.atty[l], a.dres, G(bl(l, 'attn.c_proj.weight'))));
     bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'attn.c_proj.bias'))]));
     if (am) {
       bwd.push(
@@ -171,7 +183,7 @@ export async function recordStep(
     }
     // QKV projection
     bwd.push(mm({ M: N, N: C, K: 3 * C, transB: true }, [a.dqkv, P(bl(l, 'attn.c_attn.weight')), a.dbuf]));
-    bwd.push(mm({ M: C, N: 3 * C, K: N, transA: true }, [a.ln1[l], a.dqkv, G(bl(l, 'attn.c_attn.weight'))]));
+    bwd.push(...dW(C, 3 * C, N, a.ln1[l], a.dqkv, G(bl(l, 'attn.c_attn.weight'))));
     bwd.push(d(biasBackwardSpec(N, 3 * C), [a.dqkv, G(bl(l, 'attn.c_attn.bias'))]));
     bwd.push(d(layernormBackwardSpec(N, C, true), [a.dbuf, residual, P(bl(l, 'ln_1.weight')), a.ln1Mean[l], a.ln1Rstd[l], a.dres]));
     bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, residual, a.ln1Mean[l], a.ln1Rstd[l], G(bl(l, 'ln_1.weight')), G(bl(l, 'ln_1.bias'))]));

@@ -19,7 +19,7 @@
 // a large GPU. Thread columns are interleaved (thread tx owns vec4 columns tx, tx+16, ...) so
 // neighbouring threads read neighbouring shared-memory words and store coalesced.
 
-import { f32, type KernelSpec } from '../kernel.ts';
+import { f32, grid1d, type KernelSpec } from '../kernel.ts';
 
 export interface MatmulShape {
   M: number;
@@ -44,6 +44,12 @@ export interface MatmulShape {
   triA?: 'lower' | 'upper';
   /** Output tiles entirely above the diagonal are not computed (causal scores, never read). */
   skipUpper?: boolean;
+  /**
+   * Deterministic split-K: grid z = splitK slices of K (each a multiple of the K-step); slice z
+   * writes its partial product to C at offset z*M*N (C is then a [splitK, M, N] scratch), and
+   * splitKReduceSpec sums the slices in a fixed order. Not with strided/bias/epilogues.
+   */
+  splitK?: number;
   /** Force a tile config (tests); default picks by output size. */
   tile?: 64 | 128;
 }
@@ -88,7 +94,11 @@ export function matmulSpec(s: MatmulShape): KernelSpec {
   const evenN = N % TN === 0;
   const evenK = K % TK === 0;
   const sb = s.strided;
-  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${sb ? `_x${sb.outer * sb.inner}` : ''}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}${addend ? '_add' : ''}${epi === 'none' ? '' : '_' + epi}${s.triA ? '_tri' + s.triA : ''}${s.skipUpper ? '_causal' : ''}`;
+  const S = s.splitK ?? 1;
+  if (S > 1 && (sb || bias || addend || accumulate || (s.epilogue ?? 'none') !== 'none' || s.triA || s.skipUpper)) {
+    throw new Error('matmulSpec: splitK combines with none of strided/bias/addend/accumulate/epilogue/triA/skipUpper (bug)');
+  }
+  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${sb ? `_x${sb.outer * sb.inner}` : ''}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}${addend ? '_add' : ''}${epi === 'none' ? '' : '_' + epi}${s.triA ? '_tri' + s.triA : ''}${s.skipUpper ? '_causal' : ''}${S > 1 ? `_split${S}` : ''}`;
   const LDA = sb?.lda ?? (transA ? M : K);
   const LDB = sb?.ldb ?? (transB ? K : N);
   const LDC = sb?.ldc ?? N;
@@ -246,9 +256,11 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
 
   const off = (x: [number, number, number] | undefined) =>
     x ? `${x[0]}u + (wid.z / ${sb!.inner}u) * ${x[1]}u + (wid.z % ${sb!.inner}u) * ${x[2]}u` : '0u';
+  // Split-K: K-step-aligned slice per z; the partial goes to its own [M, N] block of C.
+  const kChunk = Math.ceil(K / S / TK) * TK;
   const batchOffsets = `  let offA = ${off(sb?.a)};
   let offB = ${off(sb?.b)};
-  let offC = ${off(sb?.c)};`;
+  let offC = ${S > 1 ? `wid.z * ${M * N}u` : off(sb?.c)};`;
   const code = `// ${label}
 const M = ${M}u;
 const N = ${N}u;
@@ -271,8 +283,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${batchOffsets}
   ${s.skipUpper ? `if (n0 > m0 + ${TM - 1}u) { return; } // above the diagonal: never read` : ''}
   var acc: array<vec4<f32>, ${RM * RN4}>;
-  let kBegin = ${s.triA === 'upper' ? `(m0 / ${TK}u) * ${TK}u` : '0u'};
-  let kEnd = ${s.triA === 'lower' ? `min(K, m0 + ${TM}u)` : 'K'};
+  let kBegin = ${s.triA === 'upper' ? `(m0 / ${TK}u) * ${TK}u` : S > 1 ? `wid.z * ${kChunk}u` : '0u'};
+  let kEnd = ${s.triA === 'lower' ? `min(K, m0 + ${TM}u)` : S > 1 ? `min(K, kBegin + ${kChunk}u)` : 'K'};
   for (var k0 = kBegin; k0 < kEnd; k0 += ${TK}u) {
     ${loadA}
     ${loadB}
@@ -285,5 +297,40 @@ ${batchOffsets}
   ${store}
 }
 `;
-  return { label, code, bindings, grid: [Math.ceil(N / TN), Math.ceil(M / TM), sb ? sb.outer * sb.inner : 1] };
+  return { label, code, bindings, grid: [Math.ceil(N / TN), Math.ceil(M / TM), sb ? sb.outer * sb.inner : S] };
+}
+
+/**
+ * Sum of the split-K slices in slice order (deterministic): out[i] (+)= sum_z parts[z*n + i].
+ * `accumulate` adds to out (e.g. on top of another contribution).
+ */
+export function splitKReduceSpec(S: number, n: number, accumulate = false): KernelSpec {
+  const groups = Math.ceil(n / 256);
+  return {
+    label: `splitk_reduce_${S}x${n}${accumulate ? '_acc' : ''}`,
+    bindings: ['read', 'rw'],
+    grid: grid1d(groups),
+    code: `@group(0) @binding(0) var<storage, read> parts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.y * nwg.x + wid.x) * 256u + li;
+  if (i >= ${n}u) { return; }
+  var s = ${accumulate ? 'out[i]' : '0.0'};
+  for (var z = 0u; z < ${S}u; z++) { s += parts[z * ${n}u + i]; }
+  out[i] = s;
+}`,
+  };
+}
+
+/**
+ * How many K slices to use: only when the output has too few tiles to fill a GPU and K is long.
+ * Software adapters have a couple of CPU cores: never split there.
+ */
+export function pickSplitK(M: number, N: number, K: number, tile: 64 | 128, software: boolean): number {
+  if (software) return 1;
+  const tiles = Math.ceil(M / tile) * Math.ceil(N / tile);
+  const target = 128; // workgroups in flight we want (about one per SM on large GPUs)
+  if (tiles >= target / 2 || K < 1024) return 1;
+  return Math.max(1, Math.min(Math.ceil(target / tiles), Math.floor(K / 256), 32));
 }
