@@ -182,10 +182,11 @@ async function main(): Promise<number> {
     console.error(`step: ${o.preset} B=${o.B} T=${o.T}`);
     step = await runStep({ config: cfg, B: o.B, T: o.T, budget, tf, jax, ours: () => oursBackend(g.device, cfg, o.B, o.T) });
     console.log(`\nfull training step (forward + backward, ${o.preset}, B=${o.B}, T=${o.T}, gradient read back)`);
-    console.log(table(['peer', 'ms/step', 'loss', 'tokens/s'], [
-      ['ours', fmt(step.oursMs), fmt(step.oursLoss, 5), fmt(step.oursMs ? (step.tokens / step.oursMs) * 1000 : null)],
-      ['tfjs', fmt(step.tfjsMs), fmt(step.tfjsLoss, 5), fmt(step.tfjsMs ? (step.tokens / step.tfjsMs) * 1000 : null)],
-      ...(jax ? [['jax', fmt(step.jaxMs), fmt(step.jaxLoss, 5), fmt(step.jaxMs ? (step.tokens / step.jaxMs) * 1000 : null)]] : []),
+    const d = (n: string) => (n in step!.counted ? String(step!.counted[n]) : '-');
+    console.log(table(['peer', 'ms/step', 'loss', 'tokens/s', 'dispatches'], [
+      ['ours', fmt(step.oursMs), fmt(step.oursLoss, 5), fmt(step.oursMs ? (step.tokens / step.oursMs) * 1000 : null), d('ours')],
+      ['tfjs', fmt(step.tfjsMs), fmt(step.tfjsLoss, 5), fmt(step.tfjsMs ? (step.tokens / step.tfjsMs) * 1000 : null), d('tfjs')],
+      ...(jax ? [['jax', fmt(step.jaxMs), fmt(step.jaxLoss, 5), fmt(step.jaxMs ? (step.tokens / step.jaxMs) * 1000 : null), d('jax')]] : []),
     ]));
     console.log(`\ncpu reference loss ${fmt(step.cpuLoss, 5)}; ours/tfjs speed ratio: ${fmt(step.ratio)}${jax ? `   ours/jax: ${fmt(step.ratioJax)}` : ''}   losses agree: ${step.lossesAgree ?? '-'}   dispatches per step: ${step.dispatchesPerStep ?? '-'}`);
     for (const n of step.notes) console.log(`  note: ${n}`);
@@ -209,6 +210,7 @@ async function main(): Promise<number> {
         }
       : null,
     dispatchesPerStep: step?.dispatchesPerStep ?? null,
+    dispatchesCounted: step?.counted ?? null,
     tfjs: tf ? 'ok (our device)' : (tfError ?? 'not run (--no-tfjs)'),
     jax: jaxStatus,
   };

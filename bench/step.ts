@@ -13,6 +13,7 @@ import { TfjsGpt } from './tfjs-gpt.ts';
 import type { Tf } from './tfjs-peer.ts';
 import type { JaxPeer } from './jax-peer.ts';
 import { JaxGpt } from './jax-gpt.ts';
+import { countDispatches, installDispatchCounter } from './dispatch-count.ts';
 import { measure, type Subject, type TimingBudget } from './timing.ts';
 
 export interface StepFigures {
@@ -29,7 +30,10 @@ export interface StepFigures {
   tfjsLoss: number | null;
   /** Both present losses within 1e-3 relative of the CPU reference's; null when none ran. */
   lossesAgree: boolean | null;
+  /** Our engine's own count (WebGpuBackend.dispatchesPerStep). */
   dispatchesPerStep: number | null;
+  /** Compute dispatches counted in each peer's last step, ours included (a cross-check). */
+  counted: Record<string, number>;
   notes: string[];
 }
 
@@ -72,6 +76,17 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
 
   const subjects: Record<string, Subject> = {};
   const losses: Record<string, number | null> = { ours: null, tfjs: null, jax: null };
+  /** Dispatches counted in each peer's last step (see dispatch-count.ts). */
+  const counted: Record<string, number> = {};
+  installDispatchCounter();
+  const counting = (name: string, step: () => Promise<number>): Subject => ({
+    async enqueue() {
+      counted[name] = await countDispatches(async () => {
+        losses[name] = await step();
+      });
+    },
+    sync: async () => undefined, // every peer's step already read its loss and gradient back
+  });
   let dps: () => number | null = () => null;
   let ours: TrainingBackend | null = null;
   let gpt: TfjsGpt | null = null;
@@ -83,24 +98,14 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
       dps = o.dispatchesPerStep;
       await ours.setParams(params);
       const be = ours;
-      subjects.ours = {
-        async enqueue() {
-          losses.ours = (await be.forwardBackward(batch)).loss;
-        },
-        sync: async () => undefined, // forwardBackward already read its gradient back
-      };
+      subjects.ours = counting('ours', async () => (await be.forwardBackward(batch)).loss);
     } catch (e) {
       notes.push(`ours: could not start: ${(e as Error).message}`);
     }
     if (a.tf) {
       gpt = new TfjsGpt(a.tf, a.config, params);
       const g = gpt;
-      subjects.tfjs = {
-        async enqueue() {
-          losses.tfjs = (await g.step(batch)).loss;
-        },
-        sync: async () => undefined, // step() read the loss and the flat gradient back
-      };
+      subjects.tfjs = counting('tfjs', async () => (await g.step(batch)).loss);
     } else {
       notes.push('tfjs: not run');
     }
@@ -108,12 +113,7 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
       try {
         jgpt = new JaxGpt(a.jax.jax, a.config, params, a.B, a.T);
         const g = jgpt;
-        subjects.jax = {
-          async enqueue() {
-            losses.jax = (await g.step(batch)).loss;
-          },
-          sync: async () => undefined, // step() read the loss and the flat gradient back
-        };
+        subjects.jax = counting('jax', async () => (await g.step(batch)).loss);
       } catch (e) {
         notes.push(`jax: could not build the GPT: ${(e as Error).message}`);
       }
@@ -150,6 +150,7 @@ export async function runStep(a: StepArgs): Promise<StepFigures> {
       tfjsLoss: losses.tfjs,
       lossesAgree,
       dispatchesPerStep: dps(),
+      counted,
       notes,
     };
   } finally {
