@@ -112,6 +112,7 @@ function renderStats(s: WorkerStats): void {
   text('tasks-done', s.tasksDone);
   text('accepted', s.accepted);
   text('rejected', s.rejected);
+  text('rejected-codes', Object.entries(s.rejectedByCode).map(([k, v]) => `${k}: ${v}`).join(', '));
   text('last-loss', s.lastLoss === undefined ? undefined : s.lastLoss.toFixed(4));
   text('tokens-per-sec', s.tasksDone ? s.tokensPerSec.toFixed(1) : undefined);
   text('gpu-time', `${(s.gpuMs / 1000).toFixed(1)} s`);
