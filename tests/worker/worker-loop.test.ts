@@ -116,4 +116,21 @@ describe('WorkerClient against the real coordinator', () => {
     // The coordinator is alive and answering.
     expect((await fetch(`${c.url}/healthz`)).ok).toBe(true);
   });
+
+  it('kicked by the operator: the worker stops for good instead of reconnecting', async () => {
+    const c = await tinyCoordinator({ maxSteps: 0 });
+    cleanups.push(() => c.dispose());
+    const w = worker(c.url, { name: 'kickme' });
+    await w.start();
+    await until(() => w.stats.accepted >= 1, 30_000, 'an accepted task');
+    const id = w.stats.workerId!;
+    const res = await fetch(`${c.url}/api/admin/kick/${id}`, { method: 'POST', headers: { authorization: 'Bearer worker-test-token' } });
+    expect(res.status).toBe(200);
+    await w.stoppedPromise();
+    expect(w.stats.state).toBe('stopped');
+    expect(w.stats.detail).toMatch(/kicked/);
+    await new Promise((r) => setTimeout(r, 800)); // longer than the fast backoff: it would be back by now
+    expect(c.hub.workers.byId.get(id)?.socket).toBeNull();
+    expect(c.hub.workers.connected()).toHaveLength(0);
+  });
 });
