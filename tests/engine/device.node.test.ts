@@ -101,7 +101,7 @@ describe('webgpu backend: attention as batched matmuls', () => {
 });
 
 describe('webgpu backend: GPU kernel policy (split-K weight gradients, matmul attention)', () => {
-  it('B*T = 1024 with the GPU policy matches the CPU reference', async () => {
+  it('B*T = 1024 with the GPU policy (split-K, two-pass column sums, matmul attention) matches the CPU reference', async () => {
     // Long K = B*T and a tiny output: the GPU policy splits every dW product over K.
     const cfg: ModelConfig = { vocabSize: 29, contextLength: 256, nLayer: 1, nHead: 2, nEmbd: 8 };
     const rng = new Rng(9);
@@ -123,7 +123,9 @@ describe('webgpu backend: GPU kernel policy (split-K weight gradients, matmul at
       await e.setParams(p);
       const got = await e.forwardBackward(b);
       expect(e.plan!.buffers.find((x) => x.name === 'split-K partials')!.bytes).toBeGreaterThan(0);
-      expect(e.dispatchesPerStep).toBe(30 * cfg.nLayer + 13 + 5); // matmul attention + 5 split-K reductions
+      // matmul attention (30L + 13), 4L + 1 split-K reductions, 6L + 1 second passes of column sums
+      expect(e.dispatchesPerStep).toBe(30 * cfg.nLayer + 13 + (4 * cfg.nLayer + 1) + (6 * cfg.nLayer + 1));
+      expect(e.plan!.buffers.find((x) => x.name === 'column partials')!.bytes).toBeGreaterThan(0);
       expect(Math.abs(got.loss - want.loss)).toBeLessThan(1e-5 * Math.abs(want.loss));
       let worst = 0;
       for (let i = 0; i < want.grads.length; i++) worst = Math.max(worst, Math.abs(got.grads[i] - want.grads[i]) / (1e-5 + Math.abs(want.grads[i])));

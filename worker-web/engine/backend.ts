@@ -173,7 +173,7 @@ class Engine implements WebGpuBackend {
       throw new AppError('ERR_BATCH_TOO_LARGE', `webgpu backend: micro-batch B=${B}, T=${T} exceeds maxMicroBatch B=${max.B}, T=${max.T}`,
         400, 'split the micro-batch or raise maxMicroBatch');
     }
-    const plan = planEngine(this.config, B, T, this.device.limits, (m, n, k) => this.rt.splitK(m, n, k));
+    const plan = planEngine(this.config, B, T, this.device.limits, this.rt);
     const cap = this.opts.memoryCapBytes;
     if (cap !== undefined && plan.totalBytes > cap) {
       throw new AppError('ERR_ENGINE_MEMORY',

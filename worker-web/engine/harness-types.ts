@@ -62,9 +62,10 @@ export interface KernelHarness {
   encoderBackward(a: { B: number; T: number; C: number; V: number; inp: Int32Array; dout: Float32Array; dwteIn?: Float32Array }): Promise<{ dwte: Float32Array; dwpe: Float32Array }>;
   layernormForward(a: { N: number; C: number; inp: Float32Array; weight: Float32Array; bias: Float32Array }): Promise<{ out: Float32Array; mean: Float32Array; rstd: Float32Array }>;
   /** dinp = dinpIn (residual gradient, zeros if absent) + d(layernorm)/d(inp). */
-  layernormBackward(a: { N: number; C: number; dout: Float32Array; inp: Float32Array; weight: Float32Array; mean: Float32Array; rstd: Float32Array; dinpIn?: Float32Array }): Promise<{ dinp: Float32Array; dweight: Float32Array; dbias: Float32Array }>;
-  /** dbias[c] = sum_n dout[n,c]. */
-  biasBackward(a: { N: number; OC: number; dout: Float32Array }): Promise<Float32Array>;
+  /** twoPass: force the two-pass column reduction (row blocks, then blocks) for dweight/dbias. */
+  layernormBackward(a: { N: number; C: number; dout: Float32Array; inp: Float32Array; weight: Float32Array; mean: Float32Array; rstd: Float32Array; dinpIn?: Float32Array; twoPass?: boolean }): Promise<{ dinp: Float32Array; dweight: Float32Array; dbias: Float32Array }>;
+  /** dbias[c] = sum_n dout[n,c]; twoPass as above. */
+  biasBackward(a: { N: number; OC: number; dout: Float32Array; twoPass?: boolean }): Promise<Float32Array>;
   /** impl 'rows' (default): one workgroup per score row; 'matmul': batched strided matmuls (long T). */
   attentionForward(a: { B: number; T: number; C: number; NH: number; qkv: Float32Array; impl?: AttentionImpl }): Promise<{ out: Float32Array; att: Float32Array }>;
   attentionBackward(a: { B: number; T: number; C: number; NH: number; dout: Float32Array; qkv: Float32Array; att: Float32Array; impl?: AttentionImpl }): Promise<Float32Array>;

@@ -8,7 +8,7 @@ import type { KernelHarness, MatmulArgs, MatmulFusedArgs, AdamWArgs } from './ha
 import { matmulSpec, splitKReduceSpec } from './kernels/matmul.ts';
 import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec, geluBackwardSpec, geluForwardSpec, residualForwardSpec } from './kernels/elementwise.ts';
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
-import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
+import { biasBackwardSpec, colSumPartialSpec, COL_BLOCK, layernormParamFinalSpec, layernormParamGradSpec, layernormParamPartialSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
 import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
 import { adamwSpec, adamwUniform } from './kernels/adamw.ts';
@@ -114,7 +114,7 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
       const [a, b, c] = await run([[layernormForwardSpec(N, C, LAYER_NORM_EPS), [up(inp, 'inp'), up(weight, 'w'), up(bias, 'b'), o, m, r]]], [[o, N * C], [m, N], [r, N]]);
       return { out: a, mean: b, rstd: c };
     },
-    async layernormBackward({ N, C, dout, inp, weight, mean, rstd, dinpIn }) {
+    async layernormBackward({ N, C, dout, inp, weight, mean, rstd, dinpIn, twoPass }) {
       const dinp = dinpIn ? up(dinpIn, 'dinp') : out(N * C, 'dinp');
       const dw = out(C, 'dweight');
       const db = out(C, 'dbias');
@@ -123,14 +123,27 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
       const [a, b, c] = await run(
         [
           [layernormBackwardSpec(N, C), [d, x, up(weight, 'w'), bm, bi, dinp]],
-          [layernormParamGradSpec(N, C), [d, x, bm, bi, dw, db]],
+          ...((twoPass ?? runtime.twoPassColumns(N))
+            ? (() => {
+                const parts = out(Math.ceil(N / COL_BLOCK) * 2 * C, 'parts');
+                return [
+                  [layernormParamPartialSpec(N, C), [d, x, bm, bi, parts]],
+                  [layernormParamFinalSpec(Math.ceil(N / COL_BLOCK), C), [parts, dw, db]],
+                ] as Array<[KernelSpec, GPUBuffer[]]>;
+              })()
+            : [[layernormParamGradSpec(N, C), [d, x, bm, bi, dw, db]] as [KernelSpec, GPUBuffer[]]]),
         ],
         [[dinp, N * C], [dw, C], [db, C]],
       );
       return { dinp: a, dweight: b, dbias: c };
     },
-    async biasBackward({ N, OC, dout }) {
+    async biasBackward({ N, OC, dout, twoPass }) {
       const o = out(OC, 'dbias');
+      if (twoPass ?? runtime.twoPassColumns(N)) {
+        const RB = Math.ceil(N / COL_BLOCK);
+        const parts = out(RB * OC, 'parts');
+        return (await run([[colSumPartialSpec(N, OC), [up(dout, 'dout'), parts]], [biasBackwardSpec(RB, OC), [parts, o]]], [[o, OC]]))[0];
+      }
       return (await run([[biasBackwardSpec(N, OC), [up(dout, 'dout'), o]]], [[o, OC]]))[0];
     },
     async attentionForward({ B, T, C, NH, qkv, impl }) {

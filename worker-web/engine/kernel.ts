@@ -5,7 +5,7 @@
 // pipeline cache is keyed by the WGSL text, so the same shape compiles once per device.
 
 import { isSoftwareInfo } from './device.ts';
-import { pickSplitK, pickTile } from './kernels/matmul.ts';
+import { matmulSpec, pickSplitK, pickTile, type MatmulShape } from './kernels/matmul.ts';
 
 export type BindingKind = 'read' | 'rw' | 'uniform';
 
@@ -59,6 +59,16 @@ export class KernelRuntime {
   /** Split-K slices for a long-K product with a small output on this device (1 = none). */
   splitK(M: number, N: number, K: number): number {
     return pickSplitK(M, N, K, this.tile(M, N), this.software);
+  }
+
+  /** Column sums over N rows in two passes (row blocks, then blocks) on GPUs when N is long. */
+  twoPassColumns(N: number): boolean {
+    return !this.software && N >= 1024;
+  }
+
+  /** matmulSpec with this device's tile choice (callers may still force `tile`). */
+  matmul(s: MatmulShape): KernelSpec {
+    return matmulSpec({ tile: this.tile(s.M, s.N), ...s });
   }
 
   /** Matmul tile config for an MxN output on this device. */

@@ -76,12 +76,26 @@ export function splitKScratchFloats(config: ModelConfig, B: number, T: number, s
   return max;
 }
 
+/** The device's kernel-choice policy as far as memory is concerned (KernelRuntime implements it). */
+export interface PlanPolicy {
+  splitK(M: number, N: number, K: number): number;
+  twoPassColumns(N: number): boolean;
+}
+const NO_POLICY: PlanPolicy = { splitK: () => 1, twoPassColumns: () => false };
+
+/** Floats of the column-reduction partials: ceil(N / COL_BLOCK) rows of up to 4C. */
+export function columnScratchFloats(config: ModelConfig, B: number, T: number, policy: PlanPolicy): number {
+  const N = B * T;
+  return policy.twoPassColumns(N) ? Math.ceil(N / 256) * 4 * config.nEmbd : 0;
+}
+
 /**
  * Builds the plan and throws ERR_ENGINE_PLAN naming the first tensor that cannot be bound or
- * allocated. `splitK` is the device's split-K policy (KernelRuntime.splitK); default none.
+ * allocated. `policy` is the device's kernel policy (split-K, two-pass columns); default neither.
  */
 export function planEngine(config: ModelConfig, B: number, T: number, limits: DeviceLimitsLike,
-  splitK: (M: number, N: number, K: number) => number = () => 1): EnginePlan {
+  policy: PlanPolicy = NO_POLICY): EnginePlan {
+  const splitK = (m: number, n: number, k: number) => policy.splitK(m, n, k);
   const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C } = config;
   const N = B * T;
   const table = buildParameterTable(config);
@@ -138,6 +152,7 @@ export function planEngine(config: ModelConfig, B: number, T: number, limits: De
     { name: 'dpreatt', shape: `[B, NH, T, T]`, bytes: B * NH * T * T * f, count: 1 },
     { name: 'inputs+targets+mask+index', shape: `[4N + V + 1]`, bytes: (4 * N + V + 1) * 4, count: 1 },
     { name: 'split-K partials', shape: `[S, M, N] (largest dW product)`, bytes: splitKScratchFloats(config, B, T, splitK) * 4, count: 1 },
+    { name: 'column partials', shape: `[N/256, 4C]`, bytes: columnScratchFloats(config, B, T, policy) * 4, count: 1 },
     { name: 'norm partials', shape: `[2 * P/4096]`, bytes: 2 * Math.ceil(layout.floats / 4096) * 4, count: 1 },
   ];
   for (const b of [...acts, ...scratch]) {

@@ -8,11 +8,11 @@ import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
 import type { BlockTensorSuffix } from '../../shared/model/parameters.ts';
 import { KernelRuntime, type BufferSlice, type Dispatch, type KernelSpec } from './kernel.ts';
 import { storageBuffer } from './buffers.ts';
-import { splitKScratchFloats, type PaddedLayout } from './plan.ts';
+import { columnScratchFloats, splitKScratchFloats, type PaddedLayout } from './plan.ts';
 import { matmulSpec, splitKReduceSpec, type MatmulShape } from './kernels/matmul.ts';
 import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec } from './kernels/elementwise.ts';
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
-import { biasBackwardSpec, layernormParamGradSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
+import { biasBackwardSpec, colSumPartialSpec, COL_BLOCK, layernormParamFinalSpec, layernormParamGradSpec, layernormParamPartialSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
 import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
 import { attentionMatmulSpecs } from './kernels/attention-mm.ts';
@@ -104,6 +104,20 @@ export async function recordStep(
   // split over K into a scratch of partials and summed in slice order (deterministic).
   const splitFloats = splitKScratchFloats(config, B, T, (m, n, k) => rt.splitK(m, n, k));
   const parts = splitFloats > 0 ? buf(splitFloats, 'splitk_partials') : undefined;
+  // Bias and LayerNorm parameter gradients are column sums over N rows: two passes on GPUs when N
+  // is long (row blocks into a partials scratch, then the blocks), one pass otherwise.
+  const twoPass = rt.twoPassColumns(N);
+  const colFloats = columnScratchFloats(config, B, T, rt);
+  const colParts = colFloats > 0 ? buf(colFloats, 'column_partials') : undefined;
+  const RB = Math.ceil(N / COL_BLOCK);
+  const biasGrad = (OC: number, dout: GPUBuffer, out: BufferSlice): Pending[] =>
+    twoPass && colParts
+      ? [d(colSumPartialSpec(N, OC), [dout, colParts]), d(biasBackwardSpec(RB, OC), [colParts, out])]
+      : [d(biasBackwardSpec(N, OC), [dout, out])];
+  const lnGrad = (dout: GPUBuffer, inp: GPUBuffer, mean: GPUBuffer, rstd: GPUBuffer, w: BufferSlice, b: BufferSlice): Pending[] =>
+    twoPass && colParts
+      ? [d(layernormParamPartialSpec(N, C), [dout, inp, mean, rstd, colParts]), d(layernormParamFinalSpec(RB, C), [colParts, w, b])]
+      : [d(layernormParamGradSpec(N, C), [dout, inp, mean, rstd, w, b])];
   const dW = (M: number, Nn: number, K: number, x: GPUBuffer, dy: GPUBuffer, out: BufferSlice): Pending[] => {
     const S = rt.splitK(M, Nn, K);
     if (S <= 1 || !parts) return [mm({ M, N: Nn, K, transA: true }, [x, dy, out])];
@@ -154,24 +168,24 @@ export async function recordStep(
   bwd.push(mm({ M: N, N: C, K: V }, [a.logits, P('transformer.wte.weight'), a.dbuf]));
   // First LayerNorm backward overwrites dres (no clear needed); the rest accumulate into it.
   bwd.push(d(layernormBackwardSpec(N, C, false), [a.dbuf, last, P('transformer.ln_f.weight'), a.lnfMean, a.lnfRstd, a.dres]));
-  bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, last, a.lnfMean, a.lnfRstd, G('transformer.ln_f.weight'), G('transformer.ln_f.bias')]));
+  bwd.push(...lnGrad(a.dbuf, last, a.lnfMean, a.lnfRstd, G('transformer.ln_f.weight'), G('transformer.ln_f.bias')));
   for (let l = L - 1; l >= 0; l--) {
     const residual = l === 0 ? a.encoded : a.res3[l - 1];
     // MLP projection: out = fch_gelu @ Wp + bp
     // dfch = (dres Wp^T) * gelu'(fch): the GELU backward rides in the matmul epilogue.
     bwd.push(mm({ M: N, N: 4 * C, K: C, transB: true, epilogue: 'geluGrad' }, [a.dres, P(bl(l, 'mlp.c_proj.weight')), a.fch[l], a.dfch]));
     bwd.push(...dW(4 * C, C, N, a.fchGelu[l], a.dres, G(bl(l, 'mlp.c_proj.weight'))));
-    bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'mlp.c_proj.bias'))]));
+    bwd.push(...biasGrad(C, a.dres, G(bl(l, 'mlp.c_proj.bias'))));
     // MLP fc: fch = ln2 @ Wfc + bfc
     bwd.push(mm({ M: N, N: C, K: 4 * C, transB: true }, [a.dfch, P(bl(l, 'mlp.c_fc.weight')), a.dbuf]));
     bwd.push(...dW(C, 4 * C, N, a.ln2[l], a.dfch, G(bl(l, 'mlp.c_fc.weight'))));
-    bwd.push(d(biasBackwardSpec(N, 4 * C), [a.dfch, G(bl(l, 'mlp.c_fc.bias'))]));
+    bwd.push(...biasGrad(4 * C, a.dfch, G(bl(l, 'mlp.c_fc.bias'))));
     bwd.push(d(layernormBackwardSpec(N, C, true), [a.dbuf, a.res2[l], P(bl(l, 'ln_2.weight')), a.ln2Mean[l], a.ln2Rstd[l], a.dres]));
-    bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, a.res2[l], a.ln2Mean[l], a.ln2Rstd[l], G(bl(l, 'ln_2.weight')), G(bl(l, 'ln_2.bias'))]));
+    bwd.push(...lnGrad(a.dbuf, a.res2[l], a.ln2Mean[l], a.ln2Rstd[l], G(bl(l, 'ln_2.weight')), G(bl(l, 'ln_2.bias'))));
     // Attention projection
     bwd.push(mm({ M: N, N: C, K: C, transB: true }, [a.dres, P(bl(l, 'attn.c_proj.weight')), a.dbuf]));
     bwd.push(...dW(C, C, N, a.atty[l], a.dres, G(bl(l, 'attn.c_proj.weight'))));
-    bwd.push(d(biasBackwardSpec(N, C), [a.dres, G(bl(l, 'attn.c_proj.bias'))]));
+    bwd.push(...biasGrad(C, a.dres, G(bl(l, 'attn.c_proj.bias'))));
     if (am) {
       bwd.push(
         d(am.datt, [a.dbuf, a.qkv[l], a.dpre]), d(am.dsoftmax, [a.att[l], a.dpre]),
@@ -184,9 +198,9 @@ export async function recordStep(
     // QKV projection
     bwd.push(mm({ M: N, N: C, K: 3 * C, transB: true }, [a.dqkv, P(bl(l, 'attn.c_attn.weight')), a.dbuf]));
     bwd.push(...dW(C, 3 * C, N, a.ln1[l], a.dqkv, G(bl(l, 'attn.c_attn.weight'))));
-    bwd.push(d(biasBackwardSpec(N, 3 * C), [a.dqkv, G(bl(l, 'attn.c_attn.bias'))]));
+    bwd.push(...biasGrad(3 * C, a.dqkv, G(bl(l, 'attn.c_attn.bias'))));
     bwd.push(d(layernormBackwardSpec(N, C, true), [a.dbuf, residual, P(bl(l, 'ln_1.weight')), a.ln1Mean[l], a.ln1Rstd[l], a.dres]));
-    bwd.push(d(layernormParamGradSpec(N, C), [a.dbuf, residual, a.ln1Mean[l], a.ln1Rstd[l], G(bl(l, 'ln_1.weight')), G(bl(l, 'ln_1.bias'))]));
+    bwd.push(...lnGrad(a.dbuf, residual, a.ln1Mean[l], a.ln1Rstd[l], G(bl(l, 'ln_1.weight')), G(bl(l, 'ln_1.bias'))));
   }
   // Embeddings: dwte already holds the LM head's part; the encoder adds its own.
   bwd.push(d(encoderBackwardWteSpec(N, V, C), [sb.rowStart, sb.positions, a.dres, G('transformer.wte.weight')]));

@@ -7,9 +7,18 @@ import { grid1d, type KernelSpec } from '../kernel.ts';
 const COLS = 16;
 const LANES = 16;
 
-function colReduceBody(N: number, OC: number, terms: string[], inits: string[], writes: string[]): string {
-  // terms: expressions accumulated per row (may use n, c); writes: statements given sums s0..sk.
+/**
+ * Rows per workgroup in the first pass of a two-pass column reduction (GPU policy, long N): the
+ * grid gets a y dimension of ceil(N / COL_BLOCK) row blocks, each writing one partial row.
+ */
+export const COL_BLOCK = 256;
+
+function colReduceBody(N: number, OC: number, terms: string[], inits: string[], writes: string[], rowBlocks = false): string {
+  // terms: expressions accumulated per row (may use n, c); writes: statements given sums r0..rk.
+  // rowBlocks: this workgroup sums rows [wid.y*COL_BLOCK, +COL_BLOCK) only (pass 1 of 2).
   const k = terms.length;
+  const n0 = rowBlocks ? `wid.y * ${COL_BLOCK}u` : '0u';
+  const n1 = rowBlocks ? `min(${N}u, wid.y * ${COL_BLOCK}u + ${COL_BLOCK}u)` : `${N}u`;
   return `${Array.from({ length: k }, (_, j) => `var<workgroup> r${j}: array<f32, ${COLS * LANES}>;`).join('\n')}
 @compute @workgroup_size(${COLS}, ${LANES}, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
@@ -17,7 +26,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
   let cc = min(c, ${OC - 1}u);
   ${inits.join('\n  ')}
   ${Array.from({ length: k }, (_, j) => `var a${j} = 0.0;`).join(' ')}
-  for (var n = l.y; n < ${N}u; n += ${LANES}u) {
+  let nEnd = ${n1};
+  for (var n = ${n0} + l.y; n < nEnd; n += ${LANES}u) {
     ${terms.map((t, j) => `a${j} += ${t};`).join('\n    ')}
   }
   let me = l.y * ${COLS}u + l.x;
@@ -33,6 +43,55 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     ${writes.join('\n    ')}
   }
 }`;
+}
+
+/** Pass 1 of a long column sum: parts[rb, c] = sum of dout[n, c] over row block rb. */
+export function colSumPartialSpec(N: number, OC: number): KernelSpec {
+  const RB = Math.ceil(N / COL_BLOCK);
+  return {
+    label: `colsum_partial_${N}x${OC}`,
+    bindings: ['read', 'rw'],
+    grid: [Math.ceil(OC / COLS), RB, 1],
+    code: `@group(0) @binding(0) var<storage, read> dout: array<f32>;
+@group(0) @binding(1) var<storage, read_write> parts: array<f32>;
+${colReduceBody(N, OC, [`dout[n * ${OC}u + cc]`], [], [`parts[wid.y * ${OC}u + c] = r0[l.x];`], true)}`,
+  };
+}
+
+/** Pass 1 for LayerNorm: parts[rb, c] = block sum of dout*norm, parts[rb, C + c] = of dout. */
+export function layernormParamPartialSpec(N: number, C: number): KernelSpec {
+  const RB = Math.ceil(N / COL_BLOCK);
+  return {
+    label: `layernorm_param_partial_${N}x${C}`,
+    bindings: ['read', 'read', 'read', 'read', 'rw'],
+    grid: [Math.ceil(C / COLS), RB, 1],
+    code: `@group(0) @binding(0) var<storage, read> dout: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> mean: array<f32>;
+@group(0) @binding(3) var<storage, read> rstd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> parts: array<f32>;
+${colReduceBody(
+  N,
+  C,
+  [`dout[n * ${C}u + cc] * (inp[n * ${C}u + cc] - mean[n]) * rstd[n]`, `dout[n * ${C}u + cc]`],
+  [],
+  [`parts[wid.y * ${2 * C}u + c] = r0[l.x];`, `parts[wid.y * ${2 * C}u + ${C}u + c] = r1[l.x];`],
+  true,
+)}`,
+  };
+}
+
+/** Pass 2 for LayerNorm: sums the [RB, 2C] partials into dweight (first C) and dbias (last C). */
+export function layernormParamFinalSpec(RB: number, C: number): KernelSpec {
+  return {
+    label: `layernorm_param_final_${RB}x${C}`,
+    bindings: ['read', 'rw', 'rw'],
+    grid: [Math.ceil(C / COLS), 1, 1],
+    code: `@group(0) @binding(0) var<storage, read> parts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
+${colReduceBody(RB, C, [`parts[n * ${2 * C}u + cc]`, `parts[n * ${2 * C}u + ${C}u + cc]`], [], ['dweight[c] = r0[l.x];', 'dbias[c] = r1[l.x];'])}`,
+  };
 }
 
 /** dbias[c] = sum_n dout[n, c]. */
