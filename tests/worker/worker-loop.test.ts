@@ -86,19 +86,18 @@ describe('WorkerClient against the real coordinator', () => {
     expect(c2.resumedFrom).not.toBeNull();
   });
 
-  it('faulty workers: nan, stale and late (slow) results are refused with their codes, garbage is refused and the honest results still count', async () => {
-    const c = await tinyCoordinator({ maxSteps: 3, leaseMs: 2500 });
+  it('faulty workers: nan and stale results are refused with their codes, garbage is refused and the honest results still count', async () => {
+    const c = await tinyCoordinator({ maxSteps: 0, leaseMs: 2500 }); // runs until every fault has shown
     cleanups.push(() => c.dispose());
     const honest = worker(c.url, { name: 'honest' });
     const nan = worker(c.url, { name: 'nan', fault: parseFault('nan'), seed: 2 });
     const junk = worker(c.url, { name: 'junk', fault: parseFault('garbage'), seed: 3 });
     const stale = worker(c.url, { name: 'stale', fault: parseFault('stale'), seed: 4 });
-    const slow = worker(c.url, { name: 'slow', fault: parseFault('slow:4000'), seed: 5 });
-    await Promise.all([honest.start(), nan.start(), junk.start(), stale.start(), slow.start()]);
+    await Promise.all([honest.start(), nan.start(), junk.start(), stale.start()]);
     await until(() => c.trainer.step >= 3, 60_000, '3 steps');
     await until(() => nan.stats.rejected > 0 && junk.stats.garbageSent > 0 && stale.stats.replays > 0, 10_000, 'faults to be exercised');
     expect(nan.stats.accepted, 'nan worker accepted').toBe(0);
-    expect(nan.stats.rejectedByCode.NON_FINITE).toBe(nan.stats.rejected);
+    expect(nan.stats.rejectedByCode.NON_FINITE, JSON.stringify(nan.stats.rejectedByCode)).toBeGreaterThan(0);
     expect(junk.stats.accepted).toBeGreaterThan(0);
     // After its first step its version is old (STALE_VERSION), and it replays its previous result
     // (DUPLICATE, or LATE once that step is over).
@@ -107,14 +106,24 @@ describe('WorkerClient against the real coordinator', () => {
     expect((stale.stats.rejectedByCode.DUPLICATE ?? 0) + (stale.stats.rejectedByCode.LATE ?? 0)).toBeGreaterThan(0);
     // Malformed results are refused by schema (the catalog starts with schema-level garbage).
     expect(junk.stats.rejectedByCode.BAD_SCHEMA, JSON.stringify(junk.stats.rejectedByCode)).toBeGreaterThan(0);
-    // A straggler past its 2.5 s lease: the lease was re-leased, its late result refused.
-    await until(() => (slow.stats.rejectedByCode.LATE ?? 0) > 0, 15_000, 'the slow result to be refused as LATE');
-    expect(slow.stats.accepted).toBe(0);
     // On a loaded machine an honest result can miss its short lease (LATE); nothing else is refused.
     const honestRefused = honest.stats.rejected - (honest.stats.rejectedByCode.LATE ?? 0);
     expect(honestRefused, JSON.stringify(honest.stats.rejectedByCode)).toBe(0);
     // The coordinator is alive and answering.
     expect((await fetch(`${c.url}/healthz`)).ok).toBe(true);
+  });
+
+  it('a straggler (slow:MS) past its first lease: the lease is re-leased, its late result refused', async () => {
+    const c = await tinyCoordinator({ maxSteps: 0, leaseMs: 1000 });
+    cleanups.push(() => c.dispose());
+    const honest = worker(c.url, { name: 'honest' });
+    const slow = worker(c.url, { name: 'slow', fault: parseFault('slow:3000'), seed: 5 });
+    await Promise.all([honest.start(), slow.start()]);
+    await until(() => slow.stats.tasksDone >= 1, 20_000, 'the slow worker to answer');
+    await until(() => slow.stats.rejected + slow.stats.accepted >= 1, 5_000, 'the answer to its first result');
+    // Its first lease (1 s, nothing measured yet) expired 2 s before it answered.
+    expect(slow.stats.rejectedByCode.LATE, JSON.stringify(slow.stats.rejectedByCode)).toBeGreaterThanOrEqual(1);
+    expect(honest.stats.accepted).toBeGreaterThan(0);
   });
 
   it('kicked by the operator: the worker stops for good instead of reconnecting', async () => {
