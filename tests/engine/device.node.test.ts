@@ -190,6 +190,14 @@ describe('webgpu backend failures', () => {
         expect(worst, `adamw step ${step + 1}: worst relative error`).toBeLessThan(1e-4);
         g = (await b2.forwardBackward(batch)).grads;
       }
+
+      // Per-kernel GPU times (timestamp queries): one entry per dispatch of the step, labelled.
+      if (b2.device.features.has('timestamp-query')) {
+        const prof = await b2.profileStep(batch);
+        expect(prof.map((p) => p.label)).toHaveLength(b2.dispatchesPerStep);
+        expect(prof.every((p) => p.ms >= 0 && Number.isFinite(p.ms))).toBe(true);
+        expect(prof[0].label).toMatch(/^encoder_forward_/);
+      }
     } finally {
       b2.dispose();
     }

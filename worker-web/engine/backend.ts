@@ -65,6 +65,12 @@ export interface WebGpuBackend extends TrainingBackend {
    */
   adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void>;
   getParams(): Promise<Float32Array>;
+  /**
+   * GPU time of every kernel of one forwardBackward, from timestamp queries (one compute pass per
+   * dispatch, so slightly slower than a real step). Needs the 'timestamp-query' feature
+   * (requestEngineDevice asks for it); Chrome quantises to 100 us without developer flags.
+   */
+  profileStep(batch: MicroBatch): Promise<Array<{ label: string; ms: number }>>;
 }
 
 export async function createWebGpuBackend(config: ModelConfig, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
@@ -132,12 +138,17 @@ class Engine implements WebGpuBackend {
       const r: DeviceLossReport = { reason: String(i.reason ?? 'unknown'), message: i.message || '(no message)', lastKernel: this.rt.lastLabel || '(none)' };
       for (const cb of this.lostCbs) cb(r);
     });
-    device.addEventListener('uncapturederror', (ev) => {
+    device.addEventListener('uncapturederror', this.onUncaptured);
+  }
+
+  /** Kept as a field so dispose() can detach it from a shared device. */
+  private readonly onUncaptured = (ev: Event): void => {
+    {
       const msg = `webgpu engine: uncaptured ${(ev as GPUUncapturedErrorEvent).error.constructor?.name ?? 'error'} after kernel "${this.rt.lastLabel}": ${(ev as GPUUncapturedErrorEvent).error.message}`;
       for (const cb of this.errCbs) cb(msg);
       if (this.errCbs.length === 0) console.error(msg);
-    });
-  }
+    }
+  };
 
   get dispatchesPerStep(): number {
     return this.step?.forwardBackward.length ?? 0;
@@ -313,6 +324,42 @@ class Engine implements WebGpuBackend {
     return this.serial(() => this.adamwNow(h));
   }
 
+  profileStep(batch: MicroBatch): Promise<Array<{ label: string; ms: number }>> {
+    return this.serial(() => this.profileNow(batch));
+  }
+
+  private async profileNow(batch: MicroBatch): Promise<Array<{ label: string; ms: number }>> {
+    this.checked(batch, 'profileStep()');
+    if (!this.device.features.has('timestamp-query')) {
+      throw new AppError('ERR_WEBGPU_NO_TIMESTAMPS', 'webgpu backend: profileStep() needs the timestamp-query feature on this device', 400,
+        'create the device with requestEngineDevice (it asks for timestamp-query when the adapter has it)');
+    }
+    const step = await this.ensurePlan(batch.B, batch.T);
+    this.upload(step, batch);
+    const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
+    this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
+    this.device.queue.writeBuffer(step.buffers.positions, 0, idx.positions.buffer, 0, idx.positions.byteLength);
+    const list = step.forwardBackward;
+    const n = list.length;
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 * n, label: 'profile' });
+    const resolve = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, label: 'profile-resolve' });
+    const enc = this.device.createCommandEncoder({ label: 'profile' });
+    list.forEach((d, i) => {
+      const pass = enc.beginComputePass({ label: d.spec.label, timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      this.rt.encode(pass, d);
+      pass.end();
+    });
+    enc.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
+    try {
+      const [raw] = await this.submitAndRead(enc, [{ src: resolve, bytes: 16 * n }], 'profileStep()');
+      const t = new BigUint64Array(raw);
+      return list.map((d, i) => ({ label: d.spec.label, ms: Number(t[2 * i + 1] - t[2 * i]) / 1e6 }));
+    } finally {
+      querySet.destroy();
+      resolve.destroy();
+    }
+  }
+
   private async adamwNow(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void> {
     this.usable('adamwStep()');
     if (!this.haveGrads) throw new AppError('ERR_NO_GRADS', 'webgpu backend: adamwStep() before forwardBackward()', 500, 'compute a gradient first');
@@ -356,6 +403,7 @@ class Engine implements WebGpuBackend {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.device.removeEventListener('uncapturederror', this.onUncaptured);
     this.step?.destroy();
     this.params.destroy();
     this.grads.destroy();
