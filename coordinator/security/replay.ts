@@ -1,7 +1,10 @@
 // Replay detection: a SHA-256 of every accepted gradient's bytes, remembered for the last `keep`
-// results. A worker that re-sends a gradient already accepted (its own from an earlier task, or a
-// copy of someone else's) is refused as DUPLICATE even under a fresh task id: real gradients of
-// different micro-batches or parameter versions never coincide bit for bit.
+// results with the work it answered (step, version, positions). A worker that re-sends a gradient
+// already accepted for OTHER work (its own from an earlier task, or a copy of someone else's) is
+// refused as DUPLICATE even under a fresh task id: real gradients of different micro-batches or
+// parameter versions never coincide bit for bit. The same positions at the same version may
+// legitimately give the same bytes (the CPU reference is deterministic): a lease reopened after a
+// ban is recomputed by another worker, so that is not a replay.
 
 import { createHash } from 'node:crypto';
 
@@ -10,17 +13,18 @@ export function gradientDigest(g: Float32Array): string {
 }
 
 export class ReplayGuard {
-  private readonly seen = new Map<string, string>();
+  private readonly seen = new Map<string, { taskId: string; work: string }>();
 
   constructor(readonly keep = 4096) {}
 
-  /** The task id that already sent this digest, or undefined. */
-  seenBy(digest: string): string | undefined {
-    return this.seen.get(digest);
+  /** The task id that already sent this digest for other work than `work`, or undefined. */
+  seenBy(digest: string, work = ''): string | undefined {
+    const s = this.seen.get(digest);
+    return s && s.work !== work ? s.taskId : undefined;
   }
 
-  remember(digest: string, taskId: string): void {
-    this.seen.set(digest, taskId);
+  remember(digest: string, taskId: string, work = ''): void {
+    this.seen.set(digest, { taskId, work });
     if (this.seen.size > this.keep) this.seen.delete(this.seen.keys().next().value as string);
   }
 }

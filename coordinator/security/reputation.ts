@@ -25,7 +25,7 @@ export const DEFAULT_REPUTATION: ReputationOptions = {
   minVerifyRate: 0.02,
   probation: 2,
   banAfterMismatches: 2,
-  banPenalty: 12,
+  banPenalty: 16,
 };
 
 /** Penalty points per rejection code (0: not the worker's fault, or not evidence of it). */
@@ -37,7 +37,7 @@ export const PENALTY: Record<RejectCode, number> = {
   NOT_YOUR_TASK: 1,
   LATE: 0,
   DUPLICATE: 1,
-  STALE_VERSION: 1,
+  STALE_VERSION: 3, // a stale worker keeps its lease until expiry: make each one count
   WRONG_STEP: 1,
   BAD_LENGTH: 1,
   TOKENS_MISMATCH: 2,
@@ -48,7 +48,7 @@ export const PENALTY: Record<RejectCode, number> = {
   BANNED: 0,
   NO_CAPACITY: 0,
   UNAUTHORIZED: 0,
-  NORM_OUTLIER: 2,
+  NORM_OUTLIER: 1, // honest workers can meet it in a loss spike
   VERIFY_FAILED: 0, // counted as a strike instead
 };
 
@@ -121,7 +121,7 @@ export class Reputation {
   recordAccepted(id: string): void {
     const r = this.get(id);
     r.results++;
-    r.penalty = Math.max(0, r.penalty - 0.5);
+    r.penalty = Math.max(0, r.penalty - 1);
   }
 
   private ban(r: TrustRecord, reason: string): Verdict {

@@ -35,6 +35,8 @@ export class Security {
   readonly verifier: Verifier | null;
   private readonly replay = new ReplayGuard();
   private readonly norms: number[] = [];
+  private readonly stepNorms = new Map<string, number>();
+  private normStep = -1;
   private readonly rng: Rng;
   private pendingDigest = new Map<string, string>();
   /** Re-computation verdicts by lease id, from preVerify() to gate(). */
@@ -128,7 +130,8 @@ export class Security {
     // Leave step/version/tokens mismatches to the trainer's own codes.
     if (r.step !== lease.step || r.version !== lease.version || r.tokens !== expectedTokens || r.version !== this.trainer.version) return { ok: true };
     const digest = gradientDigest(r.grads);
-    const prior = this.replay.seenBy(digest);
+    const work = workKey(lease);
+    const prior = this.replay.seenBy(digest, work);
     if (prior !== undefined) {
       this.counters.replays++;
       return refuse('DUPLICATE', `this gradient was already accepted for task ${prior} (replay)`);
@@ -140,15 +143,31 @@ export class Security {
       this.counters.normLies++;
       return refuse('OUT_OF_RANGE', `result.gradNorm ${r.gradNorm.toPrecision(4)} but the gradient's norm is ${norm.toPrecision(4)}`);
     }
-    if (this.norms.length >= 4) {
-      const med = median(this.norms);
-      if (med > 0 && norm > this.cfg.normLimit * med) {
-        this.counters.normOutliers++;
-        return refuse('NORM_OUTLIER', `gradient norm ${norm.toPrecision(4)} > ${this.cfg.normLimit} x the recent median ${med.toPrecision(4)}`);
-      }
+    // Reference: recent accepted norms plus every worker's latest norm in this step, accepted or
+    // not. A minority cannot move the median; when most workers' norms rise (a loss spike), the
+    // reference follows instead of refusing every honest result forever.
+    if (this.normStep !== lease.step) {
+      this.normStep = lease.step;
+      this.stepNorms.clear();
     }
-    const pre = this.verdicts.get(lease.id);
+    this.stepNorms.set(w.id, norm);
+    const ref = [...this.norms, ...this.stepNorms.values()];
+    // A norm far above the median is suspicious, not proof: some samples really have huge
+    // gradients (short masked answers, a loss spike), and refusing them would refuse them from
+    // every worker forever. So an outlier is re-computed now; only a mismatch is punished. Without
+    // a verifier it passes here and the robust aggregators drop it from the vote at step end.
+    let outlier = false;
+    if (ref.length >= 4) {
+      const med = median(ref);
+      outlier = med > 0 && norm > this.cfg.normLimit * med;
+      if (outlier) this.counters.normOutliers++;
+    }
+    let pre = this.verdicts.get(lease.id);
     this.verdicts.delete(lease.id);
+    if (outlier && this.verifier && !(pre && pre.version === this.trainer.version)) {
+      const { batch } = this.trainer.batchOf(lease);
+      pre = { version: this.trainer.version, cmp: this.verifier.check(this.trainer.params, batch, r.loss, r.grads) };
+    }
     if (pre && pre.version === this.trainer.version) {
       const c = pre.cmp;
       const verdict = this.reputation.recordVerified(w.id, c.ok);
@@ -170,7 +189,7 @@ export class Security {
   accepted(w: WorkerRecord, lease: Lease): void {
     const d = this.pendingDigest.get(lease.id);
     this.pendingDigest.delete(lease.id);
-    if (d) this.replay.remember(d, lease.id);
+    if (d) this.replay.remember(d, lease.id, workKey(lease));
     this.reputation.recordAccepted(w.id);
   }
 
@@ -217,6 +236,11 @@ export class Security {
       })),
     };
   }
+}
+
+/** What a result answers: the same positions at the same version give the same gradient. */
+function workKey(l: Lease): string {
+  return `${l.step}.${l.version}.${l.start}-${l.end}`;
 }
 
 export function attachSecurity(io: Server, hub: WorkerHub, trainer: Trainer, cfg: CoordinatorConfig, bus: EventBus, log: Logger): Security {

@@ -257,6 +257,9 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     const log: string[] = [];
     const child = tsNode('worker-web/node/main.ts', ['--url', coord.url, '--backend', 'cpu', '--fault', fault, '--name', name, '--seed', String(++started), '--quiet'], log);
     const w = { name, fault, child, log };
+    child.once('exit', (code, sig) => {
+      if (sig !== 'SIGKILL') say(`  worker ${name} exited (code ${code}, signal ${sig}): ${log.join('').trim().split('\n').slice(-3).join(' / ').slice(0, 400)}`);
+    });
     workers.push(w);
     return w;
   };

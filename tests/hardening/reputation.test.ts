@@ -1,0 +1,73 @@
+// Reputation: probation, adaptive (BOINC-like) verification rate, strikes and penalty bans.
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_REPUTATION, Reputation } from '../../coordinator/security/reputation.ts';
+import { TokenBucket } from '../../coordinator/security/rate-limit.ts';
+import { originAllowed } from '../../coordinator/security/origin.ts';
+import { ReplayGuard, gradientDigest } from '../../coordinator/security/replay.ts';
+
+describe('reputation', () => {
+  it('verifies every result on probation, then less often as verified results accumulate, never below the floor', () => {
+    const r = new Reputation({ ...DEFAULT_REPUTATION, verifyRate: 0.2, minVerifyRate: 0.02, probation: 2 });
+    expect(r.verifyProbability('a')).toBe(1);
+    r.recordVerified('a', true);
+    expect(r.verifyProbability('a')).toBe(1);
+    r.recordVerified('a', true);
+    expect(r.verifyProbability('a')).toBeCloseTo(0.2);
+    for (let i = 0; i < 8; i++) r.recordVerified('a', true);
+    expect(r.verifyProbability('a')).toBeCloseTo(0.1);
+    for (let i = 0; i < 200; i++) r.recordVerified('a', true);
+    expect(r.verifyProbability('a')).toBe(0.02);
+    expect(r.trust('a')).toBeGreaterThan(0.9);
+  });
+
+  it('a mismatch puts the worker back on full verification; the second one bans it', () => {
+    const r = new Reputation();
+    for (let i = 0; i < 20; i++) r.recordVerified('a', true);
+    expect(r.recordVerified('a', false).ban).toBe(false);
+    expect(r.verifyProbability('a')).toBe(1);
+    const v = r.recordVerified('a', false);
+    expect(v.ban).toBe(true);
+    expect(r.isBanned('a')).toBe(true);
+    expect(r.trust('a')).toBe(0);
+  });
+
+  it('bad messages add penalty points and ban; LATE and UNKNOWN_TASK (honest after restarts) cost nothing', () => {
+    const r = new Reputation();
+    for (let i = 0; i < 100; i++) expect(r.recordRejected('honest', i % 2 ? 'LATE' : 'UNKNOWN_TASK').ban).toBe(false);
+    let banned = false;
+    let n = 0;
+    while (!banned && n < 100) {
+      banned = r.recordRejected('bad', 'NON_FINITE').ban;
+      n++;
+    }
+    expect(banned).toBe(true);
+    expect(n).toBe(Math.ceil(DEFAULT_REPUTATION.banPenalty / 2));
+  });
+});
+
+describe('rate limit, origin, replay', () => {
+  it('token bucket: a burst passes, a flood does not, and it refills', () => {
+    const b = new TokenBucket(10, 20, 0);
+    let ok = 0;
+    for (let i = 0; i < 100; i++) if (b.take(0)) ok++;
+    expect(ok).toBe(20);
+    expect(b.take(50)).toBe(false);
+    expect(b.take(1000)).toBe(true);
+  });
+
+  it('origins: none (non-browser) and same-origin pass, another site does not unless listed', () => {
+    expect(originAllowed(undefined, '127.0.0.1:8080', [])).toBe(true);
+    expect(originAllowed('http://127.0.0.1:8080', '127.0.0.1:8080', [])).toBe(true);
+    expect(originAllowed('https://evil.example', '127.0.0.1:8080', [])).toBe(false);
+    expect(originAllowed('null', '127.0.0.1:8080', [])).toBe(false);
+    expect(originAllowed('https://lab.example', '127.0.0.1:8080', ['https://lab.example'])).toBe(true);
+  });
+
+  it('replay guard: identical gradient bytes are recognised under any task id', () => {
+    const g = new ReplayGuard(2);
+    const a = gradientDigest(new Float32Array([1, 2, 3]));
+    g.remember(a, 't1');
+    expect(g.seenBy(gradientDigest(new Float32Array([1, 2, 3])))).toBe('t1');
+    expect(g.seenBy(gradientDigest(new Float32Array([1, 2, 3.0001])))).toBeUndefined();
+  });
+});
