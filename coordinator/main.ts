@@ -54,6 +54,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  process.stderr.write(`coordinator: ${isAppError(e) ? e.message : (e as Error).stack ?? String(e)}\n`);
+  const msg = isAppError(e) ? e.message : (e as Error).stack ?? String(e);
+  process.stderr.write(`${msg.startsWith('coordinator') ? '' : 'coordinator: '}${msg}\n`);
   process.exit(isAppError(e) && e.status < 500 ? 2 : 1);
 });
