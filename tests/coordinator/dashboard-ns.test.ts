@@ -20,7 +20,7 @@ describe('dashboard namespace', () => {
       checkpointEvery: 0, logLevel: 'silent', resume: false, verifyRate: 0 });
     const got = { snapshot: [] as StatusSnapshot[], history: [] as HistoryPoint[][], status: [] as StatusSnapshot[], step: [] as HistoryPoint[], eval: [] as EvalPoint[], worker: [] as WorkerChange[], log: [] as LogEntry[] };
     const d = io(c.url + DASHBOARD_NAMESPACE, { parser: msgpackParser, transports: ['websocket'], forceNew: true, reconnection: false });
-    for (const k of Object.keys(got) as Array<keyof typeof got>) d.on(k, (m: never) => (got[k] as unknown[]).push(m));
+    for (const k of Object.keys(got) as Array<keyof typeof got>) d.on(k, (m: unknown) => void (got[k] as unknown[]).push(m));
     const w = startTestWorker(c.url, { name: 'dash-w' });
     try {
       await until(() => got.snapshot.length === 1 && got.history.length === 1, 5000, 'snapshot and history');
