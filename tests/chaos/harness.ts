@@ -181,6 +181,7 @@ interface WorkerProc {
   fault: string;
   child: ChildProcess;
   log: string[];
+  killed: boolean;
 }
 
 /** Malformed messages on a raw connection: returns [sent, answered with reject or disconnect]. */
@@ -256,7 +257,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
   const spawnWorker = (fault: string, name: string): WorkerProc => {
     const log: string[] = [];
     const child = tsNode('worker-web/node/main.ts', ['--url', coord.url, '--backend', 'cpu', '--fault', fault, '--name', name, '--seed', String(++started), '--quiet'], log);
-    const w = { name, fault, child, log };
+    const w: WorkerProc = { name, fault, child, log, killed: false };
     child.once('exit', (code, sig) => {
       if (sig !== 'SIGKILL') say(`  worker ${name} exited (code ${code}, signal ${sig}): ${log.join('').trim().split('\n').slice(-3).join(' / ').slice(0, 400)}`);
     });
@@ -313,10 +314,11 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
         workerKillSteps.shift();
         // A worker that holds a lease right now: killed mid-task.
         const busy = new Set(s.workers.filter((w) => w.state === 'computing').map((w) => w.name));
-        const honest = workers.filter((w) => w.fault === 'none' && w.child.exitCode === null && w.child.signalCode === null);
+        const honest = workers.filter((w) => w.fault === 'none' && !w.killed && w.child.exitCode === null);
         const victim = honest.find((w) => busy.has(w.name)) ?? honest[rng.int(honest.length)];
         if (victim) {
           victim.child.kill('SIGKILL');
+          victim.killed = true;
           fig.workersKilled++;
           const nw = spawnWorker('none', `${victim.name}-r${fig.workersKilled}`);
           fig.workersJoined++;
@@ -324,7 +326,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
         }
       }
       if (freezeStep >= 0 && s.step >= freezeStep) {
-        const honest = workers.filter((w) => w.fault === 'none' && w.child.exitCode === null && w.child.signalCode === null);
+        const honest = workers.filter((w) => w.fault === 'none' && !w.killed && w.child.exitCode === null);
         const victim = honest[0];
         if (victim) {
           victim.child.kill('SIGSTOP');
