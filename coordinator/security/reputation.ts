@@ -41,7 +41,7 @@ export const PENALTY: Record<RejectCode, number> = {
   WRONG_STEP: 1,
   BAD_LENGTH: 1,
   TOKENS_MISMATCH: 2,
-  NON_FINITE: 2,
+  NON_FINITE: 3, // faulty hardware is banned too: its samples wait for a lease expiry each time
   OUT_OF_RANGE: 1,
   TOO_LARGE: 2,
   RATE_LIMIT: 1,

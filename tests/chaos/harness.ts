@@ -43,6 +43,8 @@ export interface Scenario {
   /** Before each restart, write a torn checkpoint newer than the newest valid one. */
   plantTorn?: boolean;
   seed?: number;
+  /** A task not returned within this many ms is re-leased (default 1500: tiny tasks take ~0.1 s). */
+  leaseMs?: number;
   /** Give up after this long. */
   timeoutMs?: number;
 }
@@ -57,6 +59,8 @@ export interface AttackerFigure {
 
 export interface ChaosFigures {
   scenario: string;
+  aggregate: string;
+  verifyRate: number;
   workersStarted: number;
   workersKilled: number;
   workersJoined: number;
@@ -247,7 +251,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
   const args = [
     '--preset', 'tiny', '--global-batch', String(sc.globalBatch), '--max-steps', String(sc.steps), '--seed', '1',
     '--lr', '1e-2', '--min-lr', '1e-3', '--warmup-steps', '3', '--checkpoint-every', '2', '--keep-checkpoints', '100',
-    '--eval-every', String(sc.steps), '--eval-samples', '64', '--lease-ms', '3000', '--heartbeat-ms', '300',
+    '--eval-every', String(sc.steps), '--eval-samples', '64', '--lease-ms', String(sc.leaseMs ?? 1500), '--heartbeat-ms', '300',
     '--dead-after-ms', '2000', '--max-micro-batch', '4', '--admin-token', ADMIN, '--log-level', 'warn',
     '--aggregate', sc.aggregate ?? 'mean', '--verify-rate', String(sc.verifyRate ?? 0.1),
   ];
@@ -265,7 +269,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     return w;
   };
   const fig: ChaosFigures = {
-    scenario: sc.name, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
+    scenario: sc.name, aggregate: sc.aggregate ?? 'mean', verifyRate: sc.verifyRate ?? 0.1, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
     checkpointsWritten: 0, checkpointsCorrupt: 0, tornPlanted: 0, tornSkipped: 0, samplesExpected: sc.steps * sc.globalBatch, samplesTrained: 0,
     samplesLost: 0, samplesDoubled: 0, malformedSent: 0, malformedAnswered: 0, attackers: [], finalLoss: null, evalLoss: null,
     stepsDone: 0, seconds: 0,
@@ -417,11 +421,16 @@ export function lossDelta(f: ChaosFigures, clean: ChaosFigures): number | null {
   return (f.evalLoss - clean.evalLoss) / clean.evalLoss;
 }
 
-/** The chaos table, one row per scenario. */
-export function formatTable(rows: ChaosFigures[], clean: ChaosFigures): string {
+/** The clean run with the same aggregator (robust rules train differently even without attackers). */
+export function cleanFor(f: ChaosFigures, rows: ChaosFigures[]): ChaosFigures {
+  return rows.find((r) => r.scenario.startsWith('clean') && r.aggregate === f.aggregate) ?? rows[0];
+}
+
+/** The chaos table, one row per scenario; losses against the clean run of the same aggregator. */
+export function formatTable(rows: ChaosFigures[], cleanRows: ChaosFigures[] = rows): string {
   const head = ['scenario', 'workers killed/joined', 'frozen', 'samples once/lost/doubled', 'coord kills survived', 'ckpt valid/corrupt (torn skipped/planted)', 'malformed sent/answered', 'coord crashes', 'attackers banned', 'eval loss (vs clean)', 's'];
   const lines = rows.map((f) => {
-    const d = lossDelta(f, clean);
+    const d = lossDelta(f, cleanFor(f, cleanRows));
     const att = f.attackers.length ? f.attackers.map((a) => `${a.fault}:${a.banned ? 'banned' : 'not banned'}`).join(' ') : '-';
     return [
       f.scenario,

@@ -1,24 +1,27 @@
 // `npm run chaos`: the full chaos suite. A clean run, then churn + coordinator kills + fuzzing,
-// then 25% attackers of every fault kind (two kinds per run, each aggregator), each against a real
+// then 25% attackers of every fault kind (two kinds per run, each aggregator, each compared with a
+// clean run of the same aggregator), each against a real
 // coordinator and real Node workers on loopback. Prints the table (docs/hardening.md records one)
 // and exits 1 if any figure is off: samples lost or doubled, a crash, a corrupt checkpoint, an
 // unanswered malformed message, an attacker not banned (slow workers are stragglers, not banned),
 // or a final eval loss more than 5% from the clean run's.
 //
-//   npm run chaos [-- --steps N] [--json FILE]
+//   npm run chaos [-- --steps N (default 30)] [--json FILE]
 
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { formatTable, lossDelta, runScenario, type ChaosFigures, type Scenario } from './harness.ts';
+import { cleanFor, formatTable, lossDelta, runScenario, type ChaosFigures, type Scenario } from './harness.ts';
 import { verdicts } from './verdict.ts';
 
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '24' }, json: { type: 'string' } } });
+const { values } = parseArgs({ options: { steps: { type: 'string', default: '30' }, json: { type: 'string' } } });
 const steps = Number(values.steps);
 const G = 16;
 const base = { steps, globalBatch: G, timeoutMs: 900_000 };
 
 const scenarios: Scenario[] = [
   { name: 'clean', honest: 6, attackers: [], ...base },
+  { name: 'clean (trimmed-mean)', honest: 6, attackers: [], aggregate: 'trimmed-mean', ...base },
+  { name: 'clean (centered-clip)', honest: 6, attackers: [], aggregate: 'centered-clip', ...base },
   { name: 'churn+coord-kill', honest: 6, attackers: [], workerKills: 3, freeze: true, coordinatorKills: 2, plantTorn: true, fuzz: 60, ...base },
   { name: 'sign-flip+scale (mean)', honest: 6, attackers: ['sign-flip', 'scale:10'], ...base },
   { name: 'nan+random (trimmed-mean)', honest: 6, attackers: ['nan', 'random'], aggregate: 'trimmed-mean', ...base },
@@ -34,13 +37,12 @@ for (const sc of scenarios) {
   rows.push(f);
   process.stdout.write(`  done in ${f.seconds} s: step ${f.stepsDone}, eval loss ${f.evalLoss?.toFixed(4)}\n`);
 }
-const clean = rows[0];
-process.stdout.write('\n' + formatTable(rows, clean) + '\n\n');
+process.stdout.write('\n' + formatTable(rows) + '\n\n');
 for (const f of rows) {
   for (const a of f.attackers) process.stdout.write(`  ${f.scenario}: ${a.fault} (${a.name}) ${a.banned ? 'banned' : 'not banned'}: ${a.detectedBy}\n`);
 }
-const problems = rows.flatMap((f) => verdicts(f, clean));
-if (values.json) writeFileSync(values.json, JSON.stringify({ rows, problems, deltas: rows.map((f) => lossDelta(f, clean)) }, null, 2));
+const problems = rows.flatMap((f) => verdicts(f, cleanFor(f, rows)));
+if (values.json) writeFileSync(values.json, JSON.stringify({ rows, problems, deltas: rows.map((f) => lossDelta(f, cleanFor(f, rows))) }, null, 2));
 if (problems.length) {
   process.stdout.write(`\nFAILED:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
   process.exit(1);
