@@ -33,7 +33,7 @@ const HELP = `usage: npm run bench:kernels -- [options]
   --budget-ms N        time budget of one timed sample (default 3000)
   --rounds N           interleaved samples per peer; the best is reported (default 3)
   --max-run-ms N       skip a shape whose one warm-up run takes longer (default 20000)
-  --max-iters N        iteration ceiling per sample (default 50)
+  --max-iters N        iteration ceiling per sample (default 1000)
   --no-tfjs --no-jax   leave a peer out
   --no-square --no-gpt-shapes --no-step   leave a part out`;
 
@@ -53,7 +53,9 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     T: 0,
     budgetMs: 3000,
     maxRunMs: 20_000,
-    maxIters: 50,
+    // High enough that on a GPU (~0.1 ms per 512^3 matmul) a sample is long against the one
+    // read-back that ends it; on SwiftShader the time budget binds long before.
+    maxIters: 1000,
     rounds: 3,
     peers: { tfjs: true, jax: true },
     parts: { matmul: true, gptShapes: true, step: true },
@@ -67,7 +69,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       case '--quick':
         if (!sizesGiven) o.sizes = [128, 256];
         if (!presetGiven) o.preset = 'tiny';
-        o.budgetMs = 1000; o.maxRunMs = 5000; o.maxIters = 10; o.rounds = 2;
+        o.budgetMs = 1000; o.maxRunMs = 5000; o.maxIters = 200; o.rounds = 2;
         break;
       case '--sizes': {
         const v = argv[++i];

@@ -221,7 +221,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (e) => {
-    console.error(isAppError(e) ? `bench:kernels: ${e.message}` : e);
+    console.error(isAppError(e) ? e.message : e);
     process.exit(isAppError(e) ? 2 : 1);
   },
 );
