@@ -117,6 +117,24 @@ describe('webgpu backend: GPU kernel policy (split-K weight gradients, matmul at
 });
 
 describe('webgpu backend failures', () => {
+  it('rejects bad calls with named errors before touching the GPU', async () => {
+    const d = await requestEngineDevice(nodeGpu());
+    try {
+      const b = await createWebGpuBackend(config, { device: d.device });
+      await expect(b.forwardBackward(batch)).rejects.toMatchObject({ code: 'ERR_NO_PARAMS' });
+      await expect(b.setParams(new Float32Array(3))).rejects.toMatchObject({ code: 'ERR_PARAM_SIZE' });
+      await b.setParams(params());
+      await expect(b.forwardBackward({ ...batch, T: 9, inputs: new Int32Array(9), targets: new Int32Array(9), mask: new Uint8Array(9) }))
+        .rejects.toMatchObject({ code: 'ERR_BATCH_SHAPE', message: expect.stringMatching(/webgpu backend.*contextLength/) });
+      await expect(b.forwardBackward({ ...batch, mask: new Uint8Array(2) })).rejects.toMatchObject({ code: 'ERR_BATCH_SHAPE' });
+      expect(b.plan).toBeUndefined(); // nothing was planned or allocated for the bad batches
+      b.dispose();
+      await expect(b.setParams(params())).rejects.toMatchObject({ code: 'ERR_BACKEND_DISPOSED' });
+    } finally {
+      d.device.destroy();
+    }
+  });
+
   it('refuses a plan over the memory cap, naming the bytes', async () => {
     const d = await requestEngineDevice(nodeGpu());
     try {
