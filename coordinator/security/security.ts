@@ -39,6 +39,7 @@ export class Security {
   private normStep = -1;
   private readonly rng: Rng;
   private pendingDigest = new Map<string, string>();
+  private readonly expiryWatch = new Set<string>();
   /** Re-computation verdicts by lease id, from preVerify() to gate(). */
   private verdicts = new Map<string, { version: number; cmp: Comparison }>();
   readonly counters = { rateLimited: 0, unknownEvents: 0, replays: 0, normOutliers: 0, normLies: 0, discardedResults: 0, releasedForBan: 0 };
@@ -194,12 +195,36 @@ export class Security {
   }
 
   /** Every rejection the hub counts lands here: penalty points, maybe a ban. */
-  onRejected(w: WorkerRecord, code: RejectCode): void {
+  onRejected(w: WorkerRecord, code: RejectCode, taskId?: string): void {
     this.rejectsByCode[code] = (this.rejectsByCode[code] ?? 0) + 1;
     if (code === 'BANNED') return;
+    this.freeAfterExpiry(w, taskId);
     const v = this.reputation.recordRejected(w.id, code);
     // Deferred: the hub is inside its own handler for this worker.
     if (v.ban) queueMicrotask(() => this.ban(w, v.reason));
+  }
+
+  /**
+   * A refused answer for the worker's LIVE lease leaves the lease with it (it may still send the
+   * right answer), but the hub keeps a worker with an unanswered lease out of scheduling until it
+   * answers; this one has answered. Once the lease expires (and is re-leased), make the worker
+   * schedulable again, or a NaN-producing or stale worker would sit idle forever (and never show
+   * enough bad results to be banned).
+   */
+  private freeAfterExpiry(w: WorkerRecord, taskId: string | undefined): void {
+    const lease = taskId !== undefined && w.lease === taskId ? this.trainer.current?.active.get(taskId) : undefined;
+    if (!lease || this.expiryWatch.has(taskId!)) return;
+    this.expiryWatch.add(taskId!);
+    const check = () => {
+      if (w.lease !== taskId || !w.socket) return void this.expiryWatch.delete(taskId!);
+      // Still live (the hub may stretch leases): look again later.
+      if (this.trainer.current?.active.has(taskId!)) return void setTimeout(check, 250).unref();
+      this.expiryWatch.delete(taskId!);
+      w.lease = null;
+      w.state = 'idle';
+      this.hub.schedule();
+    };
+    setTimeout(check, Math.max(0, lease.expiresAt - Date.now()) + 50).unref();
   }
 
   /** Ban by id and connection; discard its unverified results of the running step. */

@@ -78,7 +78,7 @@ export class WorkerHub {
         this.bus.emit('reject', { workerId: worker.id, code });
         this.bus.logEntry({ level: 'warn', kind: 'reject', message: `${event} rejected: ${message}`, workerId: worker.id, code });
         this.changed(worker);
-        this.security?.onRejected(worker, code);
+        this.security?.onRejected(worker, code, taskId);
       }
       this.log.warn({ worker: worker?.id, event, code }, message);
     };

@@ -2,7 +2,7 @@
 
 import { lossDelta, type ChaosFigures } from './harness.ts';
 
-/** Faults that are stragglers, not attacks: detected (leases expire, results LATE), not banned. */
+/** Faults that are stragglers, not attacks: tolerated (the hub measures them and stretches their leases, or re-leases), never banned. */
 export const NOT_BANNED = (fault: string) => fault.startsWith('slow');
 
 export function verdicts(f: ChaosFigures, clean: ChaosFigures, maxLossDelta = 0.05): string[] {
@@ -19,10 +19,12 @@ export function verdicts(f: ChaosFigures, clean: ChaosFigures, maxLossDelta = 0.
     // Without re-computation nothing identifies a sign-flipper: that scenario shows what robust
     // aggregation alone bounds (the loss), not bans.
     if (!NOT_BANNED(a.fault) && !a.banned && f.verifyRate > 0) p(`attacker ${a.fault} not banned (${a.detectedBy})`);
-    if (NOT_BANNED(a.fault) && !/LATE/.test(a.detectedBy)) p(`straggler ${a.fault} never detected late (${a.detectedBy})`);
   }
   const d = lossDelta(f, clean);
   if (d === null) p('no final eval loss');
-  else if (Math.abs(d) > maxLossDelta) p(`eval loss ${f.evalLoss} is ${(100 * d).toFixed(2)}% from the clean run's ${clean.evalLoss}`);
+  // Derailed = worse. A robust rule's result depends on how the batch was split into tasks, so a
+  // run can also land a few % better than its clean twin; that is noise, not damage.
+  else if (d > maxLossDelta) p(`eval loss ${f.evalLoss} is ${(100 * d).toFixed(2)}% above the clean run's ${clean.evalLoss}`);
+  for (const a of f.attackers) if (NOT_BANNED(a.fault) && a.banned) p(`straggler ${a.fault} was banned`);
   return out;
 }
