@@ -46,6 +46,9 @@ export const USAGE = `usage: npm start -- [options]      (or: npx tsx coordinato
   --admin-token T        bearer token for /api/admin/* (env ADMIN_TOKEN; default: generated, printed)
   --join-token T         workers must present it in hello (default: open cluster)
   --no-resume            start fresh even if the run dir has checkpoints
+  --init-from DIR        initial weights from an exported model directory (model.safetensors + config.json,
+                         e.g. from \`npm run export\`) when the run dir has no checkpoint (or with --no-resume);
+                         its config.json must match --preset. A checkpoint in the run dir still wins (default: off)
   --log-level L          fatal|error|warn|info|debug|trace|silent      (default info)
   --config FILE          JSON file with any of these options (camelCase keys)
   -h, --help             this text`;
@@ -98,6 +101,7 @@ export const configSchema = z
     adminToken: z.string().min(8, '--admin-token must be at least 8 characters').optional(),
     joinToken: z.string().min(1).max(128, '--join-token must be at most 128 characters').optional(),
     resume: z.boolean().default(true),
+    initFrom: z.string().min(1, '--init-from must be a directory path').optional(),
     logLevel: z.enum(LOG_LEVELS, { error: `--log-level must be one of: ${LOG_LEVELS.join(', ')}` }).default('info'),
   })
   .strict()
@@ -143,6 +147,7 @@ const FLAGS: Record<string, { key: keyof CoordinatorConfig; type: 'int' | 'float
   'min-workers': { key: 'minWorkers', type: 'int' },
   'admin-token': { key: 'adminToken', type: 'string' },
   'join-token': { key: 'joinToken', type: 'string' },
+  'init-from': { key: 'initFrom', type: 'string' },
   'log-level': { key: 'logLevel', type: 'string' },
 };
 

@@ -18,6 +18,7 @@ import { presetConfig } from '../shared/model/config.ts';
 import { msgpackParser } from '../shared/protocol/parser.ts';
 import type { EvalPoint, StatusSnapshot } from '../shared/protocol/dashboard.ts';
 import { ensureRunDir, loadNewestValid, saveCheckpoint } from './checkpoint/store.ts';
+import { importForTraining } from './export/import.ts';
 import { validateConfig, type CoordinatorConfig, type CoordinatorConfigInput } from './config.ts';
 import { adminRouter } from './http/admin-routes.ts';
 import { apiRouter } from './http/api-routes.ts';
@@ -56,9 +57,25 @@ export interface CoordinatorHandle {
   bus: EventBus;
   /** Resume information: the checkpoint file used, and corrupt ones skipped. */
   resumedFrom: string | null;
+  /** Where the starting parameters came from: a checkpoint, an `--init-from` export, or the seeded init. */
+  initSource: InitSource;
   skippedCheckpoints: Array<{ file: string; error: string }>;
   /** Stop: notice to workers, optional final checkpoint, close sockets and HTTP. */
   close(opts?: { checkpoint?: boolean }): Promise<void>;
+}
+
+export type InitSource =
+  | { kind: 'checkpoint'; path: string; step: number }
+  | { kind: 'export'; path: string; exportStep: number; dtype: string }
+  | { kind: 'seed'; seed: number };
+
+/** For the start banner and log: "resumed from ...", "initialized from ...", "seeded init ...". */
+export function describeInitSource(s: InitSource): string {
+  switch (s.kind) {
+    case 'checkpoint': return `resumed from ${s.path} at step ${s.step}`;
+    case 'export': return `initialized from ${s.path} (export of step ${s.exportStep}, ${s.dtype})`;
+    case 'seed': return `seeded init (seed ${s.seed})`;
+  }
 }
 
 function publicConfig(c: CoordinatorConfig): Record<string, unknown> {
@@ -97,6 +114,23 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       log.info({ file: r.found.file, step: trainer.step }, 'resumed from checkpoint');
       bus.logEntry({ level: 'info', kind: 'resume', message: `resumed from ${r.found.file} at step ${trainer.step}` });
     }
+  }
+  let initSource: InitSource = resumedFrom ? { kind: 'checkpoint', path: resumedFrom, step: trainer.step } : { kind: 'seed', seed: config.seed };
+  if (config.initFrom !== undefined) {
+    const dir = resolve(config.initFrom);
+    if (resumedFrom) {
+      // The run's own checkpoint is newer than any export it started from: a restart continues.
+      log.info({ initFrom: dir, checkpoint: resumedFrom }, '--init-from ignored: the run dir has a checkpoint (use --no-resume to start from the export)');
+    } else {
+      // Names/shapes vs the parameter table and config.json vs --preset (ERR_IMPORT_*: exit code 2).
+      const m = importForTraining(dir, model);
+      trainer.loadInitialParams(m.params, dir);
+      initSource = { kind: 'export', path: dir, exportStep: m.step, dtype: m.dtype };
+    }
+  }
+  if (initSource.kind !== 'checkpoint') {
+    log.info({ initSource }, describeInitSource(initSource));
+    bus.logEntry({ level: 'info', kind: 'resume', message: describeInitSource(initSource) });
   }
 
   const adminTokenGenerated = config.adminToken === undefined;
@@ -217,7 +251,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   const port = (http.address() as AddressInfo).port;
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
-  log.info({ url, preset: config.preset, params: trainer.paramCount, dataset: dataset.name, step: trainer.step }, 'coordinator listening');
+  log.info({ url, preset: config.preset, params: trainer.paramCount, dataset: dataset.name, step: trainer.step, init: describeInitSource(initSource) }, 'coordinator listening');
 
   let closed = false;
   const close = async (o: { checkpoint?: boolean } = {}): Promise<void> => {
@@ -238,7 +272,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     http.closeAllConnections?.();
   };
 
-  return { url, port, adminToken, adminTokenGenerated, config, ctx, trainer, hub, bus, resumedFrom, skippedCheckpoints: skipped, close };
+  return { url, port, adminToken, adminTokenGenerated, config, ctx, trainer, hub, bus, resumedFrom, initSource, skippedCheckpoints: skipped, close };
 }
 
 /**

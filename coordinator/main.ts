@@ -5,7 +5,7 @@
 import { networkInterfaces } from 'node:os';
 import { isAppError } from '../shared/errors.ts';
 import { loadConfig, USAGE } from './config.ts';
-import { startCoordinator } from './coordinator.ts';
+import { describeInitSource, startCoordinator } from './coordinator.ts';
 
 async function main(): Promise<void> {
   let parsed;
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const lan = Object.values(networkInterfaces()).flat().filter((i) => i && i.family === 'IPv4' && !i.internal).map((i) => i!.address);
   const lines = [
     '',
-    `  Coordinator ready: ${c.config.preset} model, ${c.trainer.paramCount.toLocaleString('en-US')} parameters, step ${c.trainer.step}${c.resumedFrom ? ` (resumed from ${c.resumedFrom})` : ''}`,
+    `  Coordinator ready: ${c.config.preset} model, ${c.trainer.paramCount.toLocaleString('en-US')} parameters, step ${c.trainer.step} (${describeInitSource(c.initSource)})`,
     `  Dashboard:   ${c.url}/`,
     `  Worker tab:  ${c.url}/worker`,
     `  Node worker: npm run worker -- --url ${c.url} --backend cpu`,

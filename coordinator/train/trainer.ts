@@ -264,6 +264,22 @@ export class Trainer {
     };
   }
 
+  /**
+   * Start from given weights (`--init-from`, a fine-tune): replaces the seeded init before the
+   * first step. An export has no optimizer state or data position, so those stay fresh.
+   */
+  loadInitialParams(params: Float32Array, where: string): void {
+    if (params.length !== this.paramCount) {
+      throw new AppError('ERR_IMPORT_SHAPE', `initial parameters from ${where}: ${params.length} values, this model has ${this.paramCount}`, 400,
+        'the export must be of the --preset model');
+    }
+    if (this.step !== 0 || this.current) {
+      throw new AppError('ERR_INIT_AFTER_START', `initial parameters from ${where}: training already started (step ${this.step})`, 500,
+        'load initial weights before the first step');
+    }
+    this.params = params;
+  }
+
   /** Continue from a checkpoint (checks it belongs to this model and dataset). */
   restore(d: CheckpointData, where: string): void {
     const m = d.meta;

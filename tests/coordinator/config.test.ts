@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, validateConfig } from '../../coordinator/config.ts';
+import { loadConfig, USAGE, validateConfig } from '../../coordinator/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'coord-cfg-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,6 +22,9 @@ describe('coordinator config', () => {
     const { config } = loadConfig(['--config', file, '--global-batch', '4', '--no-resume'], { PORT: '2222', ADMIN_TOKEN: 'from-env-token' });
     expect(config).toMatchObject({ preset: 'tiny', port: 2222, globalBatch: 4, lr: 0.01, adminToken: 'from-env-token', resume: false });
     expect(loadConfig(['--port', '0'], { PORT: '2222' }).config.port).toBe(0);
+    expect(loadConfig(['--init-from', 'exports/step-100'], {}).config.initFrom).toBe('exports/step-100');
+    expect(loadConfig([], {}).config.initFrom).toBeUndefined();
+    expect(USAGE).toMatch(/--init-from DIR .*\(default: off\)/s);
   });
 
   it('names the bad option and the allowed values', () => {
