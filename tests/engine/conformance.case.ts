@@ -145,6 +145,22 @@ function matmulCases(h: KernelHarness): ConformanceCase[] {
       });
     }
   }
+  // 128x128 tiles with a K-step of 16 (two 4-vectors staged per thread, 16 KiB of workgroup memory).
+  for (const [transA, transB] of [[false, true], [true, false]] as const) {
+    const [M, N, K] = [132, 68, 40];
+    const name = `matmul128 K-step 16 ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} M=${M} N=${N} K=${K}`;
+    cases.push({
+      name,
+      run: async () => {
+        const rng = new Rng(M + N + K + (transA ? 1 : 2));
+        const a = randn(rng, M * K);
+        const b = randn(rng, K * N);
+        const got = await h.matmul({ M, N, K, transA, transB, a, b, tile: 128, kStep128: 16 });
+        assertClose(name, got, matmulRef(M, N, K, a, b, transA, transB), 1e-4, 1e-4);
+      },
+    });
+  }
+
   // Deterministic split-K (the weight-gradient products on GPUs): ragged K, more slices than
   // K-steps (empty slices), accumulate on top of C.
   for (const [M, N, K, S, transA, accumulate] of [[37, 29, 300, 3, true, false], [64, 128, 1000, 4, true, true], [20, 30, 50, 7, false, false]] as const) {

@@ -22,6 +22,8 @@ export interface MatmulArgs {
   accumulate?: boolean;
   /** Force the 64x64 or 128x128 tile config (default: chosen by output size, as in training). */
   tile?: 64 | 128;
+  /** K-step of the 128x128 config (8 default, or 16). */
+  kStep128?: 8 | 16;
   /** Force deterministic split-K into this many slices (default: the device policy). No bias with it. */
   splitK?: number;
 }

@@ -66,7 +66,7 @@ export function createKernelHarness(device: GPUDevice, runtime = new KernelRunti
         const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: false, accumulate: false, tile, splitK: S });
         return (await run([[spec, [up(a.a, 'A'), up(a.b, 'B'), parts]], [splitKReduceSpec(S, M * N, !!a.accumulate), [parts, c]]], [[c, M * N]]))[0];
       }
-      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile ?? runtime.tile(M, N) });
+      const spec = matmulSpec({ M, N, K, transA: !!a.transA, transB: !!a.transB, bias: !!a.bias, accumulate: !!a.accumulate, tile: a.tile ?? runtime.tile(M, N), kStep128: a.kStep128 });
       const c = a.c ? up(a.c, 'C') : out(M * N, 'C');
       const bufs = [up(a.a, 'A'), up(a.b, 'B'), ...(a.bias ? [up(a.bias, 'bias')] : []), c];
       return (await run([[spec, bufs]], [[c, M * N]]))[0];

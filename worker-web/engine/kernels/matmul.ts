@@ -50,6 +50,8 @@ export interface MatmulShape {
    * splitKReduceSpec sums the slices in a fixed order. Not with strided/bias/epilogues.
    */
   splitK?: number;
+  /** Override the K-step of the 128x128 config (8 or 16; 16 fills the 16 KiB of workgroup memory). */
+  kStep128?: 8 | 16;
   /** Force a tile config (tests); default picks by output size. */
   tile?: 64 | 128;
 }
@@ -89,7 +91,7 @@ export function matmulSpec(s: MatmulShape): KernelSpec {
   const addend = !!s.addend;
   const epi = s.epilogue ?? 'none';
   const tile = s.tile ?? pickTile(M, N);
-  const { TM, TN, TK, RM, RN } = tile === 128 ? TILE128 : TILE64;
+  const { TM, TN, TK, RM, RN } = tile === 128 ? { ...TILE128, TK: s.kStep128 ?? TILE128.TK } : TILE64;
   const evenM = M % TM === 0;
   const evenN = N % TN === 0;
   const evenK = K % TK === 0;
@@ -98,7 +100,7 @@ export function matmulSpec(s: MatmulShape): KernelSpec {
   if (S > 1 && (sb || bias || addend || accumulate || (s.epilogue ?? 'none') !== 'none' || s.triA || s.skipUpper)) {
     throw new Error('matmulSpec: splitK combines with none of strided/bias/addend/accumulate/epilogue/triA/skipUpper (bug)');
   }
-  const label = `matmul${tile}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${sb ? `_x${sb.outer * sb.inner}` : ''}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}${addend ? '_add' : ''}${epi === 'none' ? '' : '_' + epi}${s.triA ? '_tri' + s.triA : ''}${s.skipUpper ? '_causal' : ''}${S > 1 ? `_split${S}` : ''}`;
+  const label = `matmul${tile}${tile === 128 && TK !== TILE128.TK ? `k${TK}` : ''}_${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}_${M}x${N}x${K}${sb ? `_x${sb.outer * sb.inner}` : ''}${bias ? '_bias' : ''}${accumulate ? '_acc' : ''}${addend ? '_add' : ''}${epi === 'none' ? '' : '_' + epi}${s.triA ? '_tri' + s.triA : ''}${s.skipUpper ? '_causal' : ''}${S > 1 ? `_split${S}` : ''}`;
   const LDA = sb?.lda ?? (transA ? M : K);
   const LDB = sb?.ldb ?? (transB ? K : N);
   const LDC = sb?.ldc ?? N;
@@ -160,12 +162,15 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
 
   const TM4 = TM / 4;
   const TN4 = TN / 4;
+  // 4-vectors each thread stages per operand and K-step (TM*TK/4 vectors over 256 threads).
+  const LPT = (TM * TK) / 1024;
   // op(A) tile: As[k][m] (vec4 over m). One vec4 of A per thread.
   const loadA = transA
     ? // A stored [K, M]: read 4 consecutive m at row k.
-      `{
-      let kl = lid / ${TM4}u;
-      let ml = (lid % ${TM4}u) * 4u;
+      `for (var p = 0u; p < ${LPT}u; p++) {
+      let idx = lid + p * 256u;
+      let kl = idx / ${TM4}u;
+      let ml = (idx % ${TM4}u) * 4u;
       let k = k0 + kl;
       let m = m0 + ml;
       var v: vec4<f32>;
@@ -173,9 +178,10 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
       As[kl * ${TM4}u + ml / 4u] = v;
     }`
     : // A stored [M, K]: read 4 consecutive k at row m; scatter into the k-major tile.
-      `{
-      let ml = lid / ${TK / 4}u;
-      let kl = (lid % ${TK / 4}u) * 4u;
+      `for (var p = 0u; p < ${LPT}u; p++) {
+      let idx = lid + p * 256u;
+      let ml = idx / ${TK / 4}u;
+      let kl = (idx % ${TK / 4}u) * 4u;
       let m = m0 + ml;
       let k = k0 + kl;
       var v: vec4<f32>;
@@ -185,9 +191,10 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
   // op(B) tile: Bs[k][n] (vec4 over n).
   const loadB = transB
     ? // B stored [N, K]: read 4 consecutive k at row n; scatter.
-      `{
-      let nl = lid / ${TK / 4}u;
-      let kl = (lid % ${TK / 4}u) * 4u;
+      `for (var p = 0u; p < ${LPT}u; p++) {
+      let idx = lid + p * 256u;
+      let nl = idx / ${TK / 4}u;
+      let kl = (idx % ${TK / 4}u) * 4u;
       let n = n0 + nl;
       let k = k0 + kl;
       var v: vec4<f32>;
@@ -195,9 +202,10 @@ fn gelu_grad1(x: f32) -> f32 { return gelu_grad4(vec4<f32>(x)).x; }`;
       for (var j = 0u; j < 4u; j++) { Bs[(kl + j) * ${TN4}u + nl / 4u][nl % 4u] = v[j]; }
     }`
     : // B stored [K, N]: read 4 consecutive n at row k.
-      `{
-      let kl = lid / ${TN4}u;
-      let nl = (lid % ${TN4}u) * 4u;
+      `for (var p = 0u; p < ${LPT}u; p++) {
+      let idx = lid + p * 256u;
+      let kl = idx / ${TN4}u;
+      let nl = (idx % ${TN4}u) * 4u;
       let k = k0 + kl;
       let n = n0 + nl;
       var v: vec4<f32>;
