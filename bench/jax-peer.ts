@@ -25,28 +25,45 @@ export async function openJax(): Promise<JaxPeer | { error: string }> {
 }
 
 /**
- * jit-compiled matmul on the shared inputs. jax-js arrays follow move semantics (an op consumes
- * its inputs), so inputs are passed as .ref; blockUntilReady does not consume.
+ * jit-compiled matmul on the shared inputs. jax-js is LAZY: a result's kernels are submitted only
+ * when it is realised (data(), blockUntilReady()), and a result disposed before that is never
+ * computed at all. So every iteration's result is realised (blockUntilReady, not awaited at once)
+ * and kept until its work is done; at most DEPTH are in flight, so memory stays bounded while the
+ * GPU queue stays full. Inputs are passed as .ref (an op consumes its arguments).
  */
+const DEPTH = 8;
+
 export async function jaxMatmul(p: JaxPeer, s: MatmulShape, x: MatmulInputs): Promise<MatmulSubject> {
   const { jax } = p;
   const np = jax.numpy;
   const a = np.array(x.a).reshape(s.transA ? [s.k, s.m] : [s.m, s.k]);
   const b = np.array(x.b).reshape(s.transB ? [s.n, s.k] : [s.k, s.n]);
-  await a.blockUntilReady(); // settle the uploads before timing
+  await a.blockUntilReady(); // settle the uploads before timing (does not consume)
   await b.blockUntilReady();
   const f = jax.jit((u: JArray, v: JArray) => np.matmul(s.transA ? np.transpose(u) : u, s.transB ? np.transpose(v) : v));
+  const inflight: Array<{ r: JArray; done: Promise<unknown> }> = [];
   let last: JArray | null = null;
+  const retire = async (keep: number) => {
+    while (inflight.length > keep) {
+      const x = inflight.shift()!;
+      await x.done;
+      if (x.r === last) continue; // the newest result stays for first()
+      x.r.dispose();
+    }
+  };
   return {
-    enqueue() {
-      last?.dispose();
-      last = f(a.ref, b.ref);
+    async enqueue() {
+      if (last && !inflight.some((x) => x.r === last)) last.dispose();
+      const r = f(a.ref, b.ref);
+      last = r;
+      inflight.push({ r, done: r.blockUntilReady() });
+      await retire(DEPTH);
     },
     async sync() {
-      // Waits for the pending kernels through a (zero-byte) read-back.
-      if (last) await last.blockUntilReady();
+      await retire(0);
     },
     async first() {
+      await retire(0);
       if (!last) throw new Error('jax matmul: nothing computed yet');
       const c = last;
       last = null;
