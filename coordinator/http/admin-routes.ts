@@ -12,6 +12,7 @@ export function adminRouter(ctx: CoordinatorContext): Router {
     ctx.hub.paused = true;
     ctx.bus.logEntry({ level: 'info', kind: 'admin', message: 'training paused by admin' });
     ctx.hub.schedule();
+    ctx.bus.emit('admin', { action: 'pause' });
     res.json({ paused: true, step: ctx.trainer.step });
   });
   r.post('/api/admin/resume', (_req, res) => {
@@ -19,6 +20,7 @@ export function adminRouter(ctx: CoordinatorContext): Router {
     for (const w of ctx.hub.workers.connected()) w.waitCode = null;
     ctx.bus.logEntry({ level: 'info', kind: 'admin', message: 'training resumed by admin' });
     ctx.hub.schedule();
+    ctx.bus.emit('admin', { action: 'resume' });
     res.json({ paused: false, step: ctx.trainer.step });
   });
   r.post('/api/admin/checkpoint', (_req, res) => {
@@ -30,6 +32,7 @@ export function adminRouter(ctx: CoordinatorContext): Router {
     if (!ctx.hub.kick(id)) {
       throw new AppError('ERR_NO_SUCH_WORKER', `POST /api/admin/kick: no connected worker "${id.slice(0, 64)}"`, 404, 'see GET /api/status for worker ids');
     }
+    ctx.bus.emit('admin', { action: 'kick', workerId: id });
     res.json({ kicked: id });
   });
   return r;

@@ -1,6 +1,7 @@
 // The `/dashboard` socket.io namespace: on connect a snapshot + history + recent log, then live
 // pushes from the event bus (see shared/protocol/dashboard.ts and docs/protocol.md). Status
-// snapshots are throttled to about one per second while something changes.
+// snapshots are throttled to about one per second while something changes; an operator action
+// (pause, resume, kick) pushes one at once, so every open dashboard shows it without polling.
 
 import type { Server } from 'socket.io';
 import { DASHBOARD_NAMESPACE } from '../../shared/protocol/messages.ts';
@@ -35,10 +36,17 @@ export function attachDashboard(io: Server, bus: EventBus, status: () => StatusS
   bus.on('worker', onWorker);
   bus.on('log', onLog);
   bus.on('checkpoint', mark);
-  const timer = setInterval(() => {
-    if (!dirty || nsp.sockets.size === 0) return;
+  const push = () => {
+    if (nsp.sockets.size === 0) return;
     dirty = false;
     nsp.emit('status', status());
+  };
+  // Rare and token-gated, so unthrottled: a paused run with no busy worker changes nothing else
+  // that would mark the status dirty.
+  const onAdmin = () => push();
+  bus.on('admin', onAdmin);
+  const timer = setInterval(() => {
+    if (dirty) push();
   }, 1000);
   timer.unref();
   return () => {
@@ -48,5 +56,6 @@ export function attachDashboard(io: Server, bus: EventBus, status: () => StatusS
     bus.off('worker', onWorker);
     bus.off('log', onLog);
     bus.off('checkpoint', mark);
+    bus.off('admin', onAdmin);
   };
 }

@@ -11,6 +11,8 @@ export interface BusEvents {
   log: [LogEntry];
   reject: [{ workerId: string; code: string }];
   checkpoint: [{ step: number; file: string; ms: number }];
+  /** An operator action that changes the status (the dashboard pushes a snapshot at once). */
+  admin: [{ action: 'pause' | 'resume' | 'kick'; workerId?: string }];
 }
 
 export class EventBus extends EventEmitter<BusEvents> {

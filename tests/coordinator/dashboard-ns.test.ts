@@ -38,4 +38,45 @@ describe('dashboard namespace', () => {
       await c.close();
     }
   });
+
+  it('pushes a status snapshot on admin pause, resume and kick', async () => {
+    // No worker at first: nothing else changes, so without the admin push no status would come.
+    const c = await startCoordinator({ port: 0, host: '127.0.0.1', preset: 'tiny', runDir: join(dir, 'admin'), globalBatch: 8, evalEvery: 0,
+      checkpointEvery: 0, logLevel: 'silent', resume: false, verifyRate: 0, adminToken: 'dash-admin-token' });
+    const admin = (path: string) => fetch(c.url + '/api/admin/' + path, { method: 'POST', headers: { authorization: 'Bearer dash-admin-token' } });
+    const snapshots: StatusSnapshot[] = [];
+    const statuses: StatusSnapshot[] = [];
+    const d = io(c.url + DASHBOARD_NAMESPACE, { parser: msgpackParser, transports: ['websocket'], forceNew: true, reconnection: false });
+    d.on('snapshot', (m: StatusSnapshot) => void snapshots.push(m));
+    d.on('status', (m: StatusSnapshot) => void statuses.push(m));
+    let w: ReturnType<typeof startTestWorker> | undefined;
+    try {
+      await until(() => snapshots.length === 1, 5000, 'snapshot');
+      expect(snapshots[0].paused).toBe(false);
+      expect((await admin('pause')).status).toBe(200);
+      await until(() => statuses.some((s) => s.paused), 5000, 'a pushed status with paused: true');
+      const afterPause = statuses.length;
+      expect((await admin('resume')).status).toBe(200);
+      await until(() => statuses.slice(afterPause).some((s) => !s.paused), 5000, 'a pushed status with paused: false');
+
+      // Kick: paused again so the worker sits still, then kicked; the pushed status shows it.
+      expect((await admin('pause')).status).toBe(200);
+      w = startTestWorker(c.url, { name: 'to-kick' });
+      await w.welcome;
+      const id = w.id()!;
+      await until(() => statuses.some((s) => s.workers.some((x) => x.id === id && x.state === 'paused')), 5000, 'the worker, paused');
+      expect((await admin('kick/' + encodeURIComponent(id))).status).toBe(200);
+      await until(() => statuses.some((s) => s.workers.some((x) => x.id === id && x.state === 'kicked')), 5000, 'a pushed status with the worker kicked');
+      // A wrong token changes nothing and pushes nothing.
+      const before = statuses.length;
+      const denied = await fetch(c.url + '/api/admin/resume', { method: 'POST', headers: { authorization: 'Bearer wrong-token-xx' } });
+      expect(denied.status).toBe(401);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(statuses.slice(before).some((s) => !s.paused)).toBe(false);
+    } finally {
+      w?.close();
+      d.close();
+      await c.close();
+    }
+  });
 });
