@@ -22,6 +22,9 @@ export function verdicts(f: ChaosFigures, clean: ChaosFigures, maxLossDelta = 0.
   }
   const d = lossDelta(f, clean);
   if (d === null) p('no final eval loss');
+  else if (!f.judgeLoss) {
+    // reported only (see Scenario.judgeLoss)
+  }
   // Derailed = worse. A robust rule's result depends on how the batch was split into tasks, so a
   // run can also land a few % better than its clean twin; that is noise, not damage.
   else if (d > maxLossDelta) p(`eval loss ${f.evalLoss} is ${(100 * d).toFixed(2)}% above the clean run's ${clean.evalLoss}`);
