@@ -20,6 +20,11 @@ export function installDispatchCounter(): void {
   installed = true;
 }
 
+/** Dispatches encoded so far in this process (differences of two readings count a span). */
+export function dispatchCount(): number {
+  return count;
+}
+
 /** Runs fn and returns how many compute dispatches were encoded while it ran. */
 export async function countDispatches(fn: () => Promise<void>): Promise<number> {
   const before = count;

@@ -13,7 +13,8 @@ import { openJax, jaxMatmul, type JaxPeer } from './jax-peer.ts';
 import { oursMatmul, oursBackend } from './ours.ts';
 import { matmulInputs, firstAgrees, type MatmulSubject } from './inputs.ts';
 import { squareShapes, gptShapes, matmulFlops, type MatmulShape } from './shapes.ts';
-import { gflops, measure, type TimingBudget } from './timing.ts';
+import { gflops, measure, type Subject, type TimingBudget } from './timing.ts';
+import { dispatchCount, installDispatchCounter } from './dispatch-count.ts';
 import { table, fmt, ratio, round } from './report.ts';
 import { runStep, type StepFigures } from './step.ts';
 import { presetConfig } from '../shared/model/config.ts';
@@ -68,6 +69,7 @@ async function matmulSection(
   }
   const pred = new Predictor(o.maxRunMs);
   const rows: MatmulRow[] = [];
+  installDispatchCounter();
   for (const s of shapes) {
     const notes: string[] = [];
     const check: Record<string, Check> = {};
@@ -88,7 +90,31 @@ async function matmulSection(
     if (jax) await make('jax', () => jaxMatmul(jax, s, x));
     const g: Record<string, number | null> = { ours: null, tfjs: null, jax: null };
     try {
-      const timed = await measure(subjects, budget);
+      // Every iteration must encode at least one dispatch: a lazy peer that drops work it was
+      // asked for would otherwise look fast while C[0] (from the last iteration) is still right.
+      // Counted from a sample's first enqueue to the end of its sync (peers run one at a time, and
+      // a peer's asynchronous submits land between its own enqueues, so a span, not windows).
+      const calls: Record<string, number> = {};
+      const dispatched: Record<string, number> = {};
+      const guarded: Record<string, Subject> = {};
+      for (const [peer, sub] of Object.entries(subjects)) {
+        calls[peer] = 0;
+        dispatched[peer] = 0;
+        let spanStart: number | null = null;
+        guarded[peer] = {
+          enqueue: async () => {
+            calls[peer]++;
+            spanStart ??= dispatchCount();
+            await sub.enqueue();
+          },
+          sync: async () => {
+            await sub.sync();
+            if (spanStart !== null) dispatched[peer] += dispatchCount() - spanStart;
+            spanStart = null;
+          },
+        };
+      }
+      const timed = await measure(guarded, budget);
       for (const [peer, t] of Object.entries(timed)) {
         if ('error' in t) {
           notes.push(`${peer} failed: ${t.error}`);
@@ -96,8 +122,11 @@ async function matmulSection(
         }
         pred.record(peer, flops, t.ms);
         const got = await subjects[peer].first();
-        check[peer] = firstAgrees(got, x.first) ? 'ok' : 'MISMATCH';
-        if (check[peer] === 'MISMATCH') notes.push(`${peer} C[0]=${got}, float64 reference ${x.first}`);
+        const valueOk = firstAgrees(got, x.first);
+        const workOk = dispatched[peer] >= calls[peer];
+        check[peer] = valueOk && workOk ? 'ok' : 'MISMATCH';
+        if (!valueOk) notes.push(`${peer} C[0]=${got}, float64 reference ${x.first}`);
+        if (!workOk) notes.push(`${peer} encoded ${dispatched[peer]} dispatches for ${calls[peer]} matmuls: work skipped`);
         g[peer] = gflops(flops, t.ms);
       }
     } finally {
@@ -215,7 +244,7 @@ async function main(): Promise<number> {
     jax: jaxStatus,
   };
   console.log(JSON.stringify(json));
-  return rows.some((r) => r.check.ours === 'MISMATCH') || step?.lossesAgree === false ? 1 : 0;
+  return rows.some((r) => Object.values(r.check).includes('MISMATCH')) || step?.lossesAgree === false ? 1 : 0;
 }
 
 main().then(

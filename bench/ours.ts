@@ -5,7 +5,6 @@
 // Step: the engine's TrainingBackend (createWebGpuBackend) on the same device.
 
 import { KernelRuntime } from '../worker-web/engine/kernel.ts';
-import { matmulSpec } from '../worker-web/engine/kernels/matmul.ts';
 import { createWebGpuBackend } from '../worker-web/engine/index.ts';
 import type { ModelConfig } from '../shared/model/config.ts';
 import type { TrainingBackend } from '../shared/backend.ts';
@@ -21,7 +20,8 @@ function storage(device: GPUDevice, data: Float32Array | number, label: string):
 
 export function oursMatmul(device: GPUDevice, s: MatmulShape, x: MatmulInputs): MatmulSubject {
   const rt = new KernelRuntime(device);
-  const spec = matmulSpec({ M: s.m, N: s.n, K: s.k, transA: s.transA, transB: s.transB, bias: false, accumulate: false });
+  // rt.matmul applies the engine's per-device tile policy (what training uses), not the GPU default.
+  const spec = rt.matmul({ M: s.m, N: s.n, K: s.k, transA: s.transA, transB: s.transB, bias: false, accumulate: false });
   const a = storage(device, x.a, 'bench A');
   const b = storage(device, x.b, 'bench B');
   const c = storage(device, s.m * s.n, 'bench C');
