@@ -1,6 +1,6 @@
 // Reputation: probation, adaptive (BOINC-like) verification rate, strikes and penalty bans.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_REPUTATION, Reputation } from '../../coordinator/security/reputation.ts';
+import { DEFAULT_REPUTATION, PENALTY, Reputation } from '../../coordinator/security/reputation.ts';
 import { TokenBucket } from '../../coordinator/security/rate-limit.ts';
 import { originAllowed } from '../../coordinator/security/origin.ts';
 import { ReplayGuard, gradientDigest } from '../../coordinator/security/replay.ts';
@@ -41,7 +41,7 @@ describe('reputation', () => {
       n++;
     }
     expect(banned).toBe(true);
-    expect(n).toBe(Math.ceil(DEFAULT_REPUTATION.banPenalty / 2));
+    expect(n).toBe(Math.ceil(DEFAULT_REPUTATION.banPenalty / PENALTY.NON_FINITE));
   });
 });
 
@@ -63,11 +63,15 @@ describe('rate limit, origin, replay', () => {
     expect(originAllowed('https://lab.example', '127.0.0.1:8080', ['https://lab.example'])).toBe(true);
   });
 
-  it('replay guard: identical gradient bytes are recognised under any task id', () => {
+  it('replay guard: identical gradient bytes for other work are recognised under any task id; the same work recomputed is not a replay', () => {
     const g = new ReplayGuard(2);
     const a = gradientDigest(new Float32Array([1, 2, 3]));
-    g.remember(a, 't1');
-    expect(g.seenBy(gradientDigest(new Float32Array([1, 2, 3])))).toBe('t1');
-    expect(g.seenBy(gradientDigest(new Float32Array([1, 2, 3.0001])))).toBeUndefined();
+    g.remember(a, 't1', '5.5.0-4');
+    expect(g.seenBy(gradientDigest(new Float32Array([1, 2, 3])), '5.5.4-8')).toBe('t1');
+    expect(g.seenBy(gradientDigest(new Float32Array([1, 2, 3])), '5.5.0-4')).toBeUndefined(); // reopened lease, recomputed
+    expect(g.seenBy(gradientDigest(new Float32Array([1, 2, 3.0001])), '5.5.4-8')).toBeUndefined();
+    g.remember(gradientDigest(new Float32Array([4])), 't2');
+    g.remember(gradientDigest(new Float32Array([5])), 't3');
+    expect(g.seenBy(a, 'x')).toBeUndefined(); // bounded: the oldest is forgotten
   });
 });
