@@ -109,6 +109,8 @@ describe('webgpu backend: GPU kernel policy (split-K weight gradients, matmul at
       let worst = 0;
       for (let i = 0; i < want.grads.length; i++) worst = Math.max(worst, Math.abs(got.grads[i] - want.grads[i]) / (1e-5 + Math.abs(want.grads[i])));
       expect(worst, 'worst relative gradient error').toBeLessThan(1e-3);
+      const again = await e.forwardBackward(b);
+      expect(Buffer.from(again.grads.buffer).equals(Buffer.from(got.grads.buffer)), 'GPU policy step is deterministic').toBe(true);
       e.dispose();
     } finally {
       d.device.destroy();
