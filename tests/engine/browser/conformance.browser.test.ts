@@ -6,6 +6,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { openConformancePage } from './runner.ts';
 
+// Whole-model cases compile dozens of pipelines on SwiftShader (40 s each under load here). A case
+// cut off by vitest would keep running in the page and overlap the next one, so be generous.
+const CASE_TIMEOUT_MS = 300_000;
+
 const page = await openConformancePage();
 
 describe(`engine conformance in Chromium (webgpu-chromium on ${page.info.adapter})`, () => {
@@ -31,6 +35,6 @@ describe(`engine conformance in Chromium (webgpu-chromium on ${page.info.adapter
       if (!r.ok) {
         throw new Error(`[webgpu-chromium] ${name}: ${r.error ?? 'failed'}${seen.length ? `\npage said:\n${seen.join('\n')}` : ''}`);
       }
-    });
+    }, CASE_TIMEOUT_MS);
   }
 });
