@@ -9,12 +9,14 @@ import { isAppError } from '../../shared/errors.ts';
 import { planWorker } from '../../shared/memory/plan.ts';
 import {
   PROTOCOL_VERSION,
+  type ParamsMsg,
   type RejectCode,
   type TaskMsg,
   type WaitMsg,
   type WelcomeMsg,
   type WirePlan,
 } from '../../shared/protocol/messages.ts';
+import { encodeOnce } from '../../shared/protocol/parser.ts';
 import { validateBye, validateHeartbeat, validateHello, validateResult } from '../../shared/protocol/validate.ts';
 import type { CoordinatorConfig } from '../config.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -45,6 +47,8 @@ export class WorkerHub {
   readonly maxMessageBytes: number;
   /** Hardening hooks (coordinator/security), set by attachSecurity(). */
   security: Security | null = null;
+  /** The current version's `params` message: one object per version, packed once by the parser. */
+  private paramsMsg: ParamsMsg | null = null;
 
   constructor(
     private readonly io: Server,
@@ -367,7 +371,7 @@ export class WorkerHub {
         return;
       }
       if (w.paramsVersion !== this.trainer.version) {
-        w.socket.emit('params', { version: this.trainer.version, step: this.trainer.step, params: this.trainer.params });
+        w.socket.emit('params', this.paramsMessage());
         w.paramsVersion = this.trainer.version;
       }
       this.leaseTokens.set(lease.id, { lease, tokens });
@@ -401,6 +405,19 @@ export class WorkerHub {
     }
     this.workers.prune(now);
     this.schedule();
+  }
+
+  /**
+   * The params message of the current version. encodeOnce: every worker of a version gets the same
+   * frame bytes, packed once, instead of a 4-bytes-per-parameter copy per worker. The optimizer
+   * updates trainer.params in place only together with version + 1, and a message is only sent
+   * while its version is current; a replaced params array (restore) also makes a new message.
+   */
+  private paramsMessage(): ParamsMsg {
+    const t = this.trainer;
+    const m = this.paramsMsg;
+    if (m && m.version === t.version && m.step === t.step && m.params === t.params) return m;
+    return (this.paramsMsg = encodeOnce({ version: t.version, step: t.step, params: t.params }));
   }
 
   private changed(w: WorkerRecord): void {
