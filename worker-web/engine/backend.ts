@@ -15,7 +15,7 @@ import { buildEmbeddingIndex } from './embedding-index.ts';
 import { requestEngineDevice, type AdapterInfo } from './device.ts';
 import { createKernelHarness } from './harness.ts';
 import type { KernelHarness } from './harness-types.ts';
-import { adamwSpec, adamwUniform } from './kernels/adamw.ts';
+import { ADAMW_UNIFORM_FLOATS, adamwSpec, adamwUniform } from './kernels/adamw.ts';
 
 export interface WebGpuBackendOptions {
   /** Use this device (the caller owns it). Otherwise one is requested from `gpu` (or navigator.gpu) and owned. */
@@ -60,10 +60,11 @@ export interface WebGpuBackend extends TrainingBackend {
   harness(): KernelHarness;
   /**
    * One AdamW update on the device copy of the parameters, using the gradient of the last
-   * forwardBackward (local-step training). Moments live on the GPU. Returns nothing; read the
+   * forwardBackward (local-step training), times gradScale (clipping: min(1, maxNorm / gradNorm)).
+   * Moments live on the GPU. Returns nothing; read the
    * parameters back with getParams().
    */
-  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void>;
+  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean; gradScale?: number }): Promise<void>;
   getParams(): Promise<Float32Array>;
   /**
    * GPU time of every kernel of one forwardBackward, from timestamp queries (one compute pass per
@@ -320,7 +321,7 @@ class Engine implements WebGpuBackend {
     };
   }
 
-  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void> {
+  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean; gradScale?: number }): Promise<void> {
     return this.serial(() => this.adamwNow(h));
   }
 
@@ -360,7 +361,7 @@ class Engine implements WebGpuBackend {
     }
   }
 
-  private async adamwNow(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean }): Promise<void> {
+  private async adamwNow(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean; gradScale?: number }): Promise<void> {
     this.usable('adamwStep()');
     if (!this.haveGrads) throw new AppError('ERR_NO_GRADS', 'webgpu backend: adamwStep() before forwardBackward()', 500, 'compute a gradient first');
     if (!this.moments) {
@@ -373,7 +374,7 @@ class Engine implements WebGpuBackend {
     const pass = enc.beginComputePass({ label: 'adamw' });
     const uniforms: GPUBuffer[] = [];
     this.table.tensors.forEach((t, i) => {
-      const u = this.device.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'adamw_hp' });
+      const u = this.device.createBuffer({ size: ADAMW_UNIFORM_FLOATS * 4, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'adamw_hp' });
       const hp = adamwUniform({ ...h, weightDecay: h.decay(t.name) ? h.weightDecay : 0 }, mo.t, t.size);
       this.device.queue.writeBuffer(u, 0, hp.buffer, 0, hp.byteLength);
       uniforms.push(u);

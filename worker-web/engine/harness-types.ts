@@ -52,6 +52,8 @@ export interface AdamWArgs {
   weightDecay: number;
   /** 1-based step number (bias correction). */
   step: number;
+  /** Gradient multiplier applied first (global-norm clipping); default 1. */
+  gradScale?: number;
 }
 
 export interface KernelHarness {
