@@ -5,7 +5,7 @@ import express, { Router } from 'express';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 export function staticRouter(root = resolve(process.cwd())): Router {
   const r = Router();
