@@ -56,13 +56,17 @@ async function handle(m: PageToWorker): Promise<void> {
         host: getHost(m.cpu),
         userCapBytes: m.capBytes,
         name: m.name,
+        joinToken: m.joinToken,
         agent: 'web-worker/0.1',
         seed: (Math.random() * 2 ** 32) >>> 0,
         log: (level, msg) => post({ type: 'log', level, msg }),
         onStats: (stats) => post({ type: 'stats', stats }),
       });
       client = c;
-      void c.stoppedPromise().then(() => post({ type: 'stopped', reason: c.stats.detail }));
+      void c.stoppedPromise().then(() => {
+        const refused = (['UNAUTHORIZED', 'PROTOCOL_VERSION', 'BANNED'] as const).find((code) => (c.stats.rejectedByCode[code] ?? 0) > 0);
+        post({ type: 'stopped', reason: c.stats.detail, refused });
+      });
       try {
         await c.start();
       } catch (e) {

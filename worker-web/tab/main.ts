@@ -25,6 +25,8 @@ const capInput = $<HTMLInputElement>('memory-cap');
 const nameInput = $<HTMLInputElement>('worker-name');
 const pauseHidden = $<HTMLInputElement>('pause-hidden');
 const cpuOptin = $<HTMLInputElement>('cpu-optin');
+const joinInput = $<HTMLInputElement>('join-token');
+const joinRefused = $('join-refused');
 
 const params = new URLSearchParams(location.search);
 let coordinatorUrl = location.origin;
@@ -37,6 +39,35 @@ if (override) {
     /* keep our origin */
   }
 }
+
+// A share link for a closed cluster carries its join token as `?join=`. It only fills the input:
+// the token is never written to the log, the status or the page's text.
+const joinParam = params.get('join');
+if (joinParam) joinInput.value = joinParam.slice(0, 128);
+
+/** What the volunteer typed as join token (trimmed), or undefined when empty. */
+function readJoinToken(): string | undefined {
+  const t = joinInput.value.trim().slice(0, 128);
+  return t === '' ? undefined : t;
+}
+
+/** Why the coordinator refused us, in words; the token itself is never shown. */
+function refusalMessage(code: string, hadToken: boolean): string {
+  switch (code) {
+    case 'UNAUTHORIZED':
+      return hadToken
+        ? 'The coordinator refused the join token: this cluster is closed and the token is wrong. Check it with the organiser and start again.'
+        : 'This cluster is closed: it needs a join token. Enter the token the organiser gave you (or open their share link) and start again.';
+    case 'PROTOCOL_VERSION':
+      return 'The coordinator speaks another protocol version than this page: reload the page.';
+    case 'BANNED':
+      return 'The coordinator has banned this worker (its results failed the checks).';
+    default:
+      return `The coordinator refused this worker (${code}).`;
+  }
+}
+
+let startedWithToken = false;
 
 const engine = new Worker(new URL('./engine-worker.ts', import.meta.url), { type: 'module', name: 'engine' });
 const send = (m: PageToWorker): void => engine.postMessage(m);
@@ -167,6 +198,11 @@ engine.onmessage = (ev: MessageEvent<WorkerToPage>) => {
       stopBtn.disabled = true;
       text('state', 'stopped');
       text('detail', m.reason);
+      if (m.refused) {
+        joinRefused.dataset.code = m.refused;
+        joinRefused.textContent = refusalMessage(m.refused, startedWithToken);
+        joinRefused.hidden = false;
+      }
       setPageState('stopped');
       return;
   }
@@ -200,11 +236,16 @@ startBtn.addEventListener('click', () => {
     return;
   }
   const name = nameInput.value.trim().replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 64);
+  const joinToken = readJoinToken();
+  startedWithToken = joinToken !== undefined;
+  joinRefused.hidden = true;
+  joinRefused.textContent = '';
+  delete joinRefused.dataset.code;
   running = true;
   startBtn.disabled = true;
   stopBtn.disabled = false;
   setPageState('starting');
-  send({ type: 'start', url: coordinatorUrl, cpu: useCpu, capBytes: cap, name: name || undefined });
+  send({ type: 'start', url: coordinatorUrl, cpu: useCpu, capBytes: cap, name: name || undefined, joinToken });
 });
 
 stopBtn.addEventListener('click', () => {

@@ -6,7 +6,7 @@ import type { LogLevel, WorkerStats } from '../client/worker-client.ts';
 
 export type PageToWorker =
   | { type: 'probe'; cpu: boolean }
-  | { type: 'start'; url: string; cpu: boolean; capBytes?: number; name?: string }
+  | { type: 'start'; url: string; cpu: boolean; capBytes?: number; name?: string; joinToken?: string }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'stop'; reason: string };
@@ -16,4 +16,5 @@ export type WorkerToPage =
   | { type: 'device'; ok: false; backend: 'webgpu' | 'cpu'; error: string }
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'log'; level: LogLevel; msg: string }
-  | { type: 'stopped'; reason: string };
+  /** `refused`: the hello was refused with this code (UNAUTHORIZED, PROTOCOL_VERSION, BANNED). */
+  | { type: 'stopped'; reason: string; refused?: string };
