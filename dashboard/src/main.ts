@@ -15,7 +15,8 @@ import { legend, renderMemoryBars } from './memory-bars.ts';
 import { markNav } from './nav.ts';
 import { mountShare } from './share.ts';
 import { renderWorkers } from './workers-table.ts';
-import { eventView, memoryBars, statusView, workerView } from './view.ts';
+import { eventView, memoryBars, securityView, statusView, workerView, type TrustMap } from './view.ts';
+import { renderSecurity } from './security-panel.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
 
 markNav();
@@ -23,6 +24,8 @@ markNav();
 const history = new History();
 const log = new EventLog(byId<HTMLOListElement>('event-log'));
 const workers = new Map<string, WorkerRow>();
+/** Trust per worker id from the last snapshot's security summary (the workers table's trust column). */
+let trust: TrustMap = new Map();
 
 const charts = [
   new StepChart({ container: byId('chart-loss'), title: 'Loss', series: [{ key: 'loss', label: 'train loss', color: '#2563eb' }, { key: 'evalLoss', label: 'eval loss', color: '#dc2626' }] }),
@@ -38,7 +41,7 @@ function redrawCharts(): void {
 }
 
 function drawWorkers(): void {
-  const views = [...workers.values()].map(workerView);
+  const views = [...workers.values()].map((w) => workerView(w, trust));
   renderWorkers(byId<HTMLTableSectionElement>('workers-body'), views, { onKick: adminKick() });
   setText(byId('stat-workers'), views.filter((w) => !['dead', 'left', 'kicked'].includes(w.state)).length);
   renderMemoryBars(byId('memory-plan'), memoryBars(views), 'No worker plans yet.');
@@ -62,6 +65,9 @@ function drawStatus(snap: StatusSnapshot): void {
   setText(byId('stat-run-state'), s.runState);
   byId('stat-run-state').dataset.state = s.runState;
   setText(byId('accounting'), s.accounting);
+  const sec = securityView(snap.security);
+  renderSecurity(sec);
+  trust = sec?.trust ?? new Map();
   workers.clear();
   for (const w of snap.workers ?? []) workers.set(w.id, w);
   drawWorkers();

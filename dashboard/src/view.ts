@@ -2,7 +2,7 @@
 // Worker-supplied strings (name, adapter) pass through unchanged as plain strings; the renderers
 // put them into the page with textContent only.
 
-import type { LogEntry, StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
+import type { LogEntry, SecuritySummary, StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
 import type { Breakdown, MemoryBar } from './memory-bars.ts';
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -24,14 +24,28 @@ export interface WorkerView {
   lastSeen: number | null;
   reason: string;
   breakdown: Breakdown | null;
+  /** From StatusSnapshot.security.trust (null when the coordinator reports none for this id). */
+  trust: TrustView | null;
 }
+
+export interface TrustView {
+  /** 0..1 */
+  trust: number;
+  verifiedOk: number;
+  mismatches: number;
+  penalty: number;
+  banned: boolean;
+  verifyProbability: number;
+}
+
+export type TrustMap = ReadonlyMap<string, TrustView>;
 
 function breakdownOf(v: Record<string, number> | undefined): Breakdown | null {
   if (!v) return null;
   return { weights: num(v.weights) ?? 0, gradients: num(v.gradients) ?? 0, optimizer: num(v.optimizer) ?? 0, activations: num(v.activations) ?? 0 };
 }
 
-export function workerView(w: WorkerRow): WorkerView {
+export function workerView(w: WorkerRow, trust: TrustMap = new Map()): WorkerView {
   const plan = w.plan;
   const role = w.role ?? plan?.role ?? '';
   const range = role === 'stage' && plan?.layerRange ? ` (layers ${plan.layerRange[0]}–${plan.layerRange[1] - 1})` : '';
@@ -54,6 +68,69 @@ export function workerView(w: WorkerRow): WorkerView {
     lastSeen: num(w.lastSeen),
     reason: typeof plan?.reason === 'string' ? plan.reason : '',
     breakdown: breakdownOf(plan?.breakdown),
+    trust: trust.get(String(w.id)) ?? null,
+  };
+}
+
+export interface BanView {
+  id: string;
+  reason: string;
+  at: number | null;
+}
+
+export interface SecurityView {
+  aggregate: string;
+  verifyRate: number | null;
+  verifyTolerance: number | null;
+  verified: number | null;
+  mismatches: number | null;
+  verifyMs: number | null;
+  heldGradientBytes: number | null;
+  /** "replays 1, normOutliers 2" (non-zero counters only; "" when all are zero). */
+  counters: string;
+  /** "VERIFY_FAILED 2, LATE 1" (non-zero only, largest first). */
+  rejects: string;
+  /** Newest first. */
+  bans: BanView[];
+  trust: TrustMap;
+}
+
+const nonZero = (o: Record<string, number> | undefined, sort: boolean): string => {
+  const e = Object.entries(o ?? {}).filter(([, n]) => typeof n === 'number' && n > 0);
+  if (sort) e.sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  return e.map(([k, n]) => `${k} ${n}`).join(', ');
+};
+
+/** StatusSnapshot.security for the Security panel and the trust column; null when absent. */
+export function securityView(s: SecuritySummary | undefined | null): SecurityView | null {
+  if (!s || typeof s !== 'object') return null;
+  const trust = new Map<string, TrustView>();
+  for (const [id, t] of Object.entries(s.trust ?? {})) {
+    if (!t || typeof t !== 'object') continue;
+    trust.set(id, {
+      trust: num(t.trust) ?? 0,
+      verifiedOk: num(t.verifiedOk) ?? 0,
+      mismatches: num(t.mismatches) ?? 0,
+      penalty: num(t.penalty) ?? 0,
+      banned: t.banned === true,
+      verifyProbability: num(t.verifyProbability) ?? 0,
+    });
+  }
+  const bans = (Array.isArray(s.banned) ? s.banned : [])
+    .map((b) => ({ id: String(b?.id ?? ''), reason: typeof b?.reason === 'string' ? b.reason : '', at: num(b?.at) }))
+    .sort((a, b) => (b.at ?? 0) - (a.at ?? 0));
+  return {
+    aggregate: String(s.aggregate ?? ''),
+    verifyRate: num(s.verifyRate),
+    verifyTolerance: num(s.verifyTolerance),
+    verified: num(s.verified),
+    mismatches: num(s.mismatches),
+    verifyMs: num(s.verifyMs),
+    heldGradientBytes: num(s.heldGradientBytes),
+    counters: nonZero(s.counters, false),
+    rejects: nonZero(s.rejectsByCode, true),
+    bans,
+    trust,
   };
 }
 

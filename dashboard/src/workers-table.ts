@@ -8,7 +8,7 @@ import type { WorkerView } from './view.ts';
 const DEPARTED = ['left', 'dead', 'kicked'];
 export const MAX_DEPARTED_ROWS = 50;
 
-export const COLUMNS = ['id', 'name', 'backend', 'adapter', 'role', 'state', 'budget', 'tasks', 'tps', 'rejected', 'lastSeen'] as const;
+export const COLUMNS = ['id', 'name', 'backend', 'adapter', 'role', 'state', 'budget', 'tasks', 'tps', 'rejected', 'trust', 'lastSeen'] as const;
 export type Column = (typeof COLUMNS)[number];
 
 function cellText(w: WorkerView, c: Column, now: number): string {
@@ -23,8 +23,23 @@ function cellText(w: WorkerView, c: Column, now: number): string {
     case 'tasks': return w.tasksDone === null ? '—' : formatInt(w.tasksDone);
     case 'tps': return formatRate(w.tokensPerSec);
     case 'rejected': return w.rejected === null ? '—' : formatInt(w.rejected) + (w.rejectedCodes ? ` (${w.rejectedCodes})` : '');
+    case 'trust': return trustText(w);
     case 'lastSeen': return formatAgo(w.lastSeen, now);
   }
+}
+
+/** "banned", "87%" (reputation from the security layer), or "—" when none is reported. */
+export function trustText(w: WorkerView): string {
+  if (!w.trust) return '—';
+  if (w.trust.banned) return 'banned';
+  return `${Math.round(w.trust.trust * 100)}%`;
+}
+
+function trustTitle(w: WorkerView): string {
+  const t = w.trust;
+  if (!t) return '';
+  return `verified ok ${t.verifiedOk}, mismatches ${t.mismatches}, penalty ${t.penalty}, ` +
+    `checked with probability ${Math.round(t.verifyProbability * 100)}%`;
 }
 
 export interface WorkersTableOptions {
@@ -49,10 +64,15 @@ export function renderWorkers(tbody: HTMLTableSectionElement, workers: WorkerVie
     const tr = el('tr', { testid: 'worker-row', attrs: { 'data-worker-id': w.id } });
     if (w.software) tr.classList.add('software');
     if (gone(w)) tr.classList.add('departed');
+    if (w.trust?.banned) tr.classList.add('banned');
     for (const c of COLUMNS) {
       const td = el('td', { attrs: { 'data-col': c } }, cellText(w, c, now));
       if (c === 'role' && w.reason) td.title = w.reason;
       if (c === 'rejected' && w.rejectedCodes) td.title = w.rejectedCodes;
+      if (c === 'trust' && w.trust) {
+        td.title = trustTitle(w);
+        td.dataset.trust = w.trust.banned ? 'banned' : String(w.trust.trust);
+      }
       tr.appendChild(td);
     }
     const actions = el('td', { className: 'actions', attrs: { 'data-col': 'actions' } });

@@ -5,7 +5,8 @@ import { describe, it, expect } from 'vitest';
 import { formatAgo, formatBytes, formatBytesDecimal, formatCount, formatInt, formatLoss } from '../../dashboard/src/format.ts';
 import { History } from '../../dashboard/src/history.ts';
 import { layoutBar, totals, sumBreakdown } from '../../dashboard/src/memory-bars.ts';
-import { eventView, memoryBars, statusView, workerView } from '../../dashboard/src/view.ts';
+import { eventView, memoryBars, securityView, statusView, workerView } from '../../dashboard/src/view.ts';
+import { trustText } from '../../dashboard/src/workers-table.ts';
 import { arithmeticLines, churnLines, deviceBars, verdict } from '../../dashboard/src/sim-view.ts';
 import { simulate } from '../../shared/memory/simulate.ts';
 import { actionPath } from '../../dashboard/src/admin.ts';
@@ -107,6 +108,25 @@ describe('view mapping', () => {
     const bars = memoryBars([workerView(row()), stage, gone]);
     expect(bars.map((b) => b.key)).toEqual(['w1', 'w2']);
     expect(bars[1].note).toContain('holds blocks 0-2');
+  });
+  it('maps the security summary: non-zero counters and codes, bans newest first, trust per worker', () => {
+    expect(securityView(undefined)).toBeNull();
+    const v = securityView({
+      aggregate: 'trimmed-mean', verifyRate: 1, verifyTolerance: 0.05, verified: 9, mismatches: 2, verifyMs: 120, heldGradientBytes: 4096,
+      counters: { rateLimited: 0, replays: 1, normOutliers: 2 },
+      rejectsByCode: { LATE: 1, VERIFY_FAILED: 2, BAD_SCHEMA: 0 },
+      banned: [{ id: 'w1', reason: 'old <b>ban</b>', at: 10 }, { id: 'w2', reason: '2 results failed re-computation', at: 20 }],
+      trust: {
+        w1: { trust: 0, verifiedOk: 0, mismatches: 2, penalty: 0, banned: true, verifyProbability: 1 },
+        w3: { trust: 0.875, verifiedOk: 7, mismatches: 0, penalty: 1, banned: false, verifyProbability: 0.1 },
+      },
+    })!;
+    expect(v.counters).toBe('replays 1, normOutliers 2');
+    expect(v.rejects).toBe('VERIFY_FAILED 2, LATE 1');
+    expect(v.bans.map((b) => [b.id, b.reason])).toEqual([['w2', '2 results failed re-computation'], ['w1', 'old <b>ban</b>']]);
+    expect(trustText(workerView(row({ id: 'w1' }), v.trust))).toBe('banned');
+    expect(trustText(workerView(row({ id: 'w3' }), v.trust))).toBe('88%');
+    expect(trustText(workerView(row({ id: 'w9' }), v.trust))).toBe('—');
   });
   it('summarises a status snapshot, including the exactly-once counters', () => {
     const s = statusView({
