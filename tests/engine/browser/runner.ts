@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { bundleConformancePage } from './bundle.ts';
 import { serveStatic, type StaticServer } from './serve.ts';
-import { launchChromium, type Chromium } from './chromium.ts';
+import { launchBrowser, type Browser } from '../../e2e/chromium.ts';
 import type { CaseResult, PageApi, PageInfo } from './page-api.ts';
 
 const REFERENCE_DIR = fileURLToPath(new URL('../../reference/', import.meta.url));
@@ -23,10 +23,10 @@ export interface ConformancePage {
 export async function openConformancePage(): Promise<ConformancePage> {
   const buildDir = await bundleConformancePage();
   let server: StaticServer | null = null;
-  let browser: Chromium | null = null;
+  let browser: Browser | null = null;
   try {
     server = await serveStatic({ '/': buildDir, '/fixture/': REFERENCE_DIR });
-    browser = await launchChromium();
+    browser = await launchBrowser();
     const page: Page = await browser.context.newPage();
     const pageErrors: string[] = [];
     page.on('console', (m) => {
