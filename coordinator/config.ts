@@ -33,6 +33,7 @@ export const USAGE = `usage: npm start -- [options]      (or: npx tsx coordinato
   --aggregate A          mean | trimmed-mean | centered-clip (docs/hardening.md) (default mean)
   --verify-rate X        base share of results re-computed on the CPU; 0 = off (default 0.1)
   --verify-tolerance X   relative gradient/loss error allowed by re-computation (default 0.05)
+  --verify-threads N     worker threads that run the re-computations, off the main loop (default 1)
   --norm-limit X         refuse gradients > X x the recent median norm    (default 6)
   --rate-limit N         messages per second per worker connection       (default 20)
   --allowed-origins L    comma-separated extra origins for the socket endpoints (default: same origin only)
@@ -88,6 +89,7 @@ export const configSchema = z
     aggregate: z.enum(AGGREGATORS, { error: `--aggregate must be one of: ${AGGREGATORS.join(', ')}` }).default('mean'),
     verifyRate: z.number({ error: '--verify-rate must be a number' }).min(0, '--verify-rate must be in [0, 1]').max(1, '--verify-rate must be in [0, 1]').default(0.1),
     verifyTolerance: pos('--verify-tolerance').default(0.05),
+    verifyThreads: int('--verify-threads', 1, 64).default(1),
     normLimit: z.number({ error: '--norm-limit must be a number' }).min(1.5, '--norm-limit must be >= 1.5').default(6),
     rateLimit: pos('--rate-limit').default(20),
     allowedOrigins: z.string().max(2000).default(''),
@@ -135,6 +137,7 @@ const FLAGS: Record<string, { key: keyof CoordinatorConfig; type: 'int' | 'float
   aggregate: { key: 'aggregate', type: 'string' },
   'verify-rate': { key: 'verifyRate', type: 'float' },
   'verify-tolerance': { key: 'verifyTolerance', type: 'float' },
+  'verify-threads': { key: 'verifyThreads', type: 'int' },
   'norm-limit': { key: 'normLimit', type: 'float' },
   'rate-limit': { key: 'rateLimit', type: 'float' },
   'allowed-origins': { key: 'allowedOrigins', type: 'string' },

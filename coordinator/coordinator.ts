@@ -267,6 +267,8 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     }
     detachDashboard();
     evaluator?.dispose();
+    // Verification threads stop; results still waiting for a verdict are dropped with their sockets.
+    await security.close();
     io.disconnectSockets(true);
     await new Promise<void>((res) => io.close(() => res()));
     http.closeAllConnections?.();

@@ -10,6 +10,7 @@ import { C2S, type RejectCode, type ResultMsg } from '../../shared/protocol/mess
 import type { SecuritySummary } from '../../shared/protocol/dashboard.ts';
 import { Rng } from '../../shared/rng.ts';
 import { validateResult } from '../../shared/protocol/validate.ts';
+import type { MicroBatch } from '../../shared/backend.ts';
 import type { CoordinatorConfig } from '../config.ts';
 import type { EventBus } from '../server/events.ts';
 import type { WorkerHub } from '../server/hub.ts';
@@ -28,7 +29,18 @@ const NORM_WINDOW = 64;
 /** Refusals by the rate limiter after which the connection is closed. */
 const FLOOD_DISCONNECT = 200;
 
-export type Gate = { ok: true } | { ok: false; code: RejectCode; message: string };
+/**
+ * The gate's answer. `later`: the result is being re-computed off the loop (a norm outlier); the
+ * hub handles it again, every check included, when `until` resolves true (false: the coordinator
+ * is closing, drop it).
+ */
+export type Gate = { ok: true } | { ok: false; code: RejectCode; message: string } | { ok: 'later'; until: Promise<boolean> };
+
+/** A re-computation's verdict for one lease; cmp null: the check could not run (unverified). */
+interface Verdict {
+  version: number;
+  cmp: Comparison | null;
+}
 
 export class Security {
   readonly reputation: Reputation;
@@ -41,7 +53,8 @@ export class Security {
   private pendingDigest = new Map<string, string>();
   private readonly expiryWatch = new Set<string>();
   /** Re-computation verdicts by lease id, from preVerify() to gate(). */
-  private verdicts = new Map<string, { version: number; cmp: Comparison }>();
+  private verdicts = new Map<string, Verdict>();
+  private closed = false;
   readonly counters = { rateLimited: 0, unknownEvents: 0, replays: 0, normOutliers: 0, normLies: 0, discardedResults: 0, releasedForBan: 0 };
   readonly rejectsByCode: Partial<Record<RejectCode, number>> = {};
 
@@ -53,7 +66,7 @@ export class Security {
     private readonly log: Logger,
   ) {
     this.reputation = new Reputation({ ...DEFAULT_REPUTATION, verifyRate: cfg.verifyRate, minVerifyRate: Math.min(DEFAULT_REPUTATION.minVerifyRate, cfg.verifyRate) });
-    this.verifier = cfg.verifyRate > 0 ? new Verifier(trainer.model, cfg.verifyTolerance) : null;
+    this.verifier = cfg.verifyRate > 0 ? new Verifier(trainer.model, cfg.verifyTolerance, cfg.verifyThreads) : null;
     this.rng = new Rng(cfg.seed ^ 0x5ec);
   }
 
@@ -75,12 +88,8 @@ export class Security {
           this.refusePacket(socket, event, 'BAD_SCHEMA', `unknown event "${event}"`);
           return;
         }
-        if (event === C2S.result && this.preVerify(socket, packet[1])) {
-          // The re-computation blocked the loop; hand the packet to the hub in a fresh macrotask
-          // so timers and I/O that waited run first (acks keep their order relative to steps).
-          setTimeout(() => next(), 0);
-          return;
-        }
+        // A sampled result reaches the hub once its re-computation is done (on a thread).
+        if (event === C2S.result && this.preVerify(socket, packet[1], () => next())) return;
         next();
       });
     });
@@ -97,10 +106,13 @@ export class Security {
   }
 
   /**
-   * Sampling and re-computation of a result, before the hub sees it: returns true if it ran. The
+   * Sampling and re-computation of a result, before the hub sees it: returns true if a check was
+   * started, and then calls `next` (the packet goes on to the hub) once the verdict is in. The
    * verdict is kept for gate(), which applies it (the hub still validates everything itself).
+   * Meanwhile the loop serves heartbeats, other results and the API; a packet whose connection
+   * closed meanwhile is dropped (its leases were released with the connection).
    */
-  private preVerify(socket: Socket, raw: unknown): boolean {
+  private preVerify(socket: Socket, raw: unknown, next: () => void): boolean {
     if (!this.verifier) return false;
     const w = this.hub.workers.connected().find((x) => x.socket === socket);
     if (!w || this.rng.next() >= this.reputation.verifyProbability(w.id)) return false;
@@ -109,10 +121,55 @@ export class Security {
     const lease = this.trainer.check(v.value.taskId, w.id);
     if ('code' in lease || v.value.version !== this.trainer.version || v.value.version !== lease.version) return false;
     const { batch } = this.trainer.batchOf(lease);
-    const cmp = this.verifier.check(this.trainer.params, batch, v.value.loss, v.value.grads);
-    this.verdicts.set(lease.id, { version: this.trainer.version, cmp });
-    if (this.verdicts.size > 1024) this.verdicts.delete(this.verdicts.keys().next().value as string);
+    void this.verifyOffLoop(lease, batch, v.value.loss, v.value.grads).then((go) => {
+      if (go && socket.connected) next();
+    });
     return true;
+  }
+
+  /**
+   * Re-compute a result of `lease` on a verification thread, at the current version (the caller
+   * checked that it is the lease's), and keep the verdict for gate(). The lease is held (does not
+   * expire) meanwhile: its answer came in time. A verdict is kept only while its lease is still live
+   * at the same version: a check that outlives its lease (worker dropped or banned, step over)
+   * changes nothing, and the hub refuses its result with its own codes. Resolves false when the
+   * coordinator is closing (drop the packet); never rejects.
+   */
+  private verifyOffLoop(lease: Lease, batch: MicroBatch, loss: number, grads: Float32Array): Promise<boolean> {
+    const version = this.trainer.version;
+    const keep = (cmp: Comparison | null) => {
+      if (this.trainer.version !== version || this.trainer.current?.active.get(lease.id) !== lease) return;
+      this.verdicts.set(lease.id, { version, cmp });
+      if (this.verdicts.size > 1024) this.verdicts.delete(this.verdicts.keys().next().value as string);
+    };
+    let job: Promise<Comparison>;
+    try {
+      job = this.verifier!.check(this.trainer.params, version, batch, loss, grads);
+    } catch (e) {
+      job = Promise.reject(e); // e.g. no memory for the parameters' copy: handled as a failed check
+    }
+    lease.holds = (lease.holds ?? 0) + 1;
+    return job.then(
+      (cmp) => {
+        lease.holds!--;
+        keep(cmp);
+        return !this.closed;
+      },
+      (e: unknown) => {
+        lease.holds!--;
+        if (this.closed) return false;
+        // A coordinator fault, not the worker's: the result goes on unverified.
+        this.log.error({ err: e, task: lease.id }, 'verification could not run; the result goes on unverified');
+        keep(null);
+        return true;
+      },
+    );
+  }
+
+  /** Stop the verification threads; checks in flight are dropped with their packets. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.verifier?.close();
   }
 
   isBanned(id: string | undefined): boolean {
@@ -161,15 +218,17 @@ export class Security {
     if (ref.length >= 4) {
       const med = median(ref);
       outlier = med > 0 && norm > this.cfg.normLimit * med;
-      if (outlier) this.counters.normOutliers++;
     }
-    let pre = this.verdicts.get(lease.id);
-    this.verdicts.delete(lease.id);
+    const pre = this.verdicts.get(lease.id);
     if (outlier && this.verifier && !(pre && pre.version === this.trainer.version)) {
+      // Re-computed on a thread; the hub runs this result again with the verdict in hand (and
+      // it is counted as an outlier then).
       const { batch } = this.trainer.batchOf(lease);
-      pre = { version: this.trainer.version, cmp: this.verifier.check(this.trainer.params, batch, r.loss, r.grads) };
+      return { ok: 'later', until: this.verifyOffLoop(lease, batch, r.loss, r.grads) };
     }
-    if (pre && pre.version === this.trainer.version) {
+    if (outlier) this.counters.normOutliers++;
+    this.verdicts.delete(lease.id);
+    if (pre && pre.version === this.trainer.version && pre.cmp) {
       const c = pre.cmp;
       const verdict = this.reputation.recordVerified(w.id, c.ok);
       if (!c.ok) {

@@ -7,51 +7,85 @@
 // Why CPU recompute and not redundant assignment to a second worker: the coordinator always has the
 // reference, it cannot collude, and it costs no volunteer time; for a model too large to recompute
 // here, the verify rate is the knob (0 disables it; norm checks and robust aggregation remain).
+//
+// The compute runs on verification threads (verify-pool.ts), never on the coordinator's loop: a
+// check takes seconds and the loop must keep serving heartbeats, sockets and the API meanwhile.
 
 import type { MicroBatch } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
-import { CpuGpt } from '../../shared/model/cpu/gpt.ts';
+import { VerifyPool, type SharedParams } from './verify-pool.ts';
 
 export interface Comparison {
   ok: boolean;
   relErr: number;
   lossErr: number;
+  /** Compute time on the verification thread (queueing excluded). */
   ms: number;
 }
 
 export class Verifier {
-  private readonly gpt: CpuGpt;
+  private readonly pool: VerifyPool;
+  /** The newest version's shared copy, reused by every check of that version. */
+  private shared: { version: number; source: Float32Array; params: SharedParams } | null = null;
+  private copies = 0;
   checks = 0;
   mismatches = 0;
   totalMs = 0;
+  /** Checks that could not run (a thread crashed, a bad job); the result went on unverified. */
+  failures = 0;
 
   constructor(
     readonly model: ModelConfig,
     readonly tolerance: number,
+    threads = 1,
   ) {
-    this.gpt = new CpuGpt(model, Float32Array);
+    this.pool = new VerifyPool(model, threads);
   }
 
-  /** Re-compute (params, batch) and compare with the worker's loss and gradient. */
-  check(params: Float32Array, batch: MicroBatch, loss: number, grads: Float32Array): Comparison {
-    const t0 = performance.now();
-    const ref = this.gpt.forward(params, batch);
-    const g = new Float32Array(grads.length);
-    this.gpt.backward(g);
-    let diff = 0;
-    let norm = 0;
-    for (let i = 0; i < g.length; i++) {
-      const d = grads[i] - g[i];
-      diff += d * d;
-      norm += g[i] * g[i];
-    }
-    const relErr = Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-12);
-    const lossErr = Math.abs(loss - ref.loss) / Math.max(1, Math.abs(ref.loss));
-    const ms = performance.now() - t0;
-    const ok = relErr <= this.tolerance && lossErr <= this.tolerance;
-    this.checks++;
-    if (!ok) this.mismatches++;
-    this.totalMs += ms;
-    return { ok, relErr, lossErr, ms };
+  /** SharedArrayBuffer copies of the parameters made so far (one per version checked). */
+  get paramCopies(): number {
+    return this.copies;
+  }
+
+  /** Checks queued or running. */
+  get pending(): number {
+    return this.pool.pending;
+  }
+
+  /**
+   * Re-compute (params, batch) and compare with the worker's loss and gradient. `params` must be
+   * at `version`, the version the worker computed at, when this is called: the copy handed to the
+   * thread is taken now, synchronously, since the optimizer updates `params` in place.
+   */
+  check(params: Float32Array, version: number, batch: MicroBatch, loss: number, grads: Float32Array): Promise<Comparison> {
+    const job = this.pool.run({ params: this.sharedParams(params, version), batch, loss, grads });
+    return job.then(
+      (f) => {
+        const ok = f.relErr <= this.tolerance && f.lossErr <= this.tolerance;
+        this.checks++;
+        if (!ok) this.mismatches++;
+        this.totalMs += f.ms;
+        return { ok, relErr: f.relErr, lossErr: f.lossErr, ms: f.ms };
+      },
+      (e: unknown) => {
+        this.failures++;
+        throw e;
+      },
+    );
+  }
+
+  /** One SharedArrayBuffer copy per (version, params array); pending checks keep theirs alive. */
+  private sharedParams(params: Float32Array, version: number): SharedParams {
+    const s = this.shared;
+    if (s && s.version === version && s.source === params) return s.params;
+    const buffer = new SharedArrayBuffer(params.byteLength);
+    new Float32Array(buffer).set(params);
+    this.shared = { version, source: params, params: { key: ++this.copies, buffer } };
+    return this.shared.params;
+  }
+
+  /** Stop the threads; pending checks fail with ERR_VERIFY_CLOSED. */
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }

@@ -240,6 +240,15 @@ export class WorkerHub {
     const info = this.leaseTokens.get(c.id);
     if (!info) return refuse('LATE', `task ${c.id} is no longer tracked`);
     const g = this.security?.gate(w, c, r, info.tokens);
+    if (g && g.ok === 'later') {
+      // Being re-computed on a verification thread (the lease is held meanwhile): handle the
+      // result again, every check included, once the verdict is in, if this connection still is.
+      const socket = w.socket;
+      void g.until.then((go) => {
+        if (go && socket && w.socket === socket && socket.connected) this.onResult(w, raw, reject);
+      });
+      return;
+    }
     if (g && !g.ok) return refuse(g.code, g.message);
     const a = this.trainer.accept(c, r, info.tokens, w.id);
     if (!a.ok) return refuse(a.code, a.message);

@@ -21,6 +21,11 @@ export interface Lease {
   ids: number[];
   issuedAt: number;
   expiresAt: number;
+  /**
+   * Results of this lease being re-computed by the coordinator (coordinator/security): the answer
+   * came in time, so the lease does not expire while it waits for its verdict.
+   */
+  holds?: number;
 }
 
 export type RetiredState = 'done' | 'expired' | 'released';
@@ -100,10 +105,10 @@ export class StepWork {
     return out;
   }
 
-  /** Leases past their deadline, released. */
+  /** Leases past their deadline (and not held for verification), released. */
   expire(now: number): Lease[] {
     const out: Lease[] = [];
-    for (const l of [...this.active.values()]) if (l.expiresAt <= now) out.push(this.release(l.id, 'expired')!);
+    for (const l of [...this.active.values()]) if (l.expiresAt <= now && !l.holds) out.push(this.release(l.id, 'expired')!);
     return out;
   }
 

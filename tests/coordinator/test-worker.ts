@@ -16,6 +16,10 @@ export interface TestWorkerOptions {
   /** Stop sending heartbeats (and results) after this many tasks. */
   silentAfter?: number;
   resumeId?: string;
+  /** Change the result of the n-th task before it is sent (a lying worker). */
+  alterResult?: (res: ResultMsg, n: number) => void;
+  /** Called right after the n-th result was sent. */
+  afterSend?: (task: TaskMsg, n: number) => void;
 }
 
 export interface TestWorker {
@@ -118,8 +122,10 @@ export function startTestWorker(url: string, o: TestWorkerOptions = {}): TestWor
         taskId: t.taskId, step: t.step, version: t.version, loss: g.loss, tokens: g.tokens, grads: g.grads,
         gradNorm: g.gradNorm, nonFinite: g.nonFinite, timings: g.timings,
       };
+      o.alterResult?.(res, n);
       w.sent.set(t.taskId, Array.from(t.sampleIds));
       socket.emit('result', res);
+      o.afterSend?.(t, n);
     });
   });
   socket.on('ack', (m: AckMsg) => w.acks.push(m));
