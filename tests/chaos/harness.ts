@@ -201,17 +201,25 @@ async function fuzz(url: string, count: number, rng: Rng): Promise<[number, numb
   let answered = 0;
   const perConnection = 8;
   while (sent < count) {
-    const s = io(url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
+    // The fuzzer runs while the schedule kills and restarts the coordinator: retry a refused
+    // connection for a while (the restarted coordinator listens on the same port).
+    let s = io(url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
+    for (let attempt = 0; ; attempt++) {
+      const ok = await new Promise<boolean>((res) => {
+        s.once('connect', () => res(true));
+        s.once('connect_error', () => res(false));
+        setTimeout(() => res(false), 5000);
+      });
+      if (ok) break;
+      s.close();
+      if (attempt >= 60) throw new Error('fuzzer could not connect for 30 s');
+      await sleep(500);
+      s = io(url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
+    }
     let rejects = 0;
     let disconnected = false;
     s.on('reject', () => rejects++);
     s.on('disconnect', () => (disconnected = true));
-    const ok = await new Promise<boolean>((res) => {
-      s.once('connect', () => res(true));
-      s.once('connect_error', () => res(false));
-      setTimeout(() => res(false), 5000);
-    });
-    if (!ok) throw new Error('fuzzer could not connect');
     // Half the connections stay unwelcomed (NOT_WELCOMED), the rest say hello first.
     const welcomed = sent % (2 * perConnection) >= perConnection;
     if (welcomed) {
@@ -305,6 +313,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     let freezeStep = sc.freeze ? Math.max(1, Math.floor(sc.steps / 3)) : -1;
     let fuzzed = !(sc.fuzz && sc.fuzz > 0);
     let lastStep = -1;
+    let fuzzing: Promise<void> = Promise.resolve();
     const deadline = t0 + (sc.timeoutMs ?? 600_000);
     for (;;) {
       if (Date.now() > deadline) throw new Error(`scenario ${sc.name}: timed out at step ${lastStep}\n${coord.log.join('').slice(-3000)}`);
@@ -317,9 +326,13 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
       lastStep = s.step;
       if (s.finished && s.eval && s.eval.step === sc.steps - 1) break;
       if (!fuzzed && s.step >= 1) {
+        // The fuzzer runs beside the schedule, not before it: awaited here it took longer than a
+        // short run on a quiet machine, so the kills below were never reached.
         fuzzed = true;
-        [fig.malformedSent, fig.malformedAnswered] = await fuzz(coord.url, sc.fuzz!, rng);
-        say(`  fuzz: ${fig.malformedSent} malformed messages, ${fig.malformedAnswered} answered`);
+        fuzzing = fuzz(coord.url, sc.fuzz!, new Rng(rng.nextU32())).then(([sent, answered]) => {
+          [fig.malformedSent, fig.malformedAnswered] = [sent, answered];
+          say(`  fuzz: ${sent} malformed messages, ${answered} answered`);
+        });
       }
       if (workerKillSteps.length && s.step >= workerKillSteps[0]) {
         workerKillSteps.shift();
@@ -372,6 +385,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
       }
       await sleep(150);
     }
+    await fuzzing;
     const s = (await coord.status())!;
     observe(s);
     fig.stepsDone = s.step;
