@@ -39,7 +39,7 @@ export class StepChart {
         ...this.size(),
         title: this.spec.title,
         scales: { x: { time: false }, ...(this.spec.yRange ? { y: { range: this.spec.yRange } } : {}) },
-        axes: [{ label: 'step' }, { size: 60, ...(this.spec.yFormat ? { values: (_u: uPlot, vals: number[]) => vals.map((v) => (v === null ? '' : this.spec.yFormat!(v))) } : {}) }],
+        axes: [{ label: 'step' }, { size: 72, ...(this.spec.yFormat ? { values: (_u: uPlot, vals: number[]) => vals.map((v) => (v === null ? '' : this.spec.yFormat!(v))) } : {}) }],
         series: [{ label: 'step' }, ...this.spec.series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: true, points: { show: false } }))],
       },
       data,

@@ -31,7 +31,7 @@ const charts = [
   new StepChart({ container: byId('chart-loss'), title: 'Loss', series: [{ key: 'loss', label: 'train loss', color: '#2563eb' }, { key: 'evalLoss', label: 'eval loss', color: '#dc2626' }] }),
   new StepChart({ container: byId('chart-eval'), title: 'Eval accuracy (exact match)', series: [{ key: 'evalAccuracy', label: 'accuracy', color: '#16a34a' }], yRange: [0, 1], yFormat: (v) => `${(v * 100).toFixed(0)}%` }),
   new StepChart({ container: byId('chart-tps'), title: 'Tokens / s', series: [{ key: 'tokensPerSec', label: 'tokens/s', color: '#9333ea' }] }),
-  new StepChart({ container: byId('chart-lr'), title: 'Learning rate', series: [{ key: 'lr', label: 'lr', color: '#ea580c' }], yFormat: (v) => v.toExponential(3) }),
+  new StepChart({ container: byId('chart-lr'), title: 'Learning rate', series: [{ key: 'lr', label: 'lr', color: '#ea580c' }], yFormat: (v) => v.toExponential(1) }),
 ];
 
 function redrawCharts(): void {
