@@ -173,32 +173,8 @@ export function matmulBackward(
   dinp: FloatArray, dweight: FloatArray, dbias: FloatArray | null, dout: FloatArray, inp: FloatArray,
   weight: FloatArray, BT: number, C: number, OC: number,
 ): void {
-  for (let i = 0; i < BT; i++) {
-    const doo = i * OC;
-    const io = i * C;
-    let k = 0;
-    for (; k + 4 <= C; k += 4) {
-      const w0 = k * OC, w1 = w0 + OC, w2 = w1 + OC, w3 = w2 + OC;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (let j = 0; j < OC; j++) {
-        const d = dout[doo + j];
-        s0 += d * weight[w0 + j];
-        s1 += d * weight[w1 + j];
-        s2 += d * weight[w2 + j];
-        s3 += d * weight[w3 + j];
-      }
-      dinp[io + k] += s0;
-      dinp[io + k + 1] += s1;
-      dinp[io + k + 2] += s2;
-      dinp[io + k + 3] += s3;
-    }
-    for (; k < C; k++) {
-      const wo = k * OC;
-      let s = 0;
-      for (let j = 0; j < OC; j++) s += dout[doo + j] * weight[wo + j];
-      dinp[io + k] += s;
-    }
-  }
+  // dinp[i,k] += sum_j dout[i,j] * weight[k,j]
+  rowDotsNT(dinp, dout, weight, BT, C, OC, true);
   const acc = scratch(0, OC);
   for (let k = 0; k < C; k++) {
     acc.fill(0, 0, OC);
@@ -389,30 +365,46 @@ export function residualBackward(dinp1: FloatArray, dinp2: FloatArray, dout: Flo
  * 4 vocabulary rows share each pass over the input row.
  */
 export function lmHeadForward(logits: FloatArray, inp: FloatArray, wte: FloatArray, BT: number, C: number, V: number): void {
-  for (let i = 0; i < BT; i++) {
-    const io = i * C;
-    const lo = i * V;
-    let v = 0;
-    for (; v + 4 <= V; v += 4) {
-      const w0 = v * C, w1 = w0 + C, w2 = w1 + C, w3 = w2 + C;
+  rowDotsNT(logits, inp, wte, BT, V, C, false);
+}
+
+/**
+ * out [rows,n] (= or +=) a [rows,k] @ b [n,k]^T: every entry is a dot product of two contiguous
+ * rows, so 4 rows of b share each pass over a row of a. Sums in float64 (JS numbers), in order.
+ * Shared by the tied LM head (logits = x wte^T) and matmul's input gradient (dX = dY W^T).
+ */
+function rowDotsNT(out: FloatArray, a: FloatArray, b: FloatArray, rows: number, n: number, k: number, accumulate: boolean): void {
+  for (let i = 0; i < rows; i++) {
+    const ao = i * k;
+    const oo = i * n;
+    let j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const b0 = j * k, b1 = b0 + k, b2 = b1 + k, b3 = b2 + k;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (let k = 0; k < C; k++) {
-        const x = inp[io + k];
-        s0 += x * wte[w0 + k];
-        s1 += x * wte[w1 + k];
-        s2 += x * wte[w2 + k];
-        s3 += x * wte[w3 + k];
+      for (let t = 0; t < k; t++) {
+        const x = a[ao + t];
+        s0 += x * b[b0 + t];
+        s1 += x * b[b1 + t];
+        s2 += x * b[b2 + t];
+        s3 += x * b[b3 + t];
       }
-      logits[lo + v] = s0;
-      logits[lo + v + 1] = s1;
-      logits[lo + v + 2] = s2;
-      logits[lo + v + 3] = s3;
+      if (accumulate) {
+        out[oo + j] += s0;
+        out[oo + j + 1] += s1;
+        out[oo + j + 2] += s2;
+        out[oo + j + 3] += s3;
+      } else {
+        out[oo + j] = s0;
+        out[oo + j + 1] = s1;
+        out[oo + j + 2] = s2;
+        out[oo + j + 3] = s3;
+      }
     }
-    for (; v < V; v++) {
-      const wo = v * C;
+    for (; j < n; j++) {
+      const bo = j * k;
       let s = 0;
-      for (let k = 0; k < C; k++) s += inp[io + k] * wte[wo + k];
-      logits[lo + v] = s;
+      for (let t = 0; t < k; t++) s += a[ao + t] * b[bo + t];
+      out[oo + j] = accumulate ? out[oo + j] + s : s;
     }
   }
 }
