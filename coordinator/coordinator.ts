@@ -30,6 +30,7 @@ import { attachDashboard } from './server/dashboard-ns.ts';
 import { EventBus } from './server/events.ts';
 import { WorkerHub } from './server/hub.ts';
 import { originGuard } from './security/origin.ts';
+import { loadBans } from './security/ban-file.ts';
 import { attachSecurity } from './security/security.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
@@ -190,7 +191,16 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   };
 
   const hub = new WorkerHub(io, trainer, config, config.preset, seqLen, bus, log, { afterStep });
-  const security = attachSecurity(io, hub, trainer, config, bus, log);
+  // Bans outlive restarts (and --no-resume: a fresh model does not make a liar honest). A damaged
+  // ban list is reported and replaced at the next ban, never a reason not to start.
+  const bans = loadBans(runDir);
+  if (bans.warning) {
+    log.warn({ file: bans.file }, bans.warning);
+    bus.logEntry({ level: 'warn', kind: 'resume', message: bans.warning });
+  } else if (bans.bans.length) {
+    log.info({ file: bans.file, bans: bans.bans.length }, 'ban list loaded');
+  }
+  const security = attachSecurity(io, hub, trainer, config, bus, log, { file: bans.file, loaded: bans.bans });
 
   const status = (): StatusSnapshot => {
     const last = trainer.history.at(-1);

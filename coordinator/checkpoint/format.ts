@@ -11,12 +11,12 @@
 // a crash at any moment leaves either the previous set of checkpoints or the new complete one.
 
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { AppError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import type { RngState } from '../../shared/rng.ts';
 import type { HistoryPoint } from '../../shared/protocol/dashboard.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 export const CHECKPOINT_MAGIC = 'VTCKPT01';
 export const CHECKPOINT_FORMAT_VERSION = 1;
@@ -129,36 +129,14 @@ export function readCheckpoint(file: string): CheckpointData {
 }
 
 /**
- * Atomic write: `${file}.tmp-<pid>` + fsync + rename + fsync(dir). On any failure the temporary
- * file is removed, the target is untouched, and ERR_CHECKPOINT_WRITE says where and why.
+ * Atomic write (writeFileAtomic: `${file}.tmp-<pid>` + fsync + rename + fsync(dir)). On any failure the
+ * temporary file is removed, the target is untouched, and ERR_CHECKPOINT_WRITE says where and why.
  */
 export function writeCheckpointFile(file: string, data: CheckpointData): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  let fd: number | undefined;
+  const pieces = encodeCheckpoint(data); // its own ERR_CHECKPOINT_WRITE (a bug), before any file is touched
   try {
-    fd = openSync(tmp, 'w', 0o644);
-    for (const p of encodeCheckpoint(data)) {
-      let off = 0;
-      while (off < p.length) off += writeSync(fd, p, off, p.length - off);
-    }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, file);
-    try {
-      const dfd = openSync(dirname(file), 'r');
-      fsyncSync(dfd);
-      closeSync(dfd);
-    } catch {
-      // Some filesystems refuse fsync on directories; the rename itself is still atomic.
-    }
+    writeFileAtomic(file, pieces);
   } catch (e) {
-    if (fd !== undefined) try { closeSync(fd); } catch { /* already failing */ }
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      // nothing more to clean up
-    }
     const code = (e as NodeJS.ErrnoException).code;
     throw new AppError('ERR_CHECKPOINT_WRITE', `checkpoint ${file}: write failed (${code ?? (e as Error).message})`, 500,
       code === 'ENOSPC' ? 'the disk is full; free space — the previous checkpoint is still valid' : 'check that the run directory is writable; the previous checkpoint is still valid');

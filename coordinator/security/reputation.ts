@@ -124,6 +124,14 @@ export class Reputation {
     r.penalty = Math.max(0, r.penalty - 1);
   }
 
+  /** A ban from the run directory's ban list (a previous run of this coordinator). */
+  restoreBan(id: string, reason: string, at: number): void {
+    const r = this.get(id);
+    r.banned = true;
+    r.bannedReason = reason;
+    r.bannedAt = at;
+  }
+
   private ban(r: TrustRecord, reason: string): Verdict {
     if (r.banned) return { ban: false };
     r.banned = true;

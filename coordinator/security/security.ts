@@ -3,6 +3,7 @@
 // the fold-in (replay, reported-vs-true norm, norm vs the recent median, re-computation), and every
 // rejection (reputation -> ban). A ban refuses the worker's id, closes its connection, releases its
 // leases and discards its results already folded into the running step (re-leased to others).
+// Bans are kept in the run directory (ban-file.ts): loaded at start, rewritten on every ban.
 
 import type { Server, Socket } from 'socket.io';
 import type { Logger } from 'pino';
@@ -17,6 +18,7 @@ import type { WorkerHub } from '../server/hub.ts';
 import type { WorkerRecord } from '../server/workers.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { Lease } from '../train/step-work.ts';
+import { writeBans, type BanEntry } from './ban-file.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
@@ -64,8 +66,11 @@ export class Security {
     private readonly cfg: CoordinatorConfig,
     private readonly bus: EventBus,
     private readonly log: Logger,
+    /** The run directory's ban list: its path (rewritten on every ban) and the bans read from it. */
+    private readonly bans?: { file: string; loaded: BanEntry[] },
   ) {
     this.reputation = new Reputation({ ...DEFAULT_REPUTATION, verifyRate: cfg.verifyRate, minVerifyRate: Math.min(DEFAULT_REPUTATION.minVerifyRate, cfg.verifyRate) });
+    for (const b of bans?.loaded ?? []) this.reputation.restoreBan(b.id, b.reason, b.at);
     this.verifier = cfg.verifyRate > 0 ? new Verifier(trainer.model, cfg.verifyTolerance, cfg.verifyThreads) : null;
     this.rng = new Rng(cfg.seed ^ 0x5ec);
   }
@@ -297,8 +302,27 @@ export class Security {
     }
     this.log.warn({ worker: w.id, reason, discarded }, 'worker banned');
     this.bus.logEntry({ level: 'warn', kind: 'kick', message: `${w.id} banned: ${reason}${discarded ? `; ${discarded} accepted task(s) of this step discarded and re-leased` : ''}`, workerId: w.id, code: 'BANNED' });
+    this.saveBans();
     if (socket) this.hub.dropWorker(w, 'kicked', `banned: ${reason}`);
     else this.hub.schedule();
+  }
+
+  /**
+   * Rewrite the ban list with every ban in force. A failed write (disk full) is logged and the ban
+   * still holds in memory; the previous file stays intact, and the next ban tries again.
+   */
+  private saveBans(): void {
+    if (!this.bans) return;
+    try {
+      writeBans(this.bans.file, this.bannedList());
+    } catch (e) {
+      this.log.error({ err: e }, 'ban list not saved; the ban holds until restart');
+      this.bus.logEntry({ level: 'error', kind: 'kick', message: (e as Error).message });
+    }
+  }
+
+  private bannedList(): BanEntry[] {
+    return this.reputation.banned().map((r) => ({ id: r.id, reason: r.bannedReason ?? '', at: r.bannedAt ?? 0 }));
   }
 
   summary(): SecuritySummary {
@@ -313,7 +337,7 @@ export class Security {
       heldGradientBytes: agg.heldBytes ?? 0,
       counters: { ...this.counters },
       rejectsByCode: { ...this.rejectsByCode } as Record<string, number>,
-      banned: this.reputation.banned().map((r) => ({ id: r.id, reason: r.bannedReason ?? '', at: r.bannedAt ?? 0 })),
+      banned: this.bannedList(),
       trust: Object.fromEntries([...this.hub.workers.byId.keys()].map((id) => {
         const r = this.reputation.get(id);
         return [id, { trust: this.reputation.trust(id), verifiedOk: r.verifiedOk, mismatches: r.mismatches, penalty: r.penalty, banned: r.banned, verifyProbability: this.reputation.verifyProbability(id) }];
@@ -327,8 +351,8 @@ function workKey(l: Lease): string {
   return `${l.step}.${l.version}.${l.start}-${l.end}`;
 }
 
-export function attachSecurity(io: Server, hub: WorkerHub, trainer: Trainer, cfg: CoordinatorConfig, bus: EventBus, log: Logger): Security {
-  const s = new Security(hub, trainer, cfg, bus, log);
+export function attachSecurity(io: Server, hub: WorkerHub, trainer: Trainer, cfg: CoordinatorConfig, bus: EventBus, log: Logger, bans?: { file: string; loaded: BanEntry[] }): Security {
+  const s = new Security(hub, trainer, cfg, bus, log, bans);
   s.attach(io);
   hub.security = s;
   return s;

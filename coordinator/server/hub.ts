@@ -125,7 +125,7 @@ export class WorkerHub {
         this.dropWorker(prev, 'left', 'replaced by a new connection');
       }
       worker = prev ?? {
-        id: this.workers.newId(),
+        id: this.freshId(),
         socket: null,
         hello: h.value,
         plan,
@@ -190,6 +190,16 @@ export class WorkerHub {
       clearTimeout(helloTimer);
       if (worker && worker.socket === socket) this.dropWorker(worker, 'left', `disconnected (${reason})`);
     });
+  }
+
+  /**
+   * A new worker id. The id counter restarts with the coordinator while bans are loaded from the
+   * run directory, so an honest newcomer must not be handed an id that a previous run banned.
+   */
+  private freshId(): string {
+    let id = this.workers.newId();
+    while (this.security?.isBanned(id) || this.workers.byId.has(id)) id = this.workers.newId();
+    return id;
   }
 
   /** Detach a worker: its live lease goes back to the pool at once and is re-leased. */
