@@ -9,9 +9,8 @@ import { AppError } from '../errors.ts';
 import { Rng } from '../rng.ts';
 import type { Device } from './devices.ts';
 import type { ModelShape } from './model-shape.ts';
-import {
-  heldUnitRanges, movedBytesPerParam, newlyHeldParams, planCluster, type ClusterOptions, type ClusterPlan,
-} from './cluster.ts';
+import { planCluster, type ClusterOptions, type ClusterPlan } from './cluster.ts';
+import { heldUnitRanges, movedBytesPerParam, newlyHeldParams } from './replan.ts';
 import { bytes, formatBytes, type Bytes } from './units.ts';
 
 export interface ChurnOptions {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { planCluster, replanCluster, type ClusterPlan, type ClusterOptions } from '../../shared/memory/cluster.ts';
+import { planCluster, type ClusterPlan, type ClusterOptions } from '../../shared/memory/cluster.ts';
+import { replanCluster } from '../../shared/memory/replan.ts';
 import { parseDeviceSpec, type Device } from '../../shared/memory/devices.ts';
 import { shapeFromParams, shapeFromPreset, type ModelShape } from '../../shared/memory/model-shape.ts';
 import { Rng } from '../../shared/rng.ts';
