@@ -4,6 +4,8 @@
 // one (SIGSTOP: a hung tab), kills the coordinator at random moments, plants a torn checkpoint,
 // and fuzzes the socket endpoint with malformed messages. The figures come from the coordinator's
 // own status, its checkpoint files (re-verified here) and the processes' exit codes.
+// Why this file is long: one scenario runner with its process, kill and fuzz helpers; the pieces
+// share the scenario's state (children, ports, run directory) and are used nowhere else.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,9 @@
 // The engine conformance suite, framework-free so the same cases run under vitest in Node
 // (tests/engine/conformance.node.test.ts) and inside a Chromium page (tests/engine/browser/**).
 //
+// Why this file is long: it is the one case list both runners (Node and Chromium) execute; one
+// file keeps the cases and their order identical in both.
+//
 // Contract (agreed with the browser-runner owner):
 //   conformanceCases(env) -> Array<{ name, run }>, each run() resolves on success and throws an
 //   Error whose message says which kernel/tensor, which index, the values and the tolerance.

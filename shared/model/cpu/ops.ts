@@ -1,6 +1,8 @@
 // CPU reference ops for GPT-2, llm.c style (train_gpt2.c): one function per layer, each with
 // its forward and backward, on flat row-major arrays. These are the ground truth the WebGPU
 // kernels are tested against, op by op, so the signatures are stable and documented here.
+// Why this file is long: every op's forward and backward sit side by side with the conventions
+// below, mirroring the kernel list; splitting them would separate each backward from its forward.
 //
 // Conventions
 // - Shapes in comments are row-major; BT = B*T rows; C channels; OC output channels.
