@@ -29,9 +29,9 @@ import { staticRouter } from './http/static.ts';
 import { attachDashboard } from './server/dashboard-ns.ts';
 import { EventBus } from './server/events.ts';
 import { WorkerHub } from './server/hub.ts';
+import { maxMessageBytes } from './server/message-size.ts';
 import { originGuard } from './security/origin.ts';
 import { loadBans } from './security/ban-file.ts';
-import { attachSecurity } from './security/security.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
 
@@ -143,10 +143,9 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   const app = express();
   app.disable('x-powered-by');
   const http = createServer(app);
-  const maxMessageBytes = trainer.paramCount * 4 + (1 << 20);
   const io = new Server(http, {
     parser: msgpackParser,
-    maxHttpBufferSize: maxMessageBytes,
+    maxHttpBufferSize: maxMessageBytes(trainer.paramCount),
     transports: ['websocket'],
     // Browsers: same origin or --allowed-origins only (coordinator/security/origin.ts).
     allowRequest: originGuard(config.allowedOrigins.split(',').map((o) => o.trim()).filter(Boolean)),
@@ -167,15 +166,11 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
 
   const afterStep = async (): Promise<void> => {
     const done = trainer.step;
-    const last = trainer.history.at(-1);
     if (evaluator && (done % config.evalEvery === 0 || trainer.finished)) {
       const r = await evaluator.run(trainer.params);
       const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now() };
       evals.push(e);
-      if (last) {
-        last.evalLoss = r.loss;
-        last.evalAccuracy = r.accuracy;
-      }
+      trainer.noteEval(r.loss, r.accuracy);
       log.info({ step: e.step, evalLoss: r.loss, accuracy: r.accuracy }, 'eval');
       bus.emit('eval', e);
       bus.logEntry({ level: 'info', kind: 'eval', message: `eval at step ${e.step}: loss ${r.loss.toFixed(4)}${r.accuracy !== null ? `, exact match ${(100 * r.accuracy).toFixed(1)}%` : ''}` });
@@ -190,7 +185,6 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     }
   };
 
-  const hub = new WorkerHub(io, trainer, config, config.preset, seqLen, bus, log, { afterStep });
   // Bans outlive restarts (and --no-resume: a fresh model does not make a liar honest). A damaged
   // ban list is reported and replaced at the next ban, never a reason not to start.
   const bans = loadBans(runDir);
@@ -200,7 +194,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   } else if (bans.bans.length) {
     log.info({ file: bans.file, bans: bans.bans.length }, 'ban list loaded');
   }
-  const security = attachSecurity(io, hub, trainer, config, bus, log, { file: bans.file, loaded: bans.bans });
+  const hub = new WorkerHub({ io, trainer, config, preset: config.preset, seqLen, bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans } });
 
   const status = (): StatusSnapshot => {
     const last = trainer.history.at(-1);
@@ -223,7 +217,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       accounting: trainer.accounting(),
       globalBatch: config.globalBatch,
       uptimeSec: Math.round((Date.now() - startedAt) / 1000),
-      security: security.summary(),
+      security: hub.security.summary(),
     };
   };
 
@@ -278,7 +272,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     detachDashboard();
     evaluator?.dispose();
     // Verification threads stop; results still waiting for a verdict are dropped with their sockets.
-    await security.close();
+    await hub.close();
     io.disconnectSockets(true);
     await new Promise<void>((res) => io.close(() => res()));
     http.closeAllConnections?.();

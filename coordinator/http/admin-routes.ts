@@ -9,17 +9,12 @@ export function adminRouter(ctx: CoordinatorContext): Router {
   const r = Router();
   r.use('/api/admin', requireBearer(ctx.adminToken));
   r.post('/api/admin/pause', (_req, res) => {
-    ctx.hub.paused = true;
-    ctx.bus.logEntry({ level: 'info', kind: 'admin', message: 'training paused by admin' });
-    ctx.hub.schedule();
+    ctx.hub.pause();
     ctx.bus.emit('admin', { action: 'pause' });
     res.json({ paused: true, step: ctx.trainer.step });
   });
   r.post('/api/admin/resume', (_req, res) => {
-    ctx.hub.paused = false;
-    for (const w of ctx.hub.workers.connected()) w.waitCode = null;
-    ctx.bus.logEntry({ level: 'info', kind: 'admin', message: 'training resumed by admin' });
-    ctx.hub.schedule();
+    ctx.hub.resume();
     ctx.bus.emit('admin', { action: 'resume' });
     res.json({ paused: false, step: ctx.trainer.step });
   });

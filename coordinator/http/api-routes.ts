@@ -4,7 +4,7 @@ import { Router } from 'express';
 import { AppError } from '../../shared/errors.ts';
 import { planWorker } from '../../shared/memory/plan.ts';
 import { parseBytes } from '../../shared/memory/units.ts';
-import { toWirePlan } from '../server/hub.ts';
+import { toWirePlan } from '../server/wire-plan.ts';
 import type { CoordinatorContext } from './context.ts';
 
 export function apiRouter(ctx: CoordinatorContext): Router {

@@ -1,15 +1,9 @@
-// Bearer-token check for admin routes: constant-time comparison (of SHA-256 digests, so the
-// token length leaks nothing either). 401 with ERR_UNAUTHORIZED otherwise.
+// Bearer-token check for admin routes: constant-time comparison (security/token.ts: SHA-256
+// digests, so the token length leaks nothing either). 401 with ERR_UNAUTHORIZED otherwise.
 
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { AppError } from '../../shared/errors.ts';
-
-export function tokenMatches(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
+import { tokenMatches } from '../security/token.ts';
 
 export function requireBearer(token: string) {
   return (req: Request, _res: Response, next: NextFunction): void => {

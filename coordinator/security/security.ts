@@ -1,11 +1,14 @@
-// The coordinator's defences in one place, hooked into the worker hub at four points: every
-// incoming packet (rate limit, unknown events), hello (bans), a result between the lease check and
-// the fold-in (replay, reported-vs-true norm, norm vs the recent median, re-computation), and every
-// rejection (reputation -> ban). A ban refuses the worker's id, closes its connection, releases its
-// leases and discards its results already folded into the running step (re-leased to others).
-// Bans are kept in the run directory (ban-file.ts): loaded at start, rewritten on every ban.
+// The coordinator's defences in one place: a POLICY consulted at four points, which answers with a
+// verdict (verdict.ts) that the owner of the state carries out. Every incoming packet (rate limit,
+// unknown events, sampled re-computation: judgePacket, by the gateway), hello (isBanned), a result
+// between the lease check and the fold-in (replay, reported-vs-true norm, norm vs the recent median,
+// re-computation: judgeResult, by the replica assigner), and every rejection (reputation -> ban:
+// judgeRejection, by the gateway). A ban is carried out by the gateway: it refuses the worker's id,
+// closes its connection, releases its leases and discards its results already folded into the
+// running step (re-leased to others); recordBan() then logs it and rewrites the ban list.
+// Security owns its own state only: reputation, replay digests, norm window, verification verdicts,
+// counters. Bans are kept in the run directory (ban-file.ts): loaded at start, rewritten on every ban.
 
-import type { Server, Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import { C2S, type RejectCode, type ResultMsg } from '../../shared/protocol/messages.ts';
 import type { SecuritySummary } from '../../shared/protocol/dashboard.ts';
@@ -13,16 +16,17 @@ import { Rng } from '../../shared/rng.ts';
 import { validateResult } from '../../shared/protocol/validate.ts';
 import type { MicroBatch } from '../../shared/backend.ts';
 import type { CoordinatorConfig } from '../config.ts';
+import { l2Norm } from '../../shared/optim/clip.ts';
 import type { EventBus } from '../server/events.ts';
-import type { WorkerHub } from '../server/hub.ts';
-import type { WorkerRecord } from '../server/workers.ts';
+import type { WorkerView } from '../server/workers.ts';
+import { median } from '../train/aggregate.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { Lease } from '../train/step-work.ts';
 import { writeBans, type BanEntry } from './ban-file.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
-import { median } from './robust-aggregate.ts';
+import { ACCEPT, type Accept, type Ban, type Later, type PacketVerdict, type Refuse } from './verdict.ts';
 import { Verifier, type Comparison } from './verify.ts';
 
 const KNOWN_EVENTS = new Set<string>(Object.values(C2S));
@@ -31,17 +35,17 @@ const NORM_WINDOW = 64;
 /** Refusals by the rate limiter after which the connection is closed. */
 const FLOOD_DISCONNECT = 200;
 
-/**
- * The gate's answer. `later`: the result is being re-computed off the loop (a norm outlier); the
- * hub handles it again, every check included, when `until` resolves true (false: the coordinator
- * is closing, drop it).
- */
-export type Gate = { ok: true } | { ok: false; code: RejectCode; message: string } | { ok: 'later'; until: Promise<boolean> };
-
-/** A re-computation's verdict for one lease; cmp null: the check could not run (unverified). */
-interface Verdict {
+/** A re-computation's outcome for one lease; cmp null: the check could not run (unverified). */
+interface Recomputed {
   version: number;
   cmp: Comparison | null;
+}
+
+/** Per-connection state of the packet guard (guardConnection()). */
+export interface PacketGuard {
+  readonly bucket: TokenBucket;
+  /** Packets refused by the rate limiter on this connection. */
+  refused: number;
 }
 
 export class Security {
@@ -53,21 +57,21 @@ export class Security {
   private normStep = -1;
   private readonly rng: Rng;
   private pendingDigest = new Map<string, string>();
-  private readonly expiryWatch = new Set<string>();
-  /** Re-computation verdicts by lease id, from preVerify() to gate(). */
-  private verdicts = new Map<string, Verdict>();
+  /** Re-computation outcomes by lease id, from preVerify() to judgeResult(). */
+  private verdicts = new Map<string, Recomputed>();
   private closed = false;
   readonly counters = { rateLimited: 0, unknownEvents: 0, replays: 0, normOutliers: 0, normLies: 0, discardedResults: 0, releasedForBan: 0 };
   readonly rejectsByCode: Partial<Record<RejectCode, number>> = {};
 
   constructor(
-    private readonly hub: WorkerHub,
     private readonly trainer: Trainer,
     private readonly cfg: CoordinatorConfig,
     private readonly bus: EventBus,
     private readonly log: Logger,
     /** The run directory's ban list: its path (rewritten on every ban) and the bans read from it. */
     private readonly bans?: { file: string; loaded: BanEntry[] },
+    /** Ids of the workers the coordinator knows (the trust table of summary()). */
+    private readonly workerIds: () => Iterable<string> = () => [],
   ) {
     this.reputation = new Reputation({ ...DEFAULT_REPUTATION, verifyRate: cfg.verifyRate, minVerifyRate: Math.min(DEFAULT_REPUTATION.minVerifyRate, cfg.verifyRate) });
     for (const b of bans?.loaded ?? []) this.reputation.restoreBan(b.id, b.reason, b.at);
@@ -75,69 +79,60 @@ export class Security {
     this.rng = new Rng(cfg.seed ^ 0x5ec);
   }
 
-  /** Per-packet guard on every worker connection (runs before the hub's handlers). */
-  attach(io: Server): void {
-    io.on('connection', (socket: Socket) => {
-      const bucket = new TokenBucket(this.cfg.rateLimit, Math.max(10, this.cfg.rateLimit * 2));
-      let refused = 0;
-      socket.use((packet, next) => {
-        const event = typeof packet[0] === 'string' ? packet[0].slice(0, 32) : '?';
-        if (!bucket.take()) {
-          this.counters.rateLimited++;
-          if (++refused === FLOOD_DISCONNECT) return void socket.disconnect(true);
-          if (refused % 10 === 1) this.refusePacket(socket, event, 'RATE_LIMIT', `more than ${this.cfg.rateLimit} messages/s`);
-          return; // dropped: not calling next()
-        }
-        if (!KNOWN_EVENTS.has(event)) {
-          this.counters.unknownEvents++;
-          this.refusePacket(socket, event, 'BAD_SCHEMA', `unknown event "${event}"`);
-          return;
-        }
-        // A sampled result reaches the hub once its re-computation is done (on a thread).
-        if (event === C2S.result && this.preVerify(socket, packet[1], () => next())) return;
-        next();
-      });
-    });
-  }
-
-  private refusePacket(socket: Socket, event: string, code: RejectCode, message: string): void {
-    socket.emit('reject', { event, code, message });
-    const w = this.hub.workers.connected().find((x) => x.socket === socket);
-    if (!w) return;
-    this.hub.workers.countReject(w, code);
-    this.bus.emit('reject', { workerId: w.id, code });
-    this.bus.emit('worker', { op: 'update', worker: this.hub.workers.row(w) });
-    this.onRejected(w, code);
+  /** A new connection's packet guard (its rate-limit bucket), for judgePacket(). */
+  guardConnection(): PacketGuard {
+    return { bucket: new TokenBucket(this.cfg.rateLimit, Math.max(10, this.cfg.rateLimit * 2)), refused: 0 };
   }
 
   /**
-   * Sampling and re-computation of a result, before the hub sees it: returns true if a check was
-   * started, and then calls `next` (the packet goes on to the hub) once the verdict is in. The
-   * verdict is kept for gate(), which applies it (the hub still validates everything itself).
+   * Every incoming packet, before the gateway's handlers: rate limit (a flood is dropped, refused
+   * every 10th packet, disconnected at FLOOD_DISCONNECT), unknown events, and for a result of a
+   * sampled worker `later` (its re-computation runs first). `w`: the worker of this connection,
+   * null before hello.
+   */
+  judgePacket(guard: PacketGuard, event: string, payload: unknown, w: WorkerView | null): PacketVerdict {
+    if (!guard.bucket.take()) {
+      this.counters.rateLimited++;
+      if (++guard.refused === FLOOD_DISCONNECT) return { kind: 'disconnect' };
+      if (guard.refused % 10 === 1) return { kind: 'refuse', code: 'RATE_LIMIT', message: `more than ${this.cfg.rateLimit} messages/s` };
+      return { kind: 'drop' };
+    }
+    if (!KNOWN_EVENTS.has(event)) {
+      this.counters.unknownEvents++;
+      return { kind: 'refuse', code: 'BAD_SCHEMA', message: `unknown event "${event}"` };
+    }
+    // A sampled result reaches the gateway's handler once its re-computation is done (on a thread).
+    if (event === C2S.result) {
+      const until = this.preVerify(w, payload);
+      if (until) return { kind: 'later', until };
+    }
+    return ACCEPT;
+  }
+
+  /**
+   * Sampling and re-computation of a result, before the gateway handles it: returns the check's
+   * promise if one was started (the packet goes on when it resolves true), else null. The outcome
+   * is kept for judgeResult(), which applies it (the result is still validated in full there).
    * Meanwhile the loop serves heartbeats, other results and the API; a packet whose connection
    * closed meanwhile is dropped (its leases were released with the connection).
    */
-  private preVerify(socket: Socket, raw: unknown, next: () => void): boolean {
-    if (!this.verifier) return false;
-    const w = this.hub.workers.connected().find((x) => x.socket === socket);
-    if (!w || this.rng.next() >= this.reputation.verifyProbability(w.id)) return false;
+  private preVerify(w: WorkerView | null, raw: unknown): Promise<boolean> | null {
+    if (!this.verifier) return null;
+    if (!w || this.rng.next() >= this.reputation.verifyProbability(w.id)) return null;
     const v = validateResult(raw, { paramCount: this.trainer.paramCount });
-    if (!v.ok) return false;
+    if (!v.ok) return null;
     const lease = this.trainer.check(v.value.taskId, w.id);
-    if ('code' in lease || v.value.version !== this.trainer.version || v.value.version !== lease.version) return false;
+    if ('code' in lease || v.value.version !== this.trainer.version || v.value.version !== lease.version) return null;
     const { batch } = this.trainer.batchOf(lease);
-    void this.verifyOffLoop(lease, batch, v.value.loss, v.value.grads).then((go) => {
-      if (go && socket.connected) next();
-    });
-    return true;
+    return this.verifyOffLoop(lease, batch, v.value.loss, v.value.grads);
   }
 
   /**
    * Re-compute a result of `lease` on a verification thread, at the current version (the caller
-   * checked that it is the lease's), and keep the verdict for gate(). The lease is held (does not
-   * expire) meanwhile: its answer came in time. A verdict is kept only while its lease is still live
-   * at the same version: a check that outlives its lease (worker dropped or banned, step over)
-   * changes nothing, and the hub refuses its result with its own codes. Resolves false when the
+   * checked that it is the lease's), and keep the outcome for judgeResult(). The lease is held (does
+   * not expire) meanwhile: its answer came in time. An outcome is kept only while its lease is still
+   * live at the same version: a check that outlives its lease (worker dropped or banned, step over)
+   * changes nothing, and the assigner refuses its result with its own codes. Resolves false when the
    * coordinator is closing (drop the packet); never rejects.
    */
   private verifyOffLoop(lease: Lease, batch: MicroBatch, loss: number, grads: Float32Array): Promise<boolean> {
@@ -153,15 +148,16 @@ export class Security {
     } catch (e) {
       job = Promise.reject(e); // e.g. no memory for the parameters' copy: handled as a failed check
     }
-    lease.holds = (lease.holds ?? 0) + 1;
+    // The step's own hold: the lease does not expire while its answer is being checked.
+    const unhold = this.trainer.current?.hold(lease) ?? (() => {});
     return job.then(
       (cmp) => {
-        lease.holds!--;
+        unhold();
         keep(cmp);
         return !this.closed;
       },
       (e: unknown) => {
-        lease.holds!--;
+        unhold();
         if (this.closed) return false;
         // A coordinator fault, not the worker's: the result goes on unverified.
         this.log.error({ err: e, task: lease.id }, 'verification could not run; the result goes on unverified');
@@ -182,16 +178,14 @@ export class Security {
   }
 
   /**
-   * Checks between the lease check and the fold-in. On refusal the lease is released at once so
-   * its samples are re-leased without waiting for the lease to expire.
+   * Checks between the lease check and the fold-in. A refusal means: release the lease at once (so
+   * its samples are re-leased without waiting for it to expire), refuse the result, and ban the
+   * worker when `ban` is set; the replica assigner carries that out.
    */
-  gate(w: WorkerRecord, lease: Lease, r: ResultMsg, expectedTokens: number): Gate {
-    const refuse = (code: RejectCode, message: string): Gate => {
-      this.trainer.current?.release(lease.id, 'released');
-      return { ok: false, code, message };
-    };
+  judgeResult(w: WorkerView, lease: Lease, r: ResultMsg, expectedTokens: number): Accept | Refuse | Later {
+    const refuse = (code: RejectCode, message: string, ban?: string): Refuse => ({ kind: 'refuse', code, message, ...(ban !== undefined ? { ban } : {}) });
     // Leave step/version/tokens mismatches to the trainer's own codes.
-    if (r.step !== lease.step || r.version !== lease.version || r.tokens !== expectedTokens || r.version !== this.trainer.version) return { ok: true };
+    if (r.step !== lease.step || r.version !== lease.version || r.tokens !== expectedTokens || r.version !== this.trainer.version) return ACCEPT;
     const digest = gradientDigest(r.grads);
     const work = workKey(lease);
     const prior = this.replay.seenBy(digest, work);
@@ -199,9 +193,7 @@ export class Security {
       this.counters.replays++;
       return refuse('DUPLICATE', `this gradient was already accepted for task ${prior} (replay)`);
     }
-    let ss = 0;
-    for (let i = 0; i < r.grads.length; i++) ss += r.grads[i] * r.grads[i];
-    const norm = Math.sqrt(ss);
+    const norm = l2Norm(r.grads);
     if (Math.abs(norm - r.gradNorm) > 1e-2 * Math.max(norm, 1e-6)) {
       this.counters.normLies++;
       return refuse('OUT_OF_RANGE', `result.gradNorm ${r.gradNorm.toPrecision(4)} but the gradient's norm is ${norm.toPrecision(4)}`);
@@ -226,10 +218,10 @@ export class Security {
     }
     const pre = this.verdicts.get(lease.id);
     if (outlier && this.verifier && !(pre && pre.version === this.trainer.version)) {
-      // Re-computed on a thread; the hub runs this result again with the verdict in hand (and
+      // Re-computed on a thread; the assigner runs this result again with the outcome in hand (and
       // it is counted as an outlier then).
       const { batch } = this.trainer.batchOf(lease);
-      return { ok: 'later', until: this.verifyOffLoop(lease, batch, r.loss, r.grads) };
+      return { kind: 'later', until: this.verifyOffLoop(lease, batch, r.loss, r.grads) };
     }
     if (outlier) this.counters.normOutliers++;
     this.verdicts.delete(lease.id);
@@ -239,72 +231,41 @@ export class Security {
       if (!c.ok) {
         this.log.warn({ worker: w.id, task: lease.id, relErr: c.relErr, lossErr: c.lossErr }, 'verification mismatch');
         this.bus.logEntry({ level: 'warn', kind: 'reject', message: `${w.id}: task ${lease.id} failed re-computation (relative error ${c.relErr.toPrecision(3)})`, workerId: w.id, code: 'VERIFY_FAILED' });
-        const g = refuse('VERIFY_FAILED', `re-computation differs: relative gradient error ${c.relErr.toPrecision(3)}, loss error ${c.lossErr.toPrecision(3)} (tolerance ${this.cfg.verifyTolerance})`);
-        if (verdict.ban) queueMicrotask(() => this.ban(w, verdict.reason));
-        return g;
+        return refuse('VERIFY_FAILED', `re-computation differs: relative gradient error ${c.relErr.toPrecision(3)}, loss error ${c.lossErr.toPrecision(3)} (tolerance ${this.cfg.verifyTolerance})`,
+          verdict.ban ? verdict.reason : undefined);
       }
     }
     this.pendingDigest.set(lease.id, digest);
     this.norms.push(norm);
     if (this.norms.length > NORM_WINDOW) this.norms.shift();
-    return { ok: true };
+    return ACCEPT;
   }
 
-  /** The result was folded in. */
-  accepted(w: WorkerRecord, lease: Lease): void {
+  /** The result was folded in: remember its digest (replay) and credit the worker. */
+  noteAccepted(workerId: string, lease: Lease): void {
     const d = this.pendingDigest.get(lease.id);
     this.pendingDigest.delete(lease.id);
     if (d) this.replay.remember(d, lease.id, workKey(lease));
-    this.reputation.recordAccepted(w.id);
+    this.reputation.recordAccepted(workerId);
   }
 
-  /** Every rejection the hub counts lands here: penalty points, maybe a ban. */
-  onRejected(w: WorkerRecord, code: RejectCode, taskId?: string): void {
+  /** Every rejection the gateway counts lands here: penalty points, maybe a ban. */
+  judgeRejection(workerId: string, code: RejectCode): Accept | Ban {
     this.rejectsByCode[code] = (this.rejectsByCode[code] ?? 0) + 1;
-    if (code === 'BANNED') return;
-    this.freeAfterExpiry(w, taskId);
-    const v = this.reputation.recordRejected(w.id, code);
-    // Deferred: the hub is inside its own handler for this worker.
-    if (v.ban) queueMicrotask(() => this.ban(w, v.reason));
+    if (code === 'BANNED') return ACCEPT;
+    const v = this.reputation.recordRejected(workerId, code);
+    return v.ban ? { kind: 'ban', reason: v.reason } : ACCEPT;
   }
 
   /**
-   * A refused answer for the worker's LIVE lease leaves the lease with it (it may still send the
-   * right answer), but the hub keeps a worker with an unanswered lease out of scheduling until it
-   * answers; this one has answered. Once the lease expires (and is re-leased), make the worker
-   * schedulable again, or a NaN-producing or stale worker would sit idle forever (and never show
-   * enough bad results to be banned).
+   * A ban was carried out (gateway.ban): `discarded` accepted tasks of the running step were
+   * discarded. Logs it and rewrites the ban list.
    */
-  private freeAfterExpiry(w: WorkerRecord, taskId: string | undefined): void {
-    const lease = taskId !== undefined && w.lease === taskId ? this.trainer.current?.active.get(taskId) : undefined;
-    if (!lease || this.expiryWatch.has(taskId!)) return;
-    this.expiryWatch.add(taskId!);
-    const check = () => {
-      if (w.lease !== taskId || !w.socket) return void this.expiryWatch.delete(taskId!);
-      // Still live (the hub may stretch leases): look again later.
-      if (this.trainer.current?.active.has(taskId!)) return void setTimeout(check, 250).unref();
-      this.expiryWatch.delete(taskId!);
-      w.lease = null;
-      w.state = 'idle';
-      this.hub.schedule();
-    };
-    setTimeout(check, Math.max(0, lease.expiresAt - Date.now()) + 50).unref();
-  }
-
-  /** Ban by id and connection; discard its unverified results of the running step. */
-  ban(w: WorkerRecord, reason: string): void {
-    const socket = w.socket;
-    const discarded = this.trainer.discardWorker(w.id);
+  recordBan(workerId: string, reason: string, discarded: number): void {
     this.counters.discardedResults += discarded;
-    if (socket) {
-      socket.emit('reject', { event: 'result', code: 'BANNED', message: `banned: ${reason}` });
-      socket.emit('notice', { level: 'error', message: `banned: ${reason}`, kind: 'kicked' });
-    }
-    this.log.warn({ worker: w.id, reason, discarded }, 'worker banned');
-    this.bus.logEntry({ level: 'warn', kind: 'kick', message: `${w.id} banned: ${reason}${discarded ? `; ${discarded} accepted task(s) of this step discarded and re-leased` : ''}`, workerId: w.id, code: 'BANNED' });
+    this.log.warn({ worker: workerId, reason, discarded }, 'worker banned');
+    this.bus.logEntry({ level: 'warn', kind: 'kick', message: `${workerId} banned: ${reason}${discarded ? `; ${discarded} accepted task(s) of this step discarded and re-leased` : ''}`, workerId, code: 'BANNED' });
     this.saveBans();
-    if (socket) this.hub.dropWorker(w, 'kicked', `banned: ${reason}`);
-    else this.hub.schedule();
   }
 
   /**
@@ -326,7 +287,7 @@ export class Security {
   }
 
   summary(): SecuritySummary {
-    const agg = this.trainer.aggregator as { name: string; heldBytes?: number };
+    const agg = this.trainer.aggregator;
     return {
       aggregate: agg.name,
       verifyRate: this.cfg.verifyRate,
@@ -338,7 +299,7 @@ export class Security {
       counters: { ...this.counters },
       rejectsByCode: { ...this.rejectsByCode } as Record<string, number>,
       banned: this.bannedList(),
-      trust: Object.fromEntries([...this.hub.workers.byId.keys()].map((id) => {
+      trust: Object.fromEntries([...this.workerIds()].map((id) => {
         const r = this.reputation.get(id);
         return [id, { trust: this.reputation.trust(id), verifiedOk: r.verifiedOk, mismatches: r.mismatches, penalty: r.penalty, banned: r.banned, verifyProbability: this.reputation.verifyProbability(id) }];
       })),
@@ -349,11 +310,4 @@ export class Security {
 /** What a result answers: the same positions at the same version give the same gradient. */
 function workKey(l: Lease): string {
   return `${l.step}.${l.version}.${l.start}-${l.end}`;
-}
-
-export function attachSecurity(io: Server, hub: WorkerHub, trainer: Trainer, cfg: CoordinatorConfig, bus: EventBus, log: Logger, bans?: { file: string; loaded: BanEntry[] }): Security {
-  const s = new Security(hub, trainer, cfg, bus, log, bans);
-  s.attach(io);
-  hub.security = s;
-  return s;
 }

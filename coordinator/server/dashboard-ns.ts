@@ -8,7 +8,7 @@ import { DASHBOARD_NAMESPACE } from '../../shared/protocol/messages.ts';
 import type { EvalPoint, HistoryPoint, StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import type { EventBus } from './events.ts';
 
-export function attachDashboard(io: Server, bus: EventBus, status: () => StatusSnapshot, history: () => HistoryPoint[], evals: () => EvalPoint[]): () => void {
+export function attachDashboard(io: Server, bus: EventBus, status: () => StatusSnapshot, history: () => readonly HistoryPoint[], evals: () => EvalPoint[]): () => void {
   const nsp = io.of(DASHBOARD_NAMESPACE);
   nsp.on('connection', (s) => {
     s.emit('snapshot', status());

@@ -1,10 +1,16 @@
 // The coordinator's record of each worker: identity, plan, connection, liveness and counters
 // (tasks, samples, tokens, throughput, rejections by code). Survives reconnects via resumeId.
+//
+// The registry OWNS these records: everyone else reads them as WorkerView (read-only) and changes
+// them only through the methods below, so every change of a worker's state has one place and a
+// name (markIdle, markComputing, markWaiting...). The gateway attaches and detaches connections;
+// the scheduler and its assigners mark work; nobody assigns fields from outside.
 
 import type { Socket } from 'socket.io';
 import type { WorkerPlan } from '../../shared/memory/plan.ts';
-import type { HelloMsg, RejectCode } from '../../shared/protocol/messages.ts';
+import type { HelloMsg, RejectCode, WaitMsg } from '../../shared/protocol/messages.ts';
 import type { WorkerRow } from '../../shared/protocol/dashboard.ts';
+import type { EventBus } from './events.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -16,7 +22,7 @@ export interface WorkerRecord {
   lastSeen: number;
   /** Parameter version last sent to it (-1: none). */
   paramsVersion: number;
-  /** Live lease id, if any (kept after expiry until the worker answers: see hub). */
+  /** Live lease id, if any (kept after expiry until the worker answers: see replica-assigner). */
   lease: string | null;
   /** When the current/last lease was issued, and its samples (throughput of late answers). */
   leaseIssuedAt: number;
@@ -33,40 +39,177 @@ export interface WorkerRecord {
   waitCode: string | null;
 }
 
+/** A worker record as everyone but the registry sees it. */
+export type WorkerView = Readonly<WorkerRecord>;
+
 export class WorkerRegistry {
-  readonly byId = new Map<string, WorkerRecord>();
+  private readonly records = new Map<string, WorkerRecord>();
   private counter = 0;
 
-  newId(): string {
+  constructor(private readonly bus: EventBus) {}
+
+  /** Every known worker by id, connected or recently gone. */
+  get byId(): ReadonlyMap<string, WorkerView> {
+    return this.records;
+  }
+
+  /** The registry's own record behind a view (views are the records, read-only outside). */
+  private own(w: WorkerView): WorkerRecord {
+    return w as WorkerRecord;
+  }
+
+  /**
+   * A new worker id that `taken` does not refuse. The id counter restarts with the coordinator
+   * while bans are loaded from the run directory, so an honest newcomer must not be handed an id
+   * that a previous run banned.
+   */
+  freshId(taken: (id: string) => boolean): string {
+    let id = this.newId();
+    while (taken(id) || this.records.has(id)) id = this.newId();
+    return id;
+  }
+
+  private newId(): string {
     return `w${++this.counter}-${Math.random().toString(36).slice(2, 6)}`;
   }
 
+  /**
+   * A welcomed connection: the record of `prev` (a resumed id, its counters kept) or a new one
+   * with `id`, now idle on `socket` with a fresh plan and no parameters sent.
+   */
+  connect(prev: WorkerView | undefined, id: string, socket: Socket, hello: HelloMsg, plan: WorkerPlan, now: number): WorkerView {
+    const w: WorkerRecord = prev ? this.own(prev) : {
+      id,
+      socket: null,
+      hello,
+      plan,
+      state: 'idle',
+      joinedAt: now,
+      lastSeen: now,
+      paramsVersion: -1,
+      lease: null,
+      leaseIssuedAt: 0,
+      leaseSize: 0,
+      tasksDone: 0,
+      samplesDone: 0,
+      tokensDone: 0,
+      rejected: 0,
+      rejectedByCode: {},
+      samplesPerSec: 0,
+      tokensPerSec: 0,
+      waitCode: null,
+    };
+    Object.assign(w, { socket, hello, plan, state: 'idle', lastSeen: now, paramsVersion: -1, lease: null, waitCode: null });
+    this.records.set(w.id, w);
+    return w;
+  }
+
+  /** The connection is gone (left, dead, kicked): no socket, no lease. */
+  detach(w: WorkerView, state: 'left' | 'dead' | 'kicked'): void {
+    const r = this.own(w);
+    r.socket = null;
+    r.state = state;
+    r.lease = null;
+  }
+
+  /** A message arrived from it. */
+  touch(w: WorkerView, now: number): void {
+    this.own(w).lastSeen = now;
+  }
+
+  /** Free for the next task (its lease answered, withdrawn or expired). */
+  markIdle(w: WorkerView): void {
+    const r = this.own(w);
+    r.lease = null;
+    r.state = 'idle';
+  }
+
+  /** It was handed lease `leaseId` of `size` samples at `now`. */
+  markComputing(w: WorkerView, leaseId: string, size: number, now: number): void {
+    const r = this.own(w);
+    r.lease = leaseId;
+    r.leaseIssuedAt = now;
+    r.leaseSize = size;
+    r.state = 'computing';
+    r.waitCode = null;
+  }
+
+  /**
+   * It is told to wait with `code`. Returns false (and changes nothing) when it has no connection
+   * or was already told that code, so a wait is sent once.
+   */
+  markWaiting(w: WorkerView, code: WaitMsg['code']): boolean {
+    const r = this.own(w);
+    if (!r.socket || r.waitCode === code) return false;
+    r.waitCode = code;
+    r.state = code === 'paused' ? 'paused' : 'waiting';
+    return true;
+  }
+
+  /** Forget the waits sent (training resumed: every worker may be told again). */
+  clearWaitCodes(): void {
+    for (const w of this.connected()) this.own(w).waitCode = null;
+  }
+
+  /** Parameters of `version` were sent to it. */
+  markParamsSent(w: WorkerView, version: number): void {
+    this.own(w).paramsVersion = version;
+  }
+
+  /** An accepted task of `samples` samples and `tokens` tokens. */
+  recordDone(w: WorkerView, samples: number, tokens: number): void {
+    const r = this.own(w);
+    r.tasksDone++;
+    r.samplesDone += samples;
+    r.tokensDone += tokens;
+  }
+
+  /** Throughput EMA from a task of `samples` (and `tokens`; -1: unknown) issued at `sinceMs`. */
+  measure(w: WorkerView, samples: number, tokens: number, sinceMs: number, now: number): void {
+    const r = this.own(w);
+    const sec = Math.max(1e-3, (now - sinceMs) / 1000);
+    const alpha = r.samplesPerSec > 0 ? 0.5 : 1;
+    r.samplesPerSec = (1 - alpha) * r.samplesPerSec + alpha * (samples / sec);
+    if (tokens >= 0) r.tokensPerSec = (1 - alpha) * r.tokensPerSec + alpha * (tokens / sec); // -1: unknown (late answer)
+  }
+
+  countReject(w: WorkerView, code: RejectCode): void {
+    const r = this.own(w);
+    r.rejected++;
+    r.rejectedByCode[code] = (r.rejectedByCode[code] ?? 0) + 1;
+  }
+
   /** Connected workers whose plan makes them data-parallel replicas. */
-  replicas(): WorkerRecord[] {
-    return [...this.byId.values()].filter((w) => w.socket && w.plan.role === 'replica');
+  replicas(): WorkerView[] {
+    return this.withRole('replica');
   }
 
-  connected(): WorkerRecord[] {
-    return [...this.byId.values()].filter((w) => w.socket);
+  /** Connected workers whose plan gives them `role`. */
+  withRole(role: WorkerPlan['role']): WorkerView[] {
+    return [...this.records.values()].filter((w) => w.socket && w.plan.role === role);
   }
 
-  countReject(w: WorkerRecord, code: RejectCode): void {
-    w.rejected++;
-    w.rejectedByCode[code] = (w.rejectedByCode[code] ?? 0) + 1;
+  connected(): WorkerView[] {
+    return [...this.records.values()].filter((w) => w.socket);
   }
 
   /** Forget long-gone workers so the table stays bounded. */
   prune(now: number, keepMs = 10 * 60_000, max = 500): void {
-    for (const w of this.byId.values()) {
-      if (!w.socket && now - w.lastSeen > keepMs) this.byId.delete(w.id);
+    for (const w of this.records.values()) {
+      if (!w.socket && now - w.lastSeen > keepMs) this.records.delete(w.id);
     }
-    if (this.byId.size > max) {
-      const gone = [...this.byId.values()].filter((w) => !w.socket).sort((a, b) => a.lastSeen - b.lastSeen);
-      for (const w of gone.slice(0, this.byId.size - max)) this.byId.delete(w.id);
+    if (this.records.size > max) {
+      const gone = [...this.records.values()].filter((w) => !w.socket).sort((a, b) => a.lastSeen - b.lastSeen);
+      for (const w of gone.slice(0, this.records.size - max)) this.records.delete(w.id);
     }
   }
 
-  row(w: WorkerRecord): WorkerRow {
+  /** Tell the dashboard (bus) that `w` changed: op 'update' unless given. */
+  publish(w: WorkerView, op: 'join' | 'leave' | 'update' = 'update'): void {
+    this.bus.emit('worker', { op, worker: this.row(w) });
+  }
+
+  row(w: WorkerView): WorkerRow {
     return {
       id: w.id,
       name: w.hello.name,

@@ -1,12 +1,23 @@
-// Gradient aggregation behind a small interface so robust variants (--aggregate trimmed-mean |
-// centered-clip, hardening issue) can be added without touching the trainer.
+// Gradient aggregation, all of it in one module: the Aggregator interface the trainer folds
+// results into, the streaming mean (default), the robust rules (--aggregate trimmed-mean |
+// centered-clip, docs/hardening.md) and the factory that picks one from the config.
 //
 // MeanAggregator: the token-weighted mean, streamed: each accepted result is folded into ONE
 // float64 accumulator in place (acc += tokens * g) as it arrives; no list of gradient copies is
 // kept. sum_k(n_k * mean_k) / sum_k(n_k) equals the mean over all tokens, so K workers equal one
 // worker on the whole batch (up to float rounding, which the float64 accumulator keeps ~1e-7).
+//
+// Robust rules, with the per-result norm check against the step's median that each applies first.
+// Memory: unlike the streaming mean, a robust rule needs every result of the step at once:
+// k results x params x 4 bytes (float32 copies). For the 1M-param `small` preset and 32 tasks that
+// is 128 MB; for GPT-2 small (124M) it is ~0.5 GB per task, so robust modes suit small and medium
+// models, or few tasks per step (large micro-batches). Keeping the vectors also lets a ban remove
+// exactly the banned worker's results from the step (remove()).
+// Token weighting: each result is a mean over `tokens` positions, so both rules weight results by
+// their tokens (a weighted trimmed mean; a weighted centered clip). With honest workers only and no
+// trimming these equal the token-weighted mean the streaming aggregator computes.
 
-import { createRobustAggregator, type RobustOptions } from '../security/robust-aggregate.ts';
+import { l2Norm } from '../../shared/optim/clip.ts';
 
 export interface Aggregator {
   readonly name: string;
@@ -21,6 +32,8 @@ export interface Aggregator {
   finish(out: Float32Array): number;
   /** Drop one worker's results of this step (ban); only aggregators that keep per-result vectors can. */
   remove?(workerId: string): number;
+  /** Bytes of gradient copies held for the running step (robust rules; the mean holds none). */
+  readonly heldBytes?: number;
 }
 
 export class MeanAggregator implements Aggregator {
@@ -62,6 +75,185 @@ export class MeanAggregator implements Aggregator {
     return this.tok;
   }
 }
+
+// ---------------------------------------------------------------- robust rules
+
+export interface RobustOptions {
+  /** Fraction of total token weight trimmed from EACH end per coordinate (trimmed-mean). */
+  trim: number;
+  /** Results with norm > normLimit x the step's median norm are dropped before aggregating. */
+  normLimit: number;
+  /** Centered-clip iterations. */
+  clipIters: number;
+}
+
+export const DEFAULT_ROBUST: RobustOptions = { trim: 0.25, normLimit: 4, clipIters: 3 };
+
+interface Entry {
+  grads: Float32Array;
+  tokens: number;
+  workerId: string;
+  norm: number;
+}
+
+/** What the last finish() did: results dropped by the norm check, and why (for reputation). */
+export interface RobustReport {
+  medianNorm: number;
+  dropped: Array<{ workerId: string; norm: number }>;
+  used: number;
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export abstract class StoredAggregator implements Aggregator {
+  abstract readonly name: string;
+  protected entries: Entry[] = [];
+  lastReport: RobustReport = { medianNorm: 0, dropped: [], used: 0 };
+
+  constructor(
+    readonly paramCount: number,
+    protected readonly opts: RobustOptions,
+  ) {}
+
+  begin(_step: number): void {
+    this.entries = [];
+  }
+
+  add(grads: Float32Array, tokens: number, workerId: string): void {
+    if (grads.length !== this.paramCount) throw new Error(`aggregate: gradient length ${grads.length} != ${this.paramCount} (validated earlier: bug)`);
+    if (tokens <= 0) return;
+    // Own copy: the socket layer's buffer is not ours to keep.
+    const g = new Float32Array(grads);
+    this.entries.push({ grads: g, tokens, workerId, norm: l2Norm(g) });
+  }
+
+  /** Drop every result of `workerId` from this step (ban); returns how many were dropped. */
+  remove(workerId: string): number {
+    const before = this.entries.length;
+    this.entries = this.entries.filter((e) => e.workerId !== workerId);
+    return before - this.entries.length;
+  }
+
+  get count(): number {
+    return this.entries.length;
+  }
+  get tokens(): number {
+    return this.entries.reduce((a, e) => a + e.tokens, 0);
+  }
+
+  /** Bytes held for this step's results (k x params x 4). */
+  get heldBytes(): number {
+    return this.entries.length * this.paramCount * 4;
+  }
+
+  finish(out: Float32Array): number {
+    const med = median(this.entries.map((e) => e.norm));
+    const keep: Entry[] = [];
+    const dropped: RobustReport['dropped'] = [];
+    for (const e of this.entries) {
+      // With one or two results the median is no reference: keep them (verification still runs).
+      if (this.entries.length >= 3 && med > 0 && e.norm > this.opts.normLimit * med) dropped.push({ workerId: e.workerId, norm: e.norm });
+      else keep.push(e);
+    }
+    this.lastReport = { medianNorm: med, dropped, used: keep.length };
+    out.fill(0);
+    if (keep.length === 0) return 0;
+    this.combine(keep, out);
+    // Tokens trained are all the step's positions (every sample was seen; outliers only lose their vote).
+    return this.entries.reduce((a, e) => a + e.tokens, 0);
+  }
+
+  protected abstract combine(keep: Entry[], out: Float32Array): void;
+}
+
+/**
+ * Coordinate-wise token-weighted trimmed mean: per coordinate, sort the k values, cut `trim` of
+ * the total weight from each end, average the rest. O(P k log k); k is the step's task count.
+ */
+function trimmedMean(keep: Entry[], out: Float32Array, trim: number): void {
+  const k = keep.length;
+  const W = keep.reduce((a, e) => a + e.tokens, 0);
+  const cut = k >= 3 ? trim * W : 0;
+  const idx = new Array<number>(k);
+  const vals = new Float64Array(k);
+  for (let i = 0; i < out.length; i++) {
+    for (let j = 0; j < k; j++) {
+      idx[j] = j;
+      vals[j] = keep[j].grads[i];
+    }
+    idx.sort((a, b) => vals[a] - vals[b]);
+    // Walk the sorted weights; each entry contributes the part of its weight inside [cut, W - cut].
+    let lo = 0;
+    let s = 0;
+    let w = 0;
+    for (let j = 0; j < k; j++) {
+      const e = keep[idx[j]];
+      const a = Math.max(lo, cut);
+      const b = Math.min(lo + e.tokens, W - cut);
+      if (b > a) {
+        s += (b - a) * vals[idx[j]];
+        w += b - a;
+      }
+      lo += e.tokens;
+    }
+    out[i] = w > 0 ? s / w : 0;
+  }
+}
+
+export class TrimmedMeanAggregator extends StoredAggregator {
+  readonly name = 'trimmed-mean';
+
+  protected combine(keep: Entry[], out: Float32Array): void {
+    trimmedMean(keep, out, this.opts.trim);
+  }
+}
+
+/**
+ * CenteredClip (Karimireddy et al. 2021; BTARD's defence): start at the trimmed mean, then
+ * v <- v + sum_i w_i clip_tau(x_i - v) / sum_i w_i, with tau = the median distance of the results
+ * to v. A minority of far-away vectors moves v by at most tau each, whatever their size or direction.
+ */
+export class CenteredClipAggregator extends StoredAggregator {
+  readonly name = 'centered-clip';
+
+  protected combine(keep: Entry[], out: Float32Array): void {
+    trimmedMean(keep, out, this.opts.trim);
+    const P = this.paramCount;
+    const W = keep.reduce((a, e) => a + e.tokens, 0);
+    const delta = new Float64Array(P);
+    for (let it = 0; it < this.opts.clipIters; it++) {
+      const dist = keep.map((e) => {
+        let s = 0;
+        for (let i = 0; i < P; i++) {
+          const d = e.grads[i] - out[i];
+          s += d * d;
+        }
+        return Math.sqrt(s);
+      });
+      const tau = median(dist);
+      if (!(tau > 0)) break;
+      delta.fill(0);
+      for (let j = 0; j < keep.length; j++) {
+        const c = (keep[j].tokens / W) * Math.min(1, tau / Math.max(dist[j], 1e-30));
+        const g = keep[j].grads;
+        for (let i = 0; i < P; i++) delta[i] += c * (g[i] - out[i]);
+      }
+      for (let i = 0; i < P; i++) out[i] += delta[i];
+    }
+  }
+}
+
+export function createRobustAggregator(kind: 'trimmed-mean' | 'centered-clip', paramCount: number, opts: Partial<RobustOptions> = {}): StoredAggregator {
+  const o = { ...DEFAULT_ROBUST, ...opts };
+  return kind === 'trimmed-mean' ? new TrimmedMeanAggregator(paramCount, o) : new CenteredClipAggregator(paramCount, o);
+}
+
+// ---------------------------------------------------------------- factory
 
 export function createAggregator(kind: string, paramCount: number, robust: Partial<RobustOptions> = {}): Aggregator {
   switch (kind) {

@@ -23,7 +23,8 @@ export interface Lease {
   expiresAt: number;
   /**
    * Results of this lease being re-computed by the coordinator (coordinator/security): the answer
-   * came in time, so the lease does not expire while it waits for its verdict.
+   * came in time, so the lease does not expire while it waits for its verdict. Changed only by
+   * StepWork.hold().
    */
   holds?: number;
 }
@@ -103,6 +104,20 @@ export class StepWork {
     const out: Lease[] = [];
     for (const l of [...this.active.values()]) if (l.workerId === workerId) out.push(this.release(l.id, why)!);
     return out;
+  }
+
+  /**
+   * Hold `l` while its answer is re-computed (coordinator/security): a held lease does not expire.
+   * Returns the release of this hold (idempotent; it still applies once the step is over).
+   */
+  hold(l: Lease): () => void {
+    l.holds = (l.holds ?? 0) + 1;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      l.holds!--;
+    };
   }
 
   /** Leases past their deadline (and not held for verification), released. */

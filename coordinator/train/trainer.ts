@@ -14,7 +14,7 @@ import { AppError } from '../../shared/errors.ts';
 import { parameterCount, type ModelConfig } from '../../shared/model/config.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
-import { AdamW, clipGradNorm, lrAt, type LrSchedule } from '../../shared/optim/index.ts';
+import { AdamW, clipGradNorm, l2Norm, lrAt, type LrSchedule } from '../../shared/optim/index.ts';
 import type { HistoryPoint, EpochAccounting } from '../../shared/protocol/dashboard.ts';
 import type { RejectCode, ResultMsg } from '../../shared/protocol/messages.ts';
 import { Rng } from '../../shared/rng.ts';
@@ -47,13 +47,14 @@ export class Trainer {
   readonly nonce = randomBytes(4).toString('hex');
   /** Lease ids of the previous step (results arriving after it finished are LATE). */
   private previousStepIds = new Map<string, 'done' | 'late'>();
-  history: HistoryPoint[] = [];
-  samplesTrained = 0;
-  tokensTrained = 0;
-  doubled = 0;
-  rejectedResults = 0;
-  leased = 0;
-  released = 0;
+  // Counters: the trainer's own, changed only by its methods (read them through the getters).
+  private historyPoints: HistoryPoint[] = [];
+  private samples = 0;
+  private tokensSeen = 0;
+  private doubledSamples = 0;
+  private refusedResults = 0;
+  private leasedTotal = 0;
+  private releasedTotal = 0;
   private stepStartedAt = 0;
   private lossSum = 0;
   /** loss x tokens per worker in the running step (to discard a banned worker's share). */
@@ -78,6 +79,38 @@ export class Trainer {
     this.rng = new Rng(config.seed ^ 0x5eed);
     this.aggregator = createAggregator(config.aggregate, this.paramCount, { normLimit: config.normLimit });
     this.gradBuf = new Float32Array(this.paramCount);
+  }
+
+  /** Finished steps, oldest first (the last HISTORY_MAX). Read-only: noteEval() annotates. */
+  get history(): readonly HistoryPoint[] {
+    return this.historyPoints;
+  }
+  get samplesTrained(): number {
+    return this.samples;
+  }
+  get tokensTrained(): number {
+    return this.tokensSeen;
+  }
+  /** Samples the ledger refused as trained twice in an epoch (a bug: must stay 0). */
+  get doubled(): number {
+    return this.doubledSamples;
+  }
+  /** Worker results refused, for any reason (countRejectedResult()). */
+  get rejectedResults(): number {
+    return this.refusedResults;
+  }
+
+  /** A worker's result was refused (by validation, the lease check, security or accept()). */
+  countRejectedResult(): void {
+    this.refusedResults++;
+  }
+
+  /** Attach a held-out evaluation to the last finished step's history point. */
+  noteEval(loss: number, accuracy: number | null): void {
+    const last = this.historyPoints.at(-1);
+    if (!last) return;
+    last.evalLoss = loss;
+    last.evalAccuracy = accuracy;
   }
 
   get epoch(): number {
@@ -174,21 +207,21 @@ export class Trainer {
     const w = this.current;
     if (!w || !w.done) throw new AppError('ERR_STEP_NOT_DONE', `trainer: finishStep() with step ${this.step} incomplete (bug)`, 500);
     const tokens = this.aggregator.finish(this.gradBuf);
-    const gradNorm = this.config.gradClip > 0 ? clipGradNorm(this.gradBuf, this.config.gradClip) : l2(this.gradBuf);
+    const gradNorm = this.config.gradClip > 0 ? clipGradNorm(this.gradBuf, this.config.gradClip) : l2Norm(this.gradBuf);
     // The ledger holds only finished steps (so a checkpoint taken mid-step is consistent). StepWork
     // already made this step's positions disjoint; the ledger proves no sample is trained twice
     // across steps of the epoch. A refusal here is a bug, counted as `doubled` (must stay 0).
     try {
       this.ledger.record(w.epoch, w.ids);
-      this.samplesTrained += w.size;
+      this.samples += w.size;
     } catch {
-      this.doubled += w.size;
+      this.doubledSamples += w.size;
     }
     const lr = this.lr(w.step);
     if (tokens > 0) this.optimizer.step(this.params, this.gradBuf, lr);
-    this.tokensTrained += tokens;
-    this.leased += w.leasedCount;
-    this.released += w.releasedCount;
+    this.tokensSeen += tokens;
+    this.leasedTotal += w.leasedCount;
+    this.releasedTotal += w.releasedCount;
     const stepMs = Math.max(1, now - this.stepStartedAt);
     const point: HistoryPoint = {
       step: w.step,
@@ -202,8 +235,8 @@ export class Trainer {
       workers,
       t: now,
     };
-    this.history.push(point);
-    if (this.history.length > HISTORY_MAX) this.history.splice(0, this.history.length - HISTORY_MAX);
+    this.historyPoints.push(point);
+    if (this.historyPoints.length > HISTORY_MAX) this.historyPoints.splice(0, this.historyPoints.length - HISTORY_MAX);
     this.previousStepIds = new Map();
     for (const [id, s] of w.retired) this.previousStepIds.set(id, s === 'done' ? 'done' : 'late');
     for (const id of w.active.keys()) this.previousStepIds.set(id, 'late');
@@ -219,10 +252,10 @@ export class Trainer {
       epoch: e,
       epochSize: this.dataset.size,
       trained: this.ledger.trained(e),
-      doubled: this.doubled,
-      leased: this.leased + (this.current?.leasedCount ?? 0),
-      released: this.released + (this.current?.releasedCount ?? 0),
-      rejectedResults: this.rejectedResults,
+      doubled: this.doubledSamples,
+      leased: this.leasedTotal + (this.current?.leasedCount ?? 0),
+      released: this.releasedTotal + (this.current?.releasedCount ?? 0),
+      rejectedResults: this.refusedResults,
     };
   }
 
@@ -252,10 +285,10 @@ export class Trainer {
         dataset: { name: this.dataset.name, fingerprint: this.dataset.fingerprint, size: this.dataset.size },
         rngState: this.rng.state(),
         optimizerStep: this.optimizer.state.step,
-        samplesTrained: this.samplesTrained,
-        tokensTrained: this.tokensTrained,
+        samplesTrained: this.samples,
+        tokensTrained: this.tokensSeen,
         config: meta.config,
-        history: this.history.slice(-HISTORY_IN_CHECKPOINT),
+        history: this.historyPoints.slice(-HISTORY_IN_CHECKPOINT),
         createdAt: new Date().toISOString(),
       },
       params: this.params,
@@ -299,15 +332,9 @@ export class Trainer {
     this.rng = new Rng(m.rngState);
     this.step = m.step;
     this.version = m.version;
-    this.samplesTrained = m.samplesTrained;
-    this.tokensTrained = m.tokensTrained;
-    this.history = m.history ?? [];
+    this.samples = m.samplesTrained;
+    this.tokensSeen = m.tokensTrained;
+    this.historyPoints = m.history ?? [];
     this.current = null;
   }
-}
-
-function l2(x: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
-  return Math.sqrt(s);
 }

@@ -3,8 +3,7 @@
 // attackers (sign flip x10, huge scale, noise) the robust ones stay on the honest direction
 // while the plain mean is dragged away. A banned worker's results can be removed exactly.
 import { describe, expect, it } from 'vitest';
-import { MeanAggregator } from '../../coordinator/train/aggregate.ts';
-import { createRobustAggregator } from '../../coordinator/security/robust-aggregate.ts';
+import { createRobustAggregator, MeanAggregator } from '../../coordinator/train/aggregate.ts';
 import { presetConfig } from '../../shared/model/config.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { createCpuBackend } from '../../shared/model/cpu-backend.ts';

@@ -1,0 +1,261 @@
+// The socket gateway: owns the workers' socket.io connections. Runs every packet past the security
+// policy (and carries out its verdict), validates hello / heartbeat / bye (a bad message gets
+// `reject` with a code, is counted per worker, and changes nothing), plans and welcomes workers,
+// routes results to the scheduler, declares silent workers dead, and is the only module that
+// emits to a worker (WorkerPort) or closes a connection (drop, kick, ban).
+
+import type { Server, Socket } from 'socket.io';
+import type { Logger } from 'pino';
+import { isAppError } from '../../shared/errors.ts';
+import { planWorker } from '../../shared/memory/plan.ts';
+import { PROTOCOL_VERSION, type RejectCode, type ServerToClientEvents, type WelcomeMsg } from '../../shared/protocol/messages.ts';
+import { validateBye, validateHeartbeat, validateHello } from '../../shared/protocol/validate.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import type { Security } from '../security/security.ts';
+import { tokenMatches } from '../security/token.ts';
+import type { Accept, Ban } from '../security/verdict.ts';
+import type { Trainer } from '../train/trainer.ts';
+import type { Reject, WorkerPort } from './assigner.ts';
+import type { EventBus } from './events.ts';
+import { maxMessageBytes } from './message-size.ts';
+import type { Scheduler } from './scheduler.ts';
+import { toWirePlan } from './wire-plan.ts';
+import type { WorkerRegistry, WorkerView } from './workers.ts';
+
+export class WorkerGateway implements WorkerPort {
+  private monitor: NodeJS.Timeout | null = null;
+  readonly maxMessageBytes: number;
+  private scheduler!: Scheduler;
+
+  constructor(
+    private readonly io: Server,
+    private readonly trainer: Trainer,
+    private readonly cfg: CoordinatorConfig,
+    private readonly preset: string,
+    private readonly seqLen: number,
+    private readonly workers: WorkerRegistry,
+    private readonly security: Security,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+  ) {
+    this.maxMessageBytes = maxMessageBytes(trainer.paramCount);
+  }
+
+  /** Start serving: connections go to `scheduler` from now on, and the liveness monitor runs. */
+  open(scheduler: Scheduler): void {
+    this.scheduler = scheduler;
+    this.io.on('connection', (s) => this.onConnection(s));
+    this.monitor = setInterval(() => this.tick(), Math.min(500, this.cfg.heartbeatMs));
+    this.monitor.unref();
+  }
+
+  // ------------------------------------------------------------------ WorkerPort
+
+  send<E extends keyof ServerToClientEvents>(w: WorkerView, event: E, payload: Parameters<ServerToClientEvents[E]>[0]): void {
+    w.socket?.emit(event, payload);
+  }
+
+  connection(w: WorkerView): object | null {
+    return w.socket;
+  }
+
+  isCurrent(w: WorkerView, conn: object | null): boolean {
+    return conn !== null && w.socket === conn && (conn as Socket).connected;
+  }
+
+  /** Carry out a ban: discard its unverified results of the running step, tell it, disconnect it. */
+  ban(w: WorkerView, reason: string): void {
+    const socket = w.socket;
+    const discarded = this.trainer.discardWorker(w.id);
+    if (socket) {
+      socket.emit('reject', { event: 'result', code: 'BANNED', message: `banned: ${reason}` });
+      socket.emit('notice', { level: 'error', message: `banned: ${reason}`, kind: 'kicked' });
+    }
+    this.security.recordBan(w.id, reason, discarded);
+    if (socket) this.dropWorker(w, 'kicked', `banned: ${reason}`);
+    else this.scheduler.schedule();
+  }
+
+  // ------------------------------------------------------------------ connection lifecycle
+
+  private onConnection(socket: Socket): void {
+    let worker: WorkerView | null = null;
+    const helloTimer = setTimeout(() => {
+      if (!worker) socket.disconnect(true);
+    }, this.cfg.deadAfterMs);
+    helloTimer.unref();
+    /** The welcomed worker of THIS connection (a resumed id may have moved to a newer one). */
+    const mine = () => (worker && worker.socket === socket ? worker : null);
+
+    const guard = this.security.guardConnection();
+    socket.use((packet, next) => {
+      const event = typeof packet[0] === 'string' ? packet[0].slice(0, 32) : '?';
+      const v = this.security.judgePacket(guard, event, packet[1], mine());
+      switch (v.kind) {
+        case 'accept': return next();
+        case 'drop': return; // dropped: not calling next()
+        case 'disconnect': return void socket.disconnect(true);
+        case 'refuse': return this.refusePacket(socket, mine(), event, v.code, v.message);
+        case 'later': return void v.until.then((go) => {
+          if (go && socket.connected) next();
+        });
+      }
+    });
+
+    const reject: Reject = (event, code, message, taskId) => {
+      socket.emit('reject', { event, code, message, ...(taskId ? { taskId } : {}) });
+      if (worker) {
+        this.workers.countReject(worker, code);
+        this.bus.emit('reject', { workerId: worker.id, code });
+        this.bus.logEntry({ level: 'warn', kind: 'reject', message: `${event} rejected: ${message}`, workerId: worker.id, code });
+        this.workers.publish(worker);
+        this.carryOut(worker, this.security.judgeRejection(worker.id, code));
+      }
+      this.log.warn({ worker: worker?.id, event, code }, message);
+    };
+
+    socket.on('hello', (raw: unknown) => {
+      if (worker) return reject('hello', 'BAD_SCHEMA', 'hello sent twice on one connection');
+      const h = validateHello(raw);
+      if (!h.ok) return reject('hello', h.code, h.message);
+      // Constant-time: a join token is a secret like the admin token.
+      if (this.cfg.joinToken !== undefined && !tokenMatches(h.value.joinToken ?? '', this.cfg.joinToken)) {
+        reject('hello', 'UNAUTHORIZED', 'this coordinator needs a join token (worker --join-token)');
+        return void socket.disconnect(true);
+      }
+      let plan;
+      try {
+        plan = planWorker(this.trainer.model, {
+          userCapBytes: h.value.userCapBytes || undefined,
+          probedBytes: h.value.probedBytes || undefined,
+          maxBufferSize: h.value.limits.maxBufferSize,
+          maxStorageBufferBindingSize: h.value.limits.maxStorageBufferBindingSize,
+        }, { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
+      } catch (e) {
+        return reject('hello', 'OUT_OF_RANGE', isAppError(e) ? e.message : String(e));
+      }
+      if (this.security.isBanned(h.value.resumeId)) {
+        reject('hello', 'BANNED', `worker ${h.value.resumeId} is banned`);
+        return void socket.disconnect(true);
+      }
+      if (plan.role === 'replica' && plan.seqLen < this.seqLen) {
+        // The planner halved the sequence length to fit; our rows are fixed-length, so such a
+        // worker cannot take tasks. It waits, and the plan says why.
+        plan = { ...plan, role: 'too-small' as const, microBatch: 0,
+          reason: `one training row of ${this.seqLen} tokens does not fit this worker's activation budget (it could take ${plan.seqLen}); ${plan.reason}` };
+      }
+      clearTimeout(helloTimer);
+      const prev = h.value.resumeId ? this.workers.byId.get(h.value.resumeId) : undefined;
+      if (prev && prev.socket) {
+        // The old connection of this id is still open: it is stale now.
+        this.dropWorker(prev, 'left', 'replaced by a new connection');
+      }
+      const id = prev ? prev.id : this.workers.freshId((x) => this.security.isBanned(x));
+      const w = (worker = this.workers.connect(prev, id, socket, h.value, plan, Date.now()));
+      const welcome: WelcomeMsg = {
+        protocol: PROTOCOL_VERSION,
+        workerId: w.id,
+        preset: this.preset,
+        model: this.trainer.model,
+        paramCount: this.trainer.paramCount,
+        plan: toWirePlan(plan),
+        heartbeatMs: this.cfg.heartbeatMs,
+        deadAfterMs: this.cfg.deadAfterMs,
+        maxMessageBytes: this.maxMessageBytes,
+      };
+      socket.emit('welcome', welcome);
+      this.log.info({ worker: w.id, backend: h.value.backend, role: plan.role, microBatch: plan.microBatch }, 'worker joined');
+      this.bus.logEntry({ level: 'info', kind: 'join', message: `${w.id} joined (${h.value.backend}, ${plan.role}, micro-batch ${plan.microBatch})`, workerId: w.id });
+      this.workers.publish(w, 'join');
+      if (plan.role !== 'replica') this.scheduler.wait(w, 'plan', plan.reason);
+      this.scheduler.schedule();
+    });
+
+    socket.on('result', (raw: unknown) => {
+      const w = mine();
+      if (!w) return reject('result', 'NOT_WELCOMED', 'send hello first');
+      this.workers.touch(w, Date.now());
+      this.scheduler.onResult(w, raw, reject);
+    });
+
+    socket.on('heartbeat', (raw: unknown) => {
+      const w = mine();
+      if (!w) return reject('heartbeat', 'NOT_WELCOMED', 'send hello first');
+      const hb = validateHeartbeat(raw);
+      if (!hb.ok) return reject('heartbeat', hb.code, hb.message);
+      this.workers.touch(w, Date.now());
+      socket.emit('heartbeat', { t: hb.value.t, serverTime: Date.now() });
+    });
+
+    socket.on('bye', (raw: unknown) => {
+      const b = validateBye(raw);
+      const w = mine();
+      if (w) this.dropWorker(w, 'left', b.ok && b.value.reason ? `bye: ${b.value.reason}` : 'bye');
+      socket.disconnect(true);
+    });
+
+    socket.on('disconnect', (reason) => {
+      clearTimeout(helloTimer);
+      const w = mine();
+      if (w) this.dropWorker(w, 'left', `disconnected (${reason})`);
+    });
+  }
+
+  /** A packet refused by security: `reject` to the sender, counted against its worker (if welcomed). */
+  private refusePacket(socket: Socket, w: WorkerView | null, event: string, code: RejectCode, message: string): void {
+    socket.emit('reject', { event, code, message });
+    if (!w) return;
+    this.workers.countReject(w, code);
+    this.bus.emit('reject', { workerId: w.id, code });
+    this.workers.publish(w);
+    this.carryOut(w, this.security.judgeRejection(w.id, code));
+  }
+
+  /** A rejection's verdict. Deferred: we are inside this worker's own handler. */
+  private carryOut(w: WorkerView, v: Accept | Ban): void {
+    if (v.kind === 'ban') queueMicrotask(() => this.ban(w, v.reason));
+  }
+
+  /** Detach a worker: its live leases go back to the pool at once and are re-leased. */
+  dropWorker(w: WorkerView, state: 'left' | 'dead' | 'kicked', why: string): void {
+    const socket = w.socket;
+    this.workers.detach(w, state);
+    const released = this.scheduler.release(w.id);
+    if (socket && socket.connected) socket.disconnect(true);
+    this.log.info({ worker: w.id, state, released }, `worker ${state}: ${why}`);
+    this.bus.logEntry({ level: state === 'left' ? 'info' : 'warn', kind: state === 'left' ? 'leave' : state === 'dead' ? 'dead' : 'kick', message: `${w.id} ${state}: ${why}${released ? `; ${released} lease(s) re-queued` : ''}`, workerId: w.id });
+    this.workers.publish(w, 'leave');
+    this.scheduler.schedule();
+  }
+
+  /** Operator kick of a connected worker; false when there is none with that id. */
+  kick(id: string): boolean {
+    const w = this.workers.byId.get(id);
+    if (!w || !w.socket) return false;
+    w.socket.emit('notice', { level: 'warn', message: 'kicked by the operator', kind: 'kicked' });
+    this.dropWorker(w, 'kicked', 'kicked by admin');
+    return true;
+  }
+
+  // ------------------------------------------------------------------ liveness
+
+  private tick(): void {
+    const now = Date.now();
+    for (const w of this.workers.connected()) {
+      if (now - w.lastSeen > this.cfg.deadAfterMs) {
+        w.socket?.emit('notice', { level: 'warn', message: `no message for ${this.cfg.deadAfterMs} ms: declared dead`, kind: 'info' });
+        this.dropWorker(w, 'dead', `silent for ${now - w.lastSeen} ms`);
+      }
+    }
+    this.scheduler.expire(now);
+    this.workers.prune(now);
+    this.scheduler.schedule();
+  }
+
+  /** Tell every worker the coordinator stops, and stop the monitor. */
+  shutdown(): void {
+    if (this.monitor) clearInterval(this.monitor);
+    this.monitor = null;
+    for (const w of this.workers.connected()) w.socket?.emit('notice', { level: 'warn', message: 'coordinator shutting down', kind: 'shutdown' });
+  }
+}

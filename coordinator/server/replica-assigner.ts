@@ -1,0 +1,234 @@
+// Work assignment for data-parallel replicas (the WorkAssigner of role 'replica'): each holds the
+// whole model and computes the gradient of a slice of the step's global batch. Leases go to idle
+// replicas in proportion to their measured throughput, sized within their plan and timed for
+// their speed; parameters are sent first when stale. A result is validated, checked against its
+// lease, judged by security, folded into the trainer, acknowledged; a refused one is counted.
+// --min-workers gates the start of training here (it counts replicas).
+
+import type { Logger } from 'pino';
+import type { ParamsMsg, RejectCode, TaskMsg } from '../../shared/protocol/messages.ts';
+import { encodeOnce } from '../../shared/protocol/parser.ts';
+import { validateResult } from '../../shared/protocol/validate.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import type { Security } from '../security/security.ts';
+import type { Lease } from '../train/step-work.ts';
+import type { Trainer } from '../train/trainer.ts';
+import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
+import type { EventBus } from './events.ts';
+import type { WorkerRegistry, WorkerView } from './workers.ts';
+
+interface LeaseInfo {
+  lease: Lease;
+  tokens: number;
+}
+
+export class ReplicaAssigner implements WorkAssigner {
+  readonly role = 'replica' as const;
+  /** Live leases handed out by this assigner, with their masked-in token counts. */
+  private readonly leases = new Map<string, LeaseInfo>();
+  private quorumReached = false;
+  /** The current version's `params` message: one object per version, packed once by the parser. */
+  private paramsMsg: ParamsMsg | null = null;
+  /** Refused answers whose live lease is watched until it expires (freeAfterExpiry). */
+  private readonly expiryWatch = new Set<string>();
+
+  constructor(
+    private readonly trainer: Trainer,
+    private readonly cfg: CoordinatorConfig,
+    private readonly workers: WorkerRegistry,
+    private readonly security: Security,
+    private readonly port: WorkerPort,
+    private readonly host: AssignerHost,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+  ) {}
+
+  // ------------------------------------------------------------------ handing out leases
+
+  assign(live: WorkerView[], now: number): void {
+    if (live.length === 0) return;
+    // --min-workers gates only the start of training (so splits are real from step 0); once
+    // running, the run goes on with whoever is left.
+    if (!this.quorumReached && live.length < this.cfg.minWorkers) {
+      for (const w of live) this.host.wait(w, 'no-task', `waiting for ${this.cfg.minWorkers} workers (${live.length} connected)`);
+      return;
+    }
+    this.quorumReached = true;
+    const work = this.trainer.startStep();
+    if (!work) return;
+    for (const w of live) {
+      if (w.lease || !w.socket) continue;
+      const size = this.chunkFor(w, live, work.size);
+      const leaseMs = this.leaseMsFor(w, size);
+      const lease = work.lease(w.id, size, now, leaseMs);
+      if (!lease) {
+        this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
+        continue;
+      }
+      let tokens: number;
+      let task: TaskMsg;
+      try {
+        const b = this.trainer.batchOf(lease);
+        tokens = b.tokens;
+        task = {
+          taskId: lease.id,
+          step: lease.step,
+          version: lease.version,
+          B: b.batch.B,
+          T: b.batch.T,
+          inputs: b.batch.inputs,
+          targets: b.batch.targets,
+          mask: b.batch.mask,
+          tokens,
+          sampleIds: Uint32Array.from(lease.ids),
+          leaseMs,
+        };
+      } catch (e) {
+        work.release(lease.id, 'released');
+        this.log.error({ err: e }, 'could not build a task');
+        return;
+      }
+      if (w.paramsVersion !== this.trainer.version) {
+        this.port.send(w, 'params', this.paramsMessage());
+        this.workers.markParamsSent(w, this.trainer.version);
+      }
+      this.leases.set(lease.id, { lease, tokens });
+      this.workers.markComputing(w, lease.id, lease.ids.length, now);
+      this.port.send(w, 'task', task);
+      this.workers.publish(w);
+    }
+  }
+
+  /**
+   * Lease duration for `size` samples on `w`: --lease-ms, or 3x the time its measured throughput
+   * needs when that is longer (capped at 10x --lease-ms), so a slow-but-alive worker on a big
+   * model is not re-leased forever; dead workers are caught by heartbeats, not by this timeout.
+   */
+  private leaseMsFor(w: WorkerView, size: number): number {
+    if (!(w.samplesPerSec > 0)) return this.cfg.leaseMs;
+    const need = Math.ceil((3000 * size) / w.samplesPerSec);
+    return Math.min(10 * this.cfg.leaseMs, Math.max(this.cfg.leaseMs, need));
+  }
+
+  /** Samples to lease to `w` now: its throughput share of the step, within its plan. */
+  private chunkFor(w: WorkerView, live: WorkerView[], stepSize: number): number {
+    const known = live.map((x) => x.samplesPerSec).filter((x) => x > 0).sort((a, b) => a - b);
+    const fallback = known.length ? known[Math.floor(known.length / 2)] : 1;
+    const rate = (x: WorkerView) => (x.samplesPerSec > 0 ? x.samplesPerSec : fallback);
+    const total = live.reduce((a, x) => a + rate(x), 0);
+    const share = Math.ceil((stepSize * rate(w)) / total);
+    return Math.max(1, Math.min(share, w.plan.microBatch, this.cfg.maxMicroBatch));
+  }
+
+  /**
+   * The params message of the current version. encodeOnce: every worker of a version gets the same
+   * frame bytes, packed once, instead of a 4-bytes-per-parameter copy per worker. The optimizer
+   * updates trainer.params in place only together with version + 1, and a message is only sent
+   * while its version is current; a replaced params array (restore) also makes a new message.
+   */
+  private paramsMessage(): ParamsMsg {
+    const t = this.trainer;
+    const m = this.paramsMsg;
+    if (m && m.version === t.version && m.step === t.step && m.params === t.params) return m;
+    return (this.paramsMsg = encodeOnce({ version: t.version, step: t.step, params: t.params }));
+  }
+
+  // ------------------------------------------------------------------ results
+
+  onResult(w: WorkerView, raw: unknown, reject: Reject): void {
+    const taskId = typeof (raw as { taskId?: unknown })?.taskId === 'string' ? ((raw as { taskId: string }).taskId).slice(0, 64) : undefined;
+    const refuse = (code: RejectCode, message: string) => {
+      this.trainer.countRejectedResult();
+      reject('result', code, message, taskId);
+      this.afterRefusal(w, code, taskId);
+    };
+    const v = validateResult(raw, { paramCount: this.trainer.paramCount });
+    if (!v.ok) return refuse(v.code, v.message);
+    const r = v.value;
+    const c = this.trainer.check(r.taskId, w.id);
+    if ('code' in c) return refuse(c.code, c.message);
+    const info = this.leases.get(c.id);
+    if (!info) return refuse('LATE', `task ${c.id} is no longer tracked`);
+    const verdict = this.security.judgeResult(w, c, r, info.tokens);
+    if (verdict.kind === 'later') {
+      // Being re-computed on a verification thread (the lease is held meanwhile): handle the
+      // result again, every check included, once the verdict is in, if this connection still is.
+      const conn = this.port.connection(w);
+      void verdict.until.then((go) => {
+        if (go && this.port.isCurrent(w, conn)) this.onResult(w, raw, reject);
+      });
+      return;
+    }
+    if (verdict.kind === 'refuse') {
+      // Refused by security: its samples are re-leased at once, not after the lease expires.
+      this.trainer.current?.release(c.id, 'released');
+      // Deferred: we are inside this worker's own result handler.
+      const ban = verdict.ban;
+      if (ban !== undefined) queueMicrotask(() => this.port.ban(w, ban));
+      return refuse(verdict.code, verdict.message);
+    }
+    const a = this.trainer.accept(c, r, info.tokens, w.id);
+    if (!a.ok) return refuse(a.code, a.message);
+    this.security.noteAccepted(w.id, c);
+    this.leases.delete(c.id);
+    const now = Date.now();
+    const n = c.ids.length;
+    this.workers.measure(w, n, r.tokens, c.issuedAt, now);
+    this.workers.recordDone(w, n, r.tokens);
+    this.workers.markIdle(w);
+    this.port.send(w, 'ack', { taskId: c.id, step: c.step });
+    this.workers.publish(w);
+    if (this.trainer.current?.done) this.host.advance();
+    else this.host.schedule();
+  }
+
+  /**
+   * A worker whose lease expired stays out of scheduling until it answers (it is slow); its
+   * answer, even refused, makes it available again. A refused answer for its LIVE lease leaves the
+   * lease with it (it may still send the right answer); once that lease expires (and is re-leased)
+   * the worker is made schedulable again, or a NaN-producing or stale worker would sit idle
+   * forever (and never show enough bad results to be banned).
+   */
+  private afterRefusal(w: WorkerView, code: RejectCode, taskId: string | undefined): void {
+    if (taskId === undefined || w.lease !== taskId) return;
+    const live = this.trainer.current?.active.get(taskId);
+    if (live) return this.freeAfterExpiry(w, taskId, live.expiresAt);
+    // Its late answer still measures its speed: the next lease is sized and timed for it.
+    if (code === 'LATE') this.workers.measure(w, w.leaseSize, -1, w.leaseIssuedAt, Date.now());
+    this.workers.markIdle(w);
+    this.host.schedule();
+  }
+
+  private freeAfterExpiry(w: WorkerView, taskId: string, expiresAt: number): void {
+    if (this.expiryWatch.has(taskId)) return;
+    this.expiryWatch.add(taskId);
+    const check = () => {
+      if (w.lease !== taskId || !w.socket) return void this.expiryWatch.delete(taskId);
+      // Still live (leases may be held for verification): look again later.
+      if (this.trainer.current?.active.has(taskId)) return void setTimeout(check, 250).unref();
+      this.expiryWatch.delete(taskId);
+      this.workers.markIdle(w);
+      this.host.schedule();
+    };
+    setTimeout(check, Math.max(0, expiresAt - Date.now()) + 50).unref();
+  }
+
+  // ------------------------------------------------------------------ leases coming back
+
+  release(workerId: string): number {
+    const released = this.trainer.current?.releaseWorker(workerId, 'released') ?? [];
+    for (const l of released) this.leases.delete(l.id);
+    return released.length;
+  }
+
+  expire(now: number): void {
+    const expired = this.trainer.current?.expire(now) ?? [];
+    for (const l of expired) {
+      this.leases.delete(l.id);
+      // The worker keeps its (now dead) lease id: it gets no new task until it answers or dies,
+      // so the samples go to another worker.
+      this.log.warn({ task: l.id, worker: l.workerId }, 'lease expired; re-leasing');
+      this.bus.logEntry({ level: 'warn', kind: 'info', message: `lease ${l.id} of ${l.workerId} expired; its ${l.ids.length} samples are re-leased`, workerId: l.workerId });
+    }
+  }
+}
