@@ -5,11 +5,10 @@
 
 import express from 'express';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { Server } from 'socket.io';
 import { loadDataset, type Dataset } from '../shared/data/index.ts';
@@ -19,12 +18,18 @@ import { msgpackParser } from '../shared/protocol/parser.ts';
 import type { EvalPoint, StatusSnapshot } from '../shared/protocol/dashboard.ts';
 import { ensureRunDir, loadNewestValid, saveCheckpoint } from './checkpoint/store.ts';
 import { importForTraining } from './export/import.ts';
+import { exportRouter } from './export/routes.ts';
+import { checkpointLoader } from './generation/checkpoints.ts';
+import { GenerationLimiter } from './generation/generate.ts';
 import { validateConfig, type CoordinatorConfig, type CoordinatorConfigInput } from './config.ts';
 import { adminRouter } from './http/admin-routes.ts';
 import { apiRouter } from './http/api-routes.ts';
 import type { CoordinatorContext } from './http/context.ts';
 import { errorHandler, notFound } from './http/errors.ts';
+import { generateRouter, type GenerateContext } from './http/generate-routes.ts';
 import { metricsRouter } from './http/metrics.ts';
+import { openaiRouter } from './http/openai-routes.ts';
+import { simulateRouter } from './http/simulate-routes.ts';
 import { staticRouter } from './http/static.ts';
 import { attachDashboard } from './server/dashboard-ns.ts';
 import { EventBus } from './server/events.ts';
@@ -241,7 +246,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   app.use(apiRouter(ctx));
   app.use(adminRouter(ctx));
   app.use(metricsRouter(ctx));
-  await mountColleagueRouters(app, ctx, log);
+  mountModelRouters(app, ctx, log);
   app.use(staticRouter(REPO_ROOT));
   app.use(notFound);
   app.use(errorHandler(log));
@@ -282,41 +287,19 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
 }
 
 /**
- * Mount the generation, OpenAI, export and simulator routers (owned by colleagues) when their
- * modules exist, loaded lazily so the coordinator runs without them. Their contexts: getModel()
- * (live parameters), loadCheckpoint(name) from the run dir, and a bounded generation limiter.
+ * The generation, OpenAI, export and simulator routers. Their contexts: getModel() (live
+ * parameters), loadCheckpoint(name) from the run dir, and a bounded generation limiter.
  */
-async function mountColleagueRouters(app: express.Express, ctx: CoordinatorContext, log: Logger): Promise<void> {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const load = async (file: string): Promise<Record<string, unknown> | null> => {
-    const path = join(here, file);
-    if (!existsSync(path)) return null;
-    try {
-      return (await import(pathToFileURL(path).href)) as Record<string, unknown>;
-    } catch (e) {
-      log.error({ err: e, file }, `could not load ${file}; its routes are not mounted`);
-      return null;
-    }
+function mountModelRouters(app: express.Express, ctx: CoordinatorContext, log: Logger): void {
+  const genCtx: GenerateContext = {
+    getModel: ctx.getModel,
+    loadCheckpoint: checkpointLoader(ctx.runDir),
+    limiter: new GenerationLimiter({ concurrency: 2, queue: 8, timeoutMs: 30_000 }),
+    modelName: `gpt2-webgpu-${ctx.preset}`,
+    log,
   };
-  const fn = (m: Record<string, unknown> | null, name: string) => (m && typeof m[name] === 'function' ? (m[name] as (...a: unknown[]) => express.Router) : null);
-  const gen = await load('http/generate-routes.ts');
-  let genCtx: Record<string, unknown> | null = null;
-  const Limiter = gen?.GenerationLimiter as (new (o?: object) => unknown) | undefined;
-  const loader = fn(gen, 'checkpointLoader');
-  if (gen && Limiter) {
-    genCtx = {
-      getModel: ctx.getModel,
-      loadCheckpoint: loader ? loader(ctx.runDir) : undefined,
-      limiter: new Limiter({ concurrency: 2, queue: 8, timeoutMs: 30_000 }),
-      modelName: `gpt2-webgpu-${ctx.preset}`,
-    };
-    const g = fn(gen, 'generateRouter');
-    if (g) app.use(g(genCtx));
-    const oai = fn(await load('http/openai-routes.ts'), 'openaiRouter');
-    if (oai) app.use(oai(genCtx));
-  }
-  const exp = fn(await load('export/routes.ts'), 'exportRouter');
-  if (exp) app.use(exp({ getModel: ctx.getModel }));
-  const sim = fn(await load('http/simulate-routes.ts'), 'simulateRouter');
-  if (sim) app.use(sim());
+  app.use(generateRouter(genCtx));
+  app.use(openaiRouter(genCtx));
+  app.use(exportRouter({ getModel: ctx.getModel, log }));
+  app.use(simulateRouter(log));
 }

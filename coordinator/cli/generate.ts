@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { readCheckpoint } from '../checkpoint/index.ts';
 import { AppError, isAppError } from '../../shared/errors.ts';
 import { importModel } from '../export/import.ts';
-import { freshSeed, runGeneration, type GenerationRequest, type LiveModel } from '../http/generate-routes.ts';
+import { freshSeed, runGeneration, type GenerationRequest, type LiveModel } from '../generation/generate.ts';
 
 const USAGE = `usage: npm run generate -- --prompt TEXT [source] [options]
   source (one of):

@@ -5,11 +5,14 @@
 // Download every listed file into one directory and it loads like `npm run export` output.
 
 import express, { type Request, type Response, type Router } from 'express';
-import { AppError, isAppError } from '../../shared/errors.ts';
+import { AppError } from '../../shared/errors.ts';
+import { errorHandler, type ErrorLog } from '../http/errors.ts';
 import { EXPORT_FILES, exportFile, parseDtype, type ExportableModel, type ExportFileName } from './export.ts';
 
 export interface ExportContext {
   getModel(): ExportableModel & { step: number };
+  /** Where unexpected errors are logged (their text is never sent to the client); default stderr. */
+  log?: ErrorLog;
 }
 
 export function exportRouter(ctx: ExportContext): Router {
@@ -40,10 +43,6 @@ export function exportRouter(ctx: ExportContext): Router {
     });
     res.end(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
-  r.use('/api/export', (err: unknown, _req: Request, res: Response, next: (e: unknown) => void) => {
-    if (res.headersSent) return next(err);
-    const e = isAppError(err) ? err : new AppError('ERR_EXPORT', `GET /api/export: ${(err as Error)?.message ?? String(err)}`, 500);
-    res.status(e.status).json(e.toJSON());
-  });
+  r.use('/api/export', errorHandler(ctx.log, { where: 'GET /api/export', internalCode: 'ERR_EXPORT' }));
   return r;
 }

@@ -1,17 +1,11 @@
 // What the HTTP layer (ours and colleagues' routers) may see of the running coordinator.
 
-import type { ModelConfig } from '../../shared/model/config.ts';
 import type { StatusSnapshot, EvalPoint } from '../../shared/protocol/dashboard.ts';
 import type { CoordinatorConfig } from '../config.ts';
+import type { LiveModel } from '../generation/generate.ts';
 import type { WorkerHub } from '../server/hub.ts';
 import type { EventBus } from '../server/events.ts';
 import type { Trainer } from '../train/trainer.ts';
-
-export interface LiveModel {
-  config: ModelConfig;
-  params: Float32Array;
-  step: number;
-}
 
 export interface CoordinatorContext {
   config: CoordinatorConfig;

@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import { AppError, isAppError } from '../../shared/errors.ts';
-import {
-  CHECKPOINT_NAME, checkPromptFits, errorHandler, freshSeed, jsonBody, parseBody, promptTokens, runGeneration,
-  type FinishReason, type GenerateContext, type LiveModel,
-} from './generate-routes.ts';
+import { AppError } from '../../shared/errors.ts';
+import { CHECKPOINT_NAME } from '../generation/checkpoints.ts';
+import { checkPromptFits, freshSeed, promptTokens, runGeneration, type FinishReason, type LiveModel } from '../generation/generate.ts';
+import { asAppError } from './errors.ts';
+import { generationErrors, jsonBody, parseBody, type GenerateContext } from './generate-routes.ts';
 
 export const DEFAULT_MODEL_NAME = 'gpt2-webgpu';
 
@@ -62,8 +62,8 @@ function modelFor(ctx: GenerateContext, requested: string | undefined): { name: 
 }
 
 /** OpenAI clients read error.message and error.type. */
-function openaiErrors(where: string) {
-  const base = errorHandler(where);
+function openaiErrors(where: string, log: GenerateContext['log']) {
+  const base = generationErrors(where, log);
   return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
     if (res.headersSent) return next(err);
     const json = res.json.bind(res);
@@ -131,13 +131,13 @@ export function openaiRouter(ctx: GenerateContext): Router {
           usage: { prompt_tokens: out.promptTokens, completion_tokens: out.tokens.length, total_tokens: out.promptTokens + out.tokens.length },
         });
       } catch (e) {
-        const err = isAppError(e) ? e : new AppError('ERR_INTERNAL', `${where}: ${(e as Error).message}`, 500);
+        const err = asAppError(e, where, ctx.log);
         send({ error: { ...err.toJSON().error, type: 'server_error' } });
       }
       res.write('data: [DONE]\n\n');
       res.end();
     });
   });
-  r.use(['/v1/completions', '/v1/models'], openaiErrors('POST /v1/completions'));
+  r.use(['/v1/completions', '/v1/models'], openaiErrors('POST /v1/completions', ctx.log));
   return r;
 }

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportModel } from '../../coordinator/export/export.ts';
 import { importModel } from '../../coordinator/export/import.ts';
-import { promptTokens } from '../../coordinator/http/generate-routes.ts';
+import { promptTokens } from '../../coordinator/generation/generate.ts';
 import { PRESETS, type ModelConfig } from '../../shared/model/config.ts';
 import { generate } from '../../shared/model/generate.ts';
 import { initParameters } from '../../shared/model/init.ts';

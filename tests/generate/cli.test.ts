@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeCheckpointFile, type CheckpointData } from '../../coordinator/checkpoint/index.ts';
 import { importModel } from '../../coordinator/export/import.ts';
-import { checkpointLoader } from '../../coordinator/http/generate-routes.ts';
+import { checkpointLoader } from '../../coordinator/generation/checkpoints.ts';
 import { PRESETS, parameterCount, type ModelConfig } from '../../shared/model/config.ts';
 import { generate } from '../../shared/model/generate.ts';
 import { initParameters } from '../../shared/model/init.ts';

@@ -2,7 +2,8 @@
 import express from 'express';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { generateRouter, GenerationLimiter, type GenerateContext, type LiveModel } from '../../coordinator/http/generate-routes.ts';
+import { GenerationLimiter, type LiveModel } from '../../coordinator/generation/generate.ts';
+import { generateRouter, type GenerateContext } from '../../coordinator/http/generate-routes.ts';
 import { openaiRouter } from '../../coordinator/http/openai-routes.ts';
 import { exportRouter } from '../../coordinator/export/routes.ts';
 

@@ -1,6 +1,6 @@
 // The generation routers on a bare express app on port 0 (real HTTP, real model, real decoder).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GenerationLimiter, StopMatcher } from '../../coordinator/http/generate-routes.ts';
+import { GenerationLimiter, StopMatcher } from '../../coordinator/generation/generate.ts';
 import { AppError } from '../../shared/errors.ts';
 import { PRESETS, type ModelConfig } from '../../shared/model/config.ts';
 import { generate } from '../../shared/model/generate.ts';
