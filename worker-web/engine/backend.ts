@@ -1,8 +1,9 @@
 // The `webgpu` TrainingBackend: parameters and gradients resident on the GPU, the whole
 // forward+backward recorded once per (B,T) and replayed with one submit per micro-batch; only
-// the gradient, loss, norm and non-finite count come back.
+// the gradient, loss, norm and non-finite count come back. The contract (WebGpuBackend, options,
+// loss report) is in backend-types.ts.
 
-import type { ForwardResult, GradientResult, MicroBatch, TrainingBackend } from '../../shared/backend.ts';
+import type { ForwardResult, GradientResult, MicroBatch } from '../../shared/backend.ts';
 import { AppError, isAppError } from '../../shared/errors.ts';
 import { validateModelConfig, type ModelConfig } from '../../shared/model/config.ts';
 import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
@@ -10,69 +11,15 @@ import { checkBatch } from '../../shared/model/cpu/gpt.ts';
 import { KernelRuntime } from './kernel.ts';
 import { STORAGE } from './buffers.ts';
 import { paddedLayout, planEngine, type EnginePlan, type PaddedLayout } from './plan.ts';
-import { recordStep, type AttentionChoice, type RecordedStep } from './step.ts';
+import { recordStep, type RecordedStep } from './step.ts';
 import { buildEmbeddingIndex } from './embedding-index.ts';
 import { requestEngineDevice, type AdapterInfo } from './device.ts';
 import { createKernelHarness } from './harness.ts';
 import type { KernelHarness } from './harness-types.ts';
 import { ADAMW_UNIFORM_FLOATS, adamwSpec, adamwUniform } from './kernels/adamw.ts';
+import type { AdamWHyper, DeviceLossReport, WebGpuBackend, WebGpuBackendOptions } from './backend-types.ts';
 
-export interface WebGpuBackendOptions {
-  /** Use this device (the caller owns it). Otherwise one is requested from `gpu` (or navigator.gpu) and owned. */
-  device?: GPUDevice;
-  gpu?: GPU;
-  /** Refuse plans whose GPU buffers exceed this many bytes (the volunteer's cap; always wins). */
-  memoryCapBytes?: number;
-  /** Largest micro-batch this backend will accept; its plan is built (and checked) up front. */
-  maxMicroBatch?: { B: number; T: number };
-  /** Attention kernels: 'auto' (default) = batched matmuls for T >= 64, row kernels below. */
-  attention?: AttentionChoice;
-  /**
-   * Kernel-choice policy (tile sizes, split-K): 'software' for CPU adapters (SwiftShader), 'gpu'
-   * otherwise. Default: detected from the adapter. Override to test the other policy's kernels.
-   */
-  deviceClass?: 'gpu' | 'software';
-  /** Adapter info for reports, if the caller already has it. */
-  adapterInfo?: AdapterInfo;
-}
-
-export interface DeviceLossReport {
-  reason: string;
-  message: string;
-  /** Label of the last kernel encoded before the loss. */
-  lastKernel: string;
-}
-
-export interface WebGpuBackend extends TrainingBackend {
-  readonly name: 'webgpu';
-  readonly device: GPUDevice;
-  readonly adapterInfo?: AdapterInfo;
-  /** Kernel dispatches in one forwardBackward of the current plan (0 before the first step). */
-  readonly dispatchesPerStep: number;
-  /** The memory plan of the current (B,T), if one is built. */
-  readonly plan: EnginePlan | undefined;
-  /** Called once if the device is lost (driver reset, OOM, destroy); rebuild with createWebGpuBackend. */
-  onLost(cb: (r: DeviceLossReport) => void): void;
-  /** Uncaptured WebGPU errors (validation, OOM), each with the last kernel label. */
-  onError(cb: (message: string) => void): void;
-  readonly lost: boolean;
-  /** Run single kernels on this device (conformance tests). */
-  harness(): KernelHarness;
-  /**
-   * One AdamW update on the device copy of the parameters, using the gradient of the last
-   * forwardBackward (local-step training), times gradScale (clipping: min(1, maxNorm / gradNorm)).
-   * Moments live on the GPU. Returns nothing; read the
-   * parameters back with getParams().
-   */
-  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean; gradScale?: number }): Promise<void>;
-  getParams(): Promise<Float32Array>;
-  /**
-   * GPU time of every kernel of one forwardBackward, from timestamp queries (one compute pass per
-   * dispatch, so slightly slower than a real step). Needs the 'timestamp-query' feature
-   * (requestEngineDevice asks for it); Chrome quantises to 100 us without developer flags.
-   */
-  profileStep(batch: MicroBatch): Promise<Array<{ label: string; ms: number }>>;
-}
+export type { AdamWHyper, DeviceLossReport, WebGpuBackend, WebGpuBackendOptions } from './backend-types.ts';
 
 export async function createWebGpuBackend(config: ModelConfig, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   validateModelConfig(config);
@@ -321,7 +268,7 @@ class Engine implements WebGpuBackend {
     };
   }
 
-  adamwStep(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean; gradScale?: number }): Promise<void> {
+  adamwStep(h: AdamWHyper): Promise<void> {
     return this.serial(() => this.adamwNow(h));
   }
 
@@ -361,7 +308,7 @@ class Engine implements WebGpuBackend {
     }
   }
 
-  private async adamwNow(h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; decay: (name: string) => boolean; gradScale?: number }): Promise<void> {
+  private async adamwNow(h: AdamWHyper): Promise<void> {
     this.usable('adamwStep()');
     if (!this.haveGrads) throw new AppError('ERR_NO_GRADS', 'webgpu backend: adamwStep() before forwardBackward()', 500, 'compute a gradient first');
     if (!this.moments) {

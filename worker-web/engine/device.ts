@@ -3,14 +3,15 @@
 // features; if that request fails (some drivers reject their own maxima), retries with defaults.
 
 import { AppError } from '../../shared/errors.ts';
+import type { AdapterInfo as WireAdapterInfo } from '../../shared/protocol/messages.ts';
 
-export interface AdapterInfo {
-  vendor: string;
-  architecture: string;
+/**
+ * The adapter as the engine sees it: what `hello` carries (vendor, architecture, description,
+ * isSoftware: SwiftShader, a fallback adapter or another CPU rasteriser, ~100x slower than a GPU),
+ * plus GPUAdapterInfo.device for reports.
+ */
+export interface AdapterInfo extends WireAdapterInfo {
   device: string;
-  description: string;
-  /** SwiftShader, a fallback adapter, or another CPU rasteriser: ~100x slower than a GPU. */
-  isSoftware: boolean;
 }
 
 export interface EngineDevice {

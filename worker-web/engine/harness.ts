@@ -2,7 +2,8 @@
 // conformance suite uses it to check each WGSL kernel against the CPU reference op. Uses the same
 // kernel specs and pipeline cache as the backend, so what is tested is what trains.
 
-import { KernelRuntime, type KernelSpec } from './kernel.ts';
+import { KernelRuntime } from './kernel.ts';
+import type { KernelSpec } from './kernels/wgsl-util.ts';
 import { readBack, storageBuffer, uniformBuffer, uploadBuffer } from './buffers.ts';
 import type { KernelHarness, MatmulArgs, MatmulFusedArgs, AdamWArgs } from './harness-types.ts';
 import { matmulSpec, splitKReduceSpec } from './kernels/matmul.ts';

@@ -5,6 +5,7 @@ export { probeMemory, type MemoryProbe } from './memory.ts';
 export { planEngine, paddedLayout, type EnginePlan } from './plan.ts';
 export { createKernelHarness, HARNESS_KERNELS } from './harness.ts';
 export type { KernelHarness, MatmulArgs, AdamWArgs } from './harness-types.ts';
-export { KernelRuntime, type KernelSpec } from './kernel.ts';
+export { KernelRuntime } from './kernel.ts';
+export type { KernelSpec } from './kernels/wgsl-util.ts';
 export { matmulSpec, type MatmulShape } from './kernels/matmul.ts';
 export type { AttentionChoice } from './step.ts';

@@ -1,22 +1,14 @@
-// Kernel specs and the runtime that turns them into cached, labelled pipelines.
+// The runtime that turns kernel specs into cached, labelled pipelines and dispatches.
 //
-// A KernelSpec is declarative: a label, generated WGSL (shapes baked in as constants, so every
-// loop bound and bounds check is known to the compiler), the binding list, and the grid. The
-// pipeline cache is keyed by the WGSL text, so the same shape compiles once per device.
+// A KernelSpec (declared in the leaf kernels/wgsl-util.ts) is declarative: a label, generated WGSL
+// (shapes baked in as constants, so every loop bound and bounds check is known to the compiler),
+// the binding list, and the grid. The pipeline cache is keyed by the WGSL text, so the same shape
+// compiles once per device. Tile and split-K choices come from tiling.ts.
 
 import { isSoftwareInfo } from './device.ts';
-import { matmulSpec, pickSplitK, pickTile, type MatmulShape } from './kernels/matmul.ts';
-
-export type BindingKind = 'read' | 'rw' | 'uniform';
-
-export interface KernelSpec {
-  /** Pipeline label, e.g. "matmul_NT_64x48x32": shows up in WebGPU validation/loss reports. */
-  label: string;
-  code: string;
-  bindings: BindingKind[];
-  /** Workgroups to dispatch. */
-  grid: [number, number, number];
-}
+import { matmulSpec, type MatmulShape } from './kernels/matmul.ts';
+import type { KernelSpec } from './kernels/wgsl-util.ts';
+import { deviceTile, pickSplitK, twoPassColumns } from './tiling.ts';
 
 export interface BufferSlice {
   buffer: GPUBuffer;
@@ -30,26 +22,13 @@ export interface Dispatch {
   bindGroup: GPUBindGroup;
 }
 
-/** Split a 1-D workgroup count over x/y so it fits maxComputeWorkgroupsPerDimension. */
-export function grid1d(groups: number, maxPerDim = 65535): [number, number, number] {
-  if (groups <= maxPerDim) return [Math.max(1, groups), 1, 1];
-  const y = Math.ceil(groups / maxPerDim);
-  return [Math.ceil(groups / y), y, 1];
-}
-
-/** WGSL for the flat workgroup index of a grid1d dispatch. */
-export const FLAT_WG = 'let wg_flat = wid.y * nwg.x + wid.x;';
-
 export class KernelRuntime {
   private pipelines = new Map<string, GPUComputePipeline>();
   /** Label of the last kernel encoded, for error reports. */
   lastLabel = '';
   dispatchCount = 0;
 
-  /**
-   * Software adapters (SwiftShader) run workgroups on CPU threads: fewer, bigger tiles win there
-   * (128x128 measured 2x faster than 64x64 at 256^3). GPUs get 128x128 only with >= 96 tiles.
-   */
+  /** Software adapter (SwiftShader & co): selects tiling.ts's CPU-thread policy. */
   readonly software: boolean;
 
   constructor(readonly device: GPUDevice, opts: { software?: boolean } = {}) {
@@ -63,7 +42,7 @@ export class KernelRuntime {
 
   /** Column sums over N rows in two passes (row blocks, then blocks) on GPUs when N is long. */
   twoPassColumns(N: number): boolean {
-    return !this.software && N >= 1024;
+    return twoPassColumns(N, this.software);
   }
 
   /** matmulSpec with this device's tile choice (callers may still force `tile`). */
@@ -73,8 +52,7 @@ export class KernelRuntime {
 
   /** Matmul tile config for an MxN output on this device. */
   tile(M: number, N: number): 64 | 128 {
-    if (this.software) return M >= 128 && N >= 128 ? 128 : 64;
-    return pickTile(M, N);
+    return deviceTile(M, N, this.software);
   }
 
   pipeline(spec: KernelSpec): GPUComputePipeline {
@@ -117,21 +95,4 @@ export class KernelRuntime {
     this.lastLabel = d.spec.label;
     this.dispatchCount++;
   }
-}
-
-/** WGSL binding declarations for a spec's binding list, named in order. */
-export function bindingDecls(names: string[], kinds: BindingKind[], types: string[]): string {
-  return names
-    .map((n, i) => {
-      const k = kinds[i];
-      const space = k === 'uniform' ? 'uniform' : k === 'rw' ? 'storage, read_write' : 'storage, read';
-      return `@group(0) @binding(${i}) var<${space}> ${n}: ${types[i]};`;
-    })
-    .join('\n');
-}
-
-export function f32(x: number): string {
-  // A WGSL f32 literal that round-trips.
-  const s = Math.fround(x).toString();
-  return /[.eE]/.test(s) ? s : s + '.0';
 }

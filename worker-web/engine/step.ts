@@ -6,7 +6,8 @@
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
 import type { BlockTensorSuffix } from '../../shared/model/parameters.ts';
-import { KernelRuntime, type BufferSlice, type Dispatch, type KernelSpec } from './kernel.ts';
+import { KernelRuntime, type BufferSlice, type Dispatch } from './kernel.ts';
+import type { KernelSpec } from './kernels/wgsl-util.ts';
 import { storageBuffer } from './buffers.ts';
 import { columnScratchFloats, splitKScratchFloats, type PaddedLayout } from './plan.ts';
 import { matmulSpec, splitKReduceSpec, type MatmulShape } from './kernels/matmul.ts';

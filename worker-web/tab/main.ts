@@ -4,11 +4,10 @@
 // innerHTML (adapter descriptions and names are attacker-controlled).
 
 import { parseBytes, formatBytes } from '../../shared/memory/units.ts';
+import { TRAIN_BYTES_PER_PARAM } from '../../shared/memory/rules.ts';
 import type { WorkerStats } from '../client/worker-client.ts';
 import type { DeviceDescription } from '../client/engine-host.ts';
 import type { PageToWorker, WorkerToPage } from './messages.ts';
-
-const BYTES_PER_PARAM_TRAIN = 20; // weights 4 + gradients 4 + Adam m,v 8 + activations 4
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -118,9 +117,9 @@ function renderCapPreview(): void {
     $('cap-preview').textContent = '';
     return;
   }
-  const holds = Math.floor(budget / BYTES_PER_PARAM_TRAIN);
+  const holds = Math.floor(budget / TRAIN_BYTES_PER_PARAM);
   text('cap-preview', `Budget ${formatBytes(budget)}: trains a model of up to ${holds.toLocaleString('en-US')} parameters ` +
-    `(${BYTES_PER_PARAM_TRAIN} bytes each).`);
+    `(${TRAIN_BYTES_PER_PARAM} bytes each).`);
 }
 
 function renderDevice(backend: string, d: DeviceDescription): void {

@@ -1,7 +1,7 @@
 // AdamW (decoupled weight decay, bias-corrected), element-wise, in place on params/m/v.
 // Hyper-parameters arrive in a uniform so one pipeline serves every step and tensor.
 
-import { grid1d, type KernelSpec } from '../kernel.ts';
+import { grid1d, type KernelSpec } from './wgsl-util.ts';
 
 // lr, beta1, beta2, eps, weightDecay, 1-beta1^t, 1-beta2^t, n (u32 bits), gradScale, pad x3
 export const ADAMW_UNIFORM_FLOATS = 12;

@@ -6,9 +6,8 @@
 // dk = dpre^T Q, dv = att^T dout (K loops start at the diagonal). 8 dispatches per layer instead
 // of 3, every one a tiled matmul or a row kernel; all deterministic (no atomics).
 
-import { grid1d, f32, type KernelSpec } from '../kernel.ts';
 import { matmulSpec, type StridedBatch } from './matmul.ts';
-import { ROW_INDEX, ROW_MAIN_ARGS, treeReduce } from './wgsl-util.ts';
+import { f32, grid1d, ROW_INDEX, ROW_MAIN_ARGS, treeReduce, type KernelSpec } from './wgsl-util.ts';
 
 const WG = 64;
 

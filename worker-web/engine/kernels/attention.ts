@@ -7,9 +7,7 @@
 //   2) per (b,t,h,d): dq = sum_{t2<=t} dpreatt[t,t2] k[t2];  dk = sum_{t'>=t} dpreatt[t',t] q[t'];
 //                     dv = sum_{t'>=t} att[t',t] dout[t']
 
-import { grid1d, type KernelSpec } from '../kernel.ts';
-import { f32 } from '../kernel.ts';
-import { ROW_INDEX, ROW_MAIN_ARGS, treeReduce } from './wgsl-util.ts';
+import { f32, grid1d, ROW_INDEX, ROW_MAIN_ARGS, treeReduce, type KernelSpec } from './wgsl-util.ts';
 
 const WG = 64;
 

@@ -1,7 +1,7 @@
 // Element-wise kernels and the embedding: one thread per output element, shapes baked in.
 // Everything here writes each output from exactly one thread (deterministic, no atomics).
 
-import { grid1d, type KernelSpec } from '../kernel.ts';
+import { grid1d, type KernelSpec } from './wgsl-util.ts';
 
 const WG = 256;
 

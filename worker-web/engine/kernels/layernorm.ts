@@ -2,9 +2,7 @@
 // accuracy). The weight/bias gradients are column reductions over rows (reduce.ts), done by a
 // separate kernel so that no two rows ever add into the same element.
 
-import { grid1d, type KernelSpec } from '../kernel.ts';
-import { ROW_INDEX, ROW_MAIN_ARGS, treeReduce } from './wgsl-util.ts';
-import { f32 } from '../kernel.ts';
+import { f32, grid1d, ROW_INDEX, ROW_MAIN_ARGS, treeReduce, type KernelSpec } from './wgsl-util.ts';
 
 const WG = 64;
 

@@ -2,8 +2,7 @@
 // llm.c does), and the deterministic loss reduction. The batch uniform carries 1/tokens, which
 // changes per micro-batch (the mask), so the shaders stay shape-specialised but batch-agnostic.
 
-import { grid1d, type KernelSpec } from '../kernel.ts';
-import { ROW_INDEX, ROW_MAIN_ARGS, treeReduce } from './wgsl-util.ts';
+import { grid1d, ROW_INDEX, ROW_MAIN_ARGS, treeReduce, type KernelSpec } from './wgsl-util.ts';
 
 const WG = 256;
 

@@ -19,7 +19,8 @@
 // a large GPU. Thread columns are interleaved (thread tx owns vec4 columns tx, tx+16, ...) so
 // neighbouring threads read neighbouring shared-memory words and store coalesced.
 
-import { f32, grid1d, type KernelSpec } from '../kernel.ts';
+import { f32, grid1d, type KernelSpec } from './wgsl-util.ts';
+import { pickTile } from '../tiling.ts';
 
 export interface MatmulShape {
   M: number;
@@ -80,11 +81,6 @@ interface TileConfig {
 }
 const TILE64: TileConfig = { TM: 64, TN: 64, TK: 16, RM: 4, RN: 4 };
 const TILE128: TileConfig = { TM: 128, TN: 128, TK: 8, RM: 8, RN: 8 };
-
-/** 128x128 tiles only when there are enough of them to keep a big GPU busy. */
-export function pickTile(M: number, N: number): 64 | 128 {
-  return Math.ceil(M / 128) * Math.ceil(N / 128) >= 96 ? 128 : 64;
-}
 
 export function matmulSpec(s: MatmulShape): KernelSpec {
   const { M, N, K, transA, transB, bias, accumulate } = s;
@@ -329,16 +325,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   out[i] = s;
 }`,
   };
-}
-
-/**
- * How many K slices to use: only when the output has too few tiles to fill a GPU and K is long.
- * Software adapters have a couple of CPU cores: never split there.
- */
-export function pickSplitK(M: number, N: number, K: number, tile: 64 | 128, software: boolean): number {
-  if (software) return 1;
-  const tiles = Math.ceil(M / tile) * Math.ceil(N / tile);
-  const target = 128; // workgroups in flight we want (about one per SM on large GPUs)
-  if (tiles >= target / 2 || K < 1024) return 1;
-  return Math.max(1, Math.min(Math.ceil(target / tiles), Math.floor(K / 256), 32));
 }

@@ -1,7 +1,7 @@
 // Column reductions (bias and LayerNorm parameter gradients) and the gradient norm.
 // All are fixed-order tree reductions: no atomics, bit-identical run to run.
 
-import { grid1d, type KernelSpec } from '../kernel.ts';
+import { grid1d, type KernelSpec } from './wgsl-util.ts';
 
 // Column reductions use a 16x16 workgroup: 16 adjacent columns (coalesced reads) x 16 row lanes.
 const COLS = 16;
