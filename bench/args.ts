@@ -21,6 +21,8 @@ export interface BenchOptions {
   /** Interleaved samples per peer and shape; the best is reported. */
   rounds: number;
   peers: { tfjs: boolean; jax: boolean };
+  /** Seed of the output elements each matmul is checked at (random per run unless given). */
+  checkSeed: number;
   parts: { matmul: boolean; gptShapes: boolean; step: boolean };
 }
 
@@ -34,7 +36,8 @@ const HELP = `usage: npm run bench:kernels -- [options]
   --rounds N           interleaved samples per peer; the best is reported (default 3)
   --max-run-ms N       skip a shape whose one warm-up run takes longer (default 20000)
   --max-iters N        iteration ceiling per sample (default 1000)
-  --no-tfjs --no-jax   leave a peer out
+  --check-seed N       seed of the sampled output elements checked per matmul (default: random, printed)
+  --no-tfjs --no-jax   leave a peer out (a requested peer that cannot run makes the exit code 1)
   --no-square --no-gpt-shapes --no-step   leave a part out`;
 
 function positiveInt(flag: string, v: string | undefined): number {
@@ -58,6 +61,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     maxIters: 1000,
     rounds: 3,
     peers: { tfjs: true, jax: true },
+    checkSeed: 1 + Math.floor(Math.random() * 0x7fffffff),
     parts: { matmul: true, gptShapes: true, step: true },
   };
   let sizesGiven = false;
@@ -91,6 +95,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       case '--max-run-ms': o.maxRunMs = positiveInt(a, argv[++i]); break;
       case '--max-iters': o.maxIters = positiveInt(a, argv[++i]); break;
       case '--rounds': o.rounds = positiveInt(a, argv[++i]); break;
+      case '--check-seed': o.checkSeed = positiveInt(a, argv[++i]); break;
       case '--no-tfjs': o.peers.tfjs = false; break;
       case '--no-jax': o.peers.jax = false; break;
       case '--no-square': o.parts.matmul = false; break;

@@ -47,7 +47,7 @@ export async function jaxMatmul(p: JaxPeer, s: MatmulShape, x: MatmulInputs): Pr
     while (inflight.length > keep) {
       const x = inflight.shift()!;
       await x.done;
-      if (x.r === last) continue; // the newest result stays for first()
+      if (x.r === last) continue; // the newest result stays for read()
       x.r.dispose();
     }
   };
@@ -62,12 +62,13 @@ export async function jaxMatmul(p: JaxPeer, s: MatmulShape, x: MatmulInputs): Pr
     async sync() {
       await retire(0);
     },
-    async first() {
+    async read(indices: number[]) {
       await retire(0);
       if (!last) throw new Error('jax matmul: nothing computed yet');
       const c = last;
       last = null;
-      return (await c.data())[0] as number; // data() consumes c
+      const all = (await c.data()) as ArrayLike<number>; // data() consumes c
+      return indices.map((ix) => all[ix]);
     },
     dispose() {
       last?.dispose();

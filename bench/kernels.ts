@@ -5,24 +5,26 @@
 //    "dispatchesPerStep", "jax"}
 // Timing discipline (timing.ts): warm-up, then N iterations ending with one read-back, N from a
 // time budget, identical for every peer. See docs/benchmarks.md for how to read the ratios.
+// Exit code: 0 only when our engine and every requested peer ran and were right; 1 when any of
+// them failed to start, failed on a shape or step, or computed a wrong value (a figure from a
+// broken or absent subject must never look like a pass); 2 for bad options.
 
 import { parseBenchArgs, BENCH_HELP, type BenchOptions } from './args.ts';
 import { openBenchGpu } from './node-webgpu.ts';
 import { openTfjs, tfjsMatmul, type Tf } from './tfjs-peer.ts';
 import { openJax, jaxMatmul, type JaxPeer } from './jax-peer.ts';
 import { oursMatmul, oursBackend } from './ours.ts';
-import { matmulInputs, firstAgrees, type MatmulSubject } from './inputs.ts';
+import { matmulInputs, wrongProbes, type MatmulSubject } from './inputs.ts';
 import { squareShapes, gptShapes, matmulFlops, type MatmulShape } from './shapes.ts';
 import { gflops, measure, type Subject, type TimingBudget } from './timing.ts';
 import { dispatchCount, installDispatchCounter } from './dispatch-count.ts';
 import { table, fmt, ratio, round } from './report.ts';
 import { runStep, type StepFigures } from './step.ts';
+import { matmulVerdict, stepVerdict, type Check, type Requested } from './verdict.ts';
 import { presetConfig } from '../shared/model/config.ts';
 import { isAppError } from '../shared/errors.ts';
 
-type Check = 'ok' | 'MISMATCH';
-
-interface MatmulRow {
+export interface MatmulRow {
   label: string;
   m: number;
   n: number;
@@ -34,8 +36,11 @@ interface MatmulRow {
   jaxGflops: number | null;
   ratio: number | null;
   ratioJax: number | null;
-  /** Each peer's C[0] vs float64 on the same inputs: a wrong (or lazy) kernel must not look fast. */
+  /** Each peer's sampled elements of C vs float64 on the same inputs: a wrong (or lazy) kernel
+   *  must not look fast. FAILED: the peer threw (building or running); absent: not requested, or
+   *  skipped as predicted too slow (listed in `skipped`). */
   check: Record<string, Check>;
+  skipped: string[];
   note?: string;
 }
 
@@ -73,15 +78,20 @@ async function matmulSection(
   for (const s of shapes) {
     const notes: string[] = [];
     const check: Record<string, Check> = {};
-    const x = matmulInputs(s);
+    const skipped: string[] = [];
+    const x = matmulInputs(s, o.checkSeed);
     const flops = matmulFlops(s);
     const subjects: Record<string, MatmulSubject> = {};
     const make = async (peer: string, f: () => MatmulSubject | Promise<MatmulSubject>) => {
       const why = pred.skip(peer, flops);
-      if (why) return void notes.push(`${peer} skipped (${why})`);
+      if (why) {
+        skipped.push(peer);
+        return void notes.push(`${peer} skipped (${why})`);
+      }
       try {
         subjects[peer] = await f();
       } catch (e) {
+        check[peer] = 'FAILED';
         notes.push(`${peer} failed: ${(e as Error).message.split('\n')[0]}`);
       }
     };
@@ -91,7 +101,7 @@ async function matmulSection(
     const g: Record<string, number | null> = { ours: null, tfjs: null, jax: null };
     try {
       // Every iteration must encode at least one dispatch: a lazy peer that drops work it was
-      // asked for would otherwise look fast while C[0] (from the last iteration) is still right.
+      // asked for would otherwise look fast while C (from the last iteration) is still right.
       // Counted from a sample's first enqueue to the end of its sync (peers run one at a time, and
       // a peer's asynchronous submits land between its own enqueues, so a span, not windows).
       const calls: Record<string, number> = {};
@@ -117,15 +127,22 @@ async function matmulSection(
       const timed = await measure(guarded, budget);
       for (const [peer, t] of Object.entries(timed)) {
         if ('error' in t) {
+          check[peer] = 'FAILED';
           notes.push(`${peer} failed: ${t.error}`);
           continue;
         }
         pred.record(peer, flops, t.ms);
-        const got = await subjects[peer].first();
-        const valueOk = firstAgrees(got, x.first);
+        let wrong: string[];
+        try {
+          wrong = wrongProbes(s, x.probes, await subjects[peer].read(x.probes.map((p) => p.index)));
+        } catch (e) {
+          check[peer] = 'FAILED';
+          notes.push(`${peer} read-back failed: ${(e as Error).message.split('\n')[0]}`);
+          continue;
+        }
         const workOk = dispatched[peer] >= calls[peer];
-        check[peer] = valueOk && workOk ? 'ok' : 'MISMATCH';
-        if (!valueOk) notes.push(`${peer} C[0]=${got}, float64 reference ${x.first}`);
+        check[peer] = wrong.length === 0 && workOk ? 'ok' : 'MISMATCH';
+        if (wrong.length) notes.push(`${peer} wrong at ${wrong.length}/${x.probes.length} checked elements: ${wrong.slice(0, 3).join('; ')}`);
         if (!workOk) notes.push(`${peer} encoded ${dispatched[peer]} dispatches for ${calls[peer]} matmuls: work skipped`);
         g[peer] = gflops(flops, t.ms);
       }
@@ -135,7 +152,7 @@ async function matmulSection(
     const row: MatmulRow = {
       label: s.label, m: s.m, n: s.n, k: s.k, transA: s.transA, transB: s.transB,
       oursGflops: round(g.ours), tfjsGflops: round(g.tfjs), jaxGflops: round(g.jax),
-      ratio: round(ratio(g.ours, g.tfjs)), ratioJax: round(ratio(g.ours, g.jax)), check,
+      ratio: round(ratio(g.ours, g.tfjs)), ratioJax: round(ratio(g.ours, g.jax)), check, skipped,
       ...(notes.length ? { note: notes.join('; ') } : {}),
     };
     rows.push(row);
@@ -145,7 +162,8 @@ async function matmulSection(
 }
 
 const checkText = (c: Record<string, Check>) =>
-  Object.values(c).every((v) => v === 'ok') ? (Object.keys(c).length ? 'ok' : '-') : Object.entries(c).filter(([, v]) => v !== 'ok').map(([k]) => `${k} WRONG`).join(',');
+  Object.values(c).every((v) => v === 'ok') ? (Object.keys(c).length ? 'ok' : '-') : Object.entries(c).filter(([, v]) => v !== 'ok').map(([k, v]) => `${k} ${v === 'FAILED' ? 'FAILED' : 'WRONG'}`).join(',');
+
 
 async function main(): Promise<number> {
   const parsed = parseBenchArgs(process.argv.slice(2));
@@ -169,6 +187,7 @@ async function main(): Promise<number> {
   if (!o.T) o.T = Math.min(cfg.contextLength, sw ? 64 : 128);
   if (!o.B) o.B = sw || o.preset === 'tiny' ? 2 : 4;
   console.log(`micro-batch for GPT shapes and step: ${o.preset} B=${o.B} T=${o.T}${sw ? ' (software-adapter default; --batch/--seq to change)' : ''}`);
+  console.log(`output elements checked per matmul: C[0], the last and 32 sampled (--check-seed ${o.checkSeed})`);
   console.log(`limits: maxStorageBufferBindingSize ${g.device.limits.maxStorageBufferBindingSize}, workgroup storage ${g.device.limits.maxComputeWorkgroupStorageSize} B`);
 
   let tf: Tf | null = null;
@@ -206,6 +225,12 @@ async function main(): Promise<number> {
   ));
   for (const r of rows) if (r.note) console.log(`  note ${r.label}: ${r.note}`);
 
+  // Which subjects ran, and every reason this run cannot count as a pass (verdict.ts).
+  const requested: Requested = { ours: null };
+  if (o.peers.tfjs) requested.tfjs = tf ? null : `not available: ${tfError}`;
+  if (o.peers.jax) requested.jax = jax ? null : `not available: ${jaxStatus}`;
+  const { ran, failures } = matmulVerdict(rows, requested);
+
   let step: StepFigures | null = null;
   if (o.parts.step) {
     console.error(`step: ${o.preset} B=${o.B} T=${o.T}`);
@@ -219,7 +244,12 @@ async function main(): Promise<number> {
     ]));
     console.log(`\ncpu reference loss ${fmt(step.cpuLoss, 5)}; ours/tfjs speed ratio: ${fmt(step.ratio)}${jax ? `   ours/jax: ${fmt(step.ratioJax)}` : ''}   losses agree: ${step.lossesAgree ?? '-'}   dispatches per step: ${step.dispatchesPerStep ?? '-'}`);
     for (const n of step.notes) console.log(`  note: ${n}`);
+    stepVerdict(step, requested, ran, failures);
   }
+
+  console.log('\nsubjects:');
+  for (const [peer, what] of Object.entries(ran)) console.log(`  ${peer}: ${what}`);
+  console.log(failures.length ? `FAILED: ${failures.join('; ')}` : 'all requested subjects ran and agree with the float64 / CPU references');
 
   const json = {
     adapter: g.adapterName,
@@ -228,7 +258,7 @@ async function main(): Promise<number> {
       m: r.m, n: r.n, k: r.k, op: `${r.transA ? 'T' : 'N'}${r.transB ? 'T' : 'N'}`, label: r.label,
       oursGflops: r.oursGflops, tfjsGflops: r.tfjsGflops, ratio: r.ratio,
       ...(jax ? { jaxGflops: r.jaxGflops, ratioJax: r.ratioJax } : {}),
-      check: r.check,
+      check: r.check, skipped: r.skipped,
     })),
     step: step
       ? {
@@ -242,9 +272,12 @@ async function main(): Promise<number> {
     dispatchesCounted: step?.counted ?? null,
     tfjs: tf ? 'ok (our device)' : (tfError ?? 'not run (--no-tfjs)'),
     jax: jaxStatus,
+    checkSeed: o.checkSeed,
+    ran,
+    failures,
   };
   console.log(JSON.stringify(json));
-  return rows.some((r) => Object.values(r.check).includes('MISMATCH')) || step?.lossesAgree === false ? 1 : 0;
+  return failures.length ? 1 : 0;
 }
 
 main().then(

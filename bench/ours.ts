@@ -27,15 +27,26 @@ export function oursMatmul(device: GPUDevice, s: MatmulShape, x: MatmulInputs): 
   const c = storage(device, s.m * s.n, 'bench C');
   const staging = device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'bench staging' });
   const d = rt.prepare(spec, [a, b, c]);
-  /** C[0]; waits for all queued work (the queue is in order). */
-  const first = async (): Promise<number> => {
-    const enc = device.createCommandEncoder({ label: 'bench readback' });
+  /** C at the given flat indices, one 4-byte copy each; waits for all queued work (the queue is in order). */
+  const read = async (indices: number[]): Promise<number[]> => {
+    const out = device.createBuffer({ size: 4 * Math.max(1, indices.length), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'bench probes' });
+    try {
+      const enc = device.createCommandEncoder({ label: 'bench readback' });
+      indices.forEach((ix, q) => enc.copyBufferToBuffer(c, ix * 4, out, q * 4, 4));
+      device.queue.submit([enc.finish()]);
+      await out.mapAsync(GPUMapMode.READ);
+      return [...new Float32Array(out.getMappedRange().slice(0))].slice(0, indices.length);
+    } finally {
+      out.destroy();
+    }
+  };
+  /** A 4-byte read-back: the cheapest way to wait for the queue inside a timed sample. */
+  const sync = async (): Promise<void> => {
+    const enc = device.createCommandEncoder({ label: 'bench sync' });
     enc.copyBufferToBuffer(c, 0, staging, 0, 4);
     device.queue.submit([enc.finish()]);
     await staging.mapAsync(GPUMapMode.READ);
-    const v = new Float32Array(staging.getMappedRange().slice(0))[0];
     staging.unmap();
-    return v;
   };
   return {
     label: spec.label,
@@ -46,10 +57,8 @@ export function oursMatmul(device: GPUDevice, s: MatmulShape, x: MatmulInputs): 
       pass.end();
       device.queue.submit([enc.finish()]);
     },
-    async sync() {
-      await first();
-    },
-    first,
+    sync,
+    read,
     dispose() {
       for (const buf of [a, b, c, staging]) buf.destroy();
     },

@@ -29,23 +29,25 @@ export function tfjsMatmul(t: Tf, s: MatmulShape, x: MatmulInputs): MatmulSubjec
   const a = t.tensor(x.a, s.transA ? [s.k, s.m] : [s.m, s.k], 'float32');
   const b = t.tensor(x.b, s.transB ? [s.n, s.k] : [s.k, s.n], 'float32');
   let last: tfNs.Tensor | null = null;
-  const first = async (): Promise<number> => {
+  /** A one-element read-back waits for every queued matmul (the queue is in order). */
+  const sync = async (): Promise<void> => {
     if (!last) throw new Error('tfjs matmul: nothing computed yet');
-    // A one-element read-back waits for every queued matmul (the queue is in order).
     const probe = t.slice(last, [0, 0], [1, 1]);
-    const v = (await probe.data())[0];
+    await probe.data();
     probe.dispose();
-    return v;
+  };
+  const read = async (indices: number[]): Promise<number[]> => {
+    if (!last) throw new Error('tfjs matmul: nothing computed yet');
+    const all = await last.data();
+    return indices.map((ix) => all[ix]);
   };
   return {
     enqueue() {
       last?.dispose();
       last = t.matMul(a, b, s.transA, s.transB);
     },
-    async sync() {
-      await first();
-    },
-    first,
+    sync,
+    read,
     dispose() {
       last?.dispose();
       a.dispose();
