@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, USAGE, validateConfig } from '../../coordinator/config.ts';
+import { configSchema, loadConfig, USAGE, validateConfig } from '../../coordinator/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'coord-cfg-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,6 +25,25 @@ describe('coordinator config', () => {
     expect(loadConfig(['--init-from', 'exports/step-100'], {}).config.initFrom).toBe('exports/step-100');
     expect(loadConfig([], {}).config.initFrom).toBeUndefined();
     expect(USAGE).toMatch(/--init-from DIR .*\(default: off\)/s);
+  });
+
+  it('--help lists every option once, each with its default, and every listed flag parses', () => {
+    const keys = Object.keys(configSchema.def.shape).filter((k) => k !== 'resume');
+    expect(keys.length).toBeGreaterThan(30);
+    for (const k of keys) {
+      const flag = `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} `;
+      const at = USAGE.indexOf(`\n  ${flag}`);
+      expect(at, flag).toBeGreaterThan(0);
+      expect(USAGE.indexOf(`\n  ${flag}`, at + 1), `${flag} listed twice`).toBe(-1);
+      // The option's entry runs to the next option line; its default is stated in it.
+      const entry = USAGE.slice(at + 1).split(/\n  --/)[0];
+      expect(entry, flag).toMatch(/\(default[: ]/);
+    }
+    // The defaults shown are the ones validation applies.
+    expect(USAGE).toMatch(/--global-batch N .*\(default 32\)/);
+    expect(USAGE).toMatch(/--port N .*\(default 8080\)/);
+    expect(USAGE).toMatch(/--no-resume/);
+    expect(loadConfig(['--seq-len', '8', '--rate-limit', '2.5', '--aggregate', 'trimmed-mean'], {}).config).toMatchObject({ seqLen: 8, rateLimit: 2.5, aggregate: 'trimmed-mean' });
   });
 
   it('names the bad option and the allowed values', () => {
