@@ -2,7 +2,8 @@
 // fault injectors.
 import { describe, it, expect } from 'vitest';
 import { Backoff } from '../../worker-web/client/backoff.ts';
-import { parseFault, formatFault, corruptGradient, garbageMessages, l2norm, GARBAGE_KINDS } from '../../worker-web/client/faults.ts';
+import { parseFault, formatFault, corruptGradient, garbageMessages, GARBAGE_KINDS } from '../../worker-web/client/faults.ts';
+import { l2Norm as l2norm } from '../../shared/optim/clip.ts';
 import { Rng } from '../../shared/rng.ts';
 import { validateResult } from '../../shared/protocol/validate.ts';
 

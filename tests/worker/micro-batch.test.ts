@@ -1,7 +1,7 @@
 // computeTask splits a task into the plan's micro-batches and recombines them token-weighted; the
 // result must equal one forward+backward over the whole task (real CPU reference backend).
 import { describe, it, expect } from 'vitest';
-import { computeTask } from '../../worker-web/client/worker-client.ts';
+import { computeTask } from '../../worker-web/client/compute-step.ts';
 import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { presetConfig } from '../../shared/model/config.ts';

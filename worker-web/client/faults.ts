@@ -1,7 +1,7 @@
 // Fault injection for tests, the chaos suite and curious users (`--fault`). Each fault is what a
 // faulty or malicious volunteer could really do; the coordinator must detect or survive all of
-// them. Gradient faults are pure functions of (gradient, seeded Rng); behavioural faults (stale,
-// garbage, slow) are carried out by the worker loop, which asks this module what to do.
+// them. This module says WHAT each fault does (parsing, and pure functions of the gradient and a
+// seeded Rng); fault-wrappers.ts carries them out by wrapping the worker's seams.
 //
 //   none        honest worker
 //   sign-flip   gradient negated (BTARD's sign-flip attack); norm unchanged, so only direction checks catch it
@@ -15,6 +15,7 @@
 //   slow:MS     waits MS ms before sending each result (a straggler)
 
 import { AppError } from '../../shared/errors.ts';
+import { l2Norm } from '../../shared/optim/clip.ts';
 import type { Rng } from '../../shared/rng.ts';
 
 export type FaultSpec =
@@ -69,12 +70,6 @@ export interface GradientReport {
   nonFinite: number;
 }
 
-export function l2norm(g: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < g.length; i++) s += g[i] * g[i];
-  return Math.sqrt(s);
-}
-
 /**
  * Applies a gradient fault in place and returns what the faulty worker reports. Faults that do
  * not touch the gradient return it unchanged.
@@ -87,10 +82,11 @@ export function corruptGradient(f: FaultSpec, r: GradientReport, rng: Rng): Grad
       return { grads: g, gradNorm: r.gradNorm, nonFinite: r.nonFinite };
     case 'scale':
       for (let i = 0; i < g.length; i++) g[i] *= f.factor;
-      return { grads: g, gradNorm: l2norm(g), nonFinite: r.nonFinite };
+      return { grads: g, gradNorm: l2Norm(g), nonFinite: r.nonFinite };
     case 'nan': {
       const n = Math.max(1, Math.floor(g.length / 100));
       for (let k = 0; k < n; k++) g[rng.int(g.length)] = NaN;
+      // The norm of the finite entries (not clip.ts's l2Norm, which would be NaN): the lie.
       let s = 0;
       for (let i = 0; i < g.length; i++) if (Number.isFinite(g[i])) s += g[i] * g[i];
       return { grads: g, gradNorm: Math.sqrt(s), nonFinite: 0 };
@@ -98,10 +94,10 @@ export function corruptGradient(f: FaultSpec, r: GradientReport, rng: Rng): Grad
     case 'random': {
       const target = Number.isFinite(r.gradNorm) && r.gradNorm > 0 ? r.gradNorm : 1;
       for (let i = 0; i < g.length; i++) g[i] = rng.normal();
-      const n = l2norm(g);
+      const n = l2Norm(g);
       const k = n > 0 ? target / n : 0;
       for (let i = 0; i < g.length; i++) g[i] *= k;
-      return { grads: g, gradNorm: l2norm(g), nonFinite: 0 };
+      return { grads: g, gradNorm: l2Norm(g), nonFinite: 0 };
     }
     default:
       return r;

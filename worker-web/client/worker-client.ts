@@ -1,76 +1,43 @@
-// The worker loop, shared by the Node worker and the browser tab's Web Worker: connect, hello,
-// welcome (keep the id, the plan), params, tasks -> backend -> results, ack/reject, heartbeats,
-// reconnect with backoff + jitter, engine rebuild after device loss, clean stop with `bye`, and
-// the fault injection the chaos suite uses.
+// The worker's connection protocol, shared by the Node worker and the browser tab's Web Worker:
+// connect, hello, welcome (keep the id, the plan), params, tasks -> the role's task handler,
+// ack/reject, heartbeats, reconnect with backoff + jitter, leave and rejoin around engine warm-up
+// and device loss, clean stop with `bye`. The other jobs live beside it: the engine session
+// (engine-session.ts: build, warm-up, loss, rebuild), the compute step (compute-step.ts), one task
+// handler per role (task-handler.ts, roles.ts), faults as wrappers (fault-wrappers.ts) and the
+// statistics (stats.ts).
 //
-// Ordering: every backend operation (setParams, forwardBackward) runs on one promise chain, in the
-// order the messages arrived, so a task never runs against half-uploaded parameters. Each socket
+// Ordering: engine work runs on one chain in message order (work-chain.ts). Each socket
 // connection has an epoch; work queued under an older epoch is dropped (its lease is re-leased by
 // the coordinator), and nothing is ever emitted on a socket that is not connected (socket.io
 // would buffer it and send it before the next hello).
 
 import { io, type Socket } from 'socket.io-client';
-import type { TrainingBackend, GradientResult, MicroBatch } from '../../shared/backend.ts';
-import type { ModelConfig } from '../../shared/model/config.ts';
-import { Rng } from '../../shared/rng.ts';
 import { msgpackParser } from '../../shared/protocol/parser.ts';
 import {
-  PROTOCOL_VERSION,
   DEFAULT_HEARTBEAT_MS,
   type AckMsg,
   type ClientToServerEvents,
-  type HelloMsg,
   type NoticeMsg,
   type RejectMsg,
-  type ResultMsg,
   type ServerToClientEvents,
-  type TaskMsg,
   type WaitMsg,
   type WelcomeMsg,
-  type WirePlan,
-  type WorkerState,
 } from '../../shared/protocol/messages.ts';
-import { validateParams, validateTask, validateWelcome } from '../../shared/protocol/validate.ts';
+import { validateParams, validateWelcome } from '../../shared/protocol/validate.ts';
 import { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
-import { corruptGradient, garbageMessages, l2norm, GARBAGE_KINDS, type FaultSpec } from './faults.ts';
-import type { DeviceDescription, EngineHost } from './engine-host.ts';
+import { now, sleep } from './clock.ts';
+import { EngineSession } from './engine-session.ts';
+import { helloMessage } from './hello.ts';
+import type { EngineHost } from './engine-host.ts';
+import { faultWrappers, type FaultWrappers, type ParamsSink } from './fault-wrappers.ts';
+import type { FaultSpec } from './faults.ts';
+import { roleHandlers } from './roles.ts';
+import { socketChannel, type Channel } from './sender.ts';
+import { StatsBook, type LogLevel, type WorkerStats } from './stats.ts';
+import type { TaskContext, TaskHandler } from './task-handler.ts';
+import { WorkChain } from './work-chain.ts';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-
-/** Everything the tab and the Node log show; a fresh copy is passed to onStats on every change. */
-export interface WorkerStats {
-  /** Loop state: what the volunteer sees. */
-  state: 'starting' | 'connecting' | 'warming up' | 'waiting' | 'idle' | 'computing' | 'paused' | 'rebuilding' | 'stopped';
-  /** Why (wait reason, last error, stop reason). */
-  detail: string;
-  connected: boolean;
-  workerId?: string;
-  backend: string;
-  adapter?: DeviceDescription['adapter'];
-  probedBytes?: number;
-  plan?: WirePlan;
-  model?: ModelConfig;
-  paramCount?: number;
-  step: number;
-  version: number;
-  tasksDone: number;
-  accepted: number;
-  rejected: number;
-  rejectedByCode: Record<string, number>;
-  lastLoss?: number;
-  tokens: number;
-  /** Tokens/s over the recent tasks (compute time only). */
-  tokensPerSec: number;
-  /** Total forward+backward time spent for the cluster, ms. */
-  gpuMs: number;
-  reconnects: number;
-  deviceLosses: number;
-  /** Malformed messages sent (fault garbage). */
-  garbageSent: number;
-  /** Results replayed (fault stale). */
-  replays: number;
-  rttMs?: number;
-}
+export type { LogLevel, WorkerStats } from './stats.ts';
 
 export interface WorkerClientOptions {
   url: string;
@@ -90,59 +57,55 @@ export interface WorkerClientOptions {
 
 type WorkerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-interface Sent {
-  msg: ResultMsg;
-}
-
 export class WorkerClient {
   private socket?: WorkerSocket;
   private epoch = 0;
-  private chain: Promise<void> = Promise.resolve();
-  private backend?: TrainingBackend;
-  private backendModelKey = '';
-  /** Measured compute time per sequence row, ms (sizes the CPU backend's time slices). */
-  private msPerRow = 0;
-  /** Model and micro-batch shape the engine's kernels were compiled for (fixed-shape engines). */
-  private warmKey = '';
-  private device?: DeviceDescription;
+  private readonly work = new WorkChain();
+  private readonly session: EngineSession;
+  /** One handler per worker role; a plan whose role has none waits. */
+  private readonly handlers: TaskHandler[];
   private welcome?: WelcomeMsg;
-  private params?: Float32Array;
-  private paramsVersion = -1;
-  /** Params on the backend are stale (rebuilt engine): re-upload before the next task. */
-  private needUpload = false;
   private heartbeatTimer?: ReturnType<typeof setInterval>;
   private reconnectTimer?: ReturnType<typeof setTimeout>;
   private readonly backoff: Backoff;
-  private readonly rng: Rng;
-  private readonly fault: FaultSpec;
+  private readonly faults: FaultWrappers;
+  private readonly receiveParams: ParamsSink;
   private stopped = false;
   private paused = false;
-  private lastSent?: Sent;
-  private garbageCursor = 0;
-  private staleFrozen = false;
-  private rateWindow: Array<{ tokens: number; ms: number }> = [];
   private stopResolvers: Array<() => void> = [];
+  private readonly book: StatsBook;
   readonly stats: WorkerStats;
 
   constructor(private readonly opts: WorkerClientOptions) {
     const seed = opts.seed ?? 1;
     this.backoff = new Backoff(opts.backoff ?? DEFAULT_BACKOFF, seed ^ 0x5bd1e995);
-    this.rng = new Rng(seed);
-    this.fault = opts.fault ?? { kind: 'none' };
-    this.stats = {
-      state: 'starting', detail: '', connected: false, backend: opts.host.backend, step: 0, version: -1,
-      tasksDone: 0, accepted: 0, rejected: 0, rejectedByCode: {}, tokens: 0, tokensPerSec: 0, gpuMs: 0,
-      reconnects: 0, deviceLosses: 0, garbageSent: 0, replays: 0,
-    };
+    this.book = new StatsBook(opts.host.backend, opts.onStats);
+    this.stats = this.book.stats;
+    this.session = new EngineSession(opts.host, {
+      memoryCapBytes: opts.userCapBytes,
+      onLost: (reason) => {
+        if (!this.stopped) this.onDeviceLost(reason);
+      },
+    });
+    this.faults = faultWrappers(opts.fault ?? { kind: 'none' }, seed, {
+      log: (level, msg) => this.log(level, msg),
+      count: (c) => this.book.count(c),
+      heldVersion: () => this.session.paramsVersion,
+    });
+    this.handlers = roleHandlers(this.faults);
+    this.receiveParams = this.faults.params((p) => this.enqueue(this.epoch, async () => {
+      await this.session.setParams(p.params, p.version);
+      this.book.update({ version: p.version, step: p.step });
+    }));
   }
 
   // ------------------------------------------------------------------ public API
 
   /** Describes the device and connects; resolves once the first connection attempt is under way. */
   async start(): Promise<void> {
-    this.update({ state: 'starting', detail: 'finding the device' });
-    this.device = await this.opts.host.describe();
-    this.update({ adapter: this.device.adapter, probedBytes: this.device.probedBytes });
+    this.book.update({ state: 'starting', detail: 'finding the device' });
+    const device = await this.session.describe();
+    this.book.update({ adapter: device.adapter, probedBytes: device.probedBytes });
     if (this.stopped) return;
     this.connect();
   }
@@ -154,14 +117,14 @@ export class WorkerClient {
   async stop(reason = 'stopped'): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.session.close();
     this.leave(reason);
     clearTimeout(this.reconnectTimer);
     // Let queued backend work finish before freeing it (the epoch check makes it a no-op), but
     // do not wait out a long kernel compile: the volunteer asked to stop.
-    await Promise.race([this.chain.catch(() => undefined), sleep(3_000)]);
-    this.backend?.dispose();
-    this.backend = undefined;
-    this.update({ state: 'stopped', detail: reason, connected: false });
+    await Promise.race([this.work.settled(), sleep(3_000)]);
+    this.session.dispose();
+    this.book.update({ state: 'stopped', detail: reason, connected: false });
     for (const r of this.stopResolvers.splice(0)) r();
   }
 
@@ -177,7 +140,7 @@ export class WorkerClient {
     this.paused = true;
     this.leave(reason);
     clearTimeout(this.reconnectTimer);
-    this.update({ state: 'paused', detail: reason, connected: false });
+    this.book.update({ state: 'paused', detail: reason, connected: false });
   }
 
   resume(): void {
@@ -195,7 +158,7 @@ export class WorkerClient {
     clearTimeout(this.reconnectTimer);
     this.teardownSocket();
     const epoch = ++this.epoch;
-    this.update({ state: 'connecting', detail: `connecting to ${this.opts.url}` });
+    this.book.update({ state: 'connecting', detail: `connecting to ${this.opts.url}` });
     const socket: WorkerSocket = io(this.opts.url, {
       parser: msgpackParser,
       transports: ['websocket'],
@@ -209,21 +172,16 @@ export class WorkerClient {
 
     socket.on('connect', () => {
       if (!live()) return;
-      this.update({ connected: true, detail: 'connected, saying hello' });
-      const d = this.device!;
-      const hello: HelloMsg = {
-        protocol: PROTOCOL_VERSION,
+      this.book.update({ connected: true, detail: 'connected, saying hello' });
+      socket.emit('hello', helloMessage({
         backend: this.opts.host.backend,
-        adapter: d.adapter,
-        limits: d.limits,
-        probedBytes: d.probedBytes,
+        device: this.session.device!,
         userCapBytes: this.opts.userCapBytes,
         resumeId: this.stats.workerId,
         name: this.opts.name,
-        agent: this.opts.agent ?? 'worker-client/0.1',
+        agent: this.opts.agent,
         joinToken: this.opts.joinToken,
-      };
-      socket.emit('hello', dropUndefined(hello));
+      }));
     });
     socket.on('connect_error', (err) => {
       if (!live()) return;
@@ -236,14 +194,17 @@ export class WorkerClient {
       this.scheduleReconnect(epoch, `disconnected (${reason})`);
     });
     socket.on('welcome', (m) => live() && this.onWelcome(epoch, m));
-    socket.on('params', (m) => live() && this.onParams(epoch, m));
-    socket.on('task', (m) => live() && this.onTask(epoch, m));
+    socket.on('params', (m) => live() && this.onParams(m));
+    for (const h of this.handlers) {
+      // Handler events are declared by each role; the payload is validated by the handler.
+      (socket.on as (ev: string, fn: (m: unknown) => void) => void)(h.event, (m) => live() && this.onTask(epoch, h, m));
+    }
     socket.on('ack', (m) => live() && this.onAck(m));
     socket.on('reject', (m) => live() && this.onReject(m));
     socket.on('wait', (m) => live() && this.onWait(m));
     socket.on('notice', (m) => live() && this.onNotice(m));
     socket.on('heartbeat', (m) => {
-      if (live() && m && typeof m.t === 'number' && Number.isFinite(m.t)) this.update({ rttMs: Math.max(0, now() - m.t) });
+      if (live() && m && typeof m.t === 'number' && Number.isFinite(m.t)) this.book.update({ rttMs: Math.max(0, now() - m.t) });
     });
   }
 
@@ -252,8 +213,8 @@ export class WorkerClient {
     this.epoch++; // invalidates queued work and late events of the dead socket
     this.teardownSocket();
     const delay = this.backoff.next();
-    this.stats.reconnects++;
-    this.update({ state: 'connecting', connected: false, detail: `${why}; retrying in ${(delay / 1000).toFixed(1)} s` });
+    this.book.count('reconnects');
+    this.book.update({ state: 'connecting', connected: false, detail: `${why}; retrying in ${(delay / 1000).toFixed(1)} s` });
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
@@ -277,11 +238,9 @@ export class WorkerClient {
     }
   }
 
-  private emit<E extends keyof ClientToServerEvents>(epoch: number, ev: E, ...args: Parameters<ClientToServerEvents[E]>): boolean {
-    const s = this.socket;
-    if (epoch !== this.epoch || !s?.connected) return false;
-    s.emit(ev, ...args);
-    return true;
+  /** The connection of `epoch`, as task handlers and fault wrappers see it. */
+  private channel(epoch: number): Channel {
+    return socketChannel({ current: () => epoch === this.epoch, running: () => !this.stopped, socket: () => this.socket });
   }
 
   // ------------------------------------------------------------------ server messages
@@ -297,108 +256,83 @@ export class WorkerClient {
     this.welcome = w;
     this.backoff.reset();
     const resumed = this.stats.workerId === w.workerId;
-    this.update({ workerId: w.workerId, plan: w.plan, model: w.model, paramCount: w.paramCount, detail: `joined as ${w.workerId}` });
+    this.book.update({ workerId: w.workerId, plan: w.plan, model: w.model, paramCount: w.paramCount, detail: `joined as ${w.workerId}` });
     this.log('info', `${resumed ? 'rejoined' : 'joined'} as ${w.workerId}: ${w.preset}, ${w.paramCount} params, plan ${w.plan.role} (micro-batch ${w.plan.microBatch}) ${w.plan.reason}`);
     const hbMs = w.heartbeatMs > 0 ? w.heartbeatMs : DEFAULT_HEARTBEAT_MS;
     clearInterval(this.heartbeatTimer);
+    const ch = this.channel(epoch);
     this.heartbeatTimer = setInterval(() => {
-      this.emit(epoch, 'heartbeat', { t: now(), state: this.wireState() });
+      ch.emit('heartbeat', { t: now(), state: this.book.wireState() });
     }, hbMs);
-    if (w.plan.role !== 'replica') this.update({ state: 'waiting', detail: w.plan.reason });
-    else this.update({ state: 'idle' });
-    const key = JSON.stringify(w.model);
+    const handler = this.handlers.find((h) => h.role === w.plan.role);
+    if (!handler) this.book.update({ state: 'waiting', detail: w.plan.reason });
+    else this.book.update({ state: 'idle' });
     // An engine that compiles per shape must not compile while holding a lease (it would block
     // for ~30 s on SwiftShader in Node, missing heartbeats and the lease): leave, build and warm it
     // up on a throwaway batch of the plan's shape, then come back under the same id.
-    const shapeKey = `${key}|${w.plan.microBatch}x${w.plan.seqLen}`;
-    if (this.opts.host.fixedShape && w.plan.role === 'replica' && w.plan.microBatch > 0 && this.warmKey !== shapeKey) {
-      this.log('info', `warming up the engine for micro-batch ${w.plan.microBatch} x ${w.plan.seqLen} before taking work`);
+    const shape = handler?.warmUpShape(w.plan);
+    if (shape && this.session.needsWarmUp(w.model, shape)) {
+      this.log('info', `warming up the engine for micro-batch ${shape.B} x ${shape.T} before taking work`);
       this.leave('warming up the engine');
-      this.update({ state: 'warming up', connected: false, detail: `compiling kernels for ${w.plan.microBatch} x ${w.plan.seqLen}` });
+      this.book.update({ state: 'warming up', connected: false, detail: `compiling kernels for ${shape.B} x ${shape.T}` });
       const warmEpoch = this.epoch;
-      this.chain = this.chain.then(async () => {
+      const current = () => !this.stopped && !this.paused && warmEpoch === this.epoch;
+      this.work.then(async () => {
         // Let the bye leave the process before a blocking compile.
         await sleep(50);
-        if (this.stopped || this.paused || warmEpoch !== this.epoch) return;
+        if (!current()) return;
         try {
-          if (!this.backend || this.backendModelKey !== key) {
-            this.backend?.dispose();
-            this.backend = undefined;
-            this.params = undefined;
-            this.paramsVersion = -1;
-            await this.buildBackend(w.model);
-            this.backendModelKey = key;
-          }
-          const t0 = now();
-          await this.backend!.setParams(this.params ?? new Float32Array(w.paramCount));
-          await this.backend!.forwardBackward(warmupBatch(w.plan.microBatch, w.plan.seqLen));
-          this.warmKey = shapeKey;
-          this.needUpload = this.params !== undefined;
-          this.log('info', `engine ready in ${((now() - t0) / 1000).toFixed(1)} s; rejoining`);
+          const ms = await this.session.warmUp(w.model, w.paramCount, shape);
+          this.log('info', `engine ready in ${(ms / 1000).toFixed(1)} s; rejoining`);
         } catch (e) {
           this.log('error', `engine warm-up failed: ${(e as Error).message}`);
           await this.stop(`engine warm-up failed: ${(e as Error).message}`);
           return;
         }
-        if (!this.stopped && !this.paused && warmEpoch === this.epoch) this.connect();
-      }).catch(() => undefined);
+        if (current()) this.connect();
+      });
       return;
     }
     // Build (or keep) the backend for this model on the chain, before any params/task.
-    this.enqueue(epoch, async () => {
-      if (this.backend && this.backendModelKey === key) return;
-      this.backend?.dispose();
-      this.backend = undefined;
-      this.params = undefined;
-      this.paramsVersion = -1;
-      await this.buildBackend(w.model);
-      this.backendModelKey = key;
-    });
+    void this.enqueue(epoch, () => this.session.ensure(w.model));
   }
 
-  private onParams(epoch: number, raw: unknown): void {
+  private onParams(raw: unknown): void {
     const w = this.welcome;
     if (!w) return this.log('warn', 'params before welcome: ignored');
     const v = validateParams(raw, w.paramCount);
     if (!v.ok) return this.log('error', `coordinator sent invalid params (${v.code}: ${v.message}); ignored`);
-    const p = v.value;
-    if (this.fault.kind === 'stale' && this.staleFrozen) {
-      this.log('debug', `fault stale: ignoring params version ${p.version}, keeping ${this.paramsVersion}`);
-      return;
-    }
-    this.enqueue(epoch, async () => {
-      await this.backend!.setParams(p.params);
-      this.params = p.params;
-      this.paramsVersion = p.version;
-      this.needUpload = false;
-      if (this.fault.kind === 'stale') this.staleFrozen = true;
-      this.update({ version: p.version, step: p.step });
-    });
+    void this.receiveParams(v.value);
   }
 
-  private onTask(epoch: number, raw: unknown): void {
+  private onTask(epoch: number, handler: TaskHandler, raw: unknown): void {
     const w = this.welcome;
     if (!w) return this.log('warn', 'task before welcome: ignored');
-    const v = validateTask(raw, w.model);
+    const v = handler.validate(raw, w);
     if (!v.ok) return this.log('error', `coordinator sent an invalid task (${v.code}: ${v.message}); ignored`);
-    const task = v.value;
-    const received = now();
-    this.enqueue(epoch, () => this.runTask(epoch, task, received));
+    const ctx: TaskContext = {
+      session: this.session,
+      welcome: w,
+      stats: this.book,
+      channel: this.channel(epoch),
+      receivedAt: now(),
+      log: (level, msg) => this.log(level, msg),
+    };
+    void this.enqueue(epoch, () => handler.run(v.value, ctx));
   }
 
   private onAck(m: AckMsg): void {
-    this.stats.accepted++;
-    this.update({ detail: `task ${String(m?.taskId)} accepted` });
+    this.book.count('accepted');
+    this.book.update({ detail: `task ${String(m?.taskId)} accepted` });
   }
 
   private onReject(m: RejectMsg): void {
     const code = typeof m?.code === 'string' ? m.code.slice(0, 32) : 'UNKNOWN';
-    this.stats.rejectedByCode[code] = (this.stats.rejectedByCode[code] ?? 0) + 1;
     // Only rejected results count as rejected work; other events are protocol noise (garbage fault).
-    if (m?.event === 'result') this.stats.rejected++;
+    this.book.rejectedMessage(code, m?.event);
     const msg = `${m?.event ?? '?'} rejected: ${code}: ${String(m?.message ?? '').slice(0, 200)}`;
-    this.log(this.fault.kind === 'none' ? 'warn' : 'debug', msg);
-    this.update({ detail: msg });
+    this.log(this.faults.rejectionLevel, msg);
+    this.book.update({ detail: msg });
     // Refusals that retrying cannot fix: leave with the coordinator's reason.
     if ((m?.event === 'hello' && (code === 'UNAUTHORIZED' || code === 'PROTOCOL_VERSION')) || code === 'BANNED') {
       this.log('error', `leaving: ${msg}`);
@@ -409,7 +343,7 @@ export class WorkerClient {
   private onWait(m: WaitMsg): void {
     const reason = String(m?.reason ?? '').slice(0, 200);
     this.log('info', `waiting: ${reason}`);
-    this.update({ state: 'waiting', detail: reason });
+    this.book.update({ state: 'waiting', detail: reason });
   }
 
   private onNotice(m: NoticeMsg): void {
@@ -422,28 +356,14 @@ export class WorkerClient {
     }
   }
 
-  // ------------------------------------------------------------------ compute
+  // ------------------------------------------------------------------ engine work
 
-  private enqueue(epoch: number, fn: () => Promise<void>): void {
-    this.chain = this.chain.then(async () => {
-      if (epoch !== this.epoch || this.stopped) return;
-      try {
-        await fn();
-      } catch (e) {
-        this.log('error', `worker: ${(e as Error).message}`);
-        this.update({ detail: (e as Error).message });
-      }
+  /** Runs `fn` on the chain unless connection `epoch` is gone by then; true if it ran without error. */
+  private enqueue(epoch: number, fn: () => Promise<void>): Promise<boolean> {
+    return this.work.gated(() => epoch === this.epoch && !this.stopped, fn, (e) => {
+      this.log('error', `worker: ${e.message}`);
+      this.book.update({ detail: e.message });
     });
-  }
-
-  private async buildBackend(model: ModelConfig): Promise<void> {
-    const built = this.epoch;
-    let lostOnce = false;
-    this.backend = await this.opts.host.create(model, (reason) => {
-      if (lostOnce || this.stopped) return;
-      lostOnce = true;
-      void this.onDeviceLost(reason, built);
-    }, { memoryCapBytes: this.opts.userCapBytes });
   }
 
   /**
@@ -451,222 +371,29 @@ export class WorkerClient {
    * the task in flight is lost and re-leased at once), get a new device, and rejoin under the same
    * id; the welcome path rebuilds (and warms up) the engine before any new work is taken.
    */
-  private async onDeviceLost(reason: string, _builtAt: number): Promise<void> {
-    this.stats.deviceLosses++;
+  private onDeviceLost(reason: string): void {
+    this.book.count('deviceLosses');
     this.log('warn', `device lost (${reason}); rebuilding the engine`);
-    const wasPaused = this.paused;
-    if (!wasPaused) this.leave(`device lost: ${reason}`);
-    this.update({ state: 'rebuilding', connected: false, detail: `device lost: ${reason}` });
-    this.chain = this.chain.then(async () => {
+    if (!this.paused) this.leave(`device lost: ${reason}`);
+    this.book.update({ state: 'rebuilding', connected: false, detail: `device lost: ${reason}` });
+    this.work.then(async () => {
       if (this.stopped) return;
       try {
-        this.backend?.dispose();
-      } catch {
-        /* already gone */
-      }
-      this.backend = undefined;
-      this.backendModelKey = '';
-      this.warmKey = '';
-      this.needUpload = this.params !== undefined;
-      try {
-        this.device = await this.opts.host.describe();
+        await this.session.rebuildAfterLoss();
         this.log('info', 'new device acquired; engine rebuilt');
       } catch (e) {
         this.log('error', `engine rebuild failed: ${(e as Error).message}; leaving`);
         await this.stop(`device lost and could not be rebuilt: ${(e as Error).message}`);
         return;
       }
-      if (this.paused) this.update({ state: 'paused', detail: 'engine rebuilt after device loss' });
+      if (this.paused) this.book.update({ state: 'paused', detail: 'engine rebuilt after device loss' });
       else this.connect();
-    }).catch(() => undefined);
-  }
-
-  private async runTask(epoch: number, task: TaskMsg, receivedAt: number): Promise<void> {
-    const w = this.welcome!;
-    const backend = this.backend;
-    if (!backend) throw new Error(`task ${task.taskId}: no engine (device lost?), skipped`);
-    if (now() - receivedAt > task.leaseMs) {
-      this.log('warn', `task ${task.taskId}: lease expired before it could start, skipped`);
-      return;
-    }
-    const stale = this.fault.kind === 'stale';
-    if (task.version !== this.paramsVersion && !stale) {
-      throw new Error(`task ${task.taskId}: needs parameter version ${task.version}, this worker holds ${this.paramsVersion}; skipped`);
-    }
-    if (this.needUpload && this.params) {
-      await backend.setParams(this.params);
-      this.needUpload = false;
-    }
-    this.update({ state: 'computing', step: task.step, detail: `task ${task.taskId} (step ${task.step})` });
-    const fixed = Boolean(this.opts.host.fixedShape) && w.plan.microBatch > 0;
-    let mb = w.plan.microBatch > 0 ? (fixed ? w.plan.microBatch : Math.min(w.plan.microBatch, task.B)) : task.B;
-    if (!fixed) {
-      // The CPU backend computes on this thread: slice the task so that heartbeats and socket.io
-      // pongs get out between slices (a 20 s synchronous task would get us declared dead).
-      const sliceMs = Math.min(SLICE_MS, (w.heartbeatMs > 0 ? w.heartbeatMs : DEFAULT_HEARTBEAT_MS) / 2);
-      mb = Math.min(mb, this.msPerRow > 0 ? Math.max(1, Math.floor(sliceMs / this.msPerRow)) : 1);
-    }
-    const t0 = now();
-    const r = await computeTask(backend, task, mb, fixed);
-    const wall = now() - t0;
-    const perRow = wall / task.B;
-    this.msPerRow = this.msPerRow > 0 ? 0.5 * this.msPerRow + 0.5 * perRow : perRow;
-    if (epoch !== this.epoch || this.stopped) return; // left meanwhile: the lease is already returned
-    let rep = { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite };
-    rep = corruptGradient(this.fault, rep, this.rng);
-    const result: ResultMsg = {
-      taskId: task.taskId,
-      step: task.step,
-      version: stale ? this.paramsVersion : task.version,
-      loss: r.loss,
-      tokens: r.tokens,
-      grads: rep.grads,
-      gradNorm: rep.gradNorm,
-      nonFinite: rep.nonFinite,
-      timings: r.timings,
-    };
-    if (this.fault.kind === 'slow') await sleep(this.fault.ms);
-    if (epoch !== this.epoch || this.stopped) return;
-    if (this.fault.kind === 'garbage') {
-      const junk = garbageMessages(result as unknown as Record<string, unknown>, 'result', 3, this.rng, this.garbageCursor);
-      this.garbageCursor = (this.garbageCursor + junk.length) % GARBAGE_KINDS;
-      for (const g of junk) {
-        const s = this.socket;
-        if (epoch !== this.epoch || !s?.connected) break;
-        (s.emit as (ev: string, ...a: unknown[]) => void)(g.event, g.payload);
-        this.stats.garbageSent++;
-        this.log('debug', `fault garbage: sent ${g.label}`);
-      }
-    }
-    if (stale && this.lastSent) {
-      if (this.emit(epoch, 'result', this.lastSent.msg)) this.stats.replays++;
-    }
-    if (!this.emit(epoch, 'result', result)) return;
-    if (stale) this.lastSent = { msg: { ...result, grads: result.grads.slice() } };
-    this.stats.tasksDone++;
-    this.stats.tokens += r.tokens;
-    this.stats.gpuMs += r.timings.totalMs;
-    this.rateWindow.push({ tokens: r.tokens, ms: wall });
-    if (this.rateWindow.length > 8) this.rateWindow.shift();
-    const tw = this.rateWindow.reduce((a, x) => a + x.tokens, 0);
-    const mw = this.rateWindow.reduce((a, x) => a + x.ms, 0);
-    this.update({
-      state: 'idle',
-      lastLoss: r.loss,
-      tokensPerSec: mw > 0 ? (tw * 1000) / mw : 0,
-      detail: `task ${task.taskId} sent (loss ${r.loss.toFixed(4)}, ${r.tokens} tokens, ${wall.toFixed(0)} ms)`,
     });
-    this.log('debug', `step ${task.step} task ${task.taskId}: loss ${r.loss.toFixed(4)} tokens ${r.tokens} norm ${rep.gradNorm.toExponential(3)} ${wall.toFixed(0)} ms`);
   }
 
   // ------------------------------------------------------------------ helpers
 
-  private wireState(): WorkerState {
-    switch (this.stats.state) {
-      case 'computing':
-        return 'computing';
-      case 'paused':
-        return 'paused';
-      case 'waiting':
-        return 'waiting';
-      default:
-        return 'idle';
-    }
-  }
-
-  private update(p: Partial<WorkerStats>): void {
-    Object.assign(this.stats, p);
-    this.opts.onStats?.({ ...this.stats, rejectedByCode: { ...this.stats.rejectedByCode } });
-  }
-
   private log(level: LogLevel, msg: string): void {
     this.opts.log?.(level, msg);
   }
-}
-
-/**
- * Runs a task as micro-batches of at most `mb` rows (the plan's size) and combines them
- * token-weighted, so the result is the gradient of the mean loss over the task's masked tokens,
- * exactly what one forward+backward over the whole task gives.
- *
- * With `fixedShape`, every micro-batch is padded to exactly `mb` rows whose mask is 0: they add
- * nothing to the loss or the gradient (their output gradient is zero), and the WebGPU engine, whose
- * kernels are specialised per (B, T) and cost ~30 s to compile on SwiftShader, compiles once.
- */
-export async function computeTask(backend: TrainingBackend, task: TaskMsg, mb: number, fixedShape = false): Promise<GradientResult> {
-  const { B, T } = task;
-  if (mb >= B && !(fixedShape && B < mb)) {
-    const r = await backend.forwardBackward({ B, T, inputs: task.inputs, targets: task.targets, mask: task.mask });
-    return { ...r, grads: r.grads.slice() };
-  }
-  let acc: Float32Array | undefined;
-  let tokens = 0;
-  let lossSum = 0;
-  let totalMs = 0;
-  for (let b0 = 0; b0 < B; b0 += mb) {
-    const rows = Math.min(mb, B - b0);
-    const batch = rowsOf(task, b0, rows, fixedShape ? mb : rows);
-    if (b0 > 0) await yieldToEventLoop(); // let timers (heartbeats) and socket I/O run between slices
-    const r = await backend.forwardBackward(batch);
-    totalMs += r.timings.totalMs;
-    acc ??= new Float32Array(r.grads.length);
-    if (r.tokens > 0) {
-      // Sum of per-micro-batch mean gradients weighted by tokens = sum over all tokens.
-      const k = r.tokens;
-      const g = r.grads;
-      for (let i = 0; i < g.length; i++) acc[i] += g[i] * k;
-      lossSum += r.loss * k;
-      tokens += k;
-    }
-  }
-  const grads = acc!;
-  if (tokens > 0) for (let i = 0; i < grads.length; i++) grads[i] /= tokens;
-  let nonFinite = 0;
-  for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) nonFinite++;
-  return { loss: tokens > 0 ? lossSum / tokens : 0, tokens, grads, gradNorm: l2norm(grads), nonFinite, timings: { totalMs } };
-}
-
-/** Rows [b0, b0+rows) of a task as a micro-batch of `padTo` rows (extra rows masked out). */
-function rowsOf(task: TaskMsg, b0: number, rows: number, padTo: number): MicroBatch {
-  const T = task.T;
-  const lo = b0 * T;
-  const hi = (b0 + rows) * T;
-  if (padTo === rows) {
-    return { B: rows, T, inputs: task.inputs.subarray(lo, hi), targets: task.targets.subarray(lo, hi), mask: task.mask.subarray(lo, hi) };
-  }
-  const inputs = new Int32Array(padTo * T);
-  const targets = new Int32Array(padTo * T);
-  const mask = new Uint8Array(padTo * T); // zeros: padding rows never count
-  inputs.set(task.inputs.subarray(lo, hi));
-  targets.set(task.targets.subarray(lo, hi));
-  mask.set(task.mask.subarray(lo, hi));
-  return { B: padTo, T, inputs, targets, mask };
-}
-
-/** A throwaway micro-batch of the plan's shape, to compile the engine's kernels before taking work. */
-function warmupBatch(B: number, T: number): MicroBatch {
-  const mask = new Uint8Array(B * T);
-  mask[0] = 1;
-  return { B, T, inputs: new Int32Array(B * T), targets: new Int32Array(B * T), mask };
-}
-
-function now(): number {
-  return typeof performance !== 'undefined' ? performance.now() + (performance.timeOrigin ?? 0) : Date.now();
-}
-
-/** Longest compute slice on a backend that runs on the loop's own thread, ms (also <= heartbeat / 2). */
-const SLICE_MS = 1_000;
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((r) => setTimeout(r, 0));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function dropUndefined<T extends object>(o: T): T {
-  const c = { ...o } as Record<string, unknown>;
-  for (const k of Object.keys(c)) if (c[k] === undefined) delete c[k];
-  return c as T;
 }

@@ -1,0 +1,128 @@
+// Faults as wrappers: each `--fault` is carried out by wrapping one of the worker's seams, so the
+// client and the task handlers have no fault branches. The seams:
+//
+//   compute   the replica compute step (task -> gradient): sign-flip, scale, nan, random. Wrapped
+//             at task level, not per backend call, so a task split into micro-batches is corrupted
+//             once, as a whole (per-slice NaNs would be counted by the recombination and per-slice
+//             noise would not keep the honest norm).
+//   taskView  what version a task is computed and reported at: stale (its held one).
+//   params    the parameter sets arriving: stale (keeps the first one applied).
+//   sender    results leaving: slow (delay), garbage (malformed messages first), stale (replay of
+//             the previous result first).
+//
+// What each fault does to the numbers is in faults.ts (pure functions of the gradient and an Rng).
+
+import { Rng } from '../../shared/rng.ts';
+import type { ParamsMsg, TaskMsg } from '../../shared/protocol/messages.ts';
+import { sleep } from './clock.ts';
+import type { ComputeStep } from './compute-step.ts';
+import { corruptGradient, garbageMessages, GARBAGE_KINDS, type FaultSpec } from './faults.ts';
+import type { Outgoing, Sender } from './sender.ts';
+import type { FaultCounter, LogLevel } from './stats.ts';
+
+/** Applies a parameter set on the client's chain; resolves true once it is on the backend. */
+export type ParamsSink = (p: ParamsMsg) => Promise<boolean>;
+
+export interface FaultWrappers {
+  compute(step: ComputeStep): ComputeStep;
+  taskView(task: TaskMsg): TaskMsg;
+  params(sink: ParamsSink): ParamsSink;
+  sender(send: Sender): Sender;
+  /** A faulty worker expects refusals: it logs them at debug level, an honest one warns. */
+  readonly rejectionLevel: LogLevel;
+}
+
+/** What the wrappers may see and touch of the worker. */
+export interface FaultEnv {
+  log(level: LogLevel, msg: string): void;
+  count(c: FaultCounter): void;
+  /** Version of the parameters the engine holds. */
+  heldVersion(): number;
+}
+
+const HONEST: FaultWrappers = {
+  compute: (step) => step,
+  taskView: (task) => task,
+  params: (sink) => sink,
+  sender: (send) => send,
+  rejectionLevel: 'warn',
+};
+
+/** The wrappers for one fault; `seed` seeds the fault's randomness (NaN positions, noise, garbage). */
+export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): FaultWrappers {
+  const rng = new Rng(seed);
+  const faulty: FaultWrappers = { ...HONEST, rejectionLevel: 'debug' };
+  switch (spec.kind) {
+    case 'none':
+      return HONEST;
+    case 'sign-flip':
+    case 'scale':
+    case 'nan':
+    case 'random':
+      return {
+        ...faulty,
+        compute: (step) => async (backend, task, mb, fixedShape) => {
+          const r = await step(backend, task, mb, fixedShape);
+          return { ...r, ...corruptGradient(spec, { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite }, rng) };
+        },
+      };
+    case 'slow':
+      return {
+        ...faulty,
+        sender: (send) => async (msg, ch) => {
+          await sleep(spec.ms);
+          if (!ch.live()) return false; // left meanwhile: the lease is already returned
+          return send(msg, ch);
+        },
+      };
+    case 'garbage': {
+      let cursor = 0;
+      return {
+        ...faulty,
+        sender: (send) => async (msg, ch) => {
+          const junk = garbageMessages(msg.payload as unknown as Record<string, unknown>, msg.event, 3, rng, cursor);
+          cursor = (cursor + junk.length) % GARBAGE_KINDS;
+          for (const g of junk) {
+            if (!ch.emit(g.event, g.payload)) break;
+            env.count('garbageSent');
+            env.log('debug', `fault garbage: sent ${g.label}`);
+          }
+          return send(msg, ch);
+        },
+      };
+    }
+    case 'stale': {
+      let frozen = false;
+      let last: Outgoing | undefined;
+      return {
+        ...faulty,
+        // Computes every task on the parameters it holds, and says so (an honest worker refuses
+        // a task for another version).
+        taskView: (task) => ({ ...task, version: env.heldVersion() }),
+        params: (sink) => (p) => {
+          if (frozen) {
+            env.log('debug', `fault stale: ignoring params version ${p.version}, keeping ${env.heldVersion()}`);
+            return Promise.resolve(false);
+          }
+          return sink(p).then((applied) => {
+            if (applied) frozen = true;
+            return applied;
+          });
+        },
+        sender: (send) => async (msg, ch) => {
+          if (last && ch.emit(last.event, last.payload)) env.count('replays');
+          if (!(await send(msg, ch))) return false;
+          last = snapshot(msg);
+          return true;
+        },
+      };
+    }
+  }
+}
+
+/** A copy of a sent message whose tensors the caller may reuse. */
+function snapshot(msg: Outgoing): Outgoing {
+  const payload: Record<string, unknown> = { ...msg.payload };
+  for (const [k, v] of Object.entries(payload)) if (ArrayBuffer.isView(v)) payload[k] = (v as Float32Array).slice();
+  return { event: msg.event, payload: payload as unknown as Outgoing['payload'] };
+}

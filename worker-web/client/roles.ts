@@ -1,0 +1,19 @@
+// The roles this worker can take, one task handler each, with the fault wrappers applied to their
+// seams. A new role (a pipeline stage, a round of local AdamW steps) is one more handler here,
+// with its own compute step; the connection protocol routes its event to it and needs no change.
+
+import { computeTask } from './compute-step.ts';
+import type { FaultWrappers } from './fault-wrappers.ts';
+import { ReplicaHandler } from './replica-handler.ts';
+import { honestSender } from './sender.ts';
+import type { TaskHandler } from './task-handler.ts';
+
+export function roleHandlers(faults: FaultWrappers): TaskHandler[] {
+  return [
+    new ReplicaHandler({
+      compute: faults.compute(computeTask),
+      send: faults.sender(honestSender),
+      taskView: (t) => faults.taskView(t),
+    }),
+  ];
+}
