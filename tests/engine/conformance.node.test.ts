@@ -1,10 +1,13 @@
 // The conformance suite (conformance.case.ts) under vitest: once against the CPU reference
-// backend, once against the WebGPU engine in Node (Dawn; SwiftShader on machines without a GPU).
+// backend, once against the WebGPU engine in Node (Dawn; SwiftShader on machines without a GPU),
+// plus the GPU kernel policy forced on, against the long PyTorch fixture (gpu-policy.case.ts).
 // One device for the whole webgpu block: pipelines compile once (~0.5 s each on SwiftShader).
 
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conformanceCases } from './conformance.case.ts';
+import { gpuPolicyCases } from './gpu-policy.case.ts';
+import { LONG_FIXTURE_PATH } from '../reference/fixture-long.ts';
 import { parseFixtureBytes } from './fixture-bytes.ts';
 import { FIXTURE_PATH, readFixture } from '../reference/fixture.ts';
 import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
@@ -14,6 +17,7 @@ import { createKernelHarness } from '../../worker-web/engine/harness.ts';
 import { createWebGpuBackend } from '../../worker-web/engine/backend.ts';
 
 const loadFixture = async () => readFileSync(FIXTURE_PATH);
+const loadLongFixture = async () => readFileSync(LONG_FIXTURE_PATH);
 
 describe('fixture parser (browser-safe) agrees with the Node reader', () => {
   it('parses the same values as readFixture', () => {
@@ -30,6 +34,10 @@ describe('fixture parser (browser-safe) agrees with the Node reader', () => {
 describe('conformance: cpu', () => {
   for (const c of conformanceCases({ label: 'cpu', createBackend: async (cfg) => createCpuBackend(cfg), loadFixture })) {
     it(c.name, c.run);
+  }
+  // The long fixture against our CPU reference too: the fixture itself is right.
+  for (const c of gpuPolicyCases({ label: 'cpu', createBackend: async (cfg) => createCpuBackend(cfg), loadFixture: loadLongFixture, expectGpuPaths: false })) {
+    it(c.name.replace('GPU kernel policy (split-K, two-pass column sums)', 'reference'), c.run);
   }
 });
 
@@ -49,6 +57,12 @@ describe('conformance: webgpu (Node, Dawn)', () => {
     harness,
     loadFixture,
   });
+  cases.push(...gpuPolicyCases({
+    label: 'webgpu-node',
+    createBackend: (cfg) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info, deviceClass: 'gpu' }),
+    loadFixture: loadLongFixture,
+    expectGpuPaths: true,
+  }));
   for (const c of cases) {
     it(c.name, async () => {
       await c.run();
