@@ -173,12 +173,15 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     const done = trainer.step;
     if (evaluator && (done % config.evalEvery === 0 || trainer.finished)) {
       const r = await evaluator.run(trainer.params);
-      const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now() };
+      const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now(), tasks: r.tasks, samples: r.samples };
       evals.push(e);
       trainer.noteEval(r.loss, r.accuracy);
-      log.info({ step: e.step, evalLoss: r.loss, accuracy: r.accuracy }, 'eval');
+      const said = evaluator.describe(e.step, r); // one actionable line per eval; `ready` once at 95%
+      log.info({ step: e.step, evalLoss: r.loss, accuracy: r.accuracy, tasks: r.tasks }, said.line);
+      if (said.ready) log.info({ step: e.step, accuracy: r.accuracy }, said.ready);
       bus.emit('eval', e);
-      bus.logEntry({ level: 'info', kind: 'eval', message: `eval at step ${e.step}: loss ${r.loss.toFixed(4)}${r.accuracy !== null ? `, exact match ${(100 * r.accuracy).toFixed(1)}%` : ''}` });
+      bus.logEntry({ level: 'info', kind: 'eval', message: said.line });
+      if (said.ready) bus.logEntry({ level: 'info', kind: 'eval', message: said.ready });
     }
     if ((config.checkpointEvery > 0 && done % config.checkpointEvery === 0) || trainer.finished) {
       try {
@@ -218,7 +221,8 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       workers: [...hub.workers.byId.values()].map((w) => hub.workers.row(w)),
       checkpoint: lastCheckpoint,
       model: { preset: config.preset, params: trainer.paramCount, config: model },
-      eval: ev ? { step: ev.step, loss: ev.loss, accuracy: ev.accuracy } : null,
+      eval: ev ? { step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples } : null,
+      task: { name: dataset.name, builtIn: dataset.builtIn === true, examplePrompts: dataset.examplePrompts ?? [] },
       accounting: trainer.accounting(),
       globalBatch: config.globalBatch,
       uptimeSec: Math.round((Date.now() - startedAt) / 1000),

@@ -18,6 +18,7 @@ import { renderWorkers } from './workers-table.ts';
 import { eventView, memoryBars, securityView, statusView, workerView, type TrustMap } from './view.ts';
 import { renderSecurity } from './security-panel.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
+import { evalSamplesView, renderEvalSamples } from './eval-samples.ts';
 
 markNav();
 
@@ -65,6 +66,8 @@ function drawStatus(snap: StatusSnapshot): void {
   setText(byId('stat-run-state'), s.runState);
   byId('stat-run-state').dataset.state = s.runState;
   setText(byId('accounting'), s.accounting);
+  // On connect (and after a reload) the latest evaluation's answers come with the snapshot.
+  if (snap.eval?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
   const sec = securityView(snap.security);
   renderSecurity(sec);
   trust = sec?.trust ?? new Map();
@@ -92,6 +95,7 @@ const handlers: Record<string, (payload: never) => void> = {
   },
   eval: (e: EvalPoint) => {
     if (history.add([{ step: e.step, evalLoss: e.loss, evalAccuracy: e.accuracy }])) redrawCharts();
+    if (e?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(e));
   },
   worker: (c: WorkerChange) => {
     if (!c?.worker?.id) return;

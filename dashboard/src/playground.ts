@@ -1,9 +1,11 @@
 // The playground page: POST /api/generate and show the completion (as text) and why it stopped.
 
 import './styles.css';
-import { describeError, postJson } from './api.ts';
+import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
+import { describeError, getJson, postJson } from './api.ts';
 import { byId, clear, el, setText } from './dom.ts';
 import { markNav } from './nav.ts';
+import { suggestionPrompts } from './eval-samples.ts';
 
 markNav();
 
@@ -94,3 +96,23 @@ form.addEventListener('submit', async (ev) => {
     submit.disabled = false;
   }
 });
+
+// Prompt suggestions of the task being trained (status.task.examplePrompts, the built-in task's
+// prompts): one click fills the prompt, sets greedy decoding and a short answer, and generates.
+// Prompts are shown as button text (textContent), never as markup.
+getJson<StatusSnapshot>('/api/status').then((snap) => {
+  const prompts = suggestionPrompts(snap);
+  if (prompts.length === 0) return;
+  const box = byId('gen-suggestions');
+  for (const p of prompts) {
+    const b = el('button', { className: 'chip', attrs: { type: 'button', 'data-prompt': p } }, p);
+    b.addEventListener('click', () => {
+      byId<HTMLTextAreaElement>('gen-prompt').value = p;
+      byId<HTMLInputElement>('gen-temp').value = '0';
+      byId<HTMLInputElement>('gen-max').value = '8';
+      form.requestSubmit();
+    });
+    box.append(b);
+  }
+  box.hidden = false;
+}, () => undefined);

@@ -22,7 +22,24 @@ export interface ArithRevOptions {
   heldOut?: number;
   /** Reversal words to generate (default 6000, so ~1/3 of the task is reversal). */
   words?: number;
+  /** A reduced task (tests): only these of addition / subtraction / reversal (default all three). */
+  tasks?: readonly ArithRevTask[];
 }
+
+export const ARITH_REV_TASKS = ['addition', 'subtraction', 'reversal'] as const;
+export type ArithRevTask = (typeof ARITH_REV_TASKS)[number];
+
+/** Which of the three tasks a prompt of this dataset belongs to (named error for anything else). */
+export function arithRevTaskOf(prompt: string): ArithRevTask {
+  if (/^rev [a-z]+=$/.test(prompt)) return 'reversal';
+  if (/^\d+\+\d+=$/.test(prompt)) return 'addition';
+  if (/^\d+-\d+=$/.test(prompt)) return 'subtraction';
+  throw new AppError('ERR_DATA_TASK', `arith-rev dataset: "${prompt}" is not a prompt of the task`, 400,
+    'prompts look like "12+34=", "57-23=" or "rev cat="');
+}
+
+/** Prompts a person can try in the playground (none is in the held-out split of seed 1, most are in train). */
+export const ARITH_REV_EXAMPLE_PROMPTS = ['12+34=', '57-23=', 'rev cat=', '45+45=', '90-19=', 'rev hello='];
 
 function arithPairs(): PromptPair[] {
   const out: PromptPair[] = [];
@@ -52,9 +69,14 @@ function wordPairs(rng: Rng, count: number): PromptPair[] {
 }
 
 /** All pairs of the task, shuffled by the seed, split into held-out (first) and train (rest). */
-export function arithRevPairs(seed: number, heldOut = 200, words = 6000): { train: PromptPair[]; heldOut: PromptPair[] } {
+export function arithRevPairs(seed: number, heldOut = 200, words = 6000, tasks: readonly ArithRevTask[] = ARITH_REV_TASKS): { train: PromptPair[]; heldOut: PromptPair[] } {
+  for (const t of tasks) {
+    if (!ARITH_REV_TASKS.includes(t)) throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: unknown task "${t}"; allowed: ${ARITH_REV_TASKS.join(', ')}`);
+  }
   const rng = new Rng(seed);
-  const all = [...arithPairs(), ...wordPairs(rng, words)];
+  // The words are drawn first whatever the task list, so a reduced task keeps the same words.
+  const wordList = wordPairs(rng, words);
+  const all = [...arithPairs(), ...wordList].filter((p) => tasks.includes(arithRevTaskOf(p.prompt)));
   rng.shuffle(all);
   if (heldOut < 0 || heldOut >= all.length) {
     throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: heldOut must be in 0..${all.length - 1}, got ${heldOut}`);
@@ -70,11 +92,15 @@ export function arithRevDataset(opts: ArithRevOptions): Dataset {
     throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: T must be an integer >= ${ARITH_REV_MAX_POSITIONS}, got ${T}`,
       400, 'use a model contextLength of at least 15');
   }
-  const split = arithRevPairs(seed, opts.heldOut ?? 200, opts.words ?? 6000);
-  const name = `arith-rev(seed=${seed})`;
+  const tasks = opts.tasks ?? ARITH_REV_TASKS;
+  const split = arithRevPairs(seed, opts.heldOut ?? 200, opts.words ?? 6000, tasks);
+  const reduced = tasks.length !== ARITH_REV_TASKS.length || opts.words !== undefined || opts.heldOut !== undefined;
+  const name = reduced ? `arith-rev(seed=${seed}, ${tasks.join('+')}, words=${opts.words ?? 6000}, heldOut=${split.heldOut.length})` : `arith-rev(seed=${seed})`;
   return {
     name,
     kind: 'instruction',
+    builtIn: !reduced,
+    examplePrompts: ARITH_REV_EXAMPLE_PROMPTS,
     T,
     size: split.train.length,
     fingerprint: fnv1a([name, String(T), String(split.train.length), String(split.heldOut.length)]),
@@ -92,6 +118,6 @@ export function arithRevDataset(opts: ArithRevOptions): Dataset {
         return pairRow(p.prompt, p.response, T);
       },
     },
-    evaluate: (generate, evalOpts) => exactMatch(split.heldOut, generate, evalOpts),
+    evaluate: (generate, evalOpts) => exactMatch(split.heldOut, generate, { taskOf: arithRevTaskOf, ...evalOpts }),
   };
 }

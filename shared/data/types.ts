@@ -23,17 +23,36 @@ export interface EvalExample extends PromptPair {
   correct: boolean;
 }
 
+/** Exact match of one task of a multi-task dataset (e.g. addition / subtraction / reversal). */
+export interface TaskAccuracy {
+  task: string;
+  correct: number;
+  total: number;
+  accuracy: number;
+}
+
 export interface EvalResult {
   accuracy: number;
   correct: number;
   total: number;
-  /** Up to a few examples (first wrong ones first) for logs and the dashboard. */
+  /** Up to a few examples (first wrong ones first) for logs. */
   examples: EvalExample[];
+  /**
+   * The same few held-out prompts at every evaluation (the first ones of each task, in held-out
+   * order), right or wrong, so a person watching sees the answers change as the model learns.
+   */
+  samples: EvalExample[];
+  /** Per-task exact match, when the dataset names its tasks (in first-seen order); else []. */
+  tasks: TaskAccuracy[];
 }
 
 export interface EvalOptions {
   /** Evaluate only the first `limit` held-out pairs (default: all). */
   limit?: number;
+  /** Task name of a prompt, for per-task accuracy (the dataset supplies it). */
+  taskOf?: (prompt: string) => string;
+  /** Stable samples kept per task (default 2; 6 in all when there are no tasks). */
+  samplesPerTask?: number;
 }
 
 export interface SampleSource {
@@ -58,6 +77,10 @@ export interface Dataset extends SampleSource {
   /** Stable hash of the content and T: a checkpoint records it, resume refuses another dataset. */
   fingerprint: string;
   heldOut: HeldOut;
+  /** True for the built-in task (coordinator defaults such as --eval-samples depend on it). */
+  builtIn?: boolean;
+  /** Example prompts of the task, for the playground (built-in task only). */
+  examplePrompts?: string[];
   /** Exact-match accuracy on heldOut.pairs (instruction datasets only). */
   evaluate?(generate: GenerateFn, opts?: EvalOptions): Promise<EvalResult>;
 }

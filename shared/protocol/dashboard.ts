@@ -72,7 +72,9 @@ export interface StatusSnapshot {
   workers: WorkerRow[];
   checkpoint: { step: number; file: string; at: number } | null;
   model: { preset: string; params: number; config: import('../model/config.ts').ModelConfig };
-  eval: { step: number; loss: number; accuracy: number | null } | null;
+  eval: { step: number; loss: number; accuracy: number | null; tasks?: EvalTaskAccuracy[]; samples?: EvalSample[] } | null;
+  /** The training data, and prompts of it a person can try in the playground (built-in task). */
+  task?: { name: string; builtIn: boolean; examplePrompts: string[] };
   /** Exactly-once accounting for the current epoch (see docs/protocol.md). */
   accounting: EpochAccounting;
   globalBatch: number;
@@ -112,6 +114,25 @@ export interface EvalPoint {
   loss: number;
   accuracy: number | null;
   t: number;
+  /** Exact match per task (built-in task: addition, subtraction, reversal). */
+  tasks?: EvalTaskAccuracy[];
+  /** The same few held-out prompts at each evaluation with the model's greedy answers. */
+  samples?: EvalSample[];
+}
+
+export interface EvalTaskAccuracy {
+  task: string;
+  correct: number;
+  total: number;
+  accuracy: number;
+}
+
+/** A held-out prompt, its reference answer and the model's answer (all model/data text: show as text). */
+export interface EvalSample {
+  prompt: string;
+  response: string;
+  output: string;
+  correct: boolean;
 }
 
 export interface WorkerChange {

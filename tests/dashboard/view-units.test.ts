@@ -221,3 +221,25 @@ describe('share QR code', () => {
     expect(qrMatrix('http://192.168.1.21:8080/worker/')).not.toEqual(m);
   });
 });
+
+describe('held-out answers panel and playground suggestions', () => {
+  it('maps an eval point to a heading, per-task lines and rows of text', async () => {
+    const { evalSamplesView, suggestionPrompts } = await import('../../dashboard/src/eval-samples.ts');
+    expect(evalSamplesView(null).rows).toEqual([]);
+    expect(evalSamplesView({ step: 3, accuracy: 0.5 }).heading).toMatch(/first evaluation/);
+    const v = evalSamplesView({
+      step: 1199, accuracy: 0.965,
+      tasks: [{ task: 'addition', correct: 79, total: 83, accuracy: 79 / 83 }],
+      samples: [{ prompt: '12+34=', response: '46', output: '46', correct: true }, { prompt: '<b>x</b>', response: 'a', output: '', correct: false }],
+    });
+    expect(v.heading).toBe('After step 1,200: 96.5% exact match');
+    expect(v.tasks).toEqual(['addition 95.2% (79/83)']);
+    expect(v.rows).toEqual([
+      { prompt: '12+34=', output: '46', want: '46', correct: true },
+      { prompt: '<b>x</b>', output: '', want: 'a', correct: false }, // text, rendered with textContent
+    ]);
+    expect(suggestionPrompts({ task: { name: 'arith-rev(seed=1)', builtIn: true, examplePrompts: ['12+34=', '', 'rev cat='] } })).toEqual(['12+34=', 'rev cat=']);
+    expect(suggestionPrompts({})).toEqual([]);
+    expect(suggestionPrompts(null)).toEqual([]);
+  });
+});
