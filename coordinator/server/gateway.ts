@@ -15,6 +15,7 @@ import type { Security } from '../security/security.ts';
 import { tokenMatches } from '../security/token.ts';
 import type { Accept, Ban } from '../security/verdict.ts';
 import type { Trainer } from '../train/trainer.ts';
+import type { Lease } from '../train/step-work.ts';
 import type { Reject, WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
 import { maxMessageBytes } from './message-size.ts';
@@ -67,11 +68,18 @@ export class WorkerGateway implements WorkerPort {
   ban(w: WorkerView, reason: string): void {
     const socket = w.socket;
     const discarded = this.trainer.discardWorker(w.id);
+    // Honest workers whose acknowledged results were thrown with the step's accumulation are told.
+    const byWorker = new Map<string, Lease[]>();
+    for (const l of discarded) byWorker.set(l.workerId, [...(byWorker.get(l.workerId) ?? []), l]);
+    for (const [id, ls] of byWorker) {
+      const other = this.workers.byId.get(id);
+      if (other && id !== w.id) this.send(other, 'discard', { step: ls[0].step, taskIds: ls.map((l) => l.id), reason: `${w.id} was banned; the step's accumulation restarts` });
+    }
     if (socket) {
       socket.emit('reject', { event: 'result', code: 'BANNED', message: `banned: ${reason}` });
       socket.emit('notice', { level: 'error', message: `banned: ${reason}`, kind: 'kicked' });
     }
-    this.security.recordBan(w.id, reason, discarded);
+    this.security.recordBan(w.id, reason, discarded.length);
     if (socket) this.dropWorker(w, 'kicked', `banned: ${reason}`);
     else this.scheduler.schedule();
   }

@@ -185,21 +185,21 @@ export class Trainer {
    * samples (coordinator/security). Robust aggregators drop exactly its vectors; the streaming mean
    * cannot subtract one worker, so it restarts the step's accumulation and re-leases every accepted
    * lease (honest work is redone; nothing is lost or doubled, the ledger records at finishStep).
-   * Returns the number of accepted leases reopened.
+   * Returns the accepted leases reopened (their workers are told: `discard`).
    */
-  discardWorker(workerId: string): number {
+  discardWorker(workerId: string): Lease[] {
     const w = this.current;
-    if (!w || ![...w.doneLeases.values()].some((l) => l.workerId === workerId)) return 0;
+    if (!w || ![...w.doneLeases.values()].some((l) => l.workerId === workerId)) return [];
     if (this.aggregator.remove) {
       this.aggregator.remove(workerId);
       this.lossSum -= this.lossByWorker.get(workerId) ?? 0;
       this.lossByWorker.delete(workerId);
-      return w.reopen((l) => l.workerId === workerId).length;
+      return w.reopen((l) => l.workerId === workerId);
     }
     this.aggregator.begin(w.step);
     this.lossSum = 0;
     this.lossByWorker.clear();
-    return w.reopen(() => true).length;
+    return w.reopen(() => true);
   }
 
   /** Aggregate, clip, AdamW, version + 1. Call when current.done. */

@@ -28,6 +28,7 @@ export const S2C = {
   params: 'params',
   task: 'task',
   ack: 'ack',
+  discard: 'discard',
   reject: 'reject',
   wait: 'wait',
   notice: 'notice',
@@ -154,6 +155,17 @@ export interface AckMsg {
   step: number;
 }
 
+/**
+ * Results this worker had acknowledged were thrown away before their step finished (a ban of
+ * another worker restarted the step's accumulation); their samples are leased again. An ack
+ * minus its discards is what the worker really contributed: tests count samples from that.
+ */
+export interface DiscardMsg {
+  step: number;
+  taskIds: string[];
+  reason: string;
+}
+
 export interface RejectMsg {
   /** The task the rejected message referred to, if any. */
   taskId?: string;
@@ -224,6 +236,7 @@ export interface ServerToClientEvents {
   params: (m: ParamsMsg) => void;
   task: (m: TaskMsg) => void;
   ack: (m: AckMsg) => void;
+  discard: (m: DiscardMsg) => void;
   reject: (m: RejectMsg) => void;
   wait: (m: WaitMsg) => void;
   notice: (m: NoticeMsg) => void;

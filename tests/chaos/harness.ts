@@ -2,13 +2,16 @@
 // (child processes, `worker-web/node/main.ts --backend cpu --fault F`) on loopback. A scenario
 // trains the tiny preset for a few steps while the harness kills workers, starts new ones, freezes
 // one (SIGSTOP: a hung tab), kills the coordinator at random moments, plants a torn checkpoint,
-// and fuzzes the socket endpoint with malformed messages. The figures come from the coordinator's
-// own status, its checkpoint files (re-verified here) and the processes' exit codes.
+// and fuzzes the socket endpoint with malformed messages. Samples trained / lost / doubled are
+// counted independently (accounting.ts): from what each worker was acknowledged for (its --trace
+// file), decoded from self-describing rows on this side; the coordinator's own counters and its
+// final checkpoint's ledger are then compared with that count and must agree. Other figures come
+// from the coordinator's status, its checkpoint files (re-verified here) and the exit codes.
 // Why this file is long: one scenario runner with its process, kill and fuzz helpers; the pieces
 // share the scenario's state (children, ports, run directory) and are used nowhere else.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,6 +23,7 @@ import { msgpackParser } from '../../shared/protocol/parser.ts';
 import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import { garbageMessages } from '../../worker-web/client/faults.ts';
 import { Rng } from '../../shared/rng.ts';
+import { countIndependently, parseTrace, writeChaosData, type Restart } from './accounting.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const ADMIN = 'chaos-admin-token';
@@ -81,9 +85,18 @@ export interface ChaosFigures {
   tornPlanted: number;
   tornSkipped: number;
   samplesExpected: number;
+  /** Independent count (accounting.ts): from the workers' acknowledgements, decoded here. */
   samplesTrained: number;
   samplesLost: number;
   samplesDoubled: number;
+  /** Acknowledged rows that did not decode to a sample id (must be 0). */
+  samplesUndecodable: number;
+  /** Steps whose independent sample count is not the global batch ("step: n"). */
+  badSteps: string[];
+  /** The coordinator's own books, compared with the independent count. */
+  coordinator: { samplesTrained: number; doubled: number; ledger: number | null };
+  /** Every coordinator figure equals the independent one. */
+  countsAgree: boolean;
   malformedSent: number;
   malformedAnswered: number;
   attackers: AttackerFigure[];
@@ -263,9 +276,17 @@ async function fuzz(url: string, count: number, rng: Rng): Promise<[number, numb
 export async function runScenario(sc: Scenario, say: (s: string) => void = () => {}): Promise<ChaosFigures> {
   const t0 = Date.now();
   const rng = new Rng(sc.seed ?? 7);
-  const runDir = mkdtempSync(join(tmpdir(), `chaos-${sc.name}-`));
+  const runDir = mkdtempSync(join(tmpdir(), `chaos-${sc.name.replace(/[^a-z0-9]+/gi, '-')}-`));
+  // Self-describing data and the workers' traces live beside the run dir, not in it.
+  const auditDir = mkdtempSync(join(tmpdir(), 'chaos-audit-'));
+  const dataFile = join(auditDir, 'data.jsonl');
+  const DATA_SIZE = 1000; // 5% held out: 950 train samples, more than any run takes (no epoch wrap)
+  if (sc.steps * sc.globalBatch > 900) throw new Error(`chaos: ${sc.steps} x ${sc.globalBatch} samples exceed one epoch of the audit data`);
+  writeChaosData(dataFile, DATA_SIZE, 1);
+  const restarts: Restart[] = [];
   const port = await freePort();
   const args = [
+    '--data', dataFile, '--seq-len', '16',
     '--preset', 'tiny', '--global-batch', String(sc.globalBatch), '--max-steps', String(sc.steps), '--seed', '1',
     '--lr', '1e-2', '--min-lr', '1e-3', '--warmup-steps', '3', '--checkpoint-every', '2', '--keep-checkpoints', '100',
     '--eval-every', String(sc.steps), '--eval-samples', '64', '--lease-ms', String(sc.leaseMs ?? 1500), '--heartbeat-ms', '300',
@@ -277,7 +298,8 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
   let started = 0;
   const spawnWorker = (fault: string, name: string): WorkerProc => {
     const log: string[] = [];
-    const child = tsNode('worker-web/node/main.ts', ['--url', coord.url, '--backend', 'cpu', '--fault', fault, '--name', name, '--seed', String(++started), '--quiet'], log);
+    const child = tsNode('worker-web/node/main.ts', ['--url', coord.url, '--backend', 'cpu', '--fault', fault, '--name', name, '--seed', String(++started), '--quiet',
+      '--trace', join(auditDir, `${name}.jsonl`)], log);
     const w: WorkerProc = { name, fault, child, log, killed: false };
     child.once('exit', (code, sig) => {
       if (sig !== 'SIGKILL') say(`  worker ${name} exited (code ${code}, signal ${sig}): ${log.join('').trim().split('\n').slice(-3).join(' / ').slice(0, 400)}`);
@@ -288,7 +310,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
   const fig: ChaosFigures = {
     scenario: sc.name, aggregate: sc.aggregate ?? 'mean', verifyRate: sc.verifyRate ?? 0.1, judgeLoss: sc.judgeLoss ?? true, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
     checkpointsWritten: 0, checkpointsCorrupt: 0, tornPlanted: 0, tornSkipped: 0, samplesExpected: sc.steps * sc.globalBatch, samplesTrained: 0,
-    samplesLost: 0, samplesDoubled: 0, malformedSent: 0, malformedAnswered: 0, attackers: [], finalLoss: null, evalLoss: null,
+    samplesLost: 0, samplesDoubled: 0, samplesUndecodable: 0, badSteps: [], coordinator: { samplesTrained: 0, doubled: 0, ledger: null }, countsAgree: false, malformedSent: 0, malformedAnswered: 0, attackers: [], finalLoss: null, evalLoss: null,
     stepsDone: 0, seconds: 0,
   };
   const banned = new Map<string, string>(); // worker name -> reason
@@ -379,8 +401,11 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
           fig.tornPlanted++;
         }
         const logFrom = coord.log.length;
+        const startedAt = Date.now();
         await coord.start();
         const r = await coord.status();
+        if (!r) throw new Error('restarted coordinator gave no status');
+        restarts.push({ startedAt, resumedStep: r.step });
         // The restarted coordinator must say it skipped the torn file (main.ts prints a WARNING).
         if (sc.plantTorn && /corrupt checkpoint skipped/i.test(coord.log.slice(logFrom).join(''))) fig.tornSkipped++;
         say(`  restarted at step ${r?.step}`);
@@ -391,9 +416,8 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     const s = (await coord.status())!;
     observe(s);
     fig.stepsDone = s.step;
-    fig.samplesTrained = s.samplesTrained;
-    fig.samplesDoubled = s.accounting.doubled;
-    fig.samplesLost = fig.samplesExpected - s.samplesTrained;
+    fig.coordinator.samplesTrained = s.samplesTrained;
+    fig.coordinator.doubled = s.accounting.doubled;
     fig.finalLoss = s.loss;
     fig.evalLoss = s.eval?.loss ?? null;
     await coord.stop();
@@ -404,13 +428,8 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
       try {
         const d = readCheckpoint(file);
         fig.checkpointsWritten++;
-        if (d.meta.step === sc.steps) {
-          // The final checkpoint's coverage ledger (bitsets per epoch; a second record of a sample
-          // in an epoch throws) must hold exactly steps x global-batch samples.
-          const inLedger = d.meta.ledger.epochs.reduce((a, e) => a + e.count, 0);
-          if (inLedger < fig.samplesExpected) fig.samplesLost = Math.max(fig.samplesLost, fig.samplesExpected - inLedger);
-          if (inLedger > fig.samplesExpected) fig.samplesDoubled += inLedger - fig.samplesExpected;
-        }
+        // The final checkpoint's coverage ledger (bitsets per epoch): the coordinator's record.
+        if (d.meta.step === sc.steps) fig.coordinator.ledger = d.meta.ledger.epochs.reduce((a, e) => a + e.count, 0);
       } catch {
         planted.add(file);
       }
@@ -419,6 +438,15 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     fig.checkpointsCorrupt = Math.max(0, planted.size - fig.tornPlanted);
     fig.coordinatorCrashes = coord.crashes;
     fig.workersStarted = started;
+    // The independent count, then the coordinator's books against it.
+    const traces = workers.map((w) => join(auditDir, `${w.name}.jsonl`)).filter((f) => existsSync(f)).map((f) => parseTrace(readFileSync(f, 'utf8')));
+    const ind = countIndependently(traces, restarts, sc.steps, sc.globalBatch);
+    fig.samplesTrained = ind.trained;
+    fig.samplesLost = ind.lost;
+    fig.samplesDoubled = ind.doubled;
+    fig.samplesUndecodable = ind.undecodable;
+    fig.badSteps = ind.badSteps;
+    fig.countsAgree = fig.coordinator.samplesTrained === ind.trained && fig.coordinator.doubled === ind.doubled && fig.coordinator.ledger === ind.trained;
     for (const w of workers.filter((x) => x.fault !== 'none')) {
       const reason = banned.get(w.name);
       const codes = [...(codesByName.get(w.name) ?? [])].join(',');
@@ -434,6 +462,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     await coord.stop().catch(() => {});
     if (coord.child && coord.child.exitCode === null) coord.child.kill('SIGKILL');
     rmSync(runDir, { recursive: true, force: true });
+    rmSync(auditDir, { recursive: true, force: true });
   }
   fig.seconds = Math.round((Date.now() - t0) / 1000);
   return fig;

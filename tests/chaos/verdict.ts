@@ -11,6 +11,10 @@ export function verdicts(f: ChaosFigures, clean: ChaosFigures, maxLossDelta = 0.
   if (f.samplesLost !== 0) p(`${f.samplesLost} samples lost`);
   if (f.samplesDoubled !== 0) p(`${f.samplesDoubled} samples doubled`);
   if (f.samplesTrained !== f.samplesExpected) p(`trained ${f.samplesTrained} samples, expected ${f.samplesExpected}`);
+  if (f.samplesUndecodable !== 0) p(`${f.samplesUndecodable} acknowledged rows did not decode to a sample id`);
+  if (f.badSteps.length) p(`steps without exactly one global batch of samples (independent count): ${f.badSteps.slice(0, 5).join(', ')}`);
+  // The coordinator's books must agree with the count made from the workers' acknowledgements.
+  if (!f.countsAgree) p(`coordinator counts disagree with the independent count: samplesTrained ${f.coordinator.samplesTrained}, ledger ${f.coordinator.ledger}, doubled ${f.coordinator.doubled} vs ${f.samplesTrained} trained, ${f.samplesDoubled} doubled`);
   if (f.coordinatorCrashes !== 0) p(`${f.coordinatorCrashes} coordinator crashes`);
   if (f.checkpointsCorrupt !== 0) p(`${f.checkpointsCorrupt} corrupt checkpoints`);
   if (f.tornSkipped !== f.tornPlanted) p(`torn checkpoints skipped on restart: ${f.tornSkipped}`);

@@ -17,6 +17,8 @@ export const USAGE = `usage: npm run worker -- --url http://HOST:PORT [options]
   --name NAME          shown on the dashboard (<= 64 chars)             (default: host name)
   --seed N             seed for jitter and fault randomness             (default 1)
   --join-token TOKEN   for coordinators started with --join-token
+  --trace FILE         append what the coordinator acknowledged (JSON lines: welcome, task rows,
+                       ack, discard) for an outside audit of exactly-once (the chaos suite)
   --quiet              only warnings and errors
   -h, --help           this text`;
 
@@ -28,6 +30,7 @@ export interface NodeWorkerArgs {
   name: string;
   seed: number;
   joinToken?: string;
+  trace?: string;
   quiet: boolean;
   help: boolean;
 }
@@ -67,6 +70,7 @@ export function parseWorkerArgs(argv: string[], defaultName: string): NodeWorker
         name: { type: 'string' },
         seed: { type: 'string', default: '1' },
         'join-token': { type: 'string' },
+        trace: { type: 'string' },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -91,5 +95,7 @@ export function parseWorkerArgs(argv: string[], defaultName: string): NodeWorker
   const memoryCap = values.memory === undefined ? undefined : parseBytes(String(values.memory), '--memory');
   const fault = parseFault(String(values.fault));
   const joinToken = values['join-token'] === undefined ? undefined : String(values['join-token']);
-  return { ...parsed.data, memoryCap, fault, joinToken, quiet: Boolean(values.quiet), help: false };
+  const trace = values.trace === undefined ? undefined : String(values.trace);
+  if (trace === '') throw new AppError('ERR_WORKER_ARGS', 'worker: --trace needs a file path', 400, 'run with --help for the flags');
+  return { ...parsed.data, memoryCap, fault, joinToken, trace, quiet: Boolean(values.quiet), help: false };
 }

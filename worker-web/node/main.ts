@@ -3,6 +3,7 @@
 // chaos suite. Exit codes: 0 after a clean stop (SIGINT/SIGTERM, or kicked), 2 on bad flags,
 // 1 if the engine cannot start.
 
+import { appendFileSync } from 'node:fs';
 import os from 'node:os';
 import { isAppError } from '../../shared/errors.ts';
 import { formatFault } from '../client/faults.ts';
@@ -43,6 +44,8 @@ async function main(): Promise<number> {
     joinToken: args.joinToken,
     agent: 'node-worker/0.1',
     log,
+    // Synchronous appends: a kill -9 loses at most the event being written, never reorders them.
+    ...(args.trace ? { trace: (e) => appendFileSync(args.trace!, JSON.stringify({ t: Date.now(), ...e }) + '\n') } : {}),
   });
   let lastReport = 0;
   const stop = (sig: string) => {
