@@ -9,6 +9,8 @@
 //   params    the parameter sets arriving: stale (keeps the first one applied).
 //   sender    results leaving: slow (delay), garbage (malformed messages first), stale (replay of
 //             the previous result first).
+//   compute, composed: sleeper (honest for N results, then its inner fault's compute wrapper);
+//   sybil is its inner fault plus rejoinAfterBan (the client forgets its id on a ban).
 //
 // What each fault does to the numbers is in faults.ts (pure functions of the gradient and an Rng).
 
@@ -30,6 +32,8 @@ export interface FaultWrappers {
   sender(send: Sender): Sender;
   /** A faulty worker expects refusals: it logs them at debug level, an honest one warns. */
   readonly rejectionLevel: LogLevel;
+  /** Sybil: after a ban, come back under a fresh identity instead of leaving. */
+  readonly rejoinAfterBan?: boolean;
 }
 
 /** What the wrappers may see and touch of the worker. */
@@ -59,13 +63,32 @@ export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): Fau
     case 'scale':
     case 'nan':
     case 'random':
+    case 'bias':
+    case 'collude':
       return {
         ...faulty,
         compute: (step) => async (backend, task, mb, fixedShape) => {
           const r = await step(backend, task, mb, fixedShape);
-          return { ...r, ...corruptGradient(spec, { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite }, rng) };
+          return { ...r, ...corruptGradient(spec, { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite }, rng, task.version) };
         },
       };
+    case 'sleeper': {
+      const inner = faultWrappers(spec.then, seed, env);
+      return {
+        ...faulty,
+        compute: (step) => {
+          const lying = inner.compute(step);
+          let done = 0;
+          return async (backend, task, mb, fixedShape) => {
+            if (done++ < spec.after) return step(backend, task, mb, fixedShape);
+            if (done === spec.after + 1) env.log('debug', `fault sleeper: ${spec.after} honest results done, turning now`);
+            return lying(backend, task, mb, fixedShape);
+          };
+        },
+      };
+    }
+    case 'sybil':
+      return { ...faultWrappers(spec.then, seed, env), rejoinAfterBan: true };
     case 'slow':
       return {
         ...faulty,

@@ -13,10 +13,19 @@
 //   garbage     before each honest result, sends malformed messages from a catalog (wrong types,
 //               truncated tensors, bad ids, out-of-range numbers, unknown events)
 //   slow:MS     waits MS ms before sending each result (a straggler)
+// Attackers that try not to be caught (issue 17):
+//   bias:EPS    adds EPS to every gradient entry (a small consistent push; norm reported honestly)
+//   collude:GROUP[:NORM]  every worker of GROUP sends the SAME crafted update for a parameter
+//               version: a direction seeded by (GROUP, version), norm NORM (default 1), so
+//               redundancy and "agrees with the others" rules see a consensus; loss reported honestly
+//   sleeper:N:KIND  honest for its first N results (through probation), then KIND (a gradient fault:
+//               sign-flip, scale:K, nan, random, bias:EPS, collude:GROUP)
+//   sybil:KIND  KIND (any of the above but sybil), and after every ban it rejoins under a fresh
+//               identity (no resume id) instead of leaving
 
 import { AppError } from '../../shared/errors.ts';
 import { l2Norm } from '../../shared/optim/clip.ts';
-import type { Rng } from '../../shared/rng.ts';
+import { Rng } from '../../shared/rng.ts';
 
 export type FaultSpec =
   | { kind: 'none' }
@@ -26,10 +35,17 @@ export type FaultSpec =
   | { kind: 'random' }
   | { kind: 'stale' }
   | { kind: 'garbage' }
-  | { kind: 'slow'; ms: number };
+  | { kind: 'slow'; ms: number }
+  | { kind: 'bias'; eps: number }
+  | { kind: 'collude'; group: string; norm: number }
+  | { kind: 'sleeper'; after: number; then: FaultSpec }
+  | { kind: 'sybil'; then: FaultSpec };
+
+/** Faults that change only the gradient (what a sleeper can turn into). */
+export const GRADIENT_FAULTS: ReadonlySet<FaultKind> = new Set(['sign-flip', 'scale', 'nan', 'random', 'bias', 'collude']);
 
 export type FaultKind = FaultSpec['kind'];
-export const FAULT_FORMS = 'none|sign-flip|scale:K|nan|random|stale|garbage|slow:MS';
+export const FAULT_FORMS = 'none|sign-flip|scale:K|nan|random|stale|garbage|slow:MS|bias:EPS|collude:GROUP[:NORM]|sleeper:N:KIND|sybil:KIND';
 
 /** Parses a --fault value; throws AppError ERR_WORKER_FAULT with the accepted forms. */
 export function parseFault(text: string): FaultSpec {
@@ -46,7 +62,9 @@ export function parseFault(text: string): FaultSpec {
     case 'garbage':
       return { kind: t };
   }
-  const m = /^(scale|slow):(.*)$/.exec(t);
+  const composite = /^(sleeper|sybil|collude):(.*)$/.exec(t);
+  if (composite) return parseComposite(composite[1], composite[2], bad);
+  const m = /^(scale|slow|bias):(.*)$/.exec(t);
   if (!m) return bad('unknown fault');
   if (!/^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(m[2])) return bad(`"${m[2]}" is not a number`);
   const v = Number(m[2]);
@@ -54,13 +72,42 @@ export function parseFault(text: string): FaultSpec {
     if (!Number.isFinite(v) || v === 0) return bad('scale factor must be finite and non-zero');
     return { kind: 'scale', factor: v };
   }
+  if (m[1] === 'bias') {
+    if (!Number.isFinite(v) || v === 0 || Math.abs(v) > 1) return bad('bias must be finite, non-zero and at most 1 in size');
+    return { kind: 'bias', eps: v };
+  }
   if (!Number.isInteger(v) || v < 0 || v > 3_600_000) return bad('slow delay must be an integer number of ms in [0, 3600000]');
   return { kind: 'slow', ms: v };
+}
+
+function parseComposite(kind: string, rest: string, bad: (why: string) => never): FaultSpec {
+  if (kind === 'collude') {
+    const m = /^([a-z0-9-]{1,32})(?::(.*))?$/i.exec(rest);
+    if (!m) return bad('collude needs a group name of 1-32 letters, digits or dashes');
+    const norm = m[2] === undefined ? 1 : Number(m[2]);
+    if (m[2] !== undefined && !/^(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(m[2])) return bad(`collude norm "${m[2]}" is not a number`);
+    if (!Number.isFinite(norm) || norm <= 0) return bad('collude norm must be finite and positive');
+    return { kind: 'collude', group: m[1], norm };
+  }
+  if (kind === 'sleeper') {
+    const m = /^(\d{1,7}):(.+)$/.exec(rest);
+    if (!m) return bad('sleeper needs N:KIND, e.g. sleeper:10:sign-flip');
+    const then = parseFault(m[2]);
+    if (!GRADIENT_FAULTS.has(then.kind)) return bad(`a sleeper turns into a gradient fault (${[...GRADIENT_FAULTS].join(', ')}), not ${then.kind}`);
+    return { kind: 'sleeper', after: Number(m[1]), then };
+  }
+  const then = parseFault(rest);
+  if (then.kind === 'sybil' || then.kind === 'none') return bad('sybil needs a fault to carry out, e.g. sybil:sleeper:2:sign-flip');
+  return { kind: 'sybil', then };
 }
 
 export function formatFault(f: FaultSpec): string {
   if (f.kind === 'scale') return `scale:${f.factor}`;
   if (f.kind === 'slow') return `slow:${f.ms}`;
+  if (f.kind === 'bias') return `bias:${f.eps}`;
+  if (f.kind === 'collude') return f.norm === 1 ? `collude:${f.group}` : `collude:${f.group}:${f.norm}`;
+  if (f.kind === 'sleeper') return `sleeper:${f.after}:${formatFault(f.then)}`;
+  if (f.kind === 'sybil') return `sybil:${formatFault(f.then)}`;
   return f.kind;
 }
 
@@ -74,9 +121,20 @@ export interface GradientReport {
  * Applies a gradient fault in place and returns what the faulty worker reports. Faults that do
  * not touch the gradient return it unchanged.
  */
-export function corruptGradient(f: FaultSpec, r: GradientReport, rng: Rng): GradientReport {
+export function corruptGradient(f: FaultSpec, r: GradientReport, rng: Rng, version = 0): GradientReport {
   const g = r.grads;
   switch (f.kind) {
+    case 'bias':
+      for (let i = 0; i < g.length; i++) g[i] += f.eps;
+      return { grads: g, gradNorm: l2Norm(g), nonFinite: r.nonFinite };
+    case 'collude': {
+      // Same seed for every member of the group at this version: bit-identical updates.
+      const shared = new Rng(fnv32(`${f.group}.${version}`));
+      for (let i = 0; i < g.length; i++) g[i] = shared.normal();
+      const n = l2Norm(g);
+      for (let i = 0; i < g.length; i++) g[i] *= f.norm / n;
+      return { grads: g, gradNorm: l2Norm(g), nonFinite: 0 };
+    }
     case 'sign-flip':
       for (let i = 0; i < g.length; i++) g[i] = -g[i];
       return { grads: g, gradNorm: r.gradNorm, nonFinite: r.nonFinite };
@@ -102,6 +160,13 @@ export function corruptGradient(f: FaultSpec, r: GradientReport, rng: Rng): Grad
     default:
       return r;
   }
+}
+
+/** 32-bit FNV-1a of a string (the colluders' shared seed). */
+function fnv32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }
 
 export interface GarbageMessage {

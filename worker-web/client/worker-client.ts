@@ -17,6 +17,7 @@ import {
   DEFAULT_HEARTBEAT_MS,
   type AckMsg,
   type ClientToServerEvents,
+  type DiscardMsg,
   type NoticeMsg,
   type RejectMsg,
   type ServerToClientEvents,
@@ -36,6 +37,7 @@ import { socketChannel, type Channel } from './sender.ts';
 import { StatsBook, type LogLevel, type WorkerStats } from './stats.ts';
 import type { TaskContext, TaskHandler } from './task-handler.ts';
 import { WorkChain } from './work-chain.ts';
+import { taskTrace, type TraceEvent } from './trace.ts';
 
 export type { LogLevel, WorkerStats } from './stats.ts';
 
@@ -53,6 +55,8 @@ export interface WorkerClientOptions {
   path?: string;
   log?: (level: LogLevel, msg: string) => void;
   onStats?: (s: WorkerStats) => void;
+  /** Audit hook: welcome, task rows, acks and discards as they arrive (trace.ts). */
+  trace?: (e: TraceEvent) => void;
 }
 
 type WorkerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -200,6 +204,7 @@ export class WorkerClient {
       (socket.on as (ev: string, fn: (m: unknown) => void) => void)(h.event, (m) => live() && this.onTask(epoch, h, m));
     }
     socket.on('ack', (m) => live() && this.onAck(m));
+    socket.on('discard', (m) => live() && this.onDiscard(m));
     socket.on('reject', (m) => live() && this.onReject(m));
     socket.on('wait', (m) => live() && this.onWait(m));
     socket.on('notice', (m) => live() && this.onNotice(m));
@@ -255,6 +260,7 @@ export class WorkerClient {
     const w = v.value;
     this.welcome = w;
     this.backoff.reset();
+    this.opts.trace?.({ ev: 'welcome', workerId: w.workerId });
     const resumed = this.stats.workerId === w.workerId;
     this.book.update({ workerId: w.workerId, plan: w.plan, model: w.model, paramCount: w.paramCount, detail: `joined as ${w.workerId}` });
     this.log('info', `${resumed ? 'rejoined' : 'joined'} as ${w.workerId}: ${w.preset}, ${w.paramCount} params, plan ${w.plan.role} (micro-batch ${w.plan.microBatch}) ${w.plan.reason}`);
@@ -310,6 +316,8 @@ export class WorkerClient {
     if (!w) return this.log('warn', 'task before welcome: ignored');
     const v = handler.validate(raw, w);
     if (!v.ok) return this.log('error', `coordinator sent an invalid task (${v.code}: ${v.message}); ignored`);
+    const task = v.value as { taskId?: unknown; inputs?: unknown };
+    if (this.opts.trace && typeof task.taskId === 'string' && task.inputs instanceof Int32Array) this.opts.trace(taskTrace(v.value as Parameters<typeof taskTrace>[0]));
     const ctx: TaskContext = {
       session: this.session,
       welcome: w,
@@ -322,8 +330,16 @@ export class WorkerClient {
   }
 
   private onAck(m: AckMsg): void {
+    if (typeof m?.taskId === 'string' && typeof m.step === 'number') this.opts.trace?.({ ev: 'ack', taskId: m.taskId, step: m.step });
     this.book.count('accepted');
     this.book.update({ detail: `task ${String(m?.taskId)} accepted` });
+  }
+
+  private onDiscard(m: DiscardMsg): void {
+    if (!Array.isArray(m?.taskIds) || typeof m.step !== 'number') return;
+    const ids = m.taskIds.filter((x): x is string => typeof x === 'string');
+    this.opts.trace?.({ ev: 'discard', step: m.step, taskIds: ids });
+    this.log('info', `coordinator discarded ${ids.length} acknowledged result(s) of step ${m.step}: ${String(m.reason ?? '').slice(0, 200)}`);
   }
 
   private onReject(m: RejectMsg): void {
@@ -333,6 +349,12 @@ export class WorkerClient {
     const msg = `${m?.event ?? '?'} rejected: ${code}: ${String(m?.message ?? '').slice(0, 200)}`;
     this.log(this.faults.rejectionLevel, msg);
     this.book.update({ detail: msg });
+    if (code === 'BANNED' && this.faults.rejoinAfterBan) {
+      // Sybil fault: forget the banned identity; the reconnect after the disconnect says hello as new.
+      this.log('debug', 'fault sybil: banned; rejoining under a fresh identity');
+      this.book.update({ workerId: undefined });
+      return;
+    }
     // Refusals that retrying cannot fix: leave with the coordinator's reason.
     if ((m?.event === 'hello' && (code === 'UNAUTHORIZED' || code === 'PROTOCOL_VERSION')) || code === 'BANNED') {
       this.log('error', `leaving: ${msg}`);
@@ -350,7 +372,7 @@ export class WorkerClient {
     const text = String(m?.message ?? '').slice(0, 300);
     const level = m?.level === 'error' ? 'error' : m?.level === 'warn' ? 'warn' : 'info';
     this.log(level, `coordinator: ${text}`);
-    if (m?.kind === 'kicked') {
+    if (m?.kind === 'kicked' && !this.faults.rejoinAfterBan) {
       // An admin removed us: coming straight back would defeat the kick.
       void this.stop(`kicked by the coordinator: ${text}`);
     }
