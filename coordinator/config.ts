@@ -18,6 +18,7 @@ const nonneg = (name: string) =>
   z.number({ error: `${name} must be a number` }).refine((v) => Number.isFinite(v) && v >= 0, `${name} must be >= 0`);
 
 export const AGGREGATORS = ['mean', 'trimmed-mean', 'centered-clip'] as const;
+export const VERIFY_FAIL = ['closed', 'open'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
@@ -61,6 +62,10 @@ const OPTIONS = {
   aggregate: { arg: 'A', type: 'string', schema: z.enum(AGGREGATORS, { error: `--aggregate must be one of: ${AGGREGATORS.join(', ')}` }).default('mean'), help: `${AGGREGATORS.join(' | ')} (docs/hardening.md)` },
   verifyRate: { arg: 'X', type: 'float', schema: z.number({ error: '--verify-rate must be a number' }).min(0, '--verify-rate must be in [0, 1]').max(1, '--verify-rate must be in [0, 1]').default(0.1), help: 'base share of results re-computed on the CPU; 0 = off' },
   verifyTolerance: { arg: 'X', type: 'float', schema: pos('--verify-tolerance').default(0.05), help: 'relative gradient/loss error allowed by re-computation' },
+  verifyFail: { arg: 'M', type: 'string', schema: z.enum(VERIFY_FAIL, { error: `--verify-fail must be one of: ${VERIFY_FAIL.join(', ')}` }).default('closed'),
+    help: 'a sampled result whose re-computation cannot run: closed = refused (UNVERIFIED) and\nre-leased; open = accepted unverified' },
+  maxShare: { arg: 'X', type: 'float', schema: z.number({ error: '--max-share must be a number' }).gt(0, '--max-share must be in (0, 1]').max(1, '--max-share must be in (0, 1]').default(0.25),
+    help: "cap on one identity's and one address's share of a step's samples: max(X, 1/n)" },
   verifyThreads: { arg: 'N', type: 'int', schema: int('--verify-threads', 1, 64).default(1), help: 'worker threads that run the re-computations, off the main loop' },
   normLimit: { arg: 'X', type: 'float', schema: z.number({ error: '--norm-limit must be a number' }).min(1.5, '--norm-limit must be >= 1.5').default(6), help: 'refuse gradients > X x the recent median norm' },
   rateLimit: { arg: 'N', type: 'float', schema: pos('--rate-limit').default(20), help: 'messages per second per worker connection' },

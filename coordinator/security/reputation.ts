@@ -50,6 +50,7 @@ export const PENALTY: Record<RejectCode, number> = {
   UNAUTHORIZED: 0,
   NORM_OUTLIER: 1, // honest workers can meet it in a loss spike
   VERIFY_FAILED: 0, // counted as a strike instead
+  UNVERIFIED: 0, // the coordinator's check failed, not the worker
 };
 
 export interface TrustRecord {
@@ -59,6 +60,8 @@ export interface TrustRecord {
   penalty: number;
   results: number;
   banned: boolean;
+  /** Results always verified for this identity (default: opts.probation; longer for a fresh id from an address with bans). */
+  probation?: number;
   bannedReason?: string;
   bannedAt?: number;
 }
@@ -86,9 +89,10 @@ export class Reputation {
   /** Probability that this worker's next accepted-looking result is re-computed. */
   verifyProbability(id: string): number {
     const r = this.get(id);
-    if (r.verifiedOk < this.opts.probation || r.mismatches > 0) return 1;
+    const probation = r.probation ?? this.opts.probation;
+    if (r.verifiedOk < probation || r.mismatches > 0) return 1;
     // Halve the rate every 8 verified results after probation (adaptive replication).
-    const p = this.opts.verifyRate * 0.5 ** ((r.verifiedOk - this.opts.probation) / 8);
+    const p = this.opts.verifyRate * 0.5 ** ((r.verifiedOk - probation) / 8);
     return Math.max(this.opts.minVerifyRate, Math.min(1, p));
   }
 
@@ -122,6 +126,11 @@ export class Reputation {
     const r = this.get(id);
     r.results++;
     r.penalty = Math.max(0, r.penalty - 1);
+  }
+
+  /** Longer probation for a fresh identity (coordinator/security: an address with recent bans). */
+  setProbation(id: string, results: number): void {
+    this.get(id).probation = results;
   }
 
   /** A ban from the run directory's ban list (a previous run of this coordinator). */

@@ -8,6 +8,9 @@
 // running step (re-leased to others); recordBan() then logs it and rewrites the ban list.
 // Security owns its own state only: reputation, replay digests, norm window, verification verdicts,
 // counters. Bans are kept in the run directory (ban-file.ts): loaded at start, rewritten on every ban.
+// Issue 17: results unlike the accepted ones are re-computed whatever the worker's trust
+// (unusual.ts); a check that cannot run refuses the result under --verify-fail closed (default);
+// a fresh identity from an address that had bans in the last hour serves a longer probation.
 
 import type { Logger } from 'pino';
 import { C2S, type RejectCode, type ResultMsg } from '../../shared/protocol/messages.ts';
@@ -28,12 +31,18 @@ import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
 import { ACCEPT, type Accept, type Ban, type Later, type PacketVerdict, type Refuse } from './verdict.ts';
 import { Verifier, type Comparison } from './verify.ts';
+import { features, UnusualGuard, type Features } from './unusual.ts';
 
 const KNOWN_EVENTS = new Set<string>(Object.values(C2S));
 /** Accepted gradient norms remembered for the median reference. */
 const NORM_WINDOW = 64;
 /** Refusals by the rate limiter after which the connection is closed. */
 const FLOOD_DISCONNECT = 200;
+/** Bans from one address count against its new identities for this long. */
+const ORIGIN_MEMORY_MS = 3_600_000;
+/** Extra always-verified results per recent ban of the address, and the most a probation asks. */
+const PROBATION_PER_BAN = 4;
+const PROBATION_MAX = 32;
 
 /** A re-computation's outcome for one lease; cmp null: the check could not run (unverified). */
 interface Recomputed {
@@ -60,7 +69,21 @@ export class Security {
   /** Re-computation outcomes by lease id, from preVerify() to judgeResult(). */
   private verdicts = new Map<string, Recomputed>();
   private closed = false;
-  readonly counters = { rateLimited: 0, unknownEvents: 0, replays: 0, normOutliers: 0, normLies: 0, discardedResults: 0, releasedForBan: 0 };
+  private readonly unusual = new UnusualGuard();
+  /** Features of results judged in preVerify, by lease id, until accepted (they join the window). */
+  private pendingFeatures = new Map<string, Features>();
+  /** Address of each identity (its latest hello) and ban times per address. */
+  private readonly originOf = new Map<string, string>();
+  private readonly originBans = new Map<string, number[]>();
+  readonly counters = {
+    rateLimited: 0, unknownEvents: 0, replays: 0, normOutliers: 0, normLies: 0, discardedResults: 0, releasedForBan: 0,
+    /** Results re-computed because they looked unlike the accepted ones (not sampled). */
+    unusual: 0,
+    /** Sampled results whose check could not run: refused and re-leased (closed) or accepted unverified (open). */
+    unverifiedRefused: 0, unverifiedAccepted: 0,
+    /** Fresh identities given a longer probation (their address had recent bans). */
+    extendedProbation: 0,
+  };
   readonly rejectsByCode: Partial<Record<RejectCode, number>> = {};
 
   constructor(
@@ -117,12 +140,22 @@ export class Security {
    * closed meanwhile is dropped (its leases were released with the connection).
    */
   private preVerify(w: WorkerView | null, raw: unknown): Promise<boolean> | null {
-    if (!this.verifier) return null;
-    if (!w || this.rng.next() >= this.reputation.verifyProbability(w.id)) return null;
+    if (!this.verifier || !w) return null;
+    const sampled = this.rng.next() < this.reputation.verifyProbability(w.id);
     const v = validateResult(raw, { paramCount: this.trainer.paramCount });
     if (!v.ok) return null;
     const lease = this.trainer.check(v.value.taskId, w.id);
     if ('code' in lease || v.value.version !== this.trainer.version || v.value.version !== lease.version) return null;
+    // Unlike the accepted results? Then re-computed even when not sampled (a sleeper, colluders).
+    const f = features(v.value.grads, this.trainer.lastAggregate);
+    this.pendingFeatures.set(lease.id, f);
+    if (this.pendingFeatures.size > 4096) this.pendingFeatures.delete(this.pendingFeatures.keys().next().value as string);
+    const why = sampled ? null : this.unusual.judge(f);
+    if (!sampled && !why) return null;
+    if (why) {
+      this.counters.unusual++;
+      this.log.info({ worker: w.id, task: lease.id, why }, 'unusual result: re-computed');
+    }
     const { batch } = this.trainer.batchOf(lease);
     return this.verifyOffLoop(lease, batch, v.value.loss, v.value.grads);
   }
@@ -159,8 +192,11 @@ export class Security {
       (e: unknown) => {
         unhold();
         if (this.closed) return false;
-        // A coordinator fault, not the worker's: the result goes on unverified.
-        this.log.error({ err: e, task: lease.id }, 'verification could not run; the result goes on unverified');
+        // A coordinator fault, not the worker's: judgeResult refuses it without penalty and it is
+        // re-leased (--verify-fail closed), or accepts it unverified (open).
+        this.log.error({ err: e, task: lease.id, verifyFail: this.cfg.verifyFail }, this.cfg.verifyFail === 'open'
+          ? 'verification could not run; the result goes on unverified (--verify-fail open)'
+          : 'verification could not run; the result is refused and its samples re-leased (--verify-fail closed)');
         keep(null);
         return true;
       },
@@ -225,6 +261,13 @@ export class Security {
     }
     if (outlier) this.counters.normOutliers++;
     this.verdicts.delete(lease.id);
+    if (pre && pre.version === this.trainer.version && pre.cmp === null) {
+      if (this.cfg.verifyFail !== 'open') {
+        this.counters.unverifiedRefused++;
+        return refuse('UNVERIFIED', 'the re-computation of this result could not run; its samples are re-leased (--verify-fail closed)');
+      }
+      this.counters.unverifiedAccepted++;
+    }
     if (pre && pre.version === this.trainer.version && pre.cmp) {
       const c = pre.cmp;
       const verdict = this.reputation.recordVerified(w.id, c.ok);
@@ -247,6 +290,25 @@ export class Security {
     this.pendingDigest.delete(lease.id);
     if (d) this.replay.remember(d, lease.id, workKey(lease));
     this.reputation.recordAccepted(workerId);
+    const f = this.pendingFeatures.get(lease.id);
+    this.pendingFeatures.delete(lease.id);
+    if (f) this.unusual.accept(f);
+  }
+
+  /**
+   * A hello was welcomed: remember the identity's address; a FRESH identity (no resumed id) from an
+   * address with bans in the last hour serves PROBATION_PER_BAN more always-verified results per
+   * ban (a Sybil pays for each new identity with honest work that is checked, not trusted).
+   */
+  noteIdentity(id: string, origin: string, fresh: boolean, now = Date.now()): void {
+    this.originOf.set(id, origin);
+    if (!fresh) return;
+    const recent = (this.originBans.get(origin) ?? []).filter((t) => now - t < ORIGIN_MEMORY_MS);
+    this.originBans.set(origin, recent);
+    if (recent.length === 0) return;
+    const base = this.reputation.opts.probation;
+    this.reputation.setProbation(id, Math.min(PROBATION_MAX, base + PROBATION_PER_BAN * recent.length));
+    this.counters.extendedProbation++;
   }
 
   /** Every rejection the gateway counts lands here: penalty points, maybe a ban. */
@@ -261,8 +323,10 @@ export class Security {
    * A ban was carried out (gateway.ban): `discarded` accepted tasks of the running step were
    * discarded. Logs it and rewrites the ban list.
    */
-  recordBan(workerId: string, reason: string, discarded: number): void {
+  recordBan(workerId: string, reason: string, discarded: number, now = Date.now()): void {
     this.counters.discardedResults += discarded;
+    const origin = this.originOf.get(workerId);
+    if (origin !== undefined) this.originBans.set(origin, [...(this.originBans.get(origin) ?? []), now]);
     this.log.warn({ worker: workerId, reason, discarded }, 'worker banned');
     this.bus.logEntry({ level: 'warn', kind: 'kick', message: `${workerId} banned: ${reason}${discarded ? `; ${discarded} accepted task(s) of this step discarded and re-leased` : ''}`, workerId, code: 'BANNED' });
     this.saveBans();

@@ -160,6 +160,7 @@ export class WorkerGateway implements WorkerPort {
       }
       const id = prev ? prev.id : this.workers.freshId((x) => this.security.isBanned(x));
       const w = (worker = this.workers.connect(prev, id, socket, h.value, plan, Date.now()));
+      this.security.noteIdentity(id, socket.handshake.address ?? '', !prev);
       const welcome: WelcomeMsg = {
         protocol: PROTOCOL_VERSION,
         workerId: w.id,

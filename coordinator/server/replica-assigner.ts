@@ -16,6 +16,7 @@ import type { Trainer } from '../train/trainer.ts';
 import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
+import { ShareCap } from './share-cap.ts';
 
 interface LeaseInfo {
   lease: Lease;
@@ -31,6 +32,8 @@ export class ReplicaAssigner implements WorkAssigner {
   private paramsMsg: ParamsMsg | null = null;
   /** Refused answers whose live lease is watched until it expires (freeAfterExpiry). */
   private readonly expiryWatch = new Set<string>();
+  /** Per-step influence bound per identity and origin (share-cap.ts). */
+  readonly shareCap: ShareCap;
 
   constructor(
     private readonly trainer: Trainer,
@@ -41,7 +44,9 @@ export class ReplicaAssigner implements WorkAssigner {
     private readonly host: AssignerHost,
     private readonly bus: EventBus,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.shareCap = new ShareCap(cfg.maxShare);
+  }
 
   // ------------------------------------------------------------------ handing out leases
 
@@ -56,47 +61,64 @@ export class ReplicaAssigner implements WorkAssigner {
     this.quorumReached = true;
     const work = this.trainer.startStep();
     if (!work) return;
+    const capped: WorkerView[] = [];
     for (const w of live) {
       if (w.lease || !w.socket) continue;
-      const size = this.chunkFor(w, live, work.size);
-      const leaseMs = this.leaseMsFor(w, size);
-      const lease = work.lease(w.id, size, now, leaseMs);
-      if (!lease) {
-        this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
+      const room = this.shareCap.room(work, w, live);
+      if (room <= 0) {
+        capped.push(w);
         continue;
       }
-      let tokens: number;
-      let task: TaskMsg;
-      try {
-        const b = this.trainer.batchOf(lease);
-        tokens = b.tokens;
-        task = {
-          taskId: lease.id,
-          step: lease.step,
-          version: lease.version,
-          B: b.batch.B,
-          T: b.batch.T,
-          inputs: b.batch.inputs,
-          targets: b.batch.targets,
-          mask: b.batch.mask,
-          tokens,
-          sampleIds: Uint32Array.from(lease.ids),
-          leaseMs,
-        };
-      } catch (e) {
-        work.release(lease.id, 'released');
-        this.log.error({ err: e }, 'could not build a task');
-        return;
-      }
-      if (w.paramsVersion !== this.trainer.version) {
-        this.port.send(w, 'params', this.paramsMessage());
-        this.workers.markParamsSent(w, this.trainer.version);
-      }
-      this.leases.set(lease.id, { lease, tokens });
-      this.workers.markComputing(w, lease.id, lease.ids.length, now);
-      this.port.send(w, 'task', task);
-      this.workers.publish(w);
+      this.leaseTo(w, work, Math.min(room, this.chunkFor(w, live, work.size)), now);
     }
+    // Liveness over the cap: nothing in flight and samples left that only capped workers could take.
+    if (capped.length && work.active.size === 0 && work.pendingPositions > 0) {
+      this.shareCap.lifted++;
+      this.log.warn({ step: work.step, workers: capped.map((w) => w.id) }, 'share cap lifted for this step: no other worker can take its remaining samples');
+      for (const w of capped) this.leaseTo(w, work, this.chunkFor(w, live, work.size), now);
+    } else {
+      for (const w of capped) this.host.wait(w, 'no-task', `this worker (or its address) has its share of step ${work.step}; waiting for the next step`);
+    }
+  }
+
+  private leaseTo(w: WorkerView, work: NonNullable<ReturnType<Trainer['startStep']>>, size: number, now: number): void {
+    const leaseMs = this.leaseMsFor(w, size);
+    const lease = work.lease(w.id, size, now, leaseMs);
+    if (!lease) {
+      this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
+      return;
+    }
+    let tokens: number;
+    let task: TaskMsg;
+    try {
+      const b = this.trainer.batchOf(lease);
+      tokens = b.tokens;
+      task = {
+        taskId: lease.id,
+        step: lease.step,
+        version: lease.version,
+        B: b.batch.B,
+        T: b.batch.T,
+        inputs: b.batch.inputs,
+        targets: b.batch.targets,
+        mask: b.batch.mask,
+        tokens,
+        sampleIds: Uint32Array.from(lease.ids),
+        leaseMs,
+      };
+    } catch (e) {
+      work.release(lease.id, 'released');
+      this.log.error({ err: e }, 'could not build a task');
+      return;
+    }
+    if (w.paramsVersion !== this.trainer.version) {
+      this.port.send(w, 'params', this.paramsMessage());
+      this.workers.markParamsSent(w, this.trainer.version);
+    }
+    this.leases.set(lease.id, { lease, tokens });
+    this.workers.markComputing(w, lease.id, lease.ids.length, now);
+    this.port.send(w, 'task', task);
+    this.workers.publish(w);
   }
 
   /**

@@ -246,6 +246,11 @@ export class Trainer {
     return point;
   }
 
+  /** The last finished step's aggregate gradient (after clipping); null before the first step. */
+  get lastAggregate(): Float32Array | null {
+    return this.step > 0 && this.historyPoints.length ? this.gradBuf : null;
+  }
+
   accounting(): EpochAccounting {
     const e = this.epoch;
     return {

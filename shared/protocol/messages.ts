@@ -219,6 +219,7 @@ export const REJECT_CODES = [
   'UNAUTHORIZED', // missing or wrong join token
   'NORM_OUTLIER', // gradient norm far above the recent median (coordinator/security)
   'VERIFY_FAILED', // the coordinator's re-computation of the task disagrees (coordinator/security)
+  'UNVERIFIED', // sampled for re-computation, which could not run; re-leased (--verify-fail closed)
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 

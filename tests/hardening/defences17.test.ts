@@ -1,0 +1,117 @@
+// Issue 17's defences against attackers that wait, collude and come back, each pinned so it fails
+// without the behaviour: an unverifiable result is refused and re-leased (--verify-fail closed,
+// the default) or accepted (open); a result unlike the accepted ones is re-computed whatever the
+// worker's trust (a sleeper sampled at 0.001 is caught at once); a fresh identity from an address
+// with a recent ban serves a longer probation; no identity or address is leased more than its share.
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCoordinator, type CoordinatorHandle } from '../../coordinator/coordinator.ts';
+import type { CoordinatorConfigInput } from '../../coordinator/config.ts';
+import { ShareCap } from '../../coordinator/server/share-cap.ts';
+import type { WorkerView } from '../../coordinator/server/workers.ts';
+import { StepWork } from '../../coordinator/train/step-work.ts';
+import { syntheticDataset } from '../../shared/data/index.ts';
+import { startTestWorker, until, type TestWorker } from '../coordinator/test-worker.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterAll(async () => {
+  for (const f of cleanups.reverse()) await f();
+});
+
+async function coordinator(extra: Partial<CoordinatorConfigInput>): Promise<CoordinatorHandle> {
+  const dir = mkdtempSync(join(tmpdir(), 'defences17-'));
+  const c = await startCoordinator(
+    { port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, seqLen: 16, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false, adminToken: 'defences17', rateLimit: 1000, ...extra },
+    { dataset: (T) => syntheticDataset(256, T) },
+  );
+  cleanups.push(async () => {
+    await c.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return c;
+}
+
+function worker(url: string, o: Parameters<typeof startTestWorker>[1] = {}): TestWorker {
+  const w = startTestWorker(url, o);
+  cleanups.push(() => w.close());
+  return w;
+}
+
+describe('--verify-fail', () => {
+  it('closed (default): a sampled result whose check cannot run is refused UNVERIFIED, re-leased, never folded in, no penalty', async () => {
+    const c = await coordinator({ globalBatch: 4, maxMicroBatch: 4, maxSteps: 2, verifyRate: 1 });
+    const s = c.hub.security!;
+    await s.verifier!.close(); // the verification threads are gone: every check fails
+    const w = worker(c.url, { name: 'honest' });
+    await until(() => w.rejects.filter((r) => r.code === 'UNVERIFIED').length >= 3, 30_000, 'three UNVERIFIED refusals');
+    expect(c.trainer.step).toBe(0);
+    expect(w.acks).toEqual([]);
+    expect(s.counters.unverifiedRefused).toBeGreaterThanOrEqual(3);
+    expect(s.isBanned(w.id()!)).toBe(false);
+    expect(s.reputation.get(w.id()!).penalty).toBe(0);
+  });
+
+  it('open: the same result is accepted unverified and training goes on', async () => {
+    const c = await coordinator({ globalBatch: 4, maxMicroBatch: 4, maxSteps: 2, verifyRate: 1, verifyFail: 'open' });
+    const s = c.hub.security!;
+    await s.verifier!.close();
+    const w = worker(c.url, { name: 'honest' });
+    await until(() => c.trainer.step >= 2, 30_000, 'two steps');
+    expect(w.rejects).toEqual([]);
+    expect(s.counters.unverifiedAccepted).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('unusual contributions and fresh identities', () => {
+  it('a sleeper turning after 16 honest results at a 0.001 base rate is re-computed as unusual and banned at its 2nd lie; a fresh id from its address serves a longer probation', async () => {
+    const c = await coordinator({ globalBatch: 4, maxMicroBatch: 2, maxSteps: 40, verifyRate: 0.001, normLimit: 1e6 });
+    const s = c.hub.security!;
+    const TURN = 16;
+    worker(c.url, { name: 'honest' });
+    const sleeper = worker(c.url, {
+      name: 'sleeper',
+      alterResult: (res, n) => {
+        if (n > TURN) for (let i = 0; i < res.grads.length; i++) res.grads[i] = -res.grads[i]; // norm unchanged
+      },
+    });
+    await until(() => sleeper.rejects.some((r) => r.code === 'BANNED'), 90_000, 'the sleeper banned');
+    const lies = sleeper.tasks.length - TURN;
+    expect(sleeper.rejects.filter((r) => r.code === 'VERIFY_FAILED').length).toBe(2);
+    // Sampling alone (p = 0.001 after probation) would let ~1000 lies through before a check.
+    expect(lies).toBeLessThanOrEqual(3);
+    expect(sleeper.acks.length).toBeGreaterThanOrEqual(TURN - 1);
+    expect(s.counters.unusual).toBeGreaterThanOrEqual(1); // the first lie: unusual, not sampled; then full checks
+    // The banned worker comes back as a fresh identity from the same address: 2 + 4 always-checked results.
+    const again = worker(c.url, { name: 'sleeper-again' });
+    await again.welcome;
+    expect(s.reputation.get(again.id()!).probation).toBe(6);
+    expect(s.counters.extendedProbation).toBe(1);
+    // A resumed identity is not fresh: the honest worker reconnecting keeps its normal probation.
+    expect(s.reputation.get(sleeper.id()!).probation).toBeUndefined();
+  }, 120_000);
+});
+
+describe('share cap per identity and address', () => {
+  const view = (id: string, address: string) => ({ id, socket: { handshake: { address } } }) as unknown as WorkerView;
+
+  it('no identity, and no address, is leased more than max(--max-share, 1/n) of a step', () => {
+    const work = new StepWork('n', 0, 0, 0, Array.from({ length: 16 }, (_, i) => i));
+    const sybilA = view('s1', '10.0.0.9');
+    const sybilB = view('s2', '10.0.0.9');
+    const live = [sybilA, sybilB, view('h1', '10.0.0.1'), view('h2', '10.0.0.2')];
+    const cap = new ShareCap(0.25);
+    // 4 identities: 1/4 = 0.25 -> 4 samples each; 3 addresses: 1/3 -> ceil(16/3) = 6 for 10.0.0.9.
+    expect(cap.room(work, sybilA, live)).toBe(4);
+    work.lease('s1', 4, 0, 1000);
+    expect(cap.room(work, sybilA, live)).toBe(0);
+    expect(cap.room(work, sybilB, live)).toBe(2); // the address has 4 of its 6
+    work.lease('s2', 2, 0, 1000);
+    expect(cap.room(work, sybilB, live)).toBe(0);
+    expect(cap.room(work, live[2], live)).toBe(4);
+    // One address for everyone (a lab, loopback): its cap is the whole step.
+    const lab = [view('a', '127.0.0.1'), view('b', '127.0.0.1')];
+    expect(new ShareCap(0.25).room(new StepWork('n', 0, 0, 0, [0, 1, 2, 3, 4, 5, 6, 7]), lab[0], lab)).toBe(4);
+  });
+});
