@@ -43,7 +43,8 @@ export interface PlanOptions {
   maxMicroBatch?: number;
 }
 
-export type WorkerRole = 'replica' | 'stage' | 'too-small';
+/** 'round': a replica in --mode diloco (H local AdamW steps per round, then a packed delta; round-plan.ts). */
+export type WorkerRole = 'replica' | 'stage' | 'too-small' | 'round';
 
 export interface WorkerPlan {
   role: WorkerRole;

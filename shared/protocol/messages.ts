@@ -7,6 +7,7 @@
 
 import type { BackendName, StepTimings } from '../backend.ts';
 import type { ModelConfig } from '../model/config.ts';
+import type { DeltaMsg, RoundTaskMsg, UpdateMsg } from './round.ts';
 
 export const PROTOCOL_VERSION = 1 as const;
 
@@ -18,6 +19,8 @@ export const DASHBOARD_NAMESPACE = '/dashboard';
 export const C2S = {
   hello: 'hello',
   result: 'result',
+  /** A round worker's packed pseudo-gradient (--mode diloco; round.ts). */
+  delta: 'delta',
   heartbeat: 'heartbeat',
   bye: 'bye',
 } as const;
@@ -27,6 +30,9 @@ export const S2C = {
   welcome: 'welcome',
   params: 'params',
   task: 'task',
+  /** --mode diloco (round.ts): a round of H inner steps, and published weights as a packed delta. */
+  round: 'round',
+  update: 'update',
   ack: 'ack',
   discard: 'discard',
   reject: 'reject',
@@ -101,7 +107,7 @@ export type WorkerState = 'idle' | 'computing' | 'uploading' | 'paused' | 'waiti
 
 /** The memory plan for one worker (shape of shared/memory/plan.ts WorkerPlan). */
 export interface WirePlan {
-  role: 'replica' | 'stage' | 'too-small';
+  role: 'replica' | 'stage' | 'too-small' | 'round';
   budgetBytes: number;
   trainableParams: number;
   microBatch: number;
@@ -228,6 +234,7 @@ export type RejectCode = (typeof REJECT_CODES)[number];
 export interface ClientToServerEvents {
   hello: (m: HelloMsg) => void;
   result: (m: ResultMsg) => void;
+  delta: (m: DeltaMsg) => void;
   heartbeat: (m: HeartbeatMsg) => void;
   bye: (m: ByeMsg) => void;
 }
@@ -236,6 +243,8 @@ export interface ServerToClientEvents {
   welcome: (m: WelcomeMsg) => void;
   params: (m: ParamsMsg) => void;
   task: (m: TaskMsg) => void;
+  round: (m: RoundTaskMsg) => void;
+  update: (m: UpdateMsg) => void;
   ack: (m: AckMsg) => void;
   discard: (m: DiscardMsg) => void;
   reject: (m: RejectMsg) => void;

@@ -1,0 +1,203 @@
+// Protocol of DiLoCo rounds (--mode diloco, docs/diloco.md, docs/protocol.md "Rounds"): message
+// types and their runtime validators. A round worker (plan role 'round') gets
+//   params  (messages.ts) full float32 weights: a new or returning worker; it starts with fresh
+//           AdamW moments
+//   update  the next published weights as a packed delta from the version it holds (exact: the
+//           coordinator's published weights are by definition previous + decode(update))
+//   round   H micro-batches of its data shard and the inner hyper-parameters
+// and answers with
+//   delta   its packed pseudo-gradient theta_start - theta_end (error feedback kept on the worker).
+// Every field is checked here (shapes, lengths, numbers, codec payloads: codec.ts validatePacked);
+// a bad message gets a named rejection code and changes nothing.
+
+import { CODECS, CodecError, validatePacked, type CodecName, type CodecParams, type PackedVector } from '../diloco/codec.ts';
+import type { ModelConfig } from '../model/config.ts';
+import type { Checked } from './validate.ts';
+
+/** Most inner steps a round may ask for. */
+export const MAX_INNER_STEPS = 10_000;
+
+export interface InnerHyperWire {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  gradClip: number;
+}
+
+export interface RoundTaskMsg {
+  taskId: string;
+  round: number;
+  /** The published weights version to start from (the worker holds it from params/update). */
+  version: number;
+  /** Inner steps (micro-batches) of this worker's round. */
+  H: number;
+  /** Rows per inner step. */
+  B: number;
+  T: number;
+  /** H * B rows, row-major. */
+  inputs: Int32Array;
+  targets: Int32Array;
+  mask: Uint8Array;
+  /** Masked-in positions of all H micro-batches: the delta must report exactly this. */
+  tokens: number;
+  /** Dataset ids of the H * B rows. */
+  sampleIds: Uint32Array;
+  /** Learning rate of each inner step (length H). */
+  lrs: number[];
+  hyper: InnerHyperWire;
+  /** How to pack the delta. */
+  compress: CodecName;
+  codec: CodecParams;
+  leaseMs: number;
+}
+
+export interface DeltaMsg {
+  taskId: string;
+  round: number;
+  version: number;
+  /** Masked-in positions trained on (== the task's tokens). */
+  tokens: number;
+  /** Mean loss of the inner steps (each at the weights it started from). */
+  loss: number;
+  /** theta_start - theta_end, packed with the task's codec (plus the worker's error feedback). */
+  delta: PackedVector;
+  timings: { totalMs: number };
+}
+
+export interface UpdateMsg {
+  round: number;
+  /** Apply only on top of exactly this version. */
+  fromVersion: number;
+  version: number;
+  step: number;
+  update: PackedVector;
+}
+
+class Bad extends Error {
+  constructor(readonly code: Extract<Checked<unknown>, { ok: false }>['code'], message: string) {
+    super(message);
+  }
+}
+
+function obj(x: unknown, where: string): Record<string, unknown> {
+  if (typeof x !== 'object' || x === null || Array.isArray(x) || ArrayBuffer.isView(x)) throw new Bad('BAD_SCHEMA', `${where}: expected an object`);
+  return x as Record<string, unknown>;
+}
+function int(o: Record<string, unknown>, k: string, where: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const v = o[k];
+  if (typeof v !== 'number') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected an integer`);
+  if (!Number.isFinite(v)) throw new Bad('NON_FINITE', `${where}.${k}: not finite`);
+  if (!Number.isInteger(v)) throw new Bad('BAD_SCHEMA', `${where}.${k}: expected an integer, got ${v}`);
+  if (v < min || v > max) throw new Bad('OUT_OF_RANGE', `${where}.${k}: ${v} outside [${min}, ${max}]`);
+  return v;
+}
+function num(o: Record<string, unknown>, k: string, where: string, min = -Infinity, max = Infinity): number {
+  const v = o[k];
+  if (typeof v !== 'number') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a number`);
+  if (!Number.isFinite(v)) throw new Bad('NON_FINITE', `${where}.${k}: not finite`);
+  if (v < min || v > max) throw new Bad('OUT_OF_RANGE', `${where}.${k}: ${v} outside [${min}, ${max}]`);
+  return v;
+}
+function str(o: Record<string, unknown>, k: string, where: string, max = 64): string {
+  const v = o[k];
+  if (typeof v !== 'string') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a string`);
+  if (v.length > max) throw new Bad('TOO_LARGE', `${where}.${k}: longer than ${max} characters`);
+  return v;
+}
+function typed<T>(o: Record<string, unknown>, k: string, where: string, ctor: { new (...a: any[]): T; name: string }, len: number): T {
+  const v = o[k];
+  if (!(v instanceof ctor)) throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a ${ctor.name}`);
+  const n = (v as unknown as { length: number }).length;
+  if (n !== len) throw new Bad('BAD_LENGTH', `${where}.${k}: length ${n}, expected ${len}`);
+  return v as T;
+}
+function packed(o: Record<string, unknown>, k: string, where: string, n: number, allowed: readonly CodecName[]): PackedVector {
+  try {
+    return validatePacked(o[k], n, `${where}.${k}`, allowed);
+  } catch (e) {
+    if (e instanceof CodecError) throw new Bad(/length/.test(e.message) ? 'BAD_LENGTH' : /Inf|NaN|finite/.test(e.message) ? 'NON_FINITE' : 'BAD_SCHEMA', e.message);
+    throw e;
+  }
+}
+function run<T>(f: () => T): Checked<T> {
+  try {
+    return { ok: true, value: f() };
+  } catch (e) {
+    if (e instanceof Bad) return { ok: false, code: e.code, message: e.message };
+    return { ok: false, code: 'BAD_SCHEMA', message: `invalid message: ${(e as Error).message}` };
+  }
+}
+
+/** A `delta` from a worker (the coordinator checks it against the round's lease afterwards). */
+export function validateDelta(x: unknown, lim: { paramCount: number; codecs?: readonly CodecName[] }): Checked<DeltaMsg> {
+  return run(() => {
+    const o = obj(x, 'delta');
+    const t = obj(o.timings ?? {}, 'delta.timings');
+    return {
+      taskId: str(o, 'taskId', 'delta'),
+      round: int(o, 'round', 'delta'),
+      version: int(o, 'version', 'delta'),
+      tokens: int(o, 'tokens', 'delta', 0, 2 ** 31),
+      loss: num(o, 'loss', 'delta', 0, 1e4),
+      delta: packed(o, 'delta', 'delta', lim.paramCount, lim.codecs ?? CODECS),
+      timings: { totalMs: num(t, 'totalMs', 'delta.timings', 0, 1e9) },
+    };
+  });
+}
+
+/** A `round` task (workers check what the coordinator sends). */
+export function validateRoundTask(x: unknown, model: ModelConfig): Checked<RoundTaskMsg> {
+  return run(() => {
+    const o = obj(x, 'round');
+    const H = int(o, 'H', 'round', 1, MAX_INNER_STEPS);
+    const B = int(o, 'B', 'round', 1, 1 << 16);
+    const T = int(o, 'T', 'round', 1, model.contextLength);
+    const n = H * B * T;
+    const inputs = typed(o, 'inputs', 'round', Int32Array, n);
+    const targets = typed(o, 'targets', 'round', Int32Array, n);
+    const mask = typed(o, 'mask', 'round', Uint8Array, n);
+    for (let i = 0; i < n; i++) {
+      if (inputs[i] < 0 || inputs[i] >= model.vocabSize || targets[i] < 0 || targets[i] >= model.vocabSize) {
+        throw new Bad('OUT_OF_RANGE', `round: token id at ${i} outside [0, ${model.vocabSize})`);
+      }
+    }
+    if (!Array.isArray(o.lrs) || o.lrs.length !== H) throw new Bad('BAD_LENGTH', `round.lrs: expected ${H} learning rates`);
+    const lrs = (o.lrs as unknown[]).map((_, j) => num(o.lrs as unknown as Record<string, unknown>, String(j), 'round.lrs', 0, 10));
+    const h = obj(o.hyper, 'round.hyper');
+    const hyper: InnerHyperWire = {
+      beta1: num(h, 'beta1', 'round.hyper', 0, 0.999999),
+      beta2: num(h, 'beta2', 'round.hyper', 0, 0.999999),
+      eps: num(h, 'eps', 'round.hyper', 1e-30, 1),
+      weightDecay: num(h, 'weightDecay', 'round.hyper', 0, 10),
+      gradClip: num(h, 'gradClip', 'round.hyper', 0),
+    };
+    if (!CODECS.includes(o.compress as CodecName)) throw new Bad('BAD_SCHEMA', `round.compress: expected one of ${CODECS.join(', ')}`);
+    const c = obj(o.codec, 'round.codec');
+    const chunk = int(c, 'chunk', 'round.codec', 1, 65536);
+    const codec: CodecParams = { block: int(c, 'block', 'round.codec', 1, 1 << 20), chunk, topk: int(c, 'topk', 'round.codec', 1, chunk) };
+    return {
+      taskId: str(o, 'taskId', 'round'),
+      round: int(o, 'round', 'round'),
+      version: int(o, 'version', 'round'),
+      H, B, T, inputs, targets, mask,
+      tokens: int(o, 'tokens', 'round'),
+      sampleIds: typed(o, 'sampleIds', 'round', Uint32Array, H * B),
+      lrs, hyper,
+      compress: o.compress as CodecName,
+      codec,
+      leaseMs: int(o, 'leaseMs', 'round', 1),
+    };
+  });
+}
+
+/** An `update` (published weights as a packed delta). */
+export function validateUpdate(x: unknown, paramCount: number): Checked<UpdateMsg> {
+  return run(() => {
+    const o = obj(x, 'update');
+    const version = int(o, 'version', 'update', 1);
+    const fromVersion = int(o, 'fromVersion', 'update');
+    if (fromVersion >= version) throw new Bad('OUT_OF_RANGE', `update: fromVersion ${fromVersion} must be below version ${version}`);
+    return { round: int(o, 'round', 'update'), fromVersion, version, step: int(o, 'step', 'update'), update: packed(o, 'update', 'update', paramCount, CODECS) };
+  });
+}
