@@ -28,6 +28,8 @@ export interface InnerHyperWire {
 export interface RoundTaskMsg {
   taskId: string;
   round: number;
+  /** The outer step this round ends with (== round: one outer step per round). */
+  step: number;
   /** The published weights version to start from (the worker holds it from params/update). */
   version: number;
   /** Inner steps (micro-batches) of this worker's round. */
@@ -179,6 +181,7 @@ export function validateRoundTask(x: unknown, model: ModelConfig): Checked<Round
     return {
       taskId: str(o, 'taskId', 'round'),
       round: int(o, 'round', 'round'),
+      step: int(o, 'step', 'round'),
       version: int(o, 'version', 'round'),
       H, B, T, inputs, targets, mask,
       tokens: int(o, 'tokens', 'round'),

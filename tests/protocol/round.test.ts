@@ -13,7 +13,7 @@ const wire = <T>(x: T): unknown => unpackValue(packValue(x));
 function task(): RoundTaskMsg {
   const H = 3, B = 2, T = 8;
   return {
-    taskId: 'abc.1.1', round: 1, version: 1, H, B, T,
+    taskId: 'abc.1.1', round: 1, step: 1, version: 1, H, B, T,
     inputs: new Int32Array(H * B * T).fill(5), targets: new Int32Array(H * B * T).fill(6), mask: new Uint8Array(H * B * T).fill(1),
     tokens: H * B * T, sampleIds: new Uint32Array(H * B), lrs: [1e-3, 1e-3, 1e-3],
     hyper: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 },

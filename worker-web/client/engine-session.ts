@@ -48,6 +48,10 @@ export class EngineSession {
   get device(): DeviceDescription | undefined {
     return this.deviceDesc;
   }
+  /** The parameters held (what the last params/update set), or undefined. Do not modify. */
+  get heldParams(): Float32Array | undefined {
+    return this.held;
+  }
   /** Version of the parameters held (-1: none). */
   get paramsVersion(): number {
     return this.heldVersion;

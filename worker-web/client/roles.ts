@@ -5,15 +5,20 @@
 import { computeTask } from './compute-step.ts';
 import type { FaultWrappers } from './fault-wrappers.ts';
 import { ReplicaHandler } from './replica-handler.ts';
+import { RoundHandler, RoundState, UpdateHandler } from './round-handler.ts';
 import { honestSender } from './sender.ts';
 import type { TaskHandler } from './task-handler.ts';
 
 export function roleHandlers(faults: FaultWrappers): TaskHandler[] {
+  const round = new RoundState();
   return [
     new ReplicaHandler({
       compute: faults.compute(computeTask),
       send: faults.sender(honestSender),
       taskView: (t) => faults.taskView(t),
     }),
+    // --mode diloco: rounds first (its warm-up shape), then the weight updates between them.
+    new RoundHandler({ send: faults.sender(honestSender), state: round }),
+    new UpdateHandler(round),
   ];
 }

@@ -13,9 +13,9 @@ export type TraceEvent =
 /** Tokens kept from the start of each row: enough for a self-describing sample id. */
 export const TRACE_HEAD = 8;
 
-/** The trace event of a validated replica task (B rows of T tokens). */
-export function taskTrace(t: { taskId: string; step: number; B: number; T: number; inputs: Int32Array }): TraceEvent {
+/** The trace event of a validated task: every row of its inputs (B rows of T tokens; H x B for a round). */
+export function taskTrace(t: { taskId: string; step: number; T: number; inputs: Int32Array }): TraceEvent {
   const heads: number[][] = [];
-  for (let b = 0; b < t.B; b++) heads.push(Array.from(t.inputs.subarray(b * t.T, b * t.T + Math.min(TRACE_HEAD, t.T))));
+  for (let b = 0; b < t.inputs.length / t.T; b++) heads.push(Array.from(t.inputs.subarray(b * t.T, b * t.T + Math.min(TRACE_HEAD, t.T))));
   return { ev: 'task', taskId: t.taskId, step: t.step, heads };
 }

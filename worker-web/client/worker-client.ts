@@ -55,6 +55,8 @@ export interface WorkerClientOptions {
   path?: string;
   log?: (level: LogLevel, msg: string) => void;
   onStats?: (s: WorkerStats) => void;
+  /** Called with each new socket before it connects (link emulation: link.ts paceSocket). */
+  wrapSocket?: (socket: unknown) => void;
   /** Audit hook: welcome, task rows, acks and discards as they arrive (trace.ts). */
   trace?: (e: TraceEvent) => void;
 }
@@ -171,6 +173,7 @@ export class WorkerClient {
       timeout: 10_000,
       path: this.opts.path,
     });
+    this.opts.wrapSocket?.(socket);
     this.socket = socket;
     const live = () => epoch === this.epoch && !this.stopped && !this.paused;
 

@@ -66,6 +66,8 @@ export interface WebGpuBackend extends TrainingBackend {
    * parameters back with getParams().
    */
   adamwStep(h: AdamWHyper): Promise<void>;
+  /** Fresh AdamW moments: the next adamwStep starts from m = v = 0 and t = 1 (DiLoCo: a new or returning worker). */
+  resetMoments(): void;
   getParams(): Promise<Float32Array>;
   /**
    * GPU time of every kernel of one forwardBackward, from timestamp queries (one compute pass per

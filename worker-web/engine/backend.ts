@@ -334,6 +334,16 @@ class Engine implements WebGpuBackend {
     for (const u of uniforms) u.destroy();
   }
 
+  resetMoments(): void {
+    // In order with the queued work: steps queued before it use the old moments.
+    void this.serial(async () => {
+      const mo = this.moments;
+      this.moments = undefined;
+      mo?.m.destroy();
+      mo?.v.destroy();
+    });
+  }
+
   getParams(): Promise<Float32Array> {
     return this.serial(() => this.getParamsNow());
   }

@@ -2,6 +2,7 @@
 // config. Bad input is an AppError (ERR_WORKER_ARGS / ERR_MEMORY_BYTES / ERR_WORKER_FAULT)
 // whose message names the flag; main.ts prints it and exits with code 2.
 
+import { parseLink, type LinkSpec } from '../client/link.ts';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AppError } from '../../shared/errors.ts';
@@ -17,6 +18,8 @@ export const USAGE = `usage: npm run worker -- --url http://HOST:PORT [options]
   --name NAME          shown on the dashboard (<= 64 chars)             (default: host name)
   --seed N             seed for jitter and fault randomness             (default 1)
   --join-token TOKEN   for coordinators started with --join-token
+  --link UP/DOWN       emulate a home connection, e.g. 10mbit/50mbit: sends and receives are
+                       paced at these rates (bench:comm measures wall time this way)
   --trace FILE         append what the coordinator acknowledged (JSON lines: welcome, task rows,
                        ack, discard) for an outside audit of exactly-once (the chaos suite)
   --quiet              only warnings and errors
@@ -31,6 +34,8 @@ export interface NodeWorkerArgs {
   seed: number;
   joinToken?: string;
   trace?: string;
+  /** --link: paced uplink / downlink (worker-web/client/link.ts). */
+  link?: LinkSpec;
   quiet: boolean;
   help: boolean;
 }
@@ -71,6 +76,7 @@ export function parseWorkerArgs(argv: string[], defaultName: string): NodeWorker
         seed: { type: 'string', default: '1' },
         'join-token': { type: 'string' },
         trace: { type: 'string' },
+        link: { type: 'string' },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -97,5 +103,6 @@ export function parseWorkerArgs(argv: string[], defaultName: string): NodeWorker
   const joinToken = values['join-token'] === undefined ? undefined : String(values['join-token']);
   const trace = values.trace === undefined ? undefined : String(values.trace);
   if (trace === '') throw new AppError('ERR_WORKER_ARGS', 'worker: --trace needs a file path', 400, 'run with --help for the flags');
-  return { ...parsed.data, memoryCap, fault, joinToken, trace, quiet: Boolean(values.quiet), help: false };
+  const link = values.link === undefined ? undefined : parseLink(String(values.link));
+  return { ...parsed.data, memoryCap, fault, joinToken, trace, link, quiet: Boolean(values.quiet), help: false };
 }

@@ -9,6 +9,7 @@ import { isAppError } from '../../shared/errors.ts';
 import { formatFault } from '../client/faults.ts';
 import { formatBytes } from '../../shared/memory/units.ts';
 import { WorkerClient, type LogLevel } from '../client/worker-client.ts';
+import { paceSocket } from '../client/link.ts';
 import { parseWorkerArgs, USAGE } from './args.ts';
 import { createNodeHost } from './host.ts';
 
@@ -44,6 +45,7 @@ async function main(): Promise<number> {
     joinToken: args.joinToken,
     agent: 'node-worker/0.1',
     log,
+    ...(args.link ? { wrapSocket: (s: unknown) => void paceSocket(s, args.link!) } : {}),
     // Synchronous appends: a kill -9 loses at most the event being written, never reorders them.
     ...(args.trace ? { trace: (e) => appendFileSync(args.trace!, JSON.stringify({ t: Date.now(), ...e }) + '\n') } : {}),
   });
@@ -55,7 +57,8 @@ async function main(): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
 
-  log('info', `backend ${args.backend}, fault ${formatFault(args.fault)}` + (args.memoryCap ? `, memory cap ${formatBytes(args.memoryCap)}` : ''));
+  log('info', `backend ${args.backend}, fault ${formatFault(args.fault)}` + (args.memoryCap ? `, memory cap ${formatBytes(args.memoryCap)}` : '')
+    + (args.link ? `, link ${args.link.upBps / 1e6} Mbit/s up / ${args.link.downBps / 1e6} Mbit/s down (emulated)` : ''));
   try {
     await client.start();
   } catch (e) {
