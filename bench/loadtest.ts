@@ -1,0 +1,420 @@
+// `npm run loadtest -- --workers N [--preset tiny] [--steps S] [--processes P] [--mode sync|diloco]
+//  [--global-batch G] [--compute-ms MS] [--url URL]`
+//
+// Starts a real coordinator in its own process (bench/loadtest/coordinator-proc.ts; or targets
+// --url), then N simulated workers spread over P child processes (bench/loadtest/workers-proc.ts):
+// real socket.io clients, real protocol, synthetic gradients. Measures from the outside: step
+// times from when tasks reach the workers, contributors per step and lost / doubled samples from
+// the tasks the workers were acknowledged for (sample ids decoded from the rows' tokens),
+// /healthz latency polled while training; the coordinator process reports its own CPU time, RSS
+// and event-loop delay. Prints a table, then one JSON line (the last line). Exit code 1 when the
+// run did not complete its steps, or lost / doubled a sample.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { configSchema } from '../coordinator/config.ts';
+import { AppError } from '../shared/errors.ts';
+import { PRESET_NAMES } from '../shared/model/config.ts';
+import type { WorkerReport } from './loadtest/workers-proc.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+export interface LoadTestOptions {
+  workers: number;
+  preset: string;
+  steps: number;
+  processes: number;
+  mode: 'sync' | 'diloco';
+  globalBatch: number;
+  computeMs: number;
+  url?: string;
+  /** Give up after this long (connect + train). */
+  timeoutMs: number;
+}
+
+export interface LoadTestResult {
+  workers: number;
+  connected: number;
+  steps: number;
+  contributorsPerStep: { min: number; median: number };
+  stepSeconds: { median: number; p95: number };
+  coordinatorCpuPerStepMs: number;
+  eventLoopLagMs: { p50: number; p99: number; max: number };
+  healthzMs: { p50: number; p99: number };
+  rssMB: number;
+  wireMBPerStep: number;
+  lost: number;
+  doubled: number;
+  rejected: number;
+  [k: string]: unknown;
+}
+
+const USAGE = `usage: npm run loadtest -- --workers N [--preset tiny] [--steps S] [--processes P] [--mode sync|diloco]
+                        [--global-batch G] [--compute-ms MS] [--url URL] [--timeout-s T]
+  --workers N        simulated workers (socket.io clients)
+  --preset P         model preset of the coordinator it starts (default tiny)
+  --steps S          optimizer steps to run (default 5)
+  --processes P      child processes the workers are spread over (default: CPU count, at most 8)
+  --mode M           sync (default) | diloco
+  --global-batch G   samples per step (default max(1024, N))
+  --compute-ms MS    simulated compute time per task before the result is sent (default 0)
+  --url URL          target a running coordinator instead of starting one (it must serve synthetic data)
+  --timeout-s T      give up after T seconds (default 600)`;
+
+function bad(message: string): AppError {
+  return new AppError('ERR_LOADTEST_ARGS', `loadtest: ${message}`, 400, 'see --help');
+}
+
+export function parseLoadTestArgs(argv: string[]): LoadTestOptions | null {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: {
+        workers: { type: 'string' }, preset: { type: 'string' }, steps: { type: 'string' }, processes: { type: 'string' }, mode: { type: 'string' },
+        'global-batch': { type: 'string' }, 'compute-ms': { type: 'string' }, url: { type: 'string' }, 'timeout-s': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    }) as { values: Record<string, string | boolean | undefined> });
+  } catch (e) {
+    throw bad((e as Error).message.split('\n')[0]);
+  }
+  if (values.help) return null;
+  const int = (name: string, min: number, max: number, def?: number): number => {
+    const v = values[name];
+    if (v === undefined) {
+      if (def === undefined) throw bad(`--${name} is required`);
+      return def;
+    }
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw bad(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
+    return n;
+  };
+  const workers = int('workers', 1, 20_000);
+  const preset = (values.preset as string | undefined) ?? 'tiny';
+  if (!(PRESET_NAMES as readonly string[]).includes(preset)) throw bad(`--preset must be one of ${PRESET_NAMES.join(', ')}, got "${preset}"`);
+  const mode = (values.mode as string | undefined) ?? 'sync';
+  if (mode !== 'sync' && mode !== 'diloco') throw bad(`--mode must be sync or diloco, got "${mode}"`);
+  const url = values.url as string | undefined;
+  if (url !== undefined && !/^https?:\/\/[^\s]+$/.test(url)) throw bad(`--url must be an http(s) URL, got "${url}"`);
+  return {
+    workers,
+    preset,
+    steps: int('steps', 1, 100_000, 5),
+    processes: Math.min(workers, int('processes', 1, 64, Math.min(8, cpus().length))),
+    mode,
+    globalBatch: int('global-batch', 1, 1 << 20, Math.max(1024, workers)),
+    computeMs: int('compute-ms', 0, 600_000, 0),
+    url,
+    timeoutMs: 1000 * int('timeout-s', 1, 86_400, 600),
+  };
+}
+
+/**
+ * --mode diloco needs the round protocol (issue 13: round leases, round results, outer step). Until
+ * the coordinator's config has a `mode` option and the protocol has round messages, it is refused
+ * by name rather than silently measured as sync.
+ */
+function checkMode(mode: LoadTestOptions['mode']): void {
+  if (mode === 'sync') return;
+  const shape = (configSchema as unknown as { shape?: Record<string, unknown> }).shape ?? {};
+  const has = 'mode' in shape;
+  throw new AppError('ERR_LOADTEST_DILOCO_PENDING',
+    `loadtest: --mode diloco awaits the DiLoCo round protocol (issue 13)${has ? ': the coordinator has a mode option, but the simulated workers do not speak round messages yet' : ': this coordinator has no --mode option yet'}; use --mode sync`, 400);
+}
+
+const tsx = { execArgv: ['--import', 'tsx'] };
+
+function onceMessage<T>(child: ChildProcess, op: string, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      cleanup();
+      reject(new AppError('ERR_LOADTEST_TIMEOUT', `loadtest: no ${what} within ${timeoutMs} ms`, 500));
+    }, timeoutMs);
+    const onMsg = (m: { op: string; message?: string }) => {
+      if (m.op === op) {
+        cleanup();
+        resolve(m as T);
+      } else if (m.op === 'error') {
+        cleanup();
+        reject(new AppError('ERR_LOADTEST_CHILD', `loadtest: ${what} failed: ${m.message}`, 500));
+      }
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new AppError('ERR_LOADTEST_CHILD', `loadtest: child exited (${code}) before ${what}`, 500));
+    };
+    const cleanup = () => {
+      clearTimeout(t);
+      child.off('message', onMsg);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMsg);
+    child.on('exit', onExit);
+  });
+}
+
+function pct(xs: number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+const r1 = (x: number) => Math.round(x * 10) / 10;
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+interface CoordStats { wallMs: number; cpuMs: number; rssMB: number; lag: { p50: number; p99: number; max: number }; step: number; doubled: number; globalBatch: number }
+
+/** Stats of a coordinator we did not start: its /metrics (prom-client default metrics). */
+async function scrapeStats(url: string): Promise<CoordStats> {
+  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  const v = (name: string) => Number(text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? ([^\\s]+)$`, 'm'))?.[1] ?? NaN);
+  const h = (await (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(10_000) })).json()) as { step: number };
+  const s = (await (await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(10_000) })).json()) as { globalBatch: number };
+  return {
+    wallMs: Date.now(), cpuMs: 1000 * v('vt_process_process_cpu_seconds_total'), rssMB: v('vt_process_process_resident_memory_bytes') / 2 ** 20,
+    lag: { p50: 1000 * v('vt_process_nodejs_eventloop_lag_p50_seconds'), p99: 1000 * v('vt_process_nodejs_eventloop_lag_p99_seconds'), max: 1000 * v('vt_process_nodejs_eventloop_lag_max_seconds') },
+    step: h.step, doubled: v('vt_samples_doubled'), globalBatch: s.globalBatch,
+  };
+}
+
+export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<LoadTestResult> {
+  checkMode(o.mode);
+  const deadline = Date.now() + o.timeoutMs;
+  const left = () => Math.max(1000, deadline - Date.now());
+  const load0 = loadavg();
+  let coord: ChildProcess | null = null;
+  let runDir: string | null = null;
+  const kids: ChildProcess[] = [];
+  try {
+    let url = o.url;
+    let stats: () => Promise<CoordStats>;
+    let reset: () => Promise<void>;
+    let startStep = 0;
+    if (!url) {
+      runDir = mkdtempSync(join(tmpdir(), 'loadtest-'));
+      const config = {
+        port: 0, host: '127.0.0.1', preset: o.preset, globalBatch: o.globalBatch, maxSteps: o.steps, minWorkers: o.workers,
+        // Synthetic gradients cannot pass a CPU re-computation: verification is off, as is eval.
+        verifyRate: 0, evalEvery: 0, checkpointEvery: 0, runDir, resume: false, logLevel: 'warn',
+        leaseMs: 120_000, heartbeatMs: 2_000, deadAfterMs: 60_000,
+      };
+      // LOADTEST_CPU_PROF=DIR: a V8 CPU profile of the coordinator process is written there.
+      const prof = process.env.LOADTEST_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.LOADTEST_CPU_PROF] : [];
+      coord = fork(join(HERE, 'loadtest/coordinator-proc.ts'), [JSON.stringify(config), String((o.steps + 1) * o.globalBatch)], { execArgv: [...tsx.execArgv, ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const ready = await onceMessage<{ url: string }>(coord, 'ready', left(), 'coordinator start');
+      url = ready.url;
+      const c = coord;
+      stats = async () => {
+        const p = onceMessage<CoordStats>(c, 'stats', 30_000, 'coordinator stats');
+        c.send({ op: 'stats' });
+        return p;
+      };
+      reset = async () => {
+        const p = onceMessage(c, 'reset', 30_000, 'coordinator reset');
+        c.send({ op: 'reset' });
+        await p;
+      };
+    } else {
+      const target = url;
+      stats = () => scrapeStats(target);
+      reset = async () => {
+        await scrapeStats(target); // prom-client resets its event-loop histogram on each scrape
+      };
+      startStep = (await scrapeStats(target)).step;
+    }
+    log(`loadtest: coordinator at ${url}; starting ${o.workers} workers in ${o.processes} processes (load average ${loadavg().map((x) => x.toFixed(2)).join(' ')})`);
+
+    const per = Math.floor(o.workers / o.processes);
+    let first = 0;
+    for (let i = 0; i < o.processes; i++) {
+      const count = per + (i < o.workers % o.processes ? 1 : 0);
+      kids.push(fork(join(HERE, 'loadtest/workers-proc.ts'), [JSON.stringify({ url, count, first, computeMs: o.computeMs, seed: i + 1 })], { ...tsx, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+      first += count;
+    }
+    await Promise.all(kids.map((k) => onceMessage(k, 'started', left(), 'worker processes start')));
+    type Progress = { welcomed: number; finished: number; acks: number; rejected: number };
+    const progress = async (): Promise<Progress> => {
+      const ps = await Promise.all(kids.map((k) => {
+        const p = onceMessage<Progress>(k, 'progress', 30_000, 'worker progress');
+        k.send({ op: 'progress' });
+        return p;
+      }));
+      return ps.reduce((a, p) => ({ welcomed: a.welcomed + p.welcomed, finished: a.finished + p.finished, acks: a.acks + p.acks, rejected: a.rejected + p.rejected }), { welcomed: 0, finished: 0, acks: 0, rejected: 0 });
+    };
+    // Connected: every worker welcomed (or the connect phase's share of the time is over).
+    const connectBy = Date.now() + Math.min(left(), 120_000 + 100 * o.workers);
+    let p = await progress();
+    while (p.welcomed < o.workers && Date.now() < connectBy) {
+      await new Promise((r) => setTimeout(r, 250));
+      p = await progress();
+    }
+    const connected = p.welcomed;
+    log(`loadtest: ${connected}/${o.workers} workers welcomed; training ${o.steps} steps of ${o.globalBatch} samples`);
+    await reset();
+    const t0 = Date.now();
+
+    // While training: /healthz polled every 100 ms (one request at a time, bounded by the deadline).
+    const healthz: number[] = [];
+    let training = true;
+    const poller = (async () => {
+      while (training && Date.now() < deadline) {
+        const s = performance.now();
+        try {
+          const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(10_000) });
+          await r.arrayBuffer();
+          healthz.push(performance.now() - s);
+        } catch {
+          healthz.push(10_000);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    let final: CoordStats = await stats();
+    let lastProgress = Date.now();
+    let lastAcks = -1;
+    while (final.step - startStep < o.steps && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      final = await stats();
+      if (Date.now() - lastProgress > 2000) {
+        const q = await progress();
+        if (q.acks !== lastAcks) log(`loadtest: step ${final.step}, ${q.acks} acks, ${q.rejected} rejected, ${Math.round((Date.now() - t0) / 1000)} s`);
+        lastAcks = q.acks;
+        lastProgress = Date.now();
+      }
+    }
+    training = false;
+    await poller;
+    const trainMs = Date.now() - t0;
+
+    const reports = await Promise.all(kids.map((k) => {
+      const pr = onceMessage<{ report: WorkerReport }>(k, 'report', 60_000, 'worker report');
+      k.send({ op: 'stop' });
+      return pr.then((m) => m.report);
+    }));
+
+    // Accounting from the outside: what the workers were acknowledged for.
+    const steps = final.step - startStep;
+    const G = final.globalBatch;
+    const acks = reports.flatMap((r) => r.acks).filter((a) => a.step >= startStep && a.step < startStep + steps);
+    const byStep = new Map<number, { workers: Set<number>; ids: number[]; lastAck: number }>();
+    for (const a of acks) {
+      const s = byStep.get(a.step) ?? { workers: new Set(), ids: [], lastAck: 0 };
+      s.workers.add(a.worker);
+      s.ids.push(...a.ids);
+      s.lastAck = Math.max(s.lastAck, a.at);
+      byStep.set(a.step, s);
+    }
+    const allIds = acks.flatMap((a) => a.ids);
+    const unique = new Set(allIds);
+    const doubled = allIds.length - unique.size;
+    let lost = 0;
+    const contributors: number[] = [];
+    const stepMs: number[] = [];
+    const firstAt = (s: number) => Math.min(...reports.map((r) => r.firstTaskAt[s] ?? Infinity));
+    for (let s = startStep; s < startStep + steps; s++) {
+      const b = byStep.get(s);
+      lost += G - (b ? new Set(b.ids).size : 0);
+      contributors.push(b ? b.workers.size : 0);
+      const start = firstAt(s);
+      const end = s + 1 < startStep + steps ? firstAt(s + 1) : (b?.lastAck ?? NaN);
+      if (Number.isFinite(start) && Number.isFinite(end)) stepMs.push(end - start);
+    }
+    const wireBytes = reports.reduce((a, r) => a + r.wire.sent + r.wire.received, 0);
+    const load1 = loadavg();
+    const result: LoadTestResult = {
+      workers: o.workers,
+      connected,
+      steps,
+      contributorsPerStep: { min: contributors.length ? Math.min(...contributors) : 0, median: pct(contributors, 50) },
+      stepSeconds: { median: r3(pct(stepMs, 50) / 1000), p95: r3(pct(stepMs, 95) / 1000) },
+      coordinatorCpuPerStepMs: r1(final.cpuMs / Math.max(1, steps)),
+      eventLoopLagMs: { p50: r1(final.lag.p50), p99: r1(final.lag.p99), max: r1(final.lag.max) },
+      healthzMs: { p50: r1(pct(healthz, 50)), p99: r1(pct(healthz, 99)) },
+      rssMB: Math.round(final.rssMB),
+      wireMBPerStep: r1(wireBytes / Math.max(1, steps) / 1e6),
+      lost,
+      doubled,
+      rejected: reports.reduce((a, r) => a + r.rejected, 0),
+      // Context for the figures.
+      preset: o.preset,
+      mode: o.mode,
+      globalBatch: G,
+      processes: o.processes,
+      trainSeconds: r1(trainMs / 1000),
+      coordinatorCpuShare: r3(final.cpuMs / Math.max(1, final.wallMs)),
+      healthzSamples: healthz.length,
+      idMismatches: reports.reduce((a, r) => a + r.idMismatches, 0),
+      rejectCodes: reports.reduce((a, r) => {
+        for (const [k, v] of Object.entries(r.rejectCodes)) a[k] = (a[k] ?? 0) + v;
+        return a;
+      }, {} as Record<string, number>),
+      coordinatorDoubled: final.doubled,
+      loadAverage: { start: load0.map(r1), end: load1.map(r1) },
+      cpus: cpus().length,
+      errors: reports.flatMap((r) => r.errors).slice(0, 10),
+    };
+    return result;
+  } finally {
+    for (const k of kids) if (k.exitCode === null) k.kill();
+    if (coord && coord.exitCode === null) {
+      coord.send({ op: 'close' });
+      await new Promise<void>((r) => {
+        const t = setTimeout(() => {
+          coord!.kill();
+          r();
+        }, 5000);
+        coord!.once('exit', () => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    if (runDir) rmSync(runDir, { recursive: true, force: true });
+  }
+}
+
+export function formatTable(r: LoadTestResult): string {
+  const rows: Array<[string, string]> = [
+    ['workers (connected)', `${r.workers} (${r.connected})`],
+    ['steps x global batch', `${r.steps} x ${r.globalBatch}`],
+    ['contributors / step (min, median)', `${r.contributorsPerStep.min}, ${r.contributorsPerStep.median}`],
+    ['step seconds (median, p95)', `${r.stepSeconds.median}, ${r.stepSeconds.p95}`],
+    ['coordinator CPU / step (ms)', `${r.coordinatorCpuPerStepMs}`],
+    ['event-loop lag ms (p50, p99, max)', `${r.eventLoopLagMs.p50}, ${r.eventLoopLagMs.p99}, ${r.eventLoopLagMs.max}`],
+    ['/healthz ms (p50, p99)', `${r.healthzMs.p50}, ${r.healthzMs.p99}`],
+    ['coordinator RSS (MB)', `${r.rssMB}`],
+    ['wire MB / step', `${r.wireMBPerStep}`],
+    ['lost / doubled / rejected', `${r.lost} / ${r.doubled} / ${r.rejected}`],
+    ['load average (start; end)', `${(r.loadAverage as { start: number[] }).start.join(' ')}; ${(r.loadAverage as { end: number[] }).end.join(' ')}`],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
+}
+
+async function main(): Promise<void> {
+  let o: LoadTestOptions | null;
+  try {
+    o = parseLoadTestArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (!o) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  try {
+    const r = await runLoadTest(o);
+    process.stdout.write(formatTable(r) + '\n' + JSON.stringify(r) + '\n');
+    if (r.steps < o.steps || r.lost > 0 || r.doubled > 0) process.exitCode = 1;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    process.stderr.write(`${code ? `${code}: ` : ''}${(e as Error).message}\n`);
+    process.exitCode = 2;
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) void main();

@@ -1,0 +1,42 @@
+// The reduced load test: 200 simulated workers (real socket.io clients in 2 child processes, the
+// real protocol, synthetic gradients) against a real coordinator process for 3 steps of 256
+// samples. Counted from the outside: every worker welcomed, (almost) every worker contributes to
+// every step, and no sample is lost or doubled according to the tasks the workers were
+// acknowledged for (ids decoded from the rows' tokens). The lag bound is generous: CI has 2 busy
+// cores; the full 1,000-worker run is the benchmark (npm run loadtest, docs/scale.md), not a test.
+import { describe, expect, it } from 'vitest';
+import { parseLoadTestArgs, runLoadTest } from '../../bench/loadtest.ts';
+
+describe('load generator (reduced)', () => {
+  it('200 workers, 3 steps: all contribute, nothing lost or doubled, the loop stays responsive', async () => {
+    const o = parseLoadTestArgs(['--workers', '200', '--steps', '3', '--processes', '2', '--global-batch', '256', '--timeout-s', '150'])!;
+    const r = await runLoadTest(o, () => {});
+    expect(r.errors).toEqual([]);
+    expect(r.connected).toBe(200);
+    expect(r.steps).toBe(3);
+    // 256 samples over 200 equal workers: every worker gets a lease in every step.
+    expect(r.contributorsPerStep.min).toBeGreaterThanOrEqual(190);
+    expect(r.lost).toBe(0);
+    expect(r.doubled).toBe(0);
+    expect(r.rejected).toBe(0);
+    expect(r.idMismatches).toBe(0);
+    expect(r.coordinatorDoubled).toBe(0);
+    expect(r.healthzSamples).toBeGreaterThan(0);
+    expect(r.eventLoopLagMs.p99).toBeLessThan(5_000);
+    expect(r.rssMB).toBeGreaterThan(0);
+    expect(r.wireMBPerStep).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('refuses bad arguments and an unsupported mode by name', async () => {
+    expect(() => parseLoadTestArgs(['--workers', '0'])).toThrow(/ERR_LOADTEST_ARGS|--workers must be an integer/);
+    expect(() => parseLoadTestArgs(['--workers', '10', '--mode', 'async'])).toThrow(/--mode must be sync or diloco/);
+    try {
+      parseLoadTestArgs(['--workers', 'x']);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as { code?: string }).code).toBe('ERR_LOADTEST_ARGS');
+    }
+    const o = parseLoadTestArgs(['--workers', '2', '--mode', 'diloco'])!;
+    await expect(runLoadTest(o, () => {})).rejects.toMatchObject({ code: 'ERR_LOADTEST_DILOCO_PENDING' });
+  });
+});
