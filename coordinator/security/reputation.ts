@@ -62,6 +62,8 @@ export interface TrustRecord {
   banned: boolean;
   /** Results always verified for this identity (default: opts.probation; longer for a fresh id from an address with bans). */
   probation?: number;
+  /** Multiplier of its verification rate after probation (a fresh id from an address with k recent bans: 1 + k). */
+  rateBoost?: number;
   bannedReason?: string;
   bannedAt?: number;
 }
@@ -93,7 +95,7 @@ export class Reputation {
     if (r.verifiedOk < probation || r.mismatches > 0) return 1;
     // Halve the rate every 8 verified results after probation (adaptive replication).
     const p = this.opts.verifyRate * 0.5 ** ((r.verifiedOk - probation) / 8);
-    return Math.max(this.opts.minVerifyRate, Math.min(1, p));
+    return Math.min(1, Math.max(this.opts.minVerifyRate, p) * (r.rateBoost ?? 1));
   }
 
   /** Trust in [0, 1): how much verified history the worker has (for the dashboard). */
@@ -129,8 +131,10 @@ export class Reputation {
   }
 
   /** Longer probation for a fresh identity (coordinator/security: an address with recent bans). */
-  setProbation(id: string, results: number): void {
-    this.get(id).probation = results;
+  setProbation(id: string, results: number, rateBoost = 1): void {
+    const r = this.get(id);
+    r.probation = results;
+    r.rateBoost = rateBoost;
   }
 
   /** A ban from the run directory's ban list (a previous run of this coordinator). */

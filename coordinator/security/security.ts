@@ -22,10 +22,10 @@ import type { CoordinatorConfig } from '../config.ts';
 import { l2Norm } from '../../shared/optim/clip.ts';
 import type { EventBus } from '../server/events.ts';
 import type { WorkerView } from '../server/workers.ts';
-import { median } from '../train/aggregate.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { Lease } from '../train/step-work.ts';
 import { writeBans, type BanEntry } from './ban-file.ts';
+import { SortedValues } from './sorted-values.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
@@ -63,6 +63,8 @@ export class Security {
   private readonly replay = new ReplayGuard();
   private readonly norms: number[] = [];
   private readonly stepNorms = new Map<string, number>();
+  /** The median reference (norms + stepNorms' values), kept sorted as they change. */
+  private readonly normRef = new SortedValues();
   private normStep = -1;
   private readonly rng: Rng;
   private pendingDigest = new Map<string, string>();
@@ -239,17 +241,20 @@ export class Security {
     // reference follows instead of refusing every honest result forever.
     if (this.normStep !== lease.step) {
       this.normStep = lease.step;
+      for (const x of this.stepNorms.values()) this.normRef.remove(x);
       this.stepNorms.clear();
     }
+    const before = this.stepNorms.get(w.id);
+    if (before !== undefined) this.normRef.remove(before);
     this.stepNorms.set(w.id, norm);
-    const ref = [...this.norms, ...this.stepNorms.values()];
+    this.normRef.add(norm);
     // A norm far above the median is suspicious, not proof: some samples really have huge
     // gradients (short masked answers, a loss spike), and refusing them would refuse them from
     // every worker forever. So an outlier is re-computed now; only a mismatch is punished. Without
     // a verifier it passes here and the robust aggregators drop it from the vote at step end.
     let outlier = false;
-    if (ref.length >= 4) {
-      const med = median(ref);
+    if (this.normRef.size >= 4) {
+      const med = this.normRef.median();
       outlier = med > 0 && norm > this.cfg.normLimit * med;
     }
     const pre = this.verdicts.get(lease.id);
@@ -272,15 +277,16 @@ export class Security {
       const c = pre.cmp;
       const verdict = this.reputation.recordVerified(w.id, c.ok);
       if (!c.ok) {
-        this.log.warn({ worker: w.id, task: lease.id, relErr: c.relErr, lossErr: c.lossErr }, 'verification mismatch');
+        this.log.warn({ worker: w.id, task: lease.id, relErr: c.relErr, lossErr: c.lossErr, biasErr: c.biasErr }, 'verification mismatch');
         this.bus.logEntry({ level: 'warn', kind: 'reject', message: `${w.id}: task ${lease.id} failed re-computation (relative error ${c.relErr.toPrecision(3)})`, workerId: w.id, code: 'VERIFY_FAILED' });
-        return refuse('VERIFY_FAILED', `re-computation differs: relative gradient error ${c.relErr.toPrecision(3)}, loss error ${c.lossErr.toPrecision(3)} (tolerance ${this.cfg.verifyTolerance})`,
+        return refuse('VERIFY_FAILED', `re-computation differs: relative gradient error ${c.relErr.toPrecision(3)}, loss error ${c.lossErr.toPrecision(3)}, mean-difference error ${c.biasErr.toPrecision(3)} (tolerance ${this.cfg.verifyTolerance}; mean difference ${this.cfg.verifyTolerance / 50})`,
           verdict.ban ? verdict.reason : undefined);
       }
     }
     this.pendingDigest.set(lease.id, digest);
     this.norms.push(norm);
-    if (this.norms.length > NORM_WINDOW) this.norms.shift();
+    this.normRef.add(norm);
+    if (this.norms.length > NORM_WINDOW) this.normRef.remove(this.norms.shift()!);
     return ACCEPT;
   }
 
@@ -297,8 +303,10 @@ export class Security {
 
   /**
    * A hello was welcomed: remember the identity's address; a FRESH identity (no resumed id) from an
-   * address with bans in the last hour serves PROBATION_PER_BAN more always-verified results per
-   * ban (a Sybil pays for each new identity with honest work that is checked, not trusted).
+   * address with k bans in the last hour serves PROBATION_PER_BAN x k more always-verified results,
+   * and is then sampled (1 + k) times as often as the base rate: a Sybil pays for each new identity
+   * with honest work that is checked, not trusted, and after ~9 bans in an hour everything it sends
+   * is checked.
    */
   noteIdentity(id: string, origin: string, fresh: boolean, now = Date.now()): void {
     this.originOf.set(id, origin);
@@ -307,7 +315,7 @@ export class Security {
     this.originBans.set(origin, recent);
     if (recent.length === 0) return;
     const base = this.reputation.opts.probation;
-    this.reputation.setProbation(id, Math.min(PROBATION_MAX, base + PROBATION_PER_BAN * recent.length));
+    this.reputation.setProbation(id, Math.min(PROBATION_MAX, base + PROBATION_PER_BAN * recent.length), 1 + recent.length);
     this.counters.extendedProbation++;
   }
 

@@ -118,7 +118,7 @@ export class VerifyPool {
       if (!p || p.msg.id !== r.id) return;
       slot.job = null;
       if ('error' in r) p.reject(new AppError('ERR_VERIFY', `verification thread: ${r.error}`, 500));
-      else p.resolve({ relErr: r.relErr, lossErr: r.lossErr, ms: r.ms });
+      else p.resolve({ relErr: r.relErr, lossErr: r.lossErr, biasErr: r.biasErr, ms: r.ms });
       this.dispatch();
     });
     // A crash ('error' then 'exit') fails only the job it was running; the next job starts a new thread.

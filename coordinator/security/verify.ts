@@ -14,11 +14,14 @@
 import type { MicroBatch } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { VerifyPool, type SharedParams } from './verify-pool.ts';
+import { BIAS_TOLERANCE_DIVISOR } from './verify-compare.ts';
 
 export interface Comparison {
   ok: boolean;
   relErr: number;
   lossErr: number;
+  /** |mean difference| / rms of the reference gradient (verify-compare.ts), judged at tolerance / 50. */
+  biasErr: number;
   /** Compute time on the verification thread (queueing excluded). */
   ms: number;
 }
@@ -61,11 +64,11 @@ export class Verifier {
     const job = this.pool.run({ params: this.sharedParams(params, version), batch, loss, grads });
     return job.then(
       (f) => {
-        const ok = f.relErr <= this.tolerance && f.lossErr <= this.tolerance;
+        const ok = f.relErr <= this.tolerance && f.lossErr <= this.tolerance && f.biasErr <= this.tolerance / BIAS_TOLERANCE_DIVISOR;
         this.checks++;
         if (!ok) this.mismatches++;
         this.totalMs += f.ms;
-        return { ok, relErr: f.relErr, lossErr: f.lossErr, ms: f.ms };
+        return { ok, relErr: f.relErr, lossErr: f.lossErr, biasErr: f.biasErr, ms: f.ms };
       },
       (e: unknown) => {
         this.failures++;

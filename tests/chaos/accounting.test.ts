@@ -21,7 +21,9 @@ describe('independent sample count', () => {
   it('every sample acknowledged once: nothing lost or doubled', () => {
     const a = [welcome(), ...acked('a0', 0, [0, 1]), ...acked('a1', 1, [4, 5])];
     const b = [welcome(), ...acked('b0', 0, [2, 3]), ...acked('b1', 1, [6, 7])];
-    expect(countIndependently([a, b], [], 2, 4)).toEqual({ trained: 8, lost: 0, doubled: 0, undecodable: 0, badSteps: [] });
+    const r = countIndependently([a, b], [], 2, 4);
+    expect(r).toMatchObject({ trained: 8, lost: 0, doubled: 0, undecodable: 0, badSteps: [] });
+    expect([...r.folded[1].entries()]).toEqual([['b0', 2], ['b1', 2]]);
   });
 
   it('a sample the coordinator never acknowledged is lost; one acknowledged twice is doubled', () => {
@@ -43,7 +45,8 @@ describe('independent sample count', () => {
     // Resumed at step 1: step 1 and 2 are done again by the new incarnation.
     const a2 = [welcome(), ...acked('n1', 1, [2, 3]), ...acked('n2', 2, [4, 5])];
     const r = countIndependently([[...a, ...a2]], [{ startedAt: restartAt, resumedStep: 1 }], 3, 2);
-    expect(r).toEqual({ trained: 6, lost: 0, doubled: 0, undecodable: 0, badSteps: [] });
+    expect(r).toMatchObject({ trained: 6, lost: 0, doubled: 0, undecodable: 0, badSteps: [] });
+    expect(r.folded[0].has('a2')).toBe(false); // rolled back with the killed coordinator
     // Without knowing about the restart, the same trace reads as doubled: the rule matters.
     expect(countIndependently([[...a, ...a2]], [], 3, 2).doubled).toBe(4);
   });

@@ -38,6 +38,8 @@ export interface IndependentCount {
   undecodable: number;
   /** Steps whose sample count differs from the global batch: "step: n". */
   badSteps: string[];
+  /** Per trace (same order): samples of each task id that entered training. */
+  folded: Array<Map<string, number>>;
 }
 
 /** Sample ids are written into each prompt as "#NNNN " (byte-level tokens = bytes). */
@@ -84,7 +86,10 @@ export function countIndependently(traces: TraceLine[][], restarts: Restart[], s
   const survivesBelow = (k: number) => (k < rs.length ? rs[k].resumedStep : steps);
   const idsByStep = new Map<number, number[]>();
   let undecodable = 0;
+  const folded: Array<Map<string, number>> = [];
   for (const trace of traces) {
+    const mine = new Map<string, number>();
+    folded.push(mine);
     const heads = new Map<string, number[][]>();
     const acked = new Map<string, { step: number; inc: number }>();
     let inc = 0;
@@ -102,6 +107,7 @@ export function countIndependently(traces: TraceLine[][], restarts: Restart[], s
         continue;
       }
       const list = idsByStep.get(a.step) ?? [];
+      mine.set(taskId, rows.length);
       for (const h of rows) {
         const id = decodeSampleId(h);
         if (id === null) undecodable++;
@@ -120,5 +126,5 @@ export function countIndependently(traces: TraceLine[][], restarts: Restart[], s
   let doubled = 0;
   for (const n of count.values()) doubled += n - 1;
   const trained = count.size;
-  return { trained, lost: Math.max(0, steps * globalBatch - trained), doubled, undecodable, badSteps };
+  return { trained, lost: Math.max(0, steps * globalBatch - trained), doubled, undecodable, badSteps, folded };
 }

@@ -24,6 +24,7 @@ import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import { garbageMessages } from '../../worker-web/client/faults.ts';
 import { Rng } from '../../shared/rng.ts';
 import { countIndependently, parseTrace, writeChaosData, type Restart } from './accounting.ts';
+import { attackerOutcome, type AttackerOutcome } from './attackers.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const ADMIN = 'chaos-admin-token';
@@ -44,8 +45,12 @@ export interface Scenario {
   workerKills?: number;
   /** SIGSTOP one honest worker for longer than dead-after, then SIGCONT (it must rejoin by itself). */
   freeze?: boolean;
-  /** Malformed messages sent by a raw socket.io client. */
+  /** Malformed messages sent by raw socket.io clients. */
   fuzz?: number;
+  /** Fuzzing connections open at once (each under the per-connection rate limit; default 1). */
+  fuzzParallel?: number;
+  /** Attackers are expected to be banned (default true; false for a bias below the verify tolerance, which cannot be told from float error). */
+  expectBans?: boolean;
   /** Before each restart, write a torn checkpoint newer than the newest valid one. */
   plantTorn?: boolean;
   seed?: number;
@@ -65,8 +70,12 @@ export interface AttackerFigure {
   fault: string;
   name: string;
   banned: boolean;
+  /** Identities of this worker that were banned (a Sybil has several). */
+  bans: number;
   /** How it was caught: rejection codes it drew, and the ban reason. */
   detectedBy: string;
+  /** What it got through (attackers.ts), from its own trace. */
+  outcome: AttackerOutcome;
 }
 
 export interface ChaosFigures {
@@ -74,6 +83,7 @@ export interface ChaosFigures {
   aggregate: string;
   verifyRate: number;
   judgeLoss: boolean;
+  expectBans: boolean;
   workersStarted: number;
   workersKilled: number;
   workersJoined: number;
@@ -97,6 +107,9 @@ export interface ChaosFigures {
   coordinator: { samplesTrained: number; doubled: number; ledger: number | null };
   /** Every coordinator figure equals the independent one. */
   countsAgree: boolean;
+  /** Re-computations run, and those triggered by an unusual result rather than sampling. */
+  verified: number;
+  unusual: number;
   malformedSent: number;
   malformedAnswered: number;
   attackers: AttackerFigure[];
@@ -210,8 +223,27 @@ interface WorkerProc {
   killed: boolean;
 }
 
-/** Malformed messages on a raw connection: returns [sent, answered with reject or disconnect]. */
-async function fuzz(url: string, count: number, rng: Rng): Promise<[number, number]> {
+/** `parallel` fuzzing loops at once (each its own connections), then one oversized message. */
+async function fuzz(url: string, count: number, rng: Rng, parallel = 1): Promise<[number, number]> {
+  const share = (k: number) => Math.floor(count / parallel) + (k < count % parallel ? 1 : 0);
+  const parts = await Promise.all(Array.from({ length: parallel }, (_, k) => fuzzLoop(url, share(k), new Rng(rng.nextU32()))));
+  let [sent, answered] = parts.reduce(([a, b], [x, y]) => [a + x, b + y], [0, 0]);
+  // One message over the size limit: the transport closes the connection.
+  const big = io(url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
+  await new Promise<void>((r) => big.once("connect", () => r()));
+  const closed = new Promise<boolean>((res) => {
+    big.once('disconnect', () => res(true));
+    setTimeout(() => res(false), 5000);
+  });
+  big.emit('result', { taskId: 'huge', grads: new Float32Array(8 << 20) });
+  sent++;
+  if (await closed) answered++;
+  big.close();
+  return [sent, answered];
+}
+
+/** Malformed messages on raw connections, 8 per connection: returns [sent, answered with reject or disconnect]. */
+async function fuzzLoop(url: string, count: number, rng: Rng): Promise<[number, number]> {
   let sent = 0;
   let answered = 0;
   const perConnection = 8;
@@ -259,17 +291,6 @@ async function fuzz(url: string, count: number, rng: Rng): Promise<[number, numb
     if (sentHere === 0) sent += n; // the connection was refused outright: those count as answered
     if (sentHere === 0) answered += n;
   }
-  // One message over the size limit: the transport closes the connection.
-  const big = io(url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
-  await new Promise<void>((r) => big.once("connect", () => r()));
-  const closed = new Promise<boolean>((res) => {
-    big.once('disconnect', () => res(true));
-    setTimeout(() => res(false), 5000);
-  });
-  big.emit('result', { taskId: 'huge', grads: new Float32Array(8 << 20) });
-  sent++;
-  if (await closed) answered++;
-  big.close();
   return [sent, answered];
 }
 
@@ -308,16 +329,21 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     return w;
   };
   const fig: ChaosFigures = {
-    scenario: sc.name, aggregate: sc.aggregate ?? 'mean', verifyRate: sc.verifyRate ?? 0.1, judgeLoss: sc.judgeLoss ?? true, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
+    scenario: sc.name, aggregate: sc.aggregate ?? 'mean', verifyRate: sc.verifyRate ?? 0.1, judgeLoss: sc.judgeLoss ?? true, expectBans: sc.expectBans ?? true, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
     checkpointsWritten: 0, checkpointsCorrupt: 0, tornPlanted: 0, tornSkipped: 0, samplesExpected: sc.steps * sc.globalBatch, samplesTrained: 0,
-    samplesLost: 0, samplesDoubled: 0, samplesUndecodable: 0, badSteps: [], coordinator: { samplesTrained: 0, doubled: 0, ledger: null }, countsAgree: false, malformedSent: 0, malformedAnswered: 0, attackers: [], finalLoss: null, evalLoss: null,
+    samplesLost: 0, samplesDoubled: 0, samplesUndecodable: 0, badSteps: [], coordinator: { samplesTrained: 0, doubled: 0, ledger: null }, countsAgree: false, verified: 0, unusual: 0, malformedSent: 0, malformedAnswered: 0, attackers: [], finalLoss: null, evalLoss: null,
     stepsDone: 0, seconds: 0,
   };
   const banned = new Map<string, string>(); // worker name -> reason
+  const bannedIds = new Map<string, string>(); // banned id -> worker name
   const codesByName = new Map<string, Set<string>>();
   const observe = (s: StatusSnapshot) => {
     const nameOf = new Map(s.workers.map((w) => [w.id, w.name ?? w.id]));
-    for (const b of s.security?.banned ?? []) banned.set(nameOf.get(b.id) ?? b.id, b.reason);
+    for (const b of s.security?.banned ?? []) {
+      const name = nameOf.get(b.id) ?? bannedIds.get(b.id) ?? b.id;
+      banned.set(name, b.reason);
+      bannedIds.set(b.id, name);
+    }
     for (const w of s.workers) {
       const set = codesByName.get(w.name ?? w.id) ?? new Set<string>();
       for (const [code, n] of Object.entries(w.rejectedByCode)) if (n > 0) set.add(code);
@@ -353,7 +379,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
         // The fuzzer runs beside the schedule, not before it: awaited here it took longer than a
         // short run on a quiet machine, so the kills below were never reached.
         fuzzed = true;
-        fuzzing = fuzz(coord.url, sc.fuzz!, new Rng(rng.nextU32())).then(([sent, answered]) => {
+        fuzzing = fuzz(coord.url, sc.fuzz!, new Rng(rng.nextU32()), sc.fuzzParallel ?? 1).then(([sent, answered]) => {
           [fig.malformedSent, fig.malformedAnswered] = [sent, answered];
           say(`  fuzz: ${sent} malformed messages, ${answered} answered`);
         });
@@ -418,6 +444,8 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     fig.stepsDone = s.step;
     fig.coordinator.samplesTrained = s.samplesTrained;
     fig.coordinator.doubled = s.accounting.doubled;
+    fig.verified = s.security?.verified ?? 0;
+    fig.unusual = (s.security?.counters as Record<string, number> | undefined)?.unusual ?? 0;
     fig.finalLoss = s.loss;
     fig.evalLoss = s.eval?.loss ?? null;
     await coord.stop();
@@ -439,7 +467,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     fig.coordinatorCrashes = coord.crashes;
     fig.workersStarted = started;
     // The independent count, then the coordinator's books against it.
-    const traces = workers.map((w) => join(auditDir, `${w.name}.jsonl`)).filter((f) => existsSync(f)).map((f) => parseTrace(readFileSync(f, 'utf8')));
+    const traces = workers.map((w) => join(auditDir, `${w.name}.jsonl`)).map((f) => (existsSync(f) ? parseTrace(readFileSync(f, 'utf8')) : []));
     const ind = countIndependently(traces, restarts, sc.steps, sc.globalBatch);
     fig.samplesTrained = ind.trained;
     fig.samplesLost = ind.lost;
@@ -447,11 +475,13 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     fig.samplesUndecodable = ind.undecodable;
     fig.badSteps = ind.badSteps;
     fig.countsAgree = fig.coordinator.samplesTrained === ind.trained && fig.coordinator.doubled === ind.doubled && fig.coordinator.ledger === ind.trained;
-    for (const w of workers.filter((x) => x.fault !== 'none')) {
+    workers.forEach((w, i) => {
+      if (w.fault === 'none') return;
       const reason = banned.get(w.name);
       const codes = [...(codesByName.get(w.name) ?? [])].join(',');
-      fig.attackers.push({ fault: w.fault, name: w.name, banned: reason !== undefined, detectedBy: `${codes}${reason ? ` | ${reason}` : ''}` });
-    }
+      const bans = [...bannedIds.values()].filter((n) => n === w.name).length;
+      fig.attackers.push({ fault: w.fault, name: w.name, banned: reason !== undefined, bans, detectedBy: `${codes}${reason ? ` | ${reason}` : ''}`, outcome: attackerOutcome(w.fault, traces[i], ind.folded[i]) });
+    });
   } finally {
     for (const w of workers) {
       if (w.child.exitCode === null) {

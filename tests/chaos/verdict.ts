@@ -4,6 +4,10 @@ import { lossDelta, type ChaosFigures } from './harness.ts';
 
 /** Faults that are stragglers, not attacks: tolerated (the hub measures them and stretches their leases, or re-leases), never banned. */
 export const NOT_BANNED = (fault: string) => fault.startsWith('slow');
+/** A sleeper must be banned within this many lies after it turns (issue 17's goal). */
+export const SLEEPER_MAX_LIES = 50;
+/** A Sybil's lying samples may be at most this share of everything trained (issue 17's goal). */
+export const SYBIL_MAX_SHARE = 0.01;
 
 export function verdicts(f: ChaosFigures, clean: ChaosFigures, maxLossDelta = 0.05): string[] {
   const out: string[] = [];
@@ -22,7 +26,12 @@ export function verdicts(f: ChaosFigures, clean: ChaosFigures, maxLossDelta = 0.
   for (const a of f.attackers) {
     // Without re-computation nothing identifies a sign-flipper: that scenario shows what robust
     // aggregation alone bounds (the loss), not bans.
-    if (!NOT_BANNED(a.fault) && !a.banned && f.verifyRate > 0) p(`attacker ${a.fault} not banned (${a.detectedBy})`);
+    if (!NOT_BANNED(a.fault) && !a.banned && f.verifyRate > 0 && f.expectBans) p(`attacker ${a.fault} not banned (${a.detectedBy})`);
+    if (a.fault.includes('sleeper') && f.verifyRate > 0 && a.outcome.liesPerIdentityMax > SLEEPER_MAX_LIES) {
+      p(`sleeper ${a.name} computed ${a.outcome.liesPerIdentityMax} lies after turning under one identity (goal <= ${SLEEPER_MAX_LIES})`);
+    }
+    const share = f.samplesTrained > 0 ? a.outcome.lyingFoldedSamples / f.samplesTrained : 0;
+    if (a.fault.startsWith('sybil') && share > SYBIL_MAX_SHARE) p(`Sybil ${a.name}: ${(100 * share).toFixed(2)}% of trained samples came from its lies (goal < ${100 * SYBIL_MAX_SHARE}%)`);
   }
   const d = lossDelta(f, clean);
   if (d === null) p('no final eval loss');

@@ -13,6 +13,11 @@ import { ShareCap } from '../../coordinator/server/share-cap.ts';
 import type { WorkerView } from '../../coordinator/server/workers.ts';
 import { StepWork } from '../../coordinator/train/step-work.ts';
 import { syntheticDataset } from '../../shared/data/index.ts';
+import { compareResult, BIAS_TOLERANCE_DIVISOR } from '../../coordinator/security/verify-compare.ts';
+import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
+import { initParameters } from '../../shared/model/init.ts';
+import { presetConfig } from '../../shared/model/config.ts';
+import { Rng } from '../../shared/rng.ts';
 import { startTestWorker, until, type TestWorker } from '../coordinator/test-worker.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -87,10 +92,32 @@ describe('unusual contributions and fresh identities', () => {
     const again = worker(c.url, { name: 'sleeper-again' });
     await again.welcome;
     expect(s.reputation.get(again.id()!).probation).toBe(6);
+    expect(s.reputation.get(again.id()!).rateBoost).toBe(2); // then sampled at 2 x the base rate
     expect(s.counters.extendedProbation).toBe(1);
     // A resumed identity is not fresh: the honest worker reconnecting keeps its normal probation.
     expect(s.reputation.get(sleeper.id()!).probation).toBeUndefined();
   }, 120_000);
+});
+
+describe('re-computation sees a small consistent bias', () => {
+  it('a bias inside the L2 tolerance fails on the mean difference; an honest result passes both', async () => {
+    const cfg = presetConfig('tiny');
+    const cpu = createCpuBackend(cfg);
+    await cpu.setParams(initParameters(cfg, 2));
+    const rng = new Rng(4);
+    const n = 2 * 16;
+    const r = await cpu.forwardBackward({ B: 2, T: 16, inputs: Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize)), targets: Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize)), mask: new Uint8Array(n).fill(1) });
+    const rms = r.gradNorm / Math.sqrt(r.grads.length);
+    const tol = 0.05;
+    const biased = r.grads.map((x) => x + 0.01 * rms); // 1% of the rms on every entry: L2 error 0.01
+    const f = compareResult(r.grads, r.loss, biased, r.loss);
+    expect(f.relErr).toBeLessThan(tol); // the L2 check alone lets it through
+    expect(f.biasErr).toBeGreaterThan(tol / BIAS_TOLERANCE_DIVISOR);
+    // Honest float noise (1e-4 relative per entry, random sign) stays far below the bias limit.
+    const noisy = r.grads.map((x) => x * (1 + 1e-4 * (rng.next() * 2 - 1)));
+    expect(compareResult(r.grads, r.loss, noisy, r.loss).biasErr).toBeLessThan(tol / BIAS_TOLERANCE_DIVISOR / 10);
+    cpu.dispose();
+  });
 });
 
 describe('share cap per identity and address', () => {

@@ -75,3 +75,19 @@ describe('rate limit, origin, replay', () => {
     expect(g.seenBy(a, 'x')).toBeUndefined(); // bounded: the oldest is forgotten
   });
 });
+
+describe('fresh identities from an address with bans (issue 17)', () => {
+  it('serve their longer probation fully checked, then are sampled rateBoost times the base rate', () => {
+    const r = new Reputation({ ...DEFAULT_REPUTATION, verifyRate: 0.1 });
+    r.setProbation('fresh', 6, 3);
+    for (let k = 0; k < 6; k++) {
+      expect(r.verifyProbability('fresh')).toBe(1);
+      r.recordVerified('fresh', true);
+    }
+    expect(r.verifyProbability('fresh')).toBeCloseTo(0.3, 10);
+    expect(r.verifyProbability('plain')).toBe(1); // ordinary probation: 2 results
+    r.recordVerified('plain', true);
+    r.recordVerified('plain', true);
+    expect(r.verifyProbability('plain')).toBeCloseTo(0.1, 10);
+  });
+});

@@ -76,3 +76,20 @@ describe('adaptive attacker faults', () => {
     backend.dispose();
   });
 });
+
+describe('sleeper per identity', () => {
+  it('a Sybil sleeper is honest again for N results under each fresh identity', async () => {
+    const config = presetConfig('tiny');
+    const backend = createCpuBackend(config);
+    await backend.setParams(initParameters(config, 5));
+    const task = makeTask(1, 0, config.vocabSize);
+    const honest = await computeTask(backend, task, 2);
+    let id = 'w1';
+    const s = faultWrappers(parseFault('sybil:sleeper:1:sign-flip'), 1, { ...env(), identity: () => id }).compute(computeTask);
+    const sign = async () => Math.sign((await s(backend, task, 2)).grads[7] / honest.grads[7]);
+    expect([await sign(), await sign()]).toEqual([1, -1]);
+    id = 'w2'; // banned, rejoined under a fresh id
+    expect([await sign(), await sign()]).toEqual([1, -1]);
+    backend.dispose();
+  });
+});

@@ -42,6 +42,8 @@ export interface FaultEnv {
   count(c: FaultCounter): void;
   /** Version of the parameters the engine holds. */
   heldVersion(): number;
+  /** The identity the worker holds now (a sleeper counts its honest results per identity). */
+  identity?(): string | undefined;
 }
 
 const HONEST: FaultWrappers = {
@@ -79,7 +81,14 @@ export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): Fau
         compute: (step) => {
           const lying = inner.compute(step);
           let done = 0;
+          let holder: string | undefined;
           return async (backend, task, mb, fixedShape) => {
+            // A Sybil's fresh identity starts its honest stretch again (it must pass probation anew).
+            const id = env.identity?.();
+            if (id !== holder) {
+              holder = id;
+              done = 0;
+            }
             if (done++ < spec.after) return step(backend, task, mb, fixedShape);
             if (done === spec.after + 1) env.log('debug', `fault sleeper: ${spec.after} honest results done, turning now`);
             return lying(backend, task, mb, fixedShape);

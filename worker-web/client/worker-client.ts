@@ -97,6 +97,7 @@ export class WorkerClient {
       log: (level, msg) => this.log(level, msg),
       count: (c) => this.book.count(c),
       heldVersion: () => this.session.paramsVersion,
+      identity: () => this.stats.workerId,
     });
     this.handlers = roleHandlers(this.faults);
     this.receiveParams = this.faults.params((p) => this.enqueue(this.epoch, async () => {
