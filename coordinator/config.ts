@@ -19,6 +19,8 @@ const nonneg = (name: string) =>
 
 export const AGGREGATORS = ['mean', 'trimmed-mean', 'centered-clip'] as const;
 export const VERIFY_FAIL = ['closed', 'open'] as const;
+export const MODES = ['sync', 'diloco'] as const;
+export const COMPRESS = ['none', 'fp16', 'int8', 'sparse'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
@@ -59,6 +61,16 @@ const OPTIONS = {
   beta2: { arg: 'X', type: 'float', schema: z.number().min(0, '--beta2 must be in [0, 1)').lt(1, '--beta2 must be in [0, 1)').default(0.999), help: 'AdamW second moment decay' },
   eps: { arg: 'X', type: 'float', schema: pos('--eps').default(1e-8), help: 'AdamW epsilon' },
   gradClip: { arg: 'X', type: 'float', schema: nonneg('--grad-clip').default(1.0), help: 'global-norm clip; 0 = off' },
+  mode: { arg: 'M', type: 'string', schema: z.enum(MODES, { error: `--mode must be one of: ${MODES.join(', ')}` }).default('sync'),
+    help: 'sync = one optimizer step per global batch; diloco = rounds of H local AdamW steps per\nworker, then one outer Nesterov step on their compressed deltas (docs/diloco.md)' },
+  innerSteps: { arg: 'H', type: 'int', schema: int('--inner-steps', 1, 10_000).default(50), help: 'diloco: inner AdamW steps per round (slow workers get fewer)' },
+  outerLr: { arg: 'X', type: 'float', schema: pos('--outer-lr').default(0.7), help: 'diloco: outer SGD learning rate' },
+  outerMomentum: { arg: 'X', type: 'float', schema: z.number({ error: '--outer-momentum must be a number' }).min(0, '--outer-momentum must be in [0, 1)').lt(1, '--outer-momentum must be in [0, 1)').default(0.9), help: 'diloco: outer Nesterov momentum' },
+  compress: { arg: 'C', type: 'string', schema: z.enum(COMPRESS, { error: `--compress must be one of: ${COMPRESS.join(', ')}` }).optional(), unset: 'int8 in diloco, none in sync',
+    help: 'diloco: how deltas are packed (int8 = blockwise absmax; sparse = top-k + 2-bit values\nwith error feedback); sync: none only (fp16 gradients are not implemented)' },
+  quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
+    help: 'diloco: deltas after which a round closes once the grace window has passed' },
+  roundGraceMs: { arg: 'N', type: 'int', schema: int('--round-grace-ms', 0).default(5_000), help: 'diloco: wait after the quorum for the rest of the round' },
   aggregate: { arg: 'A', type: 'string', schema: z.enum(AGGREGATORS, { error: `--aggregate must be one of: ${AGGREGATORS.join(', ')}` }).default('mean'), help: `${AGGREGATORS.join(' | ')} (docs/hardening.md)` },
   verifyRate: { arg: 'X', type: 'float', schema: z.number({ error: '--verify-rate must be a number' }).min(0, '--verify-rate must be in [0, 1]').max(1, '--verify-rate must be in [0, 1]').default(0.1), help: 'base share of results re-computed on the CPU; 0 = off' },
   verifyTolerance: { arg: 'X', type: 'float', schema: pos('--verify-tolerance').default(0.05), help: 'relative gradient/loss error allowed by re-computation' },
@@ -122,7 +134,8 @@ export const configSchema = z
     resume: z.boolean().default(true),
   })
   .strict()
-  .refine((c) => c.deadAfterMs > c.heartbeatMs, { message: '--dead-after-ms must be larger than --heartbeat-ms', path: ['deadAfterMs'] });
+  .refine((c) => c.deadAfterMs > c.heartbeatMs, { message: '--dead-after-ms must be larger than --heartbeat-ms', path: ['deadAfterMs'] })
+  .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none', { message: '--compress in --mode sync: only none (fp16 gradients are not implemented yet)', path: ['compress'] });
 
 export type CoordinatorConfig = z.output<typeof configSchema>;
 export type CoordinatorConfigInput = z.input<typeof configSchema>;

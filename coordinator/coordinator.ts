@@ -39,6 +39,7 @@ import { originGuard } from './security/origin.ts';
 import { loadBans } from './security/ban-file.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
+import { dilocoStatus, RoundTrainer } from './train/round-trainer.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The built-in task's rows are at most 15 positions; 16 keeps them cheap. */
@@ -101,6 +102,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   ensureRunDir(runDir);
   const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : loadDataset({ data: config.data, T: seqLen, seed: config.seed });
   const trainer = new Trainer(config, model, dataset);
+  const rounds = config.mode === 'diloco' ? new RoundTrainer(trainer, config) : null;
 
   let resumedFrom: string | null = null;
   let skipped: Array<{ file: string; error: string }> = [];
@@ -114,7 +116,11 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       bus.logEntry({ level: 'warn', kind: 'resume', message: `corrupt checkpoint skipped: ${s.file}` });
     }
     if (r.found) {
+      if (!rounds && r.found.data.meta.diloco) {
+        throw new AppError('ERR_CHECKPOINT_MISMATCH', `checkpoint ${r.found.file} was written in --mode diloco; this run is --mode sync`, 400, 'start with the same --mode, or use another --run-dir');
+      }
       trainer.restore(r.found.data, r.found.file);
+      rounds?.restore(r.found.data, r.found.file);
       resumedFrom = r.found.file;
       lastCheckpoint = { step: r.found.data.meta.step, file: r.found.file, at: Date.parse(r.found.data.meta.createdAt) || Date.now() };
       log.info({ file: r.found.file, step: trainer.step }, 'resumed from checkpoint');
@@ -160,7 +166,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
 
   const checkpointNow = (reason: string): { step: number; file: string } => {
     const t0 = Date.now();
-    const data = trainer.snapshot({ preset: config.preset, config: publicConfig(config) });
+    const data = (rounds ?? trainer).snapshot({ preset: config.preset, config: publicConfig(config) });
     const file = saveCheckpoint(runDir, data, config.keepCheckpoints); // throws ERR_CHECKPOINT_WRITE, previous ones intact
     lastCheckpoint = { step: data.meta.step, file, at: Date.now() };
     log.info({ file, step: data.meta.step, reason, ms: Date.now() - t0 }, 'checkpoint written');
@@ -202,7 +208,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   } else if (bans.bans.length) {
     log.info({ file: bans.file, bans: bans.bans.length }, 'ban list loaded');
   }
-  const hub = new WorkerHub({ io, trainer, config, preset: config.preset, seqLen, bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans } });
+  const hub = new WorkerHub({ io, trainer, config, preset: config.preset, seqLen, bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}) });
 
   const status = (): StatusSnapshot => {
     const last = trainer.history.at(-1);
@@ -215,6 +221,9 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       lr: trainer.lr(),
       samplesTrained: trainer.samplesTrained,
       tokensTrained: trainer.tokensTrained,
+      mode: config.mode,
+      ...(rounds ? { round: trainer.step, diloco: dilocoStatus(rounds, hub.gateway.wire.snapshot()) } : {}),
+      wire: hub.gateway.wire.snapshot(),
       tokensPerSec: last?.tokensPerSec ?? 0,
       paused: hub.paused,
       finished: trainer.finished,

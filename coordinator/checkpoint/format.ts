@@ -45,6 +45,12 @@ export interface CheckpointMeta {
   config: Record<string, unknown>;
   /** Recent history points, so the dashboard's curves survive a restart. */
   history: HistoryPoint[];
+  /**
+   * --mode diloco only (coordinator/train/round-trainer.ts): the round, and the rows owed to
+   * training ([epoch, id]: the running round's and those returned by workers that missed a round).
+   * In such a checkpoint `m` holds the outer Nesterov momentum and `v` the published weights.
+   */
+  diloco?: { round: number; published: boolean; owed: Array<[number, number]> };
   createdAt: string;
 }
 

@@ -11,6 +11,7 @@
 
 import type { WorkerPlan } from '../../shared/memory/plan.ts';
 import type { RejectCode, ServerToClientEvents, WaitMsg } from '../../shared/protocol/messages.ts';
+import type { StepSummary } from '../train/trainer.ts';
 import type { WorkerView } from './workers.ts';
 
 /** Refuse a worker's message: `reject` to the worker, counted, judged by security (gateway). */
@@ -32,8 +33,11 @@ export interface WorkerPort {
 export interface AssignerHost {
   /** Hand out work again (a worker became free, a lease came back). */
   schedule(): void;
-  /** The running step has every result: finish it (optimizer step, afterStep hooks). */
-  advance(): void;
+  /**
+   * The running step has every result: finish it (optimizer step, afterStep hooks). `finish`
+   * replaces trainer.finishStep() (a round's outer step: round-assigner.ts).
+   */
+  advance(finish?: () => StepSummary): void;
   /** Tell a worker why it has no work (sent once per code). */
   wait(w: WorkerView, code: WaitMsg['code'], reason: string): void;
 }

@@ -8,6 +8,7 @@ import type { Server, Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import { isAppError } from '../../shared/errors.ts';
 import { planWorker } from '../../shared/memory/plan.ts';
+import { planRoundWorker } from '../../shared/memory/round-plan.ts';
 import { PROTOCOL_VERSION, type RejectCode, type ServerToClientEvents, type WelcomeMsg } from '../../shared/protocol/messages.ts';
 import { validateBye, validateHeartbeat, validateHello } from '../../shared/protocol/validate.ts';
 import type { CoordinatorConfig } from '../config.ts';
@@ -21,11 +22,14 @@ import type { EventBus } from './events.ts';
 import { maxMessageBytes } from './message-size.ts';
 import type { Scheduler } from './scheduler.ts';
 import { toWirePlan } from './wire-plan.ts';
+import { WireCounter } from './wire-counter.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
 
 export class WorkerGateway implements WorkerPort {
   private monitor: NodeJS.Timeout | null = null;
   readonly maxMessageBytes: number;
+  /** Bytes on the workers' sockets since start (wire-counter.ts; /api/status `wire`). */
+  readonly wire = new WireCounter();
   private scheduler!: Scheduler;
 
   constructor(
@@ -95,6 +99,7 @@ export class WorkerGateway implements WorkerPort {
     /** The welcomed worker of THIS connection (a resumed id may have moved to a newer one). */
     const mine = () => (worker && worker.socket === socket ? worker : null);
 
+    this.wire.attach(socket);
     const guard = this.security.guardConnection();
     socket.use((packet, next) => {
       const event = typeof packet[0] === 'string' ? packet[0].slice(0, 32) : '?';
@@ -133,7 +138,7 @@ export class WorkerGateway implements WorkerPort {
       }
       let plan;
       try {
-        plan = planWorker(this.trainer.model, {
+        plan = (this.cfg.mode === 'diloco' ? planRoundWorker : planWorker)(this.trainer.model, {
           userCapBytes: h.value.userCapBytes || undefined,
           probedBytes: h.value.probedBytes || undefined,
           maxBufferSize: h.value.limits.maxBufferSize,
@@ -146,7 +151,7 @@ export class WorkerGateway implements WorkerPort {
         reject('hello', 'BANNED', `worker ${h.value.resumeId} is banned`);
         return void socket.disconnect(true);
       }
-      if (plan.role === 'replica' && plan.seqLen < this.seqLen) {
+      if ((plan.role === 'replica' || plan.role === 'round') && plan.seqLen < this.seqLen) {
         // The planner halved the sequence length to fit; our rows are fixed-length, so such a
         // worker cannot take tasks. It waits, and the plan says why.
         plan = { ...plan, role: 'too-small' as const, microBatch: 0,
@@ -176,13 +181,21 @@ export class WorkerGateway implements WorkerPort {
       this.log.info({ worker: w.id, backend: h.value.backend, role: plan.role, microBatch: plan.microBatch }, 'worker joined');
       this.bus.logEntry({ level: 'info', kind: 'join', message: `${w.id} joined (${h.value.backend}, ${plan.role}, micro-batch ${plan.microBatch})`, workerId: w.id });
       this.workers.publish(w, 'join');
-      if (plan.role !== 'replica') this.scheduler.wait(w, 'plan', plan.reason);
+      if (plan.role !== 'replica' && plan.role !== 'round') this.scheduler.wait(w, 'plan', plan.reason);
       this.scheduler.schedule();
     });
 
     socket.on('result', (raw: unknown) => {
       const w = mine();
       if (!w) return reject('result', 'NOT_WELCOMED', 'send hello first');
+      this.workers.touch(w, Date.now());
+      this.scheduler.onResult(w, raw, reject);
+    });
+
+    // --mode diloco: a round worker's packed delta goes to the assigner of its role (round-assigner.ts).
+    socket.on('delta', (raw: unknown) => {
+      const w = mine();
+      if (!w) return reject('delta', 'NOT_WELCOMED', 'send hello first');
       this.workers.touch(w, Date.now());
       this.scheduler.onResult(w, raw, reject);
     });

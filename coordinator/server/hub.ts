@@ -15,6 +15,9 @@ import type { Trainer } from '../train/trainer.ts';
 import type { EventBus } from './events.ts';
 import { WorkerGateway } from './gateway.ts';
 import { ReplicaAssigner } from './replica-assigner.ts';
+import { RoundAssigner } from './round-assigner.ts';
+import { DeltaJudge } from '../security/delta-judge.ts';
+import type { RoundTrainer } from '../train/round-trainer.ts';
 import { Scheduler, type StepHooks } from './scheduler.ts';
 import { WorkerRegistry } from './workers.ts';
 
@@ -29,6 +32,8 @@ export interface HubOptions {
   hooks: StepHooks;
   /** The run directory's ban list: its path (rewritten on every ban) and the bans read from it. */
   bans?: { file: string; loaded: BanEntry[] };
+  /** --mode diloco: the rounds' state (round workers are served by a RoundAssigner). */
+  rounds?: RoundTrainer;
 }
 
 export class WorkerHub {
@@ -36,6 +41,8 @@ export class WorkerHub {
   readonly security: Security;
   readonly scheduler: Scheduler;
   readonly gateway: WorkerGateway;
+  /** --mode diloco only. */
+  readonly rounds?: RoundAssigner;
 
   constructor(o: HubOptions) {
     this.workers = new WorkerRegistry(o.bus);
@@ -43,6 +50,11 @@ export class WorkerHub {
     this.gateway = new WorkerGateway(o.io, o.trainer, o.config, o.preset, o.seqLen, this.workers, this.security, o.bus, o.log);
     this.scheduler = new Scheduler(o.trainer, o.config, this.workers, this.gateway, o.bus, o.log, o.hooks);
     this.scheduler.register(new ReplicaAssigner(o.trainer, o.config, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log));
+    if (o.rounds) {
+      const judge = new DeltaJudge(o.trainer.model, o.trainer.dataset, o.config.normLimit);
+      this.rounds = new RoundAssigner(o.trainer, o.rounds, o.config, this.workers, this.security, judge, this.gateway, this.scheduler, o.bus, o.log);
+      this.scheduler.register(this.rounds);
+    }
     this.gateway.open(this.scheduler);
   }
 

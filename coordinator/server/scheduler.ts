@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { WaitMsg } from '../../shared/protocol/messages.ts';
 import type { CoordinatorConfig } from '../config.ts';
-import type { Trainer } from '../train/trainer.ts';
+import type { StepSummary, Trainer } from '../train/trainer.ts';
 import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
@@ -99,15 +99,15 @@ export class Scheduler implements AssignerHost {
     this.workers.publish(w);
   }
 
-  advance(): void {
-    void this.advanceStep();
+  advance(finish?: () => StepSummary): void {
+    void this.advanceStep(finish);
   }
 
-  private async advanceStep(): Promise<void> {
+  private async advanceStep(finish?: () => StepSummary): Promise<void> {
     if (this.advancing) return;
     this.advancing = true;
     try {
-      const point = this.trainer.finishStep(Date.now(), this.workers.replicas().length);
+      const point = finish ? finish() : this.trainer.finishStep(Date.now(), this.workers.replicas().length);
       this.log.info({ step: point.step, loss: point.loss, lr: point.lr, gradNorm: point.gradNorm, tokensPerSec: Math.round(point.tokensPerSec) }, 'step');
       this.bus.emit('step', point);
       await this.hooks.afterStep(point.step);

@@ -246,6 +246,36 @@ export class Trainer {
     return point;
   }
 
+  /**
+   * --mode diloco (round-trainer.ts): an outer step was applied to `params`. Records the round's
+   * trained rows in the exactly-once ledger (a refusal is counted as `doubled`), the counters and
+   * a history point; step + 1, version + 1. The caller changed `params` already.
+   */
+  recordOuterStep(r: { rows: Map<number, number[]>; tokens: number; loss: number; lr: number; norm: number; startedAt: number; now: number; workers: number; leased: number; released: number }): StepSummary {
+    for (const [epoch, ids] of r.rows) {
+      if (epoch > 0) this.ledger.forgetBefore(epoch - 1);
+      try {
+        this.ledger.record(epoch, ids);
+        this.samples += ids.length;
+      } catch {
+        this.doubledSamples += ids.length;
+      }
+    }
+    this.tokensSeen += r.tokens;
+    this.leasedTotal += r.leased;
+    this.releasedTotal += r.released;
+    const stepMs = Math.max(1, r.now - r.startedAt);
+    const point: HistoryPoint = {
+      step: this.step, epoch: this.sampler.epoch, loss: r.loss, lr: r.lr, gradNorm: r.norm, tokens: r.tokens,
+      tokensPerSec: (r.tokens * 1000) / stepMs, stepMs, workers: r.workers, t: r.now,
+    };
+    this.historyPoints.push(point);
+    if (this.historyPoints.length > HISTORY_MAX) this.historyPoints.splice(0, this.historyPoints.length - HISTORY_MAX);
+    this.step++;
+    this.version++;
+    return point;
+  }
+
   /** The last finished step's aggregate gradient (after clipping); null before the first step. */
   get lastAggregate(): Float32Array | null {
     return this.step > 0 && this.historyPoints.length ? this.gradBuf : null;

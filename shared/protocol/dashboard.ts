@@ -66,6 +66,14 @@ export interface StatusSnapshot {
   lr: number;
   samplesTrained: number;
   tokensTrained: number;
+  /** Training mode (--mode). */
+  mode?: 'sync' | 'diloco';
+  /** --mode diloco: rounds finished (== step: one outer step per round). */
+  round?: number;
+  /** Bytes received from / sent to workers since start, counted at the socket (both modes). */
+  wire?: { bytesIn: number; bytesOut: number };
+  /** --mode diloco: round settings and progress (dashboard diloco view). */
+  diloco?: DilocoStatus;
   tokensPerSec: number;
   paused: boolean;
   finished: boolean;
@@ -157,4 +165,23 @@ export interface DashboardEvents {
   eval: (e: EvalPoint) => void;
   worker: (c: WorkerChange) => void;
   log: (e: LogEntry) => void;
+}
+
+/** --mode diloco in /api/status and the dashboard. */
+export interface DilocoStatus {
+  innerSteps: number;
+  compress: string;
+  outerLr: number;
+  outerMomentum: number;
+  /** The running round: its number, quorum, leases per worker (H, rows) and who answered. */
+  running: { round: number; quorum: number; participants: number; leases: Array<{ workerId: string; H: number; rows: number; done: boolean }> } | null;
+  /** Payload bytes of accepted deltas and published updates since start. */
+  deltaBytes: number;
+  updateBytes: number;
+  /** Wire bytes per trained token (in + out). */
+  bytesPerToken: number | null;
+  /** fp32 bytes of the same deltas and updates / their packed bytes. */
+  compressionRatio: number | null;
+  /** Rows owed to training (returned by workers that missed a round). */
+  owed: number;
 }

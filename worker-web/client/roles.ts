@@ -5,7 +5,7 @@
 import { computeTask } from './compute-step.ts';
 import type { FaultWrappers } from './fault-wrappers.ts';
 import { ReplicaHandler } from './replica-handler.ts';
-import { RoundHandler, RoundState, UpdateHandler } from './round-handler.ts';
+import { honestDeltaSender, RoundHandler, RoundState, UpdateHandler } from './round-handler.ts';
 import { honestSender } from './sender.ts';
 import type { TaskHandler } from './task-handler.ts';
 
@@ -18,7 +18,7 @@ export function roleHandlers(faults: FaultWrappers): TaskHandler[] {
       taskView: (t) => faults.taskView(t),
     }),
     // --mode diloco: rounds first (its warm-up shape), then the weight updates between them.
-    new RoundHandler({ send: faults.sender(honestSender), state: round }),
+    new RoundHandler({ send: honestDeltaSender, state: round }),
     new UpdateHandler(round),
   ];
 }

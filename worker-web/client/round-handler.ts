@@ -16,7 +16,7 @@ import { validateRoundTask, validateUpdate, type DeltaMsg, type RoundTaskMsg, ty
 import { now } from './clock.ts';
 import type { WarmUpShape } from './engine-session.ts';
 import { innerEngineFor } from './gpu-inner.ts';
-import type { Sender } from './sender.ts';
+import type { Channel } from './sender.ts';
 import type { TaskContext, TaskHandler } from './task-handler.ts';
 
 /** What the round and update handlers share on one worker. */
@@ -31,8 +31,12 @@ export class RoundState {
   kept = 0;
 }
 
+/** Sends a delta (the replica role's Sender and its fault wrappers carry `result`s only). */
+export type DeltaSender = (msg: { event: 'delta'; payload: DeltaMsg }, ch: Channel) => Promise<boolean>;
+export const honestDeltaSender: DeltaSender = async (msg, ch) => ch.emit(msg.event, msg.payload);
+
 export interface RoundHandlerParts {
-  send: Sender;
+  send: DeltaSender;
   state: RoundState;
 }
 

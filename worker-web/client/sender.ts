@@ -2,7 +2,6 @@
 // The fault wrappers (fault-wrappers.ts) wrap a Sender; the honest one just emits.
 
 import type { ResultMsg } from '../../shared/protocol/messages.ts';
-import type { DeltaMsg } from '../../shared/protocol/round.ts';
 
 /** The connection a task came on, as its handler and the fault wrappers see it. */
 export interface Channel {
@@ -16,7 +15,7 @@ export interface Channel {
 }
 
 /** A message a task handler sends. New roles add their result events here. */
-export type Outgoing = { event: 'result'; payload: ResultMsg } | { event: 'delta'; payload: DeltaMsg };
+export type Outgoing = { event: 'result'; payload: ResultMsg };
 
 /** Sends one message; resolves false if it could not go out (connection gone, client left). */
 export type Sender = (msg: Outgoing, ch: Channel) => Promise<boolean>;

@@ -1,0 +1,286 @@
+// --mode diloco on the coordinator (docs/diloco.md): the state of DiLoCo rounds beside the Trainer
+// (which keeps the parameters, the data cursor, the exactly-once ledger, history and counters).
+//
+//   params (trainer.params)  the outer weights theta, changed only by the outer Nesterov step
+//   published                what workers hold: published_{v+1} = published_v + decode(update_v),
+//                            computed with the same float32 adds as the workers' UpdateHandler,
+//                            so both sides hold bit-identical weights. theta - published is the
+//                            coordinator's error feedback for what lossy updates did not carry.
+//   pool                     rows (epoch, id) owed to training: a worker that misses a round gives
+//                            its rows back here; the next round takes them before new ones.
+//   round                    the running round: its leases (H micro-batches per worker), the
+//                            accepted deltas, quorum and grace state.
+// A round closes when every lease is answered, or when the quorum is met and the grace window has
+// passed (unanswered leases go back to the pool; their late deltas are refused). Then: the
+// token-weighted mean of the accepted deltas (float64; or a robust rule: --aggregate), the outer
+// step, the ledger records the accepted rows, step + 1, and the next published update.
+// Checkpoints carry the outer momentum (in the m slot), the round and the rows owed (running
+// round included), so a resumed run loses and doubles nothing.
+
+import { decode, encode, type CodecName, type CodecParams, DEFAULT_CODEC_PARAMS, type PackedVector } from '../../shared/diloco/codec.ts';
+import { OuterNesterov, weightedMean } from '../../shared/diloco/outer.ts';
+import { AppError } from '../../shared/errors.ts';
+import { lrAt, type LrSchedule } from '../../shared/optim/index.ts';
+import { encodeOnce } from '../../shared/protocol/parser.ts';
+import type { UpdateMsg } from '../../shared/protocol/round.ts';
+import type { DilocoStatus } from '../../shared/protocol/dashboard.ts';
+import type { CheckpointData } from '../checkpoint/format.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import { createAggregator } from './aggregate.ts';
+import type { StepSummary, Trainer } from './trainer.ts';
+
+export interface Row {
+  epoch: number;
+  id: number;
+}
+
+export interface RoundLease {
+  id: string;
+  round: number;
+  version: number;
+  workerId: string;
+  H: number;
+  B: number;
+  rows: Row[];
+  tokens: number;
+  issuedAt: number;
+  expiresAt: number;
+}
+
+export interface RoundState {
+  round: number;
+  version: number;
+  startedAt: number;
+  /** Live leases by id. */
+  active: Map<string, RoundLease>;
+  /** Retired lease ids: 'done' or why it was withdrawn. */
+  retired: Map<string, 'done' | 'released' | 'expired' | 'cut'>;
+  accepted: Array<{ lease: RoundLease; delta: Float32Array; tokens: number; loss: number; workerId: string }>;
+  quorum: number;
+  quorumMetAt: number | null;
+  participants: number;
+  leased: number;
+  released: number;
+}
+
+/** The codec of the published update for a --compress mode: sparse deltas go up, int8 weights come down. */
+export function publishCodec(c: CodecName): CodecName {
+  return c === 'sparse' ? 'int8' : c;
+}
+
+export class RoundTrainer {
+  readonly outer: OuterNesterov;
+  /** What the workers hold (see the header). */
+  published: Float32Array;
+  /** The last published update (from version - 1 to version), or null. */
+  lastUpdate: UpdateMsg | null = null;
+  pool: Row[] = [];
+  current: RoundState | null = null;
+  readonly compress: CodecName;
+  readonly codec: CodecParams = DEFAULT_CODEC_PARAMS;
+  /** Inner learning-rate schedule, in inner steps. */
+  readonly innerSchedule: LrSchedule;
+  private seq = 0;
+  /** Lease ids of the previous round (LATE vs UNKNOWN_TASK after it closed). */
+  private previous = new Map<string, 'done' | 'late'>();
+  /** Bytes of deltas accepted / updates published (payload arrays; the socket counts the rest). */
+  deltaBytes = 0;
+  updateBytes = 0;
+  /** Deltas accepted since start (for the compression ratio). */
+  acceptedDeltas = 0;
+
+  constructor(
+    readonly trainer: Trainer,
+    readonly cfg: CoordinatorConfig,
+  ) {
+    this.outer = new OuterNesterov(trainer.paramCount);
+    this.published = new Float32Array(trainer.params);
+    this.compress = (cfg.compress ?? 'int8') as CodecName;
+    const s = trainer.schedule;
+    this.innerSchedule = { ...s, warmupSteps: s.warmupSteps, totalSteps: s.totalSteps * cfg.innerSteps };
+  }
+
+  get round(): number {
+    return this.trainer.step;
+  }
+
+  /** Learning rates of inner steps [j0, j0 + H) of `round` (the schedule runs over round * innerSteps + j). */
+  lrs(round: number, H: number): number[] {
+    return Array.from({ length: H }, (_, j) => lrAt(round * this.cfg.innerSteps + j, this.innerSchedule));
+  }
+
+  /** Begin a round; null when max-steps is reached or one is running. */
+  begin(now: number, participants: number): RoundState | null {
+    if (this.current || this.trainer.finished) return this.current;
+    const quorum = Math.max(1, Math.min(this.cfg.quorum ?? participants, participants));
+    this.current = { round: this.round, version: this.trainer.version, startedAt: now, active: new Map(), retired: new Map(), accepted: [], quorum, quorumMetAt: null, participants, leased: 0, released: 0 };
+    return this.current;
+  }
+
+  /** `n` rows for a lease: owed rows first, then the sampler's next ones. */
+  takeRows(n: number): Row[] {
+    const out = this.pool.splice(0, n);
+    while (out.length < n) {
+      const s = this.trainer.sampler.next(n - out.length);
+      for (const id of s.ids) out.push({ epoch: s.epoch, id });
+    }
+    return out;
+  }
+
+  lease(workerId: string, H: number, B: number, rows: Row[], tokens: number, now: number, leaseMs: number): RoundLease {
+    const r = this.current!;
+    const l: RoundLease = { id: `${this.trainer.nonce}.r${r.round}.${++this.seq}`, round: r.round, version: r.version, workerId, H, B, rows, tokens, issuedAt: now, expiresAt: now + leaseMs };
+    r.active.set(l.id, l);
+    r.leased++;
+    return l;
+  }
+
+  /** A live lease's rows go back to the pool (worker gone, lease expired, round closed without it). */
+  release(id: string, why: 'released' | 'expired' | 'cut'): RoundLease | null {
+    const r = this.current;
+    const l = r?.active.get(id);
+    if (!r || !l) return null;
+    r.active.delete(id);
+    r.retired.set(id, why);
+    r.released++;
+    this.pool.unshift(...l.rows);
+    return l;
+  }
+
+  releaseWorker(workerId: string, why: 'released' | 'expired'): RoundLease[] {
+    const r = this.current;
+    if (!r) return [];
+    return [...r.active.values()].filter((l) => l.workerId === workerId).map((l) => this.release(l.id, why)!);
+  }
+
+  /** The live lease `taskId` of `workerId`, or why a delta for it is refused. */
+  check(taskId: string, workerId: string): RoundLease | { code: 'NOT_YOUR_TASK' | 'LATE' | 'DUPLICATE' | 'UNKNOWN_TASK'; message: string } {
+    const r = this.current;
+    const l = r?.active.get(taskId);
+    if (l) return l.workerId === workerId ? l : { code: 'NOT_YOUR_TASK', message: `round lease ${taskId} is another worker's` };
+    const why = r?.retired.get(taskId) ?? this.previous.get(taskId);
+    if (why === 'done') return { code: 'DUPLICATE', message: `round lease ${taskId} was already answered` };
+    if (why || taskId.startsWith(this.trainer.nonce + '.')) return { code: 'LATE', message: `round lease ${taskId} is over (${why ?? 'its round closed'}); late deltas are refused and its rows were returned to the pool` };
+    return { code: 'UNKNOWN_TASK', message: `round lease ${taskId} was never issued by this coordinator` };
+  }
+
+  /** Fold an accepted delta in (decoded). */
+  accept(l: RoundLease, packed: PackedVector, tokens: number, loss: number, now: number): Float32Array {
+    const r = this.current!;
+    const delta = decode(packed);
+    r.active.delete(l.id);
+    r.retired.set(l.id, 'done');
+    r.accepted.push({ lease: l, delta, tokens, loss, workerId: l.workerId });
+    this.acceptedDeltas++;
+    if (r.quorumMetAt === null && r.accepted.length >= r.quorum) r.quorumMetAt = now;
+    return delta;
+  }
+
+  /** True when the running round should close now. */
+  closable(now: number): boolean {
+    const r = this.current;
+    if (!r) return false;
+    if (r.active.size === 0) return true;
+    return r.quorumMetAt !== null && now - r.quorumMetAt >= this.cfg.roundGraceMs;
+  }
+
+  /**
+   * Close the running round: unanswered leases go back to the pool; with accepted deltas, the
+   * outer step and the next published update. Returns the history point (null: nothing accepted,
+   * the round is dropped and its rows are owed again).
+   */
+  close(now: number, workers: number): { point: StepSummary | null; cut: RoundLease[] } {
+    const r = this.current;
+    if (!r) throw new AppError('ERR_ROUND_STATE', 'round trainer: close() without a round (bug)', 500);
+    const cut = [...r.active.keys()].map((id) => this.release(id, 'cut')!);
+    this.previous = new Map();
+    for (const [id, s] of r.retired) this.previous.set(id, s === 'done' ? 'done' : 'late');
+    this.current = null;
+    if (r.accepted.length === 0) return { point: null, cut };
+    const P = this.trainer.paramCount;
+    let g: Float64Array | Float32Array;
+    if (this.cfg.aggregate === 'mean') g = weightedMean(r.accepted.map((a) => ({ delta: a.delta, tokens: a.tokens })), P);
+    else {
+      const agg = createAggregator(this.cfg.aggregate, P, { normLimit: this.cfg.normLimit });
+      agg.begin(r.round);
+      for (const a of r.accepted) agg.add(a.delta, a.tokens, a.workerId);
+      g = new Float32Array(P);
+      agg.finish(g);
+    }
+    let ss = 0;
+    for (let i = 0; i < P; i++) ss += g[i] * g[i];
+    this.outer.step(this.trainer.params, g, { lr: this.cfg.outerLr, momentum: this.cfg.outerMomentum });
+    const tokens = r.accepted.reduce((a, x) => a + x.tokens, 0);
+    const loss = r.accepted.reduce((a, x) => a + x.loss * x.tokens, 0) / Math.max(1, tokens);
+    const rows = new Map<number, number[]>();
+    for (const a of r.accepted) for (const row of a.lease.rows) rows.set(row.epoch, [...(rows.get(row.epoch) ?? []), row.id]);
+    const fromVersion = this.trainer.version;
+    const point = this.trainer.recordOuterStep({ rows, tokens, loss, lr: this.lrs(r.round, 1)[0], norm: Math.sqrt(ss), startedAt: r.startedAt, now, workers, leased: r.leased, released: r.released });
+    this.publish(fromVersion);
+    return { point, cut };
+  }
+
+  /** published += decode(encode(params - published)); the update message from `fromVersion`. */
+  private publish(fromVersion: number): void {
+    const p = this.trainer.params;
+    const u = new Float32Array(p.length);
+    for (let i = 0; i < u.length; i++) u[i] = p[i] - this.published[i];
+    const packed = encode(u, publishCodec(this.compress), this.codec);
+    const d = decode(packed);
+    const next = new Float32Array(p.length);
+    for (let i = 0; i < next.length; i++) next[i] = this.published[i] + d[i];
+    this.published = next;
+    // Packed once, the same frame for every worker (shared/protocol/parser.ts encodeOnce).
+    this.lastUpdate = encodeOnce({ round: this.trainer.step - 1, fromVersion, version: this.trainer.version, step: this.trainer.step, update: packed });
+  }
+
+  /** A checkpoint of trainer + rounds: outer momentum in the m slot, owed rows in meta.diloco. */
+  snapshot(meta: { preset: string; config: Record<string, unknown> }): CheckpointData {
+    const d = this.trainer.snapshot(meta);
+    // Rows of the running round (leased or accepted: its outer step has not happened) and the pool.
+    const c = this.current;
+    const owed = [...(c ? [...c.active.values(), ...c.accepted.map((a) => a.lease)].flatMap((l) => l.rows) : []), ...this.pool];
+    d.meta.diloco = { round: this.round, published: true, owed: owed.map((r) => [r.epoch, r.id]) };
+    d.m = this.outer.buf;
+    d.v = this.published;
+    return d;
+  }
+
+  /** After trainer.restore(d): the outer momentum, the published weights and the owed rows. */
+  restore(d: CheckpointData, where: string): void {
+    const x = d.meta.diloco;
+    if (!x) {
+      throw new AppError('ERR_CHECKPOINT_MISMATCH', `checkpoint ${where} was written in --mode sync; this run is --mode diloco`, 400, 'start with the same --mode, or use another --run-dir');
+    }
+    this.outer.load(d.m);
+    this.published = new Float32Array(d.v);
+    this.pool = x.owed.map(([epoch, id]) => ({ epoch, id }));
+    this.current = null;
+    this.lastUpdate = null;
+  }
+}
+
+/** The diloco part of /api/status. */
+export function dilocoStatus(rt: RoundTrainer, wire: { bytesIn: number; bytesOut: number }): DilocoStatus {
+  const r = rt.current;
+  const tokens = rt.trainer.tokensTrained;
+  const P = rt.trainer.paramCount;
+  const rounds = rt.trainer.step;
+  const packed = rt.deltaBytes + rt.updateBytes;
+  return {
+    innerSteps: rt.cfg.innerSteps,
+    compress: rt.compress,
+    outerLr: rt.cfg.outerLr,
+    outerMomentum: rt.cfg.outerMomentum,
+    running: r ? {
+      round: r.round, quorum: r.quorum, participants: r.participants,
+      leases: [...[...r.active.values()].map((l) => ({ l, done: false })), ...r.accepted.map((a) => ({ l: a.lease, done: true }))]
+        .map(({ l, done }) => ({ workerId: l.workerId, H: l.H, rows: l.rows.length, done })),
+    } : null,
+    deltaBytes: rt.deltaBytes,
+    updateBytes: rt.updateBytes,
+    bytesPerToken: tokens > 0 ? (wire.bytesIn + wire.bytesOut) / tokens : null,
+    compressionRatio: packed > 0 ? (4 * P * (rt.acceptedDeltas + rounds)) / packed : null,
+    owed: rt.pool.length,
+  };
+}

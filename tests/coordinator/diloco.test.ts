@@ -1,0 +1,168 @@
+// --mode diloco end to end: a real coordinator (tiny preset, loopback) and in-process Node CPU
+// workers (the product WorkerClient), self-describing data. Counting is from the outside: the rows
+// of the rounds each worker was acknowledged for (worker trace: task rows + acks).
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { io } from 'socket.io-client';
+import { startCoordinator, type CoordinatorHandle } from '../../coordinator/coordinator.ts';
+import type { CoordinatorConfigInput } from '../../coordinator/config.ts';
+import { syntheticDataset, syntheticId } from '../../shared/data/synthetic.ts';
+import { decode, encode } from '../../shared/diloco/codec.ts';
+import { msgpackParser } from '../../shared/protocol/parser.ts';
+import { PROTOCOL_VERSION } from '../../shared/protocol/messages.ts';
+import { validateRoundTask, type RoundTaskMsg } from '../../shared/protocol/round.ts';
+import { presetConfig } from '../../shared/model/config.ts';
+import { createCpuHost } from '../../worker-web/client/cpu-host.ts';
+import { WorkerClient } from '../../worker-web/client/worker-client.ts';
+import type { TraceEvent } from '../../worker-web/client/trace.ts';
+
+const SIZE = 48;
+const T = 16;
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function coordinator(extra: Partial<CoordinatorConfigInput>, dir = mkdtempSync(join(tmpdir(), 'diloco-'))): Promise<CoordinatorHandle & { dir: string }> {
+  const c = await startCoordinator({
+    port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: true,
+    adminToken: 'diloco-test-token', mode: 'diloco', innerSteps: 4, maxMicroBatch: 2, lr: 3e-3, warmupSteps: 0, roundGraceMs: 300,
+    heartbeatMs: 200, deadAfterMs: 1500, seqLen: T, ...extra,
+  }, { dataset: (t) => syntheticDataset(SIZE, t) });
+  cleanups.push(() => c.close());
+  return Object.assign(c, { dir });
+}
+
+function worker(url: string, trace: TraceEvent[], name: string): WorkerClient {
+  const c = new WorkerClient({
+    url, name, host: createCpuHost({ description: 'test cpu', probedBytes: 256 * 2 ** 20 }),
+    backoff: { baseMs: 50, maxMs: 200, factor: 2, jitter: 0 } as never, log: () => undefined, trace: (e) => trace.push(e),
+  });
+  cleanups.push(() => c.stop('test over'));
+  return c;
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Sample ids of every acknowledged round, per epoch-free count (the data is one epoch here). */
+function acknowledgedIds(traces: TraceEvent[][]): number[] {
+  const ids: number[] = [];
+  for (const tr of traces) {
+    const rows = new Map<string, number[]>();
+    for (const e of tr) {
+      if (e.ev === 'task') rows.set(e.taskId, e.heads.map((h) => syntheticId(h)));
+      if (e.ev === 'ack') ids.push(...(rows.get(e.taskId) ?? []));
+    }
+  }
+  return ids;
+}
+
+describe('--mode diloco', () => {
+  it('trains in rounds: loss falls, every acknowledged row is trained once, status reports mode, round and wire bytes', async () => {
+    const c = await coordinator({ maxSteps: 5, compress: 'int8' });
+    const traces: TraceEvent[][] = [[], []];
+    await worker(c.url, traces[0], 'a').start();
+    await worker(c.url, traces[1], 'b').start();
+    await until(() => c.trainer.finished, 90_000, '5 rounds');
+    const h = c.trainer.history;
+    expect(h.length).toBe(5);
+    expect(h.at(-1)!.loss).toBeLessThan(h[0].loss);
+    // The last acks may still be on their way to the workers.
+    await until(() => acknowledgedIds(traces).length === c.trainer.samplesTrained, 10_000, 'the acks of every trained row');
+    const ids = acknowledgedIds(traces);
+    // 5 rounds x 2 workers x H 4 x B 2 rows = 80 rows > 48: the second epoch started; no id twice per epoch.
+    expect(ids.length).toBe(c.trainer.samplesTrained);
+    expect(c.trainer.doubled).toBe(0);
+    const res = await fetch(`${c.url}/api/status`).then((r) => r.json());
+    expect(res.mode).toBe('diloco');
+    expect(res.round).toBe(5);
+    expect(res.wire.bytesIn).toBeGreaterThan(0);
+    expect(res.wire.bytesOut).toBeGreaterThan(0);
+    expect(res.diloco.compress).toBe('int8');
+    expect(res.tokensTrained).toBe(c.trainer.tokensTrained);
+  });
+
+  it('a worker killed mid-round loses no row: its rows go back to the pool and are trained later', async () => {
+    const c = await coordinator({ maxSteps: 4, compress: 'int8', innerSteps: 6 });
+    const traces: TraceEvent[][] = [[], [], []];
+    await worker(c.url, traces[0], 'a').start();
+    const victim = worker(c.url, traces[1], 'victim');
+    await victim.start();
+    await until(() => traces[1].some((e) => e.ev === 'task'), 30_000, 'the victim to get a round');
+    await victim.stop('killed mid-round');
+    await worker(c.url, traces[2], 'c').start();
+    await until(() => c.trainer.finished, 90_000, '4 rounds');
+    await until(() => acknowledgedIds(traces).length === c.trainer.samplesTrained, 10_000, 'the acks of every trained row');
+    const ids = acknowledgedIds(traces);
+    const victimRows = (traces[1].find((e) => e.ev === 'task') as { heads: number[][] }).heads.map((h) => syntheticId(h));
+    const victimAcked = traces[1].some((e) => e.ev === 'ack');
+    expect(victimAcked).toBe(false);
+    // Everything acknowledged was trained exactly once (ledger), and the victim's rows were owed
+    // and then trained by the others (those not still owed at the end).
+    expect(ids.length).toBe(c.trainer.samplesTrained);
+    expect(c.trainer.doubled).toBe(0);
+    const owed = new Set(c.hub.rounds!.rounds.pool.map((r) => r.id));
+    for (const id of victimRows) expect(ids.includes(id) || owed.has(id)).toBe(true);
+  });
+
+  it('a restarted coordinator resumes mid-run: round, outer momentum and owed rows', async () => {
+    const c1 = await coordinator({ maxSteps: 0, compress: 'int8', checkpointEvery: 2 });
+    await worker(c1.url, [], 'a').start();
+    await until(() => c1.trainer.step >= 3, 60_000, '3 rounds');
+    await c1.close({ checkpoint: true });
+    const step = c1.trainer.step;
+    const mom = new Float32Array(c1.hub.rounds!.rounds.outer.buf);
+    const c2 = await coordinator({ maxSteps: 0, compress: 'int8' }, c1.dir);
+    cleanups.push(() => rmSync(c1.dir, { recursive: true, force: true }));
+    expect(c2.trainer.step).toBe(step);
+    expect(c2.hub.rounds!.rounds.outer.buf).toEqual(mom);
+    expect(c2.hub.rounds!.rounds.published).toEqual(c1.hub.rounds!.rounds.published);
+    await worker(c2.url, [], 'b').start();
+    await until(() => c2.trainer.step >= step + 2, 60_000, 'two more rounds after the restart');
+    expect(c2.trainer.doubled).toBe(0);
+  });
+
+  it('an attacker sending a sign-flipped or scaled delta is refused and banned; its deltas never reach the outer step', async () => {
+    for (const attack of ['flip', 'scale'] as const) {
+      const c = await coordinator({ maxSteps: 0, compress: 'int8', quorum: 1 });
+      await worker(c.url, [], 'honest').start();
+      await until(() => c.trainer.step >= 1, 60_000, 'an honest round');
+      const model = presetConfig('tiny');
+      const s = io(c.url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
+      cleanups.push(() => s.close());
+      let held: Float32Array | null = null;
+      const rejects: Array<{ code: string }> = [];
+      let banned = false;
+      s.on('params', (m: { params: Float32Array }) => { held = m.params; });
+      s.on('reject', (m: { code: string }) => { rejects.push(m); if (m.code === 'BANNED') banned = true; });
+      s.on('round', async (raw: unknown) => {
+        const v = validateRoundTask(raw, model);
+        if (!v.ok || !held) return;
+        const t: RoundTaskMsg = v.value;
+        // An honest-looking delta, then the attack: the weights of an honest worker's first round
+        // are not known here, so use the published weights' own scale as the "delta".
+        const delta = new Float32Array(held.length);
+        for (let i = 0; i < delta.length; i++) delta[i] = 0.05 * held[i];
+        if (attack === 'flip') for (let i = 0; i < delta.length; i++) delta[i] = -delta[i];
+        else for (let i = 0; i < delta.length; i++) delta[i] *= 40;
+        s.emit('delta', { taskId: t.taskId, round: t.round, version: t.version, tokens: t.tokens, loss: 2, delta: encode(delta, 'int8'), timings: { totalMs: 1 } });
+      });
+      s.emit('hello', { protocol: PROTOCOL_VERSION, backend: 'cpu', adapter: { vendor: 'x', architecture: 'x', description: 'attacker', isSoftware: true }, limits: {}, probedBytes: 256 * 2 ** 20, name: `attacker-${attack}` });
+      await until(() => banned, 60_000, `the ${attack} attacker to be banned`);
+      expect(rejects.some((r) => r.code === 'VERIFY_FAILED' || r.code === 'NORM_OUTLIER')).toBe(true);
+      expect(c.hub.security.summary()).toBeTruthy();
+      // Training goes on with the honest worker.
+      const before = c.trainer.step;
+      await until(() => c.trainer.step > before, 60_000, 'a round after the ban');
+      void decode;
+    }
+  });
+});
