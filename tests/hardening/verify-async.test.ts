@@ -41,7 +41,11 @@ it('a norm outlier is re-computed off the loop, then judged: refused VERIFY_FAIL
       res.gradNorm *= 50; // an honest report of the scaled gradient: only re-computation catches it
     },
   });
-  await until(() => c.hub.security!.isBanned(liar.id()), 60_000, 'the scaled worker banned');
+  // Wait for what the worker was answered, not for the coordinator's state: the ban is recorded
+  // (isBanned) while the 8th result is judged, before its VERIFY_FAILED is even sent, and the
+  // client reads that reject one event-loop turn or more later. BANNED is sent after it on the
+  // same ordered connection, and after every counter read below was updated.
+  await until(() => c.hub.security!.isBanned(liar.id()) && liar.rejects.some((r) => r.code === 'BANNED'), 60_000, 'the scaled worker banned, and told so');
   const s = c.hub.security!.summary();
   expect(liar.rejects.filter((r) => r.code === 'VERIFY_FAILED').length).toBe(2);
   expect(liar.acks.length).toBe(6);
