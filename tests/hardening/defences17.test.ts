@@ -18,6 +18,10 @@ import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { presetConfig } from '../../shared/model/config.ts';
 import { Rng } from '../../shared/rng.ts';
+import { WorkerClient } from '../../worker-web/client/worker-client.ts';
+import { createNodeHost } from '../../worker-web/node/host.ts';
+import { parseFault } from '../../worker-web/client/faults.ts';
+import type { TraceEvent } from '../../worker-web/client/trace.ts';
 import { startTestWorker, until, type TestWorker } from '../coordinator/test-worker.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -97,6 +101,25 @@ describe('unusual contributions and fresh identities', () => {
     // A resumed identity is not fresh: the honest worker reconnecting keeps its normal probation.
     expect(s.reputation.get(sleeper.id()!).probation).toBeUndefined();
   }, 120_000);
+});
+
+describe('Sybil', () => {
+  it('the sybil fault rejoins under a fresh identity after each ban; each one pays a longer probation and gets nothing folded in', async () => {
+    const c = await coordinator({ globalBatch: 4, maxMicroBatch: 2, maxSteps: 30 });
+    worker(c.url, { name: 'honest' });
+    const events: TraceEvent[] = [];
+    const sybil = new WorkerClient({ url: c.url, host: await createNodeHost('cpu'), name: 'sybil', fault: parseFault('sybil:sign-flip'), seed: 3, backoff: { baseMs: 50, maxMs: 200, factor: 2, jitter: 0 }, log: () => {}, trace: (e) => events.push(e) });
+    await sybil.start();
+    cleanups.push(() => sybil.stop('test over'));
+    const s = c.hub.security!;
+    await until(() => s.reputation.banned().length >= 3, 60_000, 'three identities banned');
+    const ids = new Set(events.filter((e) => e.ev === 'welcome').map((e) => (e as { workerId: string }).workerId));
+    expect(ids.size).toBeGreaterThanOrEqual(3);
+    expect(events.filter((e) => e.ev === 'ack')).toEqual([]); // every lie checked in probation
+    expect(s.counters.extendedProbation).toBeGreaterThanOrEqual(2);
+    const probations = [...ids].map((id) => s.reputation.get(id).probation ?? 2);
+    expect(Math.max(...probations)).toBeGreaterThanOrEqual(10); // 2 + 4 per earlier ban from its address
+  }, 90_000);
 });
 
 describe('re-computation sees a small consistent bias', () => {
