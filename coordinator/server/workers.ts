@@ -45,6 +45,13 @@ export type WorkerView = Readonly<WorkerRecord>;
 export class WorkerRegistry {
   private readonly records = new Map<string, WorkerRecord>();
   private counter = 0;
+  /**
+   * Connected workers, and those of each role, computed once per change of the connected set
+   * (connect, detach) instead of once per call: the scheduler asks after every result, and with
+   * 1,000 workers a fresh O(N) list each time was a large share of the coordinator's CPU.
+   */
+  private liveCache: WorkerView[] | null = null;
+  private readonly roleCache = new Map<WorkerPlan['role'], WorkerView[]>();
 
   constructor(private readonly bus: EventBus) {}
 
@@ -101,6 +108,7 @@ export class WorkerRegistry {
     };
     Object.assign(w, { socket, hello, plan, state: 'idle', lastSeen: now, paramsVersion: -1, lease: null, waitCode: null });
     this.records.set(w.id, w);
+    this.invalidate();
     return w;
   }
 
@@ -110,6 +118,12 @@ export class WorkerRegistry {
     r.socket = null;
     r.state = state;
     r.lease = null;
+    this.invalidate();
+  }
+
+  private invalidate(): void {
+    this.liveCache = null;
+    this.roleCache.clear();
   }
 
   /** A message arrived from it. */
@@ -184,13 +198,16 @@ export class WorkerRegistry {
     return this.withRole('replica');
   }
 
-  /** Connected workers whose plan gives them `role`. */
+  /** Connected workers whose plan gives them `role` (a shared list: do not change it). */
   withRole(role: WorkerPlan['role']): WorkerView[] {
-    return [...this.records.values()].filter((w) => w.socket && w.plan.role === role);
+    let l = this.roleCache.get(role);
+    if (!l) this.roleCache.set(role, (l = this.connected().filter((w) => w.plan.role === role)));
+    return l;
   }
 
+  /** Connected workers (a shared list: do not change it). */
   connected(): WorkerView[] {
-    return [...this.records.values()].filter((w) => w.socket);
+    return (this.liveCache ??= [...this.records.values()].filter((w) => w.socket));
   }
 
   /** Forget long-gone workers so the table stays bounded. */
