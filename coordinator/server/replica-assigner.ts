@@ -61,32 +61,43 @@ export class ReplicaAssigner implements WorkAssigner {
     this.quorumReached = true;
     const work = this.trainer.startStep();
     if (!work) return;
+    // Called after every result: with 1,000 workers most calls find nothing to hand out, and each
+    // pass must stay O(live) (the share cap and the chunk sizes are computed once per pass, not
+    // once per worker: that was O(live^2) per result, O(live^3) per step).
+    const idle = live.filter((w) => !w.lease && w.socket);
+    if (idle.length === 0) return;
+    if (work.pendingPositions === 0) {
+      for (const w of idle) this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
+      return;
+    }
+    const cap = this.shareCap.snapshot(work, live);
+    const chunks = this.chunks(live, work.size);
     const capped: WorkerView[] = [];
-    for (const w of live) {
-      if (w.lease || !w.socket) continue;
-      const room = this.shareCap.room(work, w, live);
+    for (const w of idle) {
+      const room = cap.room(w);
       if (room <= 0) {
         capped.push(w);
         continue;
       }
-      this.leaseTo(w, work, Math.min(room, this.chunkFor(w, live, work.size)), now);
+      cap.note(w, this.leaseTo(w, work, Math.min(room, chunks(w)), now));
     }
     // Liveness over the cap: nothing in flight and samples left that only capped workers could take.
     if (capped.length && work.active.size === 0 && work.pendingPositions > 0) {
       this.shareCap.lifted++;
       this.log.warn({ step: work.step, workers: capped.map((w) => w.id) }, 'share cap lifted for this step: no other worker can take its remaining samples');
-      for (const w of capped) this.leaseTo(w, work, this.chunkFor(w, live, work.size), now);
+      for (const w of capped) this.leaseTo(w, work, chunks(w), now);
     } else {
       for (const w of capped) this.host.wait(w, 'no-task', `this worker (or its address) has its share of step ${work.step}; waiting for the next step`);
     }
   }
 
-  private leaseTo(w: WorkerView, work: NonNullable<ReturnType<Trainer['startStep']>>, size: number, now: number): void {
+  /** Lease up to `size` samples of `work` to `w`; returns the samples leased (0: none). */
+  private leaseTo(w: WorkerView, work: NonNullable<ReturnType<Trainer['startStep']>>, size: number, now: number): number {
     const leaseMs = this.leaseMsFor(w, size);
     const lease = work.lease(w.id, size, now, leaseMs);
     if (!lease) {
       this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
-      return;
+      return 0;
     }
     let tokens: number;
     let task: TaskMsg;
@@ -109,7 +120,7 @@ export class ReplicaAssigner implements WorkAssigner {
     } catch (e) {
       work.release(lease.id, 'released');
       this.log.error({ err: e }, 'could not build a task');
-      return;
+      return 0;
     }
     if (w.paramsVersion !== this.trainer.version) {
       this.port.send(w, 'params', this.paramsMessage());
@@ -119,6 +130,7 @@ export class ReplicaAssigner implements WorkAssigner {
     this.workers.markComputing(w, lease.id, lease.ids.length, now);
     this.port.send(w, 'task', task);
     this.workers.publish(w);
+    return lease.ids.length;
   }
 
   /**
@@ -132,14 +144,34 @@ export class ReplicaAssigner implements WorkAssigner {
     return Math.min(10 * this.cfg.leaseMs, Math.max(this.cfg.leaseMs, need));
   }
 
-  /** Samples to lease to `w` now: its throughput share of the step, within its plan. */
-  private chunkFor(w: WorkerView, live: WorkerView[], stepSize: number): number {
+  /**
+   * Samples to lease to each worker in this pass: its throughput share of the step, within its
+   * plan. When the step has at least one sample per live worker, each gets one first and the rest
+   * is shared by throughput; shares are apportioned by largest remainder, so they sum to the step's
+   * size. So every worker contributes to every step it can: rounding each share up instead (1,024
+   * samples over 1,000 workers: 2 each) left half of them idle, and with measured rates a little
+   * uneven the faster half took everything. O(live log live) once per pass.
+   */
+  private chunks(live: WorkerView[], stepSize: number): (w: WorkerView) => number {
     const known = live.map((x) => x.samplesPerSec).filter((x) => x > 0).sort((a, b) => a - b);
     const fallback = known.length ? known[Math.floor(known.length / 2)] : 1;
     const rate = (x: WorkerView) => (x.samplesPerSec > 0 ? x.samplesPerSec : fallback);
     const total = live.reduce((a, x) => a + rate(x), 0);
-    const share = Math.ceil((stepSize * rate(w)) / total);
-    return Math.max(1, Math.min(share, w.plan.microBatch, this.cfg.maxMicroBatch));
+    const base = stepSize >= live.length ? 1 : 0;
+    const spread = stepSize - base * live.length;
+    const share = new Map<string, number>();
+    const rest: Array<[string, number]> = [];
+    let given = 0;
+    for (const x of live) {
+      const exact = (spread * rate(x)) / total;
+      const whole = Math.floor(exact + 1e-9);
+      share.set(x.id, base + whole);
+      given += whole;
+      rest.push([x.id, exact - whole]);
+    }
+    rest.sort((a, b) => b[1] - a[1]);
+    for (let i = 0; i < rest.length && given < spread; i++, given++) share.set(rest[i][0], share.get(rest[i][0])! + 1);
+    return (w) => Math.max(1, Math.min(share.get(w.id) ?? 1, w.plan.microBatch, this.cfg.maxMicroBatch));
   }
 
   /**

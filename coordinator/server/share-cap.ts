@@ -22,22 +22,47 @@ export class ShareCap {
 
   /**
    * Samples `w` may still be leased in this step under the cap (>= 0). `live`: the replicas taking
-   * work now (their identities and origins count for 1/n).
+   * work now (their identities and origins count for 1/n). O(live + leases): to ask for many
+   * workers in one pass, take a snapshot() once and ask it.
    */
   room(work: StepWork, w: WorkerView, live: WorkerView[]): number {
-    const ids = new Set(live.map((x) => x.id));
-    const origins = new Set(live.map(originOf));
+    return this.snapshot(work, live).room(w);
+  }
+
+  /**
+   * The cap's state for one assignment pass, in O(live + leases): then room(w) is O(1) for each
+   * worker, and note(w, n) counts a lease just handed out (so later workers of the same pass see it).
+   */
+  snapshot(work: StepWork, live: WorkerView[]): ShareSnapshot {
+    const ids = new Set<string>();
+    const originOfId = new Map<string, string>();
+    for (const x of live) {
+      ids.add(x.id);
+      originOfId.set(x.id, originOf(x));
+    }
+    const origins = new Set(originOfId.values());
     const capId = Math.ceil(Math.max(this.maxShare, 1 / Math.max(1, ids.size)) * work.size);
     const capOrigin = Math.ceil(Math.max(this.maxShare, 1 / Math.max(1, origins.size)) * work.size);
-    const origin = originOf(w);
-    const originIds = new Set(live.filter((x) => originOf(x) === origin).map((x) => x.id));
-    let byId = 0;
-    let byOrigin = 0;
-    for (const l of [...work.active.values(), ...work.doneLeases.values()]) {
-      const n = l.end - l.start;
-      if (l.workerId === w.id) byId += n;
-      if (originIds.has(l.workerId)) byOrigin += n;
-    }
-    return Math.max(0, Math.min(capId - byId, capOrigin - byOrigin));
+    const byId = new Map<string, number>();
+    const byOrigin = new Map<string, number>();
+    const count = (id: string, n: number) => {
+      byId.set(id, (byId.get(id) ?? 0) + n);
+      // Leases of identities no longer live do not count against an origin (as before: the
+      // origin's ids are the live ones).
+      const o = originOfId.get(id);
+      if (o !== undefined) byOrigin.set(o, (byOrigin.get(o) ?? 0) + n);
+    };
+    for (const l of work.active.values()) count(l.workerId, l.end - l.start);
+    for (const l of work.doneLeases.values()) count(l.workerId, l.end - l.start);
+    return {
+      room: (w) => Math.max(0, Math.min(capId - (byId.get(w.id) ?? 0), capOrigin - (byOrigin.get(originOf(w)) ?? 0))),
+      note: (w, n) => count(w.id, n),
+    };
   }
+}
+
+/** The share cap of one assignment pass (ShareCap.snapshot). */
+export interface ShareSnapshot {
+  room(w: WorkerView): number;
+  note(w: WorkerView, samples: number): void;
 }
