@@ -1,0 +1,123 @@
+// `npm run bench:ingest [-- --presets tiny,small,gpt2 --reps N]`: in one process, what it costs
+// the coordinator to take one result frame off the socket and fold it in, against memcpy measured
+// in the same run. Ingest = the msgpack parser's Decoder.add (the bytes socket.io hands over for
+// a websocket message) -> validateResult (schema, lengths, every value finite) -> the streaming
+// token-weighted mean (MeanAggregator.add into the float64 accumulator). memcpy = a
+// Float32Array.set of the same gradient bytes. Security's per-result checks (replay digest,
+// gradient norm) are a policy on top and are measured apart ("withChecks").
+// Prints a table, then as the last line: { cases: [{ preset, bytes, memcpyMBps, ingestMBps, ratio }] }.
+
+import { parseArgs } from 'node:util';
+import { loadavg } from 'node:os';
+import { l2Norm } from '../shared/optim/clip.ts';
+import { parameterCount, presetConfig } from '../shared/model/config.ts';
+import { decodeStats, Decoder, Encoder, PacketType, type Packet } from '../shared/protocol/parser.ts';
+import { validateResult } from '../shared/protocol/validate.ts';
+import { AppError } from '../shared/errors.ts';
+import { FOLD_BATCH, MeanAggregator } from '../coordinator/train/aggregate.ts';
+import { gradientDigest } from '../coordinator/security/replay.ts';
+
+export interface IngestCase { preset: string; bytes: number; memcpyMBps: number; ingestMBps: number; ratio: number; withChecksMBps: number; reps: number; framesPerRep: number; decodedAsViews: number; decodedAsCopies: number }
+
+function frameFor(paramCount: number, seed: number): Uint8Array {
+  const grads = new Float32Array(paramCount);
+  let s = 12345 + seed;
+  for (let i = 0; i < paramCount; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    grads[i] = (s / 2 ** 32 - 0.5) * 1e-2;
+  }
+  const result = {
+    taskId: 'n0.1.1', step: 1, version: 1, loss: 2.5, tokens: 512, grads, gradNorm: l2Norm(grads), nonFinite: 0,
+    timings: { totalMs: 100, forwardMs: 40, backwardMs: 50 },
+  };
+  const packet: Packet = { type: PacketType.EVENT, nsp: '/', data: ['result', result] };
+  const [frame] = new Encoder().encode(packet);
+  // What ws hands to socket.io: a Buffer of its own (the frame assembled from the socket's chunks).
+  return Buffer.from(frame);
+}
+
+function timeBest(reps: number, fn: () => void): number {
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    fn();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best;
+}
+
+export function runIngestCase(preset: string, reps: number): IngestCase {
+  const paramCount = parameterCount(presetConfig(preset));
+  const bytes = paramCount * 4;
+  const frames = Array.from({ length: FOLD_BATCH }, (_, i) => frameFor(paramCount, i));
+  const agg = new MeanAggregator(paramCount);
+  agg.begin(0);
+  const decoder = new Decoder();
+  let decoded: Packet | null = null;
+  decoder.on('decoded', (p: Packet) => {
+    decoded = p;
+  });
+  const ingest = (frame: Uint8Array, checks: boolean) => {
+    decoder.add(frame);
+    const raw = (decoded!.data as unknown[])[1];
+    const v = validateResult(raw, { paramCount });
+    if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
+    if (checks) {
+      gradientDigest(v.value.grads);
+      l2Norm(v.value.grads);
+    }
+    agg.add(v.value.grads, v.value.tokens, 'w1');
+    decoded = null;
+  };
+  const all = (checks: boolean) => {
+    for (const f of frames) ingest(f, checks);
+  };
+  const src = new Float32Array(paramCount);
+  for (let i = 0; i < paramCount; i++) src[i] = i * 1e-9;
+  const dst = new Float32Array(paramCount);
+  // Warm up (JIT, page faults), then best of `reps`, alternating so both see the same machine.
+  dst.set(src);
+  all(false);
+  const v0 = decodeStats.views;
+  const c0 = decodeStats.copies;
+  let memcpyMs = Infinity;
+  let ingestMs = Infinity;
+  let checksMs = Infinity;
+  for (let r = 0; r < reps; r++) {
+    memcpyMs = Math.min(memcpyMs, timeBest(1, () => dst.set(src)));
+    ingestMs = Math.min(ingestMs, timeBest(1, () => all(false)) / frames.length);
+    checksMs = Math.min(checksMs, timeBest(1, () => all(true)) / frames.length);
+  }
+  const mbps = (ms: number) => Math.round(bytes / 1e6 / (ms / 1000));
+  const c: IngestCase = {
+    preset, bytes, memcpyMBps: mbps(memcpyMs), ingestMBps: mbps(ingestMs), ratio: 0, withChecksMBps: mbps(checksMs), reps, framesPerRep: frames.length,
+    decodedAsViews: decodeStats.views - v0, decodedAsCopies: decodeStats.copies - c0,
+  };
+  c.ratio = Math.round((c.ingestMBps / c.memcpyMBps) * 1000) / 1000;
+  return c;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { presets: { type: 'string' }, reps: { type: 'string' } }, strict: true });
+  const presets = (values.presets ?? 'tiny,small,gpt2').split(',').map((s) => s.trim()).filter(Boolean);
+  const reps = Number(values.reps ?? 7);
+  if (!Number.isInteger(reps) || reps < 1 || reps > 1000) throw new AppError('ERR_BENCH_ARGS', `bench:ingest: --reps must be an integer in [1, 1000], got "${values.reps}"`);
+  const cases: IngestCase[] = [];
+  const load0 = loadavg();
+  for (const p of presets) {
+    presetConfig(p); // throws a named error for an unknown preset
+    // Fewer repetitions for the 0.5 GB frame of GPT-2 small.
+    const c = runIngestCase(p, parameterCount(presetConfig(p)) > 1e7 ? Math.min(reps, 3) : reps * 5);
+    cases.push(c);
+    process.stdout.write(`${c.preset.padEnd(6)} ${(c.bytes / 1e6).toFixed(1).padStart(8)} MB  memcpy ${String(c.memcpyMBps).padStart(6)} MB/s  ingest ${String(c.ingestMBps).padStart(6)} MB/s  ratio ${c.ratio.toFixed(3)}  (with replay digest + norm: ${c.withChecksMBps} MB/s; typed arrays decoded as views ${c.decodedAsViews}, copied ${c.decodedAsCopies})\n`);
+  }
+  process.stdout.write(`load average ${load0.map((x) => x.toFixed(2)).join(' ')} -> ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
+  process.stdout.write(JSON.stringify({ cases, loadAverage: loadavg().map((x) => Math.round(x * 100) / 100) }) + '\n');
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  main().catch((e) => {
+    process.stderr.write(`${(e as { code?: string }).code ?? 'ERR'}: ${(e as Error).message}\n`);
+    process.exit(2);
+  });
+}
