@@ -51,3 +51,16 @@ describe('independent sample count', () => {
     expect(countIndependently([[...a, ...a2]], [], 3, 2).doubled).toBe(4);
   });
 });
+
+describe('attacker outcome', () => {
+  it('counts lies per identity (a sleeper is honest for N under each), and which folded samples were lies', async () => {
+    const { attackerOutcome } = await import('./attackers.ts');
+    const w = (id: string): TraceLine => ({ t: ++clock, ev: 'welcome', workerId: id });
+    const task = (id: string): TraceLine => ({ t: ++clock, ev: 'task', taskId: id, step: 0, heads: [] });
+    const trace = [w('a'), task('a1'), task('a2'), task('a3'), w('b'), task('b1'), task('b2')];
+    const folded = new Map([['a1', 2], ['a3', 3], ['b1', 1]]);
+    expect(attackerOutcome('sybil:sleeper:1:sign-flip', trace, folded)).toEqual({ identities: 2, tasks: 5, lies: 3, liesPerIdentityMax: 2, foldedSamples: 6, lyingFoldedSamples: 3 });
+    // Garbage and stale workers send honest gradients: nothing of theirs counts as a lie.
+    expect(attackerOutcome('garbage', trace, folded)).toMatchObject({ lies: 0, lyingFoldedSamples: 0 });
+  });
+});

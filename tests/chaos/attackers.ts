@@ -2,7 +2,7 @@
 // used, how many results it computed, which of them were lies (a sleeper's first N results per
 // identity are honest), and how many of its samples entered training (lies apart).
 
-import { parseFault, type FaultSpec } from '../../worker-web/client/faults.ts';
+import { GRADIENT_FAULTS, parseFault, type FaultSpec } from '../../worker-web/client/faults.ts';
 import type { TraceLine } from './accounting.ts';
 
 export interface AttackerOutcome {
@@ -17,11 +17,15 @@ export interface AttackerOutcome {
   lyingFoldedSamples: number;
 }
 
-/** Honest results per identity before lying (Infinity: never lies, e.g. a straggler). */
-function honestStretch(f: FaultSpec): number {
+/**
+ * Honest results per identity before its gradients lie (Infinity: they never do). Only gradient
+ * faults lie in what gets folded in; stale, garbage and slow workers send honest gradients (a stale
+ * one is refused unless its version happens to be current, and then it is honest).
+ */
+export function honestStretch(f: FaultSpec): number {
   if (f.kind === 'sybil') return honestStretch(f.then);
   if (f.kind === 'sleeper') return f.after;
-  return f.kind === 'slow' || f.kind === 'none' ? Infinity : 0;
+  return GRADIENT_FAULTS.has(f.kind) ? 0 : Infinity;
 }
 
 export function attackerOutcome(fault: string, trace: TraceLine[], folded: Map<string, number>): AttackerOutcome {
