@@ -1,4 +1,7 @@
-// The built-in default dataset: a tiny instruction task a ~1M-parameter model learns in minutes.
+// The built-in default dataset: a tiny instruction task for the ~1M-parameter `small` model. How fast
+// the default settings teach it (exact match per task over training steps) is measured in
+// docs/model.md, "Teaching the built-in task": reversal is learned first, addition and, last,
+// subtraction (answers are written most significant digit first, as people read them).
 //   "12+34=" -> "46"      two-digit addition (all 90*90 pairs)
 //   "57-23=" -> "34"      two-digit subtraction with a >= b (all 4095 pairs, never negative)
 //   "rev cat=" -> "tac"   reverse a 3-5 letter lowercase word (seeded random words)
@@ -24,7 +27,17 @@ export interface ArithRevOptions {
   words?: number;
   /** A reduced task (tests): only these of addition / subtraction / reversal (default all three). */
   tasks?: readonly ArithRevTask[];
+  /** Data mix: reversal pairs kept in train (the first N in the seeded order; default ARITH_REV_MIX). */
+  trainWords?: number;
+  /** Data mix: each subtraction pair appears this many times per epoch (default ARITH_REV_MIX). */
+  subtractionRepeat?: number;
 }
+
+/**
+ * The default data mix of the training split (docs/model.md, "Teaching the built-in task"): the held-out
+ * split is drawn from the whole pool first, so it does not depend on the mix.
+ */
+export const ARITH_REV_MIX = { trainWords: 6000, subtractionRepeat: 1 } as const;
 
 export const ARITH_REV_TASKS = ['addition', 'subtraction', 'reversal'] as const;
 export type ArithRevTask = (typeof ARITH_REV_TASKS)[number];
@@ -93,20 +106,36 @@ export function arithRevDataset(opts: ArithRevOptions): Dataset {
       400, 'use a model contextLength of at least 15');
   }
   const tasks = opts.tasks ?? ARITH_REV_TASKS;
+  const trainWords = opts.trainWords ?? ARITH_REV_MIX.trainWords;
+  const repeat = opts.subtractionRepeat ?? ARITH_REV_MIX.subtractionRepeat;
+  if (!Number.isInteger(trainWords) || trainWords < 0) throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: trainWords must be an integer >= 0, got ${trainWords}`);
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 10) throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: subtractionRepeat must be an integer in 1..10, got ${repeat}`);
   const split = arithRevPairs(seed, opts.heldOut ?? 200, opts.words ?? 6000, tasks);
+  // The mix: keep the first trainWords reversal pairs, repeat each subtraction pair (ids differ, the
+  // epoch sampler permutes them like any other sample).
+  const train: PromptPair[] = [];
+  let words = 0;
+  for (const p of split.train) {
+    const task = arithRevTaskOf(p.prompt);
+    if (task === 'reversal' && ++words > trainWords) continue;
+    for (let k = task === 'subtraction' ? repeat : 1; k > 0; k--) train.push(p);
+  }
   const reduced = tasks.length !== ARITH_REV_TASKS.length || opts.words !== undefined || opts.heldOut !== undefined;
-  const name = reduced ? `arith-rev(seed=${seed}, ${tasks.join('+')}, words=${opts.words ?? 6000}, heldOut=${split.heldOut.length})` : `arith-rev(seed=${seed})`;
+  const mixed = trainWords !== ARITH_REV_MIX.trainWords || repeat !== ARITH_REV_MIX.subtractionRepeat;
+  const name = reduced || mixed
+    ? `arith-rev(seed=${seed}, ${tasks.join('+')}, words=${opts.words ?? 6000}, heldOut=${split.heldOut.length}, trainWords=${trainWords}, subtractionRepeat=${repeat})`
+    : `arith-rev(seed=${seed})`;
   return {
     name,
     kind: 'instruction',
-    builtIn: !reduced,
+    builtIn: !reduced && !mixed,
     examplePrompts: ARITH_REV_EXAMPLE_PROMPTS,
     T,
-    size: split.train.length,
-    fingerprint: fnv1a([name, String(T), String(split.train.length), String(split.heldOut.length)]),
+    size: train.length,
+    fingerprint: fnv1a([name, String(T), String(train.length), String(split.heldOut.length)]),
     sample(id: number) {
-      checkSampleId(id, split.train.length, name);
-      const p = split.train[id];
+      checkSampleId(id, train.length, name);
+      const p = train[id];
       return pairRow(p.prompt, p.response, T);
     },
     heldOut: {

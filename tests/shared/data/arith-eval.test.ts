@@ -30,6 +30,30 @@ describe('arith-rev tasks', () => {
     expect(reduced.fingerprint).not.toBe(full.fingerprint);
   });
 
+  it('the data mix changes only the training split: fewer reversal words, repeated subtraction pairs', () => {
+    const base = arithRevDataset({ seed: 1, T: 16, trainWords: 6000, subtractionRepeat: 1 });
+    const mixed = arithRevDataset({ seed: 1, T: 16, trainWords: 1000, subtractionRepeat: 2 });
+    expect(mixed.heldOut.pairs).toEqual(base.heldOut.pairs);
+    const count = (d: typeof base) => {
+      const c: Record<string, number> = { addition: 0, subtraction: 0, reversal: 0 };
+      for (let id = 0; id < d.size; id++) {
+        const r = d.sample(id);
+        const n = Array.from(r.mask).indexOf(1); // first response target: the prompt is inputs[0..n]
+        const prompt = String.fromCharCode(...Array.from(r.inputs.subarray(0, n + 1)));
+        c[arithRevTaskOf(prompt)]++;
+      }
+      return c;
+    };
+    const a = count(base);
+    const b = count(mixed);
+    expect(b.addition).toBe(a.addition);
+    expect(b.subtraction).toBe(2 * a.subtraction);
+    expect(b.reversal).toBe(1000);
+    expect(mixed.fingerprint).not.toBe(base.fingerprint);
+    expect(() => arithRevDataset({ seed: 1, T: 16, subtractionRepeat: 0 })).toThrow(/subtractionRepeat must be an integer in 1..10/);
+    expect(() => arithRevDataset({ seed: 1, T: 16, trainWords: -1 })).toThrow(/trainWords must be an integer >= 0/);
+  });
+
   it('reports exact match per task and the same first prompts of each task as samples', async () => {
     const ds = arithRevDataset({ seed: 1, T: 16 });
     const pairs = ds.heldOut.pairs!;
