@@ -302,6 +302,19 @@ export class Security {
   }
 
   /**
+   * Is this identity bound by the per-step share cap (server/share-cap.ts)? Yes while it is not
+   * trusted yet (probation, or a mismatch on record) and while its address had a ban in the last
+   * hour; no when nothing is verified at all (then only addresses with bans are).
+   */
+  shareCapped(id: string, now = Date.now()): boolean {
+    const origin = this.originOf.get(id);
+    if (origin !== undefined && (this.originBans.get(origin) ?? []).some((t) => now - t < ORIGIN_MEMORY_MS)) return true;
+    if (!this.verifier) return false;
+    const r = this.reputation.get(id);
+    return r.mismatches > 0 || r.verifiedOk < (r.probation ?? this.reputation.opts.probation);
+  }
+
+  /**
    * A hello was welcomed: remember the identity's address; a FRESH identity (no resumed id) from an
    * address with k bans in the last hour serves PROBATION_PER_BAN x k more always-verified results,
    * and is then sampled (1 + k) times as often as the base rate: a Sybil pays for each new identity

@@ -45,7 +45,7 @@ export class ReplicaAssigner implements WorkAssigner {
     private readonly bus: EventBus,
     private readonly log: Logger,
   ) {
-    this.shareCap = new ShareCap(cfg.maxShare);
+    this.shareCap = new ShareCap(cfg.maxShare, (w) => security.shareCapped(w.id));
   }
 
   // ------------------------------------------------------------------ handing out leases

@@ -98,6 +98,7 @@ describe('unusual contributions and fresh identities', () => {
     expect(s.reputation.get(again.id()!).probation).toBe(6);
     expect(s.reputation.get(again.id()!).rateBoost).toBe(2); // then sampled at 2 x the base rate
     expect(s.counters.extendedProbation).toBe(1);
+    expect(s.shareCapped(again.id()!)).toBe(true); // untrusted, and its address had a ban
     // A resumed identity is not fresh: the honest worker reconnecting keeps its normal probation.
     expect(s.reputation.get(sleeper.id()!).probation).toBeUndefined();
   }, 120_000);
@@ -163,5 +164,9 @@ describe('share cap per identity and address', () => {
     // One address for everyone (a lab, loopback): its cap is the whole step.
     const lab = [view('a', '127.0.0.1'), view('b', '127.0.0.1')];
     expect(new ShareCap(0.25).room(new StepWork('n', 0, 0, 0, [0, 1, 2, 3, 4, 5, 6, 7]), lab[0], lab)).toBe(4);
+    // Only untrusted identities are bound: a trusted fast worker may carry the whole step.
+    const onlySybils = new ShareCap(0.25, (w) => w.id.startsWith('s'));
+    expect(onlySybils.room(work, live[2], live)).toBe(Infinity);
+    expect(onlySybils.room(work, sybilB, live)).toBe(0);
   });
 });
