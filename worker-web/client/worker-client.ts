@@ -10,6 +10,9 @@
 // connection has an epoch; work queued under an older epoch is dropped (its lease is re-leased by
 // the coordinator), and nothing is ever emitted on a socket that is not connected (socket.io
 // would buffer it and send it before the next hello).
+// Why this file is long: it is one state machine (connection epochs, welcome and warm-up,
+// reconnect, device loss, refusals); its handlers share that private state, and the jobs that do
+// not need it already live in the modules above (the audit trace in trace.ts, faults in fault-wrappers.ts).
 
 import { io, type Socket } from 'socket.io-client';
 import { msgpackParser } from '../../shared/protocol/parser.ts';
@@ -17,7 +20,6 @@ import {
   DEFAULT_HEARTBEAT_MS,
   type AckMsg,
   type ClientToServerEvents,
-  type DiscardMsg,
   type NoticeMsg,
   type RejectMsg,
   type ServerToClientEvents,
@@ -37,7 +39,7 @@ import { socketChannel, type Channel } from './sender.ts';
 import { StatsBook, type LogLevel, type WorkerStats } from './stats.ts';
 import type { TaskContext, TaskHandler } from './task-handler.ts';
 import { WorkChain } from './work-chain.ts';
-import { taskTrace, type TraceEvent } from './trace.ts';
+import { attachTrace, type TraceEvent } from './trace.ts';
 
 export type { LogLevel, WorkerStats } from './stats.ts';
 
@@ -208,7 +210,7 @@ export class WorkerClient {
       (socket.on as (ev: string, fn: (m: unknown) => void) => void)(h.event, (m) => live() && this.onTask(epoch, h, m));
     }
     socket.on('ack', (m) => live() && this.onAck(m));
-    socket.on('discard', (m) => live() && this.onDiscard(m));
+    if (this.opts.trace) attachTrace(socket, live, this.opts.trace, (msg) => this.log('info', msg));
     socket.on('reject', (m) => live() && this.onReject(m));
     socket.on('wait', (m) => live() && this.onWait(m));
     socket.on('notice', (m) => live() && this.onNotice(m));
@@ -264,7 +266,6 @@ export class WorkerClient {
     const w = v.value;
     this.welcome = w;
     this.backoff.reset();
-    this.opts.trace?.({ ev: 'welcome', workerId: w.workerId });
     const resumed = this.stats.workerId === w.workerId;
     this.book.update({ workerId: w.workerId, plan: w.plan, model: w.model, paramCount: w.paramCount, detail: `joined as ${w.workerId}` });
     this.log('info', `${resumed ? 'rejoined' : 'joined'} as ${w.workerId}: ${w.preset}, ${w.paramCount} params, plan ${w.plan.role} (micro-batch ${w.plan.microBatch}) ${w.plan.reason}`);
@@ -320,8 +321,6 @@ export class WorkerClient {
     if (!w) return this.log('warn', 'task before welcome: ignored');
     const v = handler.validate(raw, w);
     if (!v.ok) return this.log('error', `coordinator sent an invalid task (${v.code}: ${v.message}); ignored`);
-    const task = v.value as { taskId?: unknown; inputs?: unknown };
-    if (this.opts.trace && typeof task.taskId === 'string' && task.inputs instanceof Int32Array) this.opts.trace(taskTrace(v.value as Parameters<typeof taskTrace>[0]));
     const ctx: TaskContext = {
       session: this.session,
       welcome: w,
@@ -334,16 +333,8 @@ export class WorkerClient {
   }
 
   private onAck(m: AckMsg): void {
-    if (typeof m?.taskId === 'string' && typeof m.step === 'number') this.opts.trace?.({ ev: 'ack', taskId: m.taskId, step: m.step });
     this.book.count('accepted');
     this.book.update({ detail: `task ${String(m?.taskId)} accepted` });
-  }
-
-  private onDiscard(m: DiscardMsg): void {
-    if (!Array.isArray(m?.taskIds) || typeof m.step !== 'number') return;
-    const ids = m.taskIds.filter((x): x is string => typeof x === 'string');
-    this.opts.trace?.({ ev: 'discard', step: m.step, taskIds: ids });
-    this.log('info', `coordinator discarded ${ids.length} acknowledged result(s) of step ${m.step}: ${String(m.reason ?? '').slice(0, 200)}`);
   }
 
   private onReject(m: RejectMsg): void {
@@ -353,12 +344,8 @@ export class WorkerClient {
     const msg = `${m?.event ?? '?'} rejected: ${code}: ${String(m?.message ?? '').slice(0, 200)}`;
     this.log(this.faults.rejectionLevel, msg);
     this.book.update({ detail: msg });
-    if (code === 'BANNED' && this.faults.rejoinAfterBan) {
-      // Sybil fault: forget the banned identity; the reconnect after the disconnect says hello as new.
-      this.log('debug', 'fault sybil: banned; rejoining under a fresh identity');
-      this.book.update({ workerId: undefined });
-      return;
-    }
+    // Sybil fault: forget the banned identity; the reconnect after the disconnect says hello as new.
+    if (code === 'BANNED' && this.faults.rejoinAfterBan) return void this.book.update({ workerId: undefined });
     // Refusals that retrying cannot fix: leave with the coordinator's reason.
     if ((m?.event === 'hello' && (code === 'UNAUTHORIZED' || code === 'PROTOCOL_VERSION')) || code === 'BANNED') {
       this.log('error', `leaving: ${msg}`);
