@@ -160,6 +160,13 @@ describe('dashboard pages against the real coordinator', () => {
     await page.click('#gen-submit');
     await page.waitForSelector('#gen-output[data-state="error"]', { timeout: 10_000 });
     expect(await page.textContent('#gen-error')).toMatch(/context/);
+    // Prompt suggestions of the built-in task: a click fills the prompt and generates greedily.
+    await page.waitForSelector('#gen-suggestions:not([hidden]) button[data-prompt="57-23="]', { timeout: 10_000 });
+    expect(await page.$$eval('#gen-suggestions button', (b) => b.map((x) => x.textContent))).toContain('rev cat=');
+    await page.click('#gen-suggestions button[data-prompt="57-23="]');
+    await page.waitForSelector('#gen-output[data-state="done"]', { timeout: 30_000 });
+    expect(await page.inputValue('#gen-prompt')).toBe('57-23=');
+    expect(await page.textContent('#gen-output .prompt')).toBe('57-23=');
     await page.close();
   });
 
