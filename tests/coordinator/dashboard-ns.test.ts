@@ -28,6 +28,14 @@ describe('dashboard namespace', () => {
       await until(() => c.trainer.step >= 4 && got.step.length >= 4 && got.eval.length >= 2 && got.status.length >= 1, 30_000, 'pushes');
       expect(got.step.map((p) => p.step)).toEqual([0, 1, 2, 3]);
       expect(got.eval.map((e) => e.step)).toEqual([1, 3]);
+      // Built-in task: per-task exact match over the 4 evaluated pairs, and those pairs' answers (issue 14).
+      for (const e of got.eval) {
+        expect(e.tasks!.reduce((n, t) => n + t.total, 0)).toBe(4);
+        expect(e.samples!.length).toBeGreaterThan(0);
+        for (const x of e.samples!) expect(typeof x.output).toBe('string');
+      }
+      expect(got.status.at(-1)!.task).toMatchObject({ name: 'arith-rev(seed=1)', builtIn: true });
+      expect(got.status.at(-1)!.task!.examplePrompts).toContain('12+34=');
       expect(got.worker.find((x) => x.op === 'join')?.worker).toMatchObject({ name: 'dash-w', backend: 'cpu', role: 'replica' });
       expect(got.log.some((e) => e.kind === 'join')).toBe(true);
       expect(got.log.some((e) => e.kind === 'eval')).toBe(true);
