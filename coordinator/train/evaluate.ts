@@ -64,7 +64,7 @@ export class Evaluator {
       const s = r.samples.find((x) => x.correct);
       ready = `the model answers ${pct(r.accuracy)} of held-out prompts exactly at step ${step}`
         + (s ? ` (${JSON.stringify(s.prompt)} -> ${JSON.stringify(s.output)})` : '')
-        + `: try it now in the dashboard's playground (/playground.html) or with \`npm run generate\``;
+        + `: try it now in the dashboard's playground (/playground.html) or with \`npm run generate -- --prompt ${JSON.stringify(s?.prompt ?? '12+34=')}\``;
     }
     return { line: parts.join(', ').replace(', (', ' ('), ready };
   }
