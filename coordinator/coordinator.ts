@@ -160,8 +160,12 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     transports: ['websocket'],
     // Browsers: same origin or --allowed-origins only (coordinator/security/origin.ts).
     allowRequest: originGuard(config.allowedOrigins.split(',').map((o) => o.trim()).filter(Boolean)),
-    pingInterval: 5_000,
+    // Many clients: liveness is the workers' own heartbeats (--heartbeat-ms, --dead-after-ms), so
+    // engine.io pings only catch dead TCP connections (25 s, socket.io's default, instead of 5 s:
+    // 1,000 workers made 200 pings/s); tensors are binary and incompressible: no per-message deflate.
+    pingInterval: 25_000,
     pingTimeout: Math.max(5_000, config.deadAfterMs),
+    perMessageDeflate: false,
   });
 
   const checkpointNow = (reason: string): { step: number; file: string } => {
@@ -253,7 +257,8 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     getModel: () => ({ config: model, params: trainer.params, step: trainer.step }),
     checkpointNow,
   };
-  const detachDashboard = attachDashboard(io, bus, status, () => trainer.history, () => evals);
+  const detachDashboard = attachDashboard(io, bus, status, () => trainer.history, () => evals,
+    { all: () => hub.workers.byId.values(), live: () => hub.workers.connected().length, row: (w) => hub.workers.row(w) });
 
   // No global body parser: our routes take no bodies; colleagues' routers parse their own.
   app.use(apiRouter(ctx));

@@ -27,6 +27,8 @@ export interface WorkerPort {
   isCurrent(w: WorkerView, conn: object | null): boolean;
   /** Carry out a ban verdict: discard its results of the step, tell it, disconnect it. */
   ban(w: WorkerView, reason: string): void;
+  /** Bytes sent to the worker's connection that it has not taken yet (0 when unknown). */
+  backlog?(w: WorkerView): number;
 }
 
 /** What the scheduler offers its assigners. */

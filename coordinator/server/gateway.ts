@@ -68,6 +68,12 @@ export class WorkerGateway implements WorkerPort {
     return conn !== null && w.socket === conn && (conn as Socket).connected;
   }
 
+  /** Bytes queued for the worker's websocket that it has not read yet (ws bufferedAmount). */
+  backlog(w: WorkerView): number {
+    const ws = (w.socket?.conn as unknown as { transport?: { socket?: { bufferedAmount?: number } } } | undefined)?.transport?.socket;
+    return typeof ws?.bufferedAmount === 'number' ? ws.bufferedAmount : 0;
+  }
+
   /** Carry out a ban: discard its unverified results of the running step, tell it, disconnect it. */
   ban(w: WorkerView, reason: string): void {
     const socket = w.socket;

@@ -18,6 +18,9 @@ import type { EventBus } from './events.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
 import { ShareCap } from './share-cap.ts';
 
+/** Leases handed out per assignment pass before the event loop gets a turn (see assign()). */
+export const LEASES_PER_PASS = 32;
+
 interface LeaseInfo {
   lease: Lease;
   tokens: number;
@@ -64,22 +67,47 @@ export class ReplicaAssigner implements WorkAssigner {
     // Called after every result: with 1,000 workers most calls find nothing to hand out, and each
     // pass must stay O(live) (the share cap and the chunk sizes are computed once per pass, not
     // once per worker: that was O(live^2) per result, O(live^3) per step).
-    const idle = live.filter((w) => !w.lease && w.socket);
+    // A worker that has not taken what was sent to it (parameters, a task) gets nothing more
+    // until it has: memory per connection stays bounded by about one parameter frame.
+    const maxBacklog = 2 * 4 * this.trainer.paramCount + (1 << 20);
+    const ready = live.filter((w) => !w.lease && w.socket && !((this.port.backlog?.(w) ?? 0) > maxBacklog));
+    // Workers without a lease in this step first: while a step's leases go out in passes, the
+    // first ones answer and are idle again; served first, they would drain the pool before the
+    // last ones got any.
+    if (this.servedStep !== work.step) {
+      this.servedStep = work.step;
+      this.served.clear();
+    }
+    const idle = ready.filter((w) => !this.served.has(w.id));
+    for (const w of ready) if (this.served.has(w.id)) idle.push(w);
     if (idle.length === 0) return;
     if (work.pendingPositions === 0) {
       for (const w of idle) this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
       return;
     }
     const cap = this.shareCap.snapshot(work, live);
-    const chunks = this.chunks(live, work.size);
+    const chunks = this.chunksFor(live, work.step, work.size, now);
     const capped: WorkerView[] = [];
+    let handed = 0;
     for (const w of idle) {
       const room = cap.room(w);
       if (room <= 0) {
         capped.push(w);
         continue;
       }
-      cap.note(w, this.leaseTo(w, work, Math.min(room, chunks(w)), now));
+      if (handed === LEASES_PER_PASS) {
+        // The start of a step hands a lease (and the parameters) to every worker: in one go that
+        // is a burst of sends that stalls the event loop (heartbeats, /healthz) for as long as it
+        // takes. The rest goes out after the loop has had a turn.
+        this.continueSoon();
+        return;
+      }
+      const n = this.leaseTo(w, work, Math.min(room, chunks(w)), now);
+      cap.note(w, n);
+      if (n > 0) {
+        handed++;
+        this.served.add(w.id);
+      }
     }
     // Liveness over the cap: nothing in flight and samples left that only capped workers could take.
     if (capped.length && work.active.size === 0 && work.pendingPositions > 0) {
@@ -89,6 +117,21 @@ export class ReplicaAssigner implements WorkAssigner {
     } else {
       for (const w of capped) this.host.wait(w, 'no-task', `this worker (or its address) has its share of step ${work.step}; waiting for the next step`);
     }
+  }
+
+  private continuing = false;
+  /** Workers leased some of step `servedStep` (assign() serves the others first). */
+  private readonly served = new Set<string>();
+  private servedStep = -1;
+
+  /** Schedule again once the event loop has served what is waiting (assign() stopped early). */
+  private continueSoon(): void {
+    if (this.continuing) return;
+    this.continuing = true;
+    setImmediate(() => {
+      this.continuing = false;
+      this.host.schedule();
+    });
   }
 
   /** Lease up to `size` samples of `work` to `w`; returns the samples leased (0: none). */
@@ -152,6 +195,21 @@ export class ReplicaAssigner implements WorkAssigner {
    * samples over 1,000 workers: 2 each) left half of them idle, and with measured rates a little
    * uneven the faster half took everything. O(live log live) once per pass.
    */
+  /**
+   * chunks(), kept for the step while the live list is the same and for at most a second: while a
+   * step's leases go out in passes, results arrive and each triggers a pass; recomputing the
+   * shares (a sort over every worker) for each of them was O(N^2 log N) per step.
+   */
+  private chunkCache: { step: number; live: WorkerView[]; at: number; fn: (w: WorkerView) => number } | null = null;
+
+  private chunksFor(live: WorkerView[], step: number, stepSize: number, now: number): (w: WorkerView) => number {
+    const c = this.chunkCache;
+    if (c && c.step === step && c.live === live && now - c.at < 1000) return c.fn;
+    const fn = this.chunks(live, stepSize);
+    this.chunkCache = { step, live, at: now, fn };
+    return fn;
+  }
+
   private chunks(live: WorkerView[], stepSize: number): (w: WorkerView) => number {
     const known = live.map((x) => x.samplesPerSec).filter((x) => x > 0).sort((a, b) => a - b);
     const fallback = known.length ? known[Math.floor(known.length / 2)] : 1;

@@ -78,6 +78,12 @@ export interface StatusSnapshot {
   paused: boolean;
   finished: boolean;
   workers: WorkerRow[];
+  /**
+   * Present when the coordinator pages the workers table (more than PAGED_ABOVE connected workers):
+   * `workers` is then empty in pushed snapshots and `security.trust` holds no entries; each
+   * dashboard gets its own page as `workers:page` (it asks with `workers:query`).
+   */
+  workersPaged?: { total: number; live: number };
   checkpoint: { step: number; file: string; at: number } | null;
   model: { preset: string; params: number; config: import('../model/config.ts').ModelConfig };
   eval: { step: number; loss: number; accuracy: number | null; tasks?: EvalTaskAccuracy[]; samples?: EvalSample[] } | null;
@@ -184,4 +190,34 @@ export interface DilocoStatus {
   compressionRatio: number | null;
   /** Rows owed to training (returned by workers that missed a round). */
   owed: number;
+}
+
+/** Sort keys of the paged workers table. */
+export const WORKER_SORT_KEYS = ['id', 'name', 'state', 'backend', 'tasks', 'tps', 'rejected', 'lastSeen'] as const;
+export type WorkerSortKey = (typeof WORKER_SORT_KEYS)[number];
+
+/** dashboard -> coordinator `workers:query`: which page of the workers table to push to it. */
+export interface WorkersQuery {
+  /** 0-based page index. */
+  page: number;
+  /** Rows per page (1..100). */
+  size: number;
+  sort: WorkerSortKey;
+  /** 1 ascending, -1 descending. */
+  dir: 1 | -1;
+  /** Case-insensitive substring of id, name, adapter, backend, state or role ('' = all). */
+  filter: string;
+}
+
+/** coordinator -> dashboard `workers:page`: one page of the workers table, pushed at most ~1/s. */
+export interface WorkersPage {
+  query: WorkersQuery;
+  /** Workers the coordinator knows (connected or recently gone), and those matching the filter. */
+  total: number;
+  matched: number;
+  /** Workers per state, over all of them. */
+  states: Record<string, number>;
+  rows: WorkerRow[];
+  /** Trust of the rows' workers (what `security.trust` holds for small clusters). */
+  trust: SecuritySummary['trust'];
 }
