@@ -63,9 +63,13 @@ export interface RoundState {
   released: number;
 }
 
-/** The codec of the published update for a --compress mode: sparse deltas go up, int8 weights come down. */
+/**
+ * The codec of the published update for a --compress mode: the same as the deltas'. A sparse
+ * update is top-k of theta - published; what it leaves out stays in that difference (the
+ * coordinator's error feedback) and goes down in later rounds, as the workers' residuals do up.
+ */
 export function publishCodec(c: CodecName): CodecName {
-  return c === 'sparse' ? 'int8' : c;
+  return c;
 }
 
 export class RoundTrainer {
