@@ -114,16 +114,16 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions | null {
 }
 
 /**
- * --mode diloco needs the round protocol (issue 13: round leases, round results, outer step). Until
- * the coordinator's config has a `mode` option and the protocol has round messages, it is refused
- * by name rather than silently measured as sync.
+ * --mode diloco: the coordinator has it (rounds: `round` / `delta` / `update`, docs/diloco.md), but
+ * these simulated workers do not speak it yet: every delta is scored by the coordinator on its own
+ * rows (it must LOWER the loss there, coordinator/security/delta-judge.ts), which a synthetic delta
+ * without model compute cannot do honestly. Refused by name rather than measured as sync.
  */
 function checkMode(mode: LoadTestOptions['mode']): void {
   if (mode === 'sync') return;
   const shape = (configSchema as unknown as { shape?: Record<string, unknown> }).shape ?? {};
-  const has = 'mode' in shape;
-  throw new AppError('ERR_LOADTEST_DILOCO_PENDING',
-    `loadtest: --mode diloco awaits the DiLoCo round protocol (issue 13)${has ? ': the coordinator has a mode option, but the simulated workers do not speak round messages yet' : ': this coordinator has no --mode option yet'}; use --mode sync`, 400);
+  throw new AppError('ERR_LOADTEST_DILOCO_UNSUPPORTED',
+    `loadtest: --mode diloco: ${'mode' in shape ? 'the coordinator speaks the round protocol, but the simulated workers do not yet (a delta must lower the loss on its rows: that needs model compute)' : 'this coordinator has no --mode option (the round protocol has not landed)'}; use --mode sync`, 400);
 }
 
 const tsx = { execArgv: ['--import', 'tsx'] };
@@ -199,6 +199,8 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
         port: 0, host: '127.0.0.1', preset: o.preset, globalBatch: o.globalBatch, maxSteps: o.steps, minWorkers: o.workers,
         // Synthetic gradients cannot pass a CPU re-computation: verification is off, as is eval.
         verifyRate: 0, evalEvery: 0, checkpointEvery: 0, runDir, resume: false, logLevel: 'warn',
+        // --mode passes through (only where this coordinator has the option).
+        ...('mode' in ((configSchema as unknown as { shape?: Record<string, unknown> }).shape ?? {}) ? { mode: o.mode } : {}),
         leaseMs: 120_000, heartbeatMs: 2_000, deadAfterMs: 60_000,
       };
       // LOADTEST_CPU_PROF=DIR: a V8 CPU profile of the coordinator process is written there.

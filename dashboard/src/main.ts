@@ -15,6 +15,8 @@ import { legend, renderMemoryBars } from './memory-bars.ts';
 import { markNav } from './nav.ts';
 import { mountShare } from './share.ts';
 import { renderWorkers } from './workers-table.ts';
+import { WorkersPager } from './workers-pager.ts';
+import type { WorkersPage } from '../../shared/protocol/dashboard.ts';
 import { eventView, memoryBars, securityView, statusView, workerView, type TrustMap } from './view.ts';
 import { renderSecurity } from './security-panel.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
@@ -41,11 +43,18 @@ function redrawCharts(): void {
   byId('chart-loss').dataset.points = String(history.columns(['loss'])[1].filter((v) => v !== null).length);
 }
 
+// Paged, sorted, filtered (workers-pager.ts); with many workers the coordinator sends one page.
+let liveSocket: { emit(ev: string, q: unknown): unknown } | null = null;
+let pagedLive: number | null = null;
+const pager = new WorkersPager(byId('workers'), { send: (q) => liveSocket?.emit('workers:query', q), onChange: () => drawWorkers() });
+
 function drawWorkers(): void {
-  const views = [...workers.values()].map((w) => workerView(w, trust));
-  renderWorkers(byId<HTMLTableSectionElement>('workers-body'), views, { onKick: adminKick() });
-  setText(byId('stat-workers'), views.filter((w) => !['dead', 'left', 'kicked'].includes(w.state)).length);
-  renderMemoryBars(byId('memory-plan'), memoryBars(views), 'No worker plans yet.');
+  const pageTrust = new Map([...(securityView({ trust: pager.remote?.trust ?? {} } as never)?.trust ?? [])]);
+  const views = pager.paged ? [] : [...workers.values()].map((w) => workerView(w, trust));
+  const shown = pager.rows(views, (pager.remote?.rows ?? []).map((w) => workerView(w, pageTrust)));
+  renderWorkers(byId<HTMLTableSectionElement>('workers-body'), shown, { onKick: adminKick(), keepOrder: true });
+  setText(byId('stat-workers'), pagedLive ?? views.filter((w) => !['dead', 'left', 'kicked'].includes(w.state)).length);
+  renderMemoryBars(byId('memory-plan'), memoryBars(pager.paged ? shown : views), 'No worker plans yet.');
 }
 
 function drawStatus(snap: StatusSnapshot): void {
@@ -73,6 +82,10 @@ function drawStatus(snap: StatusSnapshot): void {
   trust = sec?.trust ?? new Map();
   workers.clear();
   for (const w of snap.workers ?? []) workers.set(w.id, w);
+  const wasPaged = pager.paged;
+  pager.paged = snap.workersPaged !== undefined;
+  pagedLive = snap.workersPaged?.live ?? null;
+  if (pager.paged && !wasPaged) liveSocket?.emit('workers:query', pager.query);
   drawWorkers();
 }
 
@@ -103,6 +116,11 @@ const handlers: Record<string, (payload: never) => void> = {
     drawWorkers();
   },
   log: (e: LogEntry) => log.add([eventView(e)]),
+  'workers:page': (p: WorkersPage) => {
+    if (!p || !Array.isArray(p.rows)) return;
+    pager.remote = p;
+    drawWorkers();
+  },
 };
 
 let lastConn = '';
@@ -124,6 +142,6 @@ const refresh = (): void => {
 };
 mountAdmin({ onChange: drawWorkers, afterAction: refresh });
 mountShare();
-connectLive({ onState: setConn, onEvent: (name, payload) => handlers[name]?.(payload as never) });
+liveSocket = connectLive({ onState: setConn, onEvent: (name, payload) => handlers[name]?.(payload as never) });
 // "last seen" is relative to now: re-render it locally (this does not contact the server).
 setInterval(drawWorkers, 5000);

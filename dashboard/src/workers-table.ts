@@ -45,6 +45,8 @@ function trustTitle(w: WorkerView): string {
 export interface WorkersTableOptions {
   /** When set, each row gets a Kick button that calls it (admin unlocked). */
   onKick?: (workerId: string) => void;
+  /** Draw the rows in the order given (already sorted and paged: workers-pager.ts). */
+  keepOrder?: boolean;
 }
 
 export function renderWorkers(tbody: HTMLTableSectionElement, workers: WorkerView[], opts: WorkersTableOptions = {}, now = Date.now()): void {
@@ -60,7 +62,7 @@ export function renderWorkers(tbody: HTMLTableSectionElement, workers: WorkerVie
   const gone = (w: WorkerView): boolean => DEPARTED.includes(w.state);
   const live = workers.filter((w) => !gone(w)).sort((a, b) => a.id.localeCompare(b.id));
   const departed = workers.filter(gone).sort((a, b) => (b.lastSeen ?? 0) - (a.lastSeen ?? 0)).slice(0, MAX_DEPARTED_ROWS);
-  for (const w of [...live, ...departed]) {
+  for (const w of opts.keepOrder ? workers : [...live, ...departed]) {
     const tr = el('tr', { testid: 'worker-row', attrs: { 'data-worker-id': w.id } });
     if (w.software) tr.classList.add('software');
     if (gone(w)) tr.classList.add('departed');

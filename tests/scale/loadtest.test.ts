@@ -38,6 +38,6 @@ describe('load generator (reduced)', () => {
       expect((e as { code?: string }).code).toBe('ERR_LOADTEST_ARGS');
     }
     const o = parseLoadTestArgs(['--workers', '2', '--mode', 'diloco'])!;
-    await expect(runLoadTest(o, () => {})).rejects.toMatchObject({ code: 'ERR_LOADTEST_DILOCO_PENDING' });
+    await expect(runLoadTest(o, () => {})).rejects.toMatchObject({ code: 'ERR_LOADTEST_DILOCO_UNSUPPORTED' });
   });
 });
