@@ -7,7 +7,7 @@
 
 import type { BackendName, StepTimings } from '../backend.ts';
 import type { ModelConfig } from '../model/config.ts';
-import type { DeltaMsg, RoundTaskMsg, UpdateMsg } from './round.ts';
+import type { DeltaMsg, RoundTaskMsg, UpdateMsg } from './round-messages.ts';
 
 export const PROTOCOL_VERSION = 1 as const;
 

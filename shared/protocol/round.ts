@@ -13,68 +13,10 @@
 import { CODECS, CodecError, validatePacked, type CodecName, type CodecParams, type PackedVector } from '../diloco/codec.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { Checked } from './validate.ts';
+import { MAX_INNER_STEPS, type DeltaMsg, type InnerHyperWire, type RoundTaskMsg, type UpdateMsg } from './round-messages.ts';
 
-/** Most inner steps a round may ask for. */
-export const MAX_INNER_STEPS = 10_000;
-
-export interface InnerHyperWire {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  gradClip: number;
-}
-
-export interface RoundTaskMsg {
-  taskId: string;
-  round: number;
-  /** The outer step this round ends with (== round: one outer step per round). */
-  step: number;
-  /** The published weights version to start from (the worker holds it from params/update). */
-  version: number;
-  /** Inner steps (micro-batches) of this worker's round. */
-  H: number;
-  /** Rows per inner step. */
-  B: number;
-  T: number;
-  /** H * B rows, row-major. */
-  inputs: Int32Array;
-  targets: Int32Array;
-  mask: Uint8Array;
-  /** Masked-in positions of all H micro-batches: the delta must report exactly this. */
-  tokens: number;
-  /** Dataset ids of the H * B rows. */
-  sampleIds: Uint32Array;
-  /** Learning rate of each inner step (length H). */
-  lrs: number[];
-  hyper: InnerHyperWire;
-  /** How to pack the delta. */
-  compress: CodecName;
-  codec: CodecParams;
-  leaseMs: number;
-}
-
-export interface DeltaMsg {
-  taskId: string;
-  round: number;
-  version: number;
-  /** Masked-in positions trained on (== the task's tokens). */
-  tokens: number;
-  /** Mean loss of the inner steps (each at the weights it started from). */
-  loss: number;
-  /** theta_start - theta_end, packed with the task's codec (plus the worker's error feedback). */
-  delta: PackedVector;
-  timings: { totalMs: number };
-}
-
-export interface UpdateMsg {
-  round: number;
-  /** Apply only on top of exactly this version. */
-  fromVersion: number;
-  version: number;
-  step: number;
-  update: PackedVector;
-}
+// The message types live in a leaf (messages.ts imports them; this file imports validate.ts).
+export * from './round-messages.ts';
 
 class Bad extends Error {
   constructor(readonly code: Extract<Checked<unknown>, { ok: false }>['code'], message: string) {
@@ -178,6 +120,7 @@ export function validateRoundTask(x: unknown, model: ModelConfig): Checked<Round
     const c = obj(o.codec, 'round.codec');
     const chunk = int(c, 'chunk', 'round.codec', 1, 65536);
     const codec: CodecParams = { block: int(c, 'block', 'round.codec', 1, 1 << 20), chunk, topk: int(c, 'topk', 'round.codec', 1, chunk) };
+    if (o.fresh !== undefined && typeof o.fresh !== 'boolean') throw new Bad('BAD_SCHEMA', 'round.fresh: expected a boolean');
     return {
       taskId: str(o, 'taskId', 'round'),
       round: int(o, 'round', 'round'),
@@ -190,6 +133,7 @@ export function validateRoundTask(x: unknown, model: ModelConfig): Checked<Round
       compress: o.compress as CodecName,
       codec,
       leaseMs: int(o, 'leaseMs', 'round', 1),
+      ...(o.fresh === true ? { fresh: true } : {}),
     };
   });
 }
