@@ -123,7 +123,9 @@ describe('WorkerClient against the real coordinator', () => {
     await until(() => slow.stats.rejected + slow.stats.accepted >= 1, 5_000, 'the answer to its first result');
     // Its first lease (1 s, nothing measured yet) expired 2 s before it answered.
     expect(slow.stats.rejectedByCode.LATE, JSON.stringify(slow.stats.rejectedByCode)).toBeGreaterThanOrEqual(1);
-    expect(honest.stats.accepted).toBeGreaterThan(0);
+    // The honest worker's first answer may itself be in flight (or, on a loaded machine, have missed
+    // its first 1 s lease): training goes on, so it is accepted soon after.
+    await until(() => honest.stats.accepted > 0, 30_000, 'an accepted honest result');
   });
 
   it('kicked by the operator: the worker stops for good instead of reconnecting', async () => {
