@@ -67,7 +67,7 @@ const OPTIONS = {
   outerLr: { arg: 'X', type: 'float', schema: pos('--outer-lr').default(0.7), help: 'diloco: outer SGD learning rate' },
   outerMomentum: { arg: 'X', type: 'float', schema: z.number({ error: '--outer-momentum must be a number' }).min(0, '--outer-momentum must be in [0, 1)').lt(1, '--outer-momentum must be in [0, 1)').default(0.9), help: 'diloco: outer Nesterov momentum' },
   compress: { arg: 'C', type: 'string', schema: z.enum(COMPRESS, { error: `--compress must be one of: ${COMPRESS.join(', ')}` }).optional(), unset: 'int8 in diloco, none in sync',
-    help: 'diloco: how deltas are packed (int8 = blockwise absmax; sparse = top-k + 2-bit values\nwith error feedback); sync: none only (fp16 gradients are not implemented)' },
+    help: 'diloco: how deltas are packed (int8 = blockwise absmax; sparse = top-k + 2-bit values\nwith error feedback); sync: none or fp16 (gradients sent as IEEE binary16)' },
   quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
     help: 'diloco: deltas after which a round closes once the grace window has passed' },
   roundGraceMs: { arg: 'N', type: 'int', schema: int('--round-grace-ms', 0).default(5_000), help: 'diloco: wait after the quorum for the rest of the round' },
@@ -135,7 +135,7 @@ export const configSchema = z
   })
   .strict()
   .refine((c) => c.deadAfterMs > c.heartbeatMs, { message: '--dead-after-ms must be larger than --heartbeat-ms', path: ['deadAfterMs'] })
-  .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none', { message: '--compress in --mode sync: only none (fp16 gradients are not implemented yet)', path: ['compress'] });
+  .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] });
 
 export type CoordinatorConfig = z.output<typeof configSchema>;
 export type CoordinatorConfigInput = z.input<typeof configSchema>;

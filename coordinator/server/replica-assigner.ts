@@ -159,6 +159,7 @@ export class ReplicaAssigner implements WorkAssigner {
         tokens,
         sampleIds: Uint32Array.from(lease.ids),
         leaseMs,
+        ...(this.cfg.compress === 'fp16' ? { compress: 'fp16' as const } : {}),
       };
     } catch (e) {
       work.release(lease.id, 'released');
@@ -257,6 +258,9 @@ export class ReplicaAssigner implements WorkAssigner {
     const v = validateResult(raw, { paramCount: this.trainer.paramCount });
     if (!v.ok) return refuse(v.code, v.message);
     const r = v.value;
+    if ((r.packed === 'fp16') !== (this.cfg.compress === 'fp16')) {
+      return refuse('BAD_SCHEMA', this.cfg.compress === 'fp16' ? 'result: this run takes fp16 gradients (grads16; --compress fp16)' : 'result: this run takes float32 gradients (grads), not grads16');
+    }
     const c = this.trainer.check(r.taskId, w.id);
     if ('code' in c) return refuse(c.code, c.message);
     const info = this.leases.get(c.id);

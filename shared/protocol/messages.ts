@@ -86,6 +86,11 @@ export interface ResultMsg {
   tokens: number;
   /** d(loss)/d(params), parameter-table layout, length = parameterCount(model). */
   grads: Float32Array;
+  /**
+   * Set by validateResult when the gradient came as `grads16` (IEEE binary16, same length; the
+   * task asked compress 'fp16'): `grads` then holds it decoded to float32.
+   */
+  packed?: 'fp16';
   gradNorm: number;
   nonFinite: number;
   timings: StepTimings;
@@ -154,6 +159,8 @@ export interface TaskMsg {
   sampleIds: Uint32Array;
   /** Wall-clock ms the lease lasts from now; after that the task goes to another worker. */
   leaseMs: number;
+  /** 'fp16': send the gradient as IEEE binary16 (`grads16` instead of `grads`; --compress fp16). */
+  compress?: 'fp16';
 }
 
 export interface AckMsg {

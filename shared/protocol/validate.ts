@@ -4,6 +4,7 @@
 // coordinator's state (known task, lease owner, version) live in coordinator/; the shape, length,
 // range and finiteness checks live here so that workers can validate what the coordinator sends.
 
+import { decodeHalf } from '../diloco/fp16.ts';
 import type { ModelConfig } from '../model/config.ts';
 import {
   PROTOCOL_VERSION,
@@ -175,11 +176,15 @@ export function validateResult(x: unknown, lim: ResultLimits): Checked<ResultMsg
       uploadMs: num(t, 'uploadMs', 'result.timings', 0, 1e9, true),
       readbackMs: num(t, 'readbackMs', 'result.timings', 0, 1e9, true),
     };
-    const grads = typed(o, 'grads', 'result', Float32Array, lim.paramCount);
+    // fp16 gradients (--compress fp16 in sync mode): `grads16` instead of `grads`, decoded here
+    // (an overflow to Inf is caught by the finite scan below like any other).
+    const half = o.grads16 !== undefined;
+    if (half && o.grads !== undefined) throw new Bad('BAD_SCHEMA', 'result: grads and grads16 both present');
+    const grads = half ? decodeHalf(typed(o, 'grads16', 'result', Uint16Array, lim.paramCount)) : typed(o, 'grads', 'result', Float32Array, lim.paramCount);
     if (nonFinite > 0) throw new Bad('NON_FINITE', `result.nonFinite: the worker reports ${nonFinite} NaN/Inf gradient values`);
     const bad = firstNonFinite(grads);
     if (bad >= 0) throw new Bad('NON_FINITE', `result.grads[${bad}] is ${grads[bad]}`);
-    return { taskId, step, version, loss, tokens, grads, gradNorm, nonFinite, timings };
+    return { taskId, step, version, loss, tokens, grads, gradNorm, nonFinite, timings, ...(half ? { packed: 'fp16' as const } : {}) };
   });
 }
 
@@ -231,6 +236,12 @@ export function validateParams(x: unknown, paramCount: number): Checked<ParamsMs
   });
 }
 
+function compress(o: Record<string, unknown>): boolean {
+  if (o.compress === undefined) return false;
+  if (o.compress !== 'fp16') throw new Bad('BAD_SCHEMA', "task.compress: expected 'fp16' or absent");
+  return true;
+}
+
 export function validateTask(x: unknown, model: ModelConfig): Checked<TaskMsg> {
   return run(() => {
     const o = obj(x, 'task');
@@ -256,6 +267,7 @@ export function validateTask(x: unknown, model: ModelConfig): Checked<TaskMsg> {
       tokens: int(o, 'tokens', 'task')!,
       sampleIds: typed(o, 'sampleIds', 'task', Uint32Array, B),
       leaseMs: int(o, 'leaseMs', 'task', 1)!,
+      ...(compress(o) ? { compress: 'fp16' as const } : {}),
     };
   });
 }

@@ -2,6 +2,7 @@
 // back as a `result`. Checks the lease and the parameter version, runs the compute step (split
 // into micro-batches sized by compute-step.ts), sends the result, counts it.
 
+import { encodeHalf } from '../../shared/diloco/fp16.ts';
 import type { ResultMsg, TaskMsg, WelcomeMsg, WirePlan } from '../../shared/protocol/messages.ts';
 import { validateTask } from '../../shared/protocol/validate.ts';
 import { now } from './clock.ts';
@@ -68,7 +69,9 @@ export class ReplicaHandler implements TaskHandler<TaskMsg> {
       nonFinite: r.nonFinite,
       timings: r.timings,
     };
-    if (!(await this.parts.send({ event: 'result', payload: result }, ctx.channel))) return;
+    // --compress fp16 (the task asks): the gradient goes as IEEE binary16, half the bytes.
+    const payload = task.compress === 'fp16' ? packHalf(result) : result;
+    if (!(await this.parts.send({ event: 'result', payload }, ctx.channel))) return;
     const tokensPerSec = stats.taskSent(r.tokens, r.timings.totalMs, wall);
     stats.update({
       state: 'idle',
@@ -78,4 +81,10 @@ export class ReplicaHandler implements TaskHandler<TaskMsg> {
     });
     ctx.log('debug', `step ${task.step} task ${task.taskId}: loss ${r.loss.toFixed(4)} tokens ${r.tokens} norm ${r.gradNorm.toExponential(3)} ${wall.toFixed(0)} ms`);
   }
+}
+
+/** The result with `grads16` (binary16, round to nearest even) in place of `grads` (validateResult decodes it). */
+export function packHalf(r: ResultMsg): ResultMsg {
+  const { grads, ...rest } = r;
+  return { ...rest, grads16: encodeHalf(grads) } as unknown as ResultMsg;
 }
