@@ -4,13 +4,43 @@
 // delta (H AdamW steps on exactly those rows) lowers it; a sign-flipped or blown-up one raises it:
 // refused (VERIFY_FAILED) and the worker is banned. Then the delta's norm per inner step is compared
 // with the median of recently accepted ones: over --norm-limit times it is refused (NORM_OUTLIER).
+// Re-computation: a sampled round (--verify-rate; the worker is told to start it with fresh moments
+// and an empty residual, so it is reproducible) is run again here, H inner AdamW steps on the CPU
+// reference (shared/diloco/inner.ts runRound + HostInnerEngine) from the same start weights and
+// rows, packed with the same codec; the worker's decoded delta must be within
+// RECOMPUTE_TOLERANCE (relative L2) of the reference's, else VERIFY_FAILED and a ban.
 
 import { buildMicroBatch, type Dataset } from '../../shared/data/index.ts';
 import { createCpuBackend, type CpuBackend } from '../../shared/model/cpu-backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import type { RejectCode } from '../../shared/protocol/messages.ts';
+import { decode, encode, type CodecName, type CodecParams } from '../../shared/diloco/codec.ts';
+import { HostInnerEngine, runRound, type InnerHyper } from '../../shared/diloco/inner.ts';
+import { buildParameterTable } from '../../shared/model/parameters.ts';
 import { median } from '../train/aggregate.ts';
 import type { RoundLease } from '../train/round-trainer.ts';
+
+/**
+ * Relative L2 difference allowed between a worker's decoded delta and the CPU reference's
+ * (||d_w - d_ref|| / ||d_ref||, both int8-packed when the run packs int8). Measured: a CPU worker
+ * reproduces the reference exactly (0: the same code, the same order); WebGPU (SwiftShader) vs CPU
+ * rounds of H = 4, int8 packed: 2.0e-4 .. 3.2e-4 (tests/engine/diloco-inner.node.test.ts prints
+ * it). Allowed: 1e-2 (30x the largest measured, for longer rounds whose float32 differences grow
+ * with H; not measured beyond H = 4). A delta scaled by 1.1 is 1e-1 off.
+ */
+export const RECOMPUTE_TOLERANCE = 1e-2;
+
+/** ||a - b|| / ||b|| in float64. */
+export function relativeL2(a: Float32Array, b: Float32Array): number {
+  let d = 0, n = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] - b[i];
+    d += x * x;
+    n += b[i] * b[i];
+  }
+  return n > 0 ? Math.sqrt(d / n) : d > 0 ? Infinity : 0;
+}
+
 
 /** Rows of a lease the loss score looks at (evenly spaced over its micro-batches). */
 export const SCORE_ROWS = 8;
@@ -21,7 +51,10 @@ export type DeltaVerdict = { ok: true; norm: number; before: number; after: numb
 export class DeltaJudge {
   private readonly cpu: CpuBackend;
   private readonly norms: number[] = [];
-  counters = { scored: 0, lossRaised: 0, normOutliers: 0 };
+  counters = { scored: 0, lossRaised: 0, normOutliers: 0, recomputed: 0, recomputeFailed: 0 };
+  /** Relative L2 differences of the re-computed rounds (the last 64), for the status and the docs. */
+  readonly recomputeErrors: number[] = [];
+  private inner: HostInnerEngine | null = null;
 
   constructor(
     model: ModelConfig,
@@ -29,6 +62,33 @@ export class DeltaJudge {
     private readonly normLimit: number,
   ) {
     this.cpu = createCpuBackend(model);
+    this.model = model;
+  }
+
+  private readonly model: ModelConfig;
+
+  /**
+   * Re-run a sampled round's H inner steps on the CPU reference (fresh moments, as the worker was
+   * told) and compare the worker's decoded delta with the reference packed by the same codec.
+   */
+  async recompute(lease: RoundLease, start: Float32Array, delta: Float32Array, round: { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }): Promise<DeltaVerdict | null> {
+    if (round.lrs.length !== lease.H) return { ok: false, code: 'VERIFY_FAILED', message: `re-computation: ${round.lrs.length} learning rates for H = ${lease.H} (bug)` };
+    const b = buildMicroBatch(this.dataset, lease.rows.map((r) => r.id));
+    // Its own CPU backend: the loss score's backend holds other weights between calls.
+    this.inner ??= new HostInnerEngine(createCpuBackend(this.model), buildParameterTable(this.model));
+    this.inner.resetMoments();
+    const ref = await runRound(this.inner, start, { B: lease.B, T: b.T, inputs: b.inputs, targets: b.targets, mask: b.mask }, { ...round.hyper, lrs: round.lrs });
+    const want = round.compress === 'none' ? ref.delta : decode(encode(ref.delta, round.compress, round.codec));
+    const err = relativeL2(delta, want);
+    this.counters.recomputed++;
+    this.recomputeErrors.push(err);
+    if (this.recomputeErrors.length > NORM_WINDOW) this.recomputeErrors.shift();
+    if (!(err <= RECOMPUTE_TOLERANCE)) {
+      this.counters.recomputeFailed++;
+      const why = `its delta differs from the coordinator's CPU re-computation of the round by ${err.toExponential(3)} (relative L2; allowed ${RECOMPUTE_TOLERANCE})`;
+      return { ok: false, code: 'VERIFY_FAILED', message: `delta refused: ${why}`, ban: why };
+    }
+    return null;
   }
 
   async judge(lease: RoundLease, start: Float32Array, delta: Float32Array): Promise<DeltaVerdict> {

@@ -99,6 +99,11 @@ export class RoundAssigner implements WorkAssigner {
     }
     const lease = rt.lease(w.id, H, B, rows, tokens, now, leaseMs);
     task.taskId = lease.id;
+    // Sampled for re-computation on the CPU (--verify-rate): the worker starts it fresh.
+    if (this.cfg.verifyRate > 0 && Math.random() < this.cfg.verifyRate) {
+      lease.recompute = true;
+      task.fresh = true;
+    }
     this.sendWeights(w, r.version);
     this.workers.markComputing(w, lease.id, rows.length, now);
     this.port.send(w, 'round', task);
@@ -145,7 +150,11 @@ export class RoundAssigner implements WorkAssigner {
     if (d.version !== c.version) return refuse('STALE_VERSION', `delta.version ${d.version} != ${c.version}`);
     if (d.tokens !== c.tokens) return refuse('TOKENS_MISMATCH', `delta.tokens ${d.tokens} != ${c.tokens} masked-in positions of the round`);
     const delta = decode(d.delta);
-    const verdict = await this.judge.judge(c, rt.published, delta);
+    let verdict = await this.judge.judge(c, rt.published, delta);
+    if (verdict.ok && c.recompute && rt.current?.active.get(c.id) === c) {
+      const h = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps, weightDecay: this.cfg.weightDecay, gradClip: this.cfg.gradClip };
+      verdict = (await this.judge.recompute(c, rt.published, delta, { lrs: rt.lrs(c.round, c.H), hyper: h, compress: rt.compress, codec: rt.codec })) ?? verdict;
+    }
     if (rt.current?.active.get(c.id) !== c) return refuse('LATE', `round lease ${c.id} closed while its delta was scored`);
     if (!verdict.ok) {
       rt.release(c.id, 'released');

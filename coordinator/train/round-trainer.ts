@@ -45,6 +45,8 @@ export interface RoundLease {
   tokens: number;
   issuedAt: number;
   expiresAt: number;
+  /** Sampled for re-computation on the coordinator's CPU (the worker was told to start fresh). */
+  recompute?: boolean;
 }
 
 export interface RoundState {

@@ -70,7 +70,7 @@ export class RoundHandler implements TaskHandler<RoundTaskMsg> {
       st.chain = -1;
     }
     st.ef ??= new ErrorFeedback(w.paramCount);
-    const fresh = st.chain !== task.version;
+    const fresh = st.chain !== task.version || task.fresh === true;
     if (fresh) {
       st.engine.resetMoments();
       st.ef.reset();
