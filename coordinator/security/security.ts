@@ -31,6 +31,7 @@ import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
 import { ACCEPT, type Accept, type Ban, type Later, type PacketVerdict, type Refuse } from './verdict.ts';
 import { Verifier, type Comparison } from './verify.ts';
+import { BIAS_TOLERANCE_DIVISOR } from './verify-compare.ts';
 import { features, UnusualGuard, type Features } from './unusual.ts';
 
 const KNOWN_EVENTS = new Set<string>(Object.values(C2S));
@@ -152,9 +153,9 @@ export class Security {
     const f = features(v.value.grads, this.trainer.lastAggregate);
     this.pendingFeatures.set(lease.id, f);
     if (this.pendingFeatures.size > 4096) this.pendingFeatures.delete(this.pendingFeatures.keys().next().value as string);
-    const why = sampled ? null : this.unusual.judge(f);
+    const why = this.unusual.judge(f, w.id); // every result adds to its worker's sums
     if (!sampled && !why) return null;
-    if (why) {
+    if (why && !sampled) {
       this.counters.unusual++;
       this.log.info({ worker: w.id, task: lease.id, why }, 'unusual result: re-computed');
     }
@@ -279,7 +280,7 @@ export class Security {
       if (!c.ok) {
         this.log.warn({ worker: w.id, task: lease.id, relErr: c.relErr, lossErr: c.lossErr, biasErr: c.biasErr }, 'verification mismatch');
         this.bus.logEntry({ level: 'warn', kind: 'reject', message: `${w.id}: task ${lease.id} failed re-computation (relative error ${c.relErr.toPrecision(3)})`, workerId: w.id, code: 'VERIFY_FAILED' });
-        return refuse('VERIFY_FAILED', `re-computation differs: relative gradient error ${c.relErr.toPrecision(3)}, loss error ${c.lossErr.toPrecision(3)}, mean-difference error ${c.biasErr.toPrecision(3)} (tolerance ${this.cfg.verifyTolerance}; mean difference ${this.cfg.verifyTolerance / 50})`,
+        return refuse('VERIFY_FAILED', `re-computation differs: relative gradient error ${c.relErr.toPrecision(3)}, loss error ${c.lossErr.toPrecision(3)}, mean-difference error ${c.biasErr.toPrecision(3)} (tolerance ${this.cfg.verifyTolerance}; mean difference ${this.cfg.verifyTolerance / BIAS_TOLERANCE_DIVISOR})`,
           verdict.ban ? verdict.reason : undefined);
       }
     }

@@ -9,6 +9,11 @@
 //   - log of the norm (scaled or crafted updates of another size).
 // Unusual is not guilty: the result is re-computed (CPU cost only), and only a mismatch is punished.
 // Medians of a window are robust to the minority of lies that slip into it.
+// Per worker, the z-scores also accumulate (one-sided CUSUM per feature and direction): a lie that
+// hides in the honest spread one result at a time (later in a run, small tasks' gradients align
+// with the last aggregate only weakly, so one sign-flipped result can look ordinary) drifts its
+// sender's sum up by ~z - 1/2 per result, and the sum crossing CUSUM_H re-computes its next result.
+// In the chaos suite a sign-flipping sleeper got 11 lies through on single z-scores alone.
 
 export interface Features {
   /** Cosine to the previous step's aggregate; null before the first step. */
@@ -25,6 +30,11 @@ const MIN_WINDOW = 12;
 export const UNUSUAL_Z = 4;
 /** MAD floors, so a window of near-identical values does not flag float noise. */
 const FLOOR = { cos: 0.05, mean: 1e-7, logNorm: 0.05 };
+/** CUSUM slack and threshold, in z units: an honest worker's sum drifts down by the slack. */
+const CUSUM_K = 0.5;
+export const CUSUM_H = 5;
+/** Sides watched: lower cosine only (agreeing more is not an attack); mean and norm both ways. */
+const SIDES = [['cos', -1], ['mean', -1], ['mean', 1], ['logNorm', -1], ['logNorm', 1]] as const;
 
 export function features(g: Float32Array, ref: Float32Array | null): Features {
   let sum = 0;
@@ -53,19 +63,34 @@ function median(xs: number[]): number {
 
 export class UnusualGuard {
   private readonly seen: { cos: number[]; mean: number[]; logNorm: number[] } = { cos: [], mean: [], logNorm: [] };
+  /** Per worker, one CUSUM per entry of SIDES. */
+  private readonly sums = new Map<string, number[]>();
 
-  /** Why this result is unusual ("cos z=7.1"), or null. */
-  judge(f: Features): string | null {
+  /**
+   * Why this result (of `worker`) is unusual ("cos z=7.1", "cusum cos- 5.3"), or null. Call it for
+   * every result of a worker, sampled or not: each call adds to the worker's sums; a flag resets them.
+   */
+  judge(f: Features, worker = ''): string | null {
     const reasons: string[] = [];
+    const z: Partial<Record<keyof Features, number>> = {};
     for (const k of ['cos', 'mean', 'logNorm'] as const) {
       const x = f[k];
       const w = this.seen[k];
       if (x === null || w.length < MIN_WINDOW) continue;
       const med = median(w);
       const mad = Math.max(1.4826 * median(w.map((v) => Math.abs(v - med))), FLOOR[k]);
-      const z = Math.abs(x - med) / mad;
-      if (z > UNUSUAL_Z) reasons.push(`${k} z=${z.toFixed(1)}`);
+      z[k] = (x - med) / mad;
+      if (Math.abs(z[k]!) > UNUSUAL_Z) reasons.push(`${k} z=${Math.abs(z[k]!).toFixed(1)}`);
     }
+    const sums = this.sums.get(worker) ?? SIDES.map(() => 0);
+    SIDES.forEach(([k, dir], i) => {
+      const zk = z[k];
+      if (zk === undefined) return;
+      sums[i] = Math.max(0, sums[i] + dir * zk - CUSUM_K);
+      if (sums[i] > CUSUM_H) reasons.push(`cusum ${k}${dir < 0 ? '-' : '+'} ${sums[i].toFixed(1)}`);
+    });
+    this.sums.set(worker, reasons.length ? SIDES.map(() => 0) : sums);
+    if (this.sums.size > 65_536) this.sums.delete(this.sums.keys().next().value as string);
     return reasons.length ? reasons.join(', ') : null;
   }
 

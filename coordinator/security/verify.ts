@@ -20,7 +20,7 @@ export interface Comparison {
   ok: boolean;
   relErr: number;
   lossErr: number;
-  /** |mean difference| / rms of the reference gradient (verify-compare.ts), judged at tolerance / 50. */
+  /** |mean difference| / rms of the reference gradient (verify-compare.ts), judged at tolerance / BIAS_TOLERANCE_DIVISOR. */
   biasErr: number;
   /** Compute time on the verification thread (queueing excluded). */
   ms: number;

@@ -35,8 +35,10 @@ const scenarios: Scenario[] = [
   { name: 'sleeper (mean)', honest: 6, attackers: ['sleeper:6:sign-flip', 'sleeper:12:scale:-3'], ...base },
   { name: 'collude (mean)', honest: 6, attackers: ['collude:g1', 'collude:g1'], ...base },
   { name: 'bias (mean)', honest: 6, attackers: ['bias:0.003', 'bias:0.0003'], ...base },
-  // Below what re-computation can tell from float error late in the run: reported, bans not expected.
-  { name: 'bias 1e-5 (mean)', honest: 6, attackers: ['bias:0.00001', 'bias:0.00001'], expectBans: false, ...base },
+  { name: 'bias 1e-5 (mean)', honest: 6, attackers: ['bias:0.00001', 'bias:0.00001'], ...base },
+  // Below what re-computation can tell from float error (1e-4 x the gradient's rms) early in the
+  // run: bans not expected, the loss is what it costs.
+  { name: 'bias 1e-6 (mean)', honest: 6, attackers: ['bias:0.000001', 'bias:0.000001'], expectBans: false, ...base },
   { name: 'sybil (mean)', honest: 6, attackers: ['sybil:sleeper:2:sign-flip', 'sybil:sleeper:2:sign-flip'], ...base },
   { name: 'fuzz storm', honest: 6, attackers: [], fuzz: 10_000, fuzzParallel: 10, ...base },
   // Robust rules: bans judged, loss reported (split-dependent, see Scenario.judgeLoss).

@@ -50,4 +50,18 @@ describe('unusual results', () => {
     expect(guard.judge(features(crafted, ref)), 'crafted direction').not.toBeNull();
     cpu.dispose();
   });
+
+  it('per worker, small deviations add up (CUSUM): a liar hiding at z = -2 per result is flagged by its 4th; an honest stream is not', () => {
+    const rng = new Rng(5);
+    const honest = () => ({ cos: 0.3 + 0.1 * rng.normal(), mean: 1e-6 * rng.normal(), logNorm: 0.1 * rng.normal() });
+    const guard = new UnusualGuard();
+    for (let k = 0; k < 64; k++) guard.accept(honest());
+    const flags: number[] = [];
+    for (let k = 1; k <= 6; k++) if (guard.judge({ ...honest(), cos: 0.1 }, 'liar')) flags.push(k); // z ~ -2: under the single-result limit
+    expect(flags[0]).toBeLessThanOrEqual(4);
+    expect(flags[0]).toBeGreaterThan(1); // not its first result alone: the sum flags
+    let honestFlags = 0;
+    for (let k = 0; k < 60; k++) if (guard.judge(honest(), 'honest')) honestFlags++;
+    expect(honestFlags).toBeLessThanOrEqual(1);
+  });
 });
