@@ -61,7 +61,8 @@ const USAGE = `usage: npm run loadtest -- --workers N [--preset tiny] [--steps S
   --processes P      child processes the workers are spread over (default: CPU count, at most 8)
   --mode M           sync (default) | diloco
   --global-batch G   samples per step (default max(1024, N))
-  --compute-ms MS    simulated compute time per task before the result is sent (default 0)
+  --compute-ms MS    simulated compute time per task before the result is sent, 0.5x..1.5x at
+                     random (default 0: results come back at once, the coordinator is saturated)
   --url URL          target a running coordinator instead of starting one (it must serve synthetic data)
   --timeout-s T      give up after T seconds (default 600)`;
 

@@ -127,7 +127,8 @@ function startWorker(index: number): Socket {
         nonFinite: 0, timings: { totalMs: o.computeMs },
       });
     };
-    if (o.computeMs > 0) setTimeout(send, o.computeMs);
+    // Simulated compute: computeMs on average, uniformly 0.5x..1.5x (tabs differ), or none.
+    if (o.computeMs > 0) setTimeout(send, o.computeMs * (0.5 + Math.random()));
     else setImmediate(send);
   });
   socket.on('ack', (a: { taskId: string; step: number }) => {

@@ -67,10 +67,17 @@ export class ReplicaAssigner implements WorkAssigner {
     // Called after every result: with 1,000 workers most calls find nothing to hand out, and each
     // pass must stay O(live) (the share cap and the chunk sizes are computed once per pass, not
     // once per worker: that was O(live^2) per result, O(live^3) per step).
+    const free = live.filter((w) => !w.lease && w.socket);
+    if (free.length === 0) return;
+    if (work.pendingPositions === 0) {
+      for (const w of free) this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
+      return;
+    }
     // A worker that has not taken what was sent to it (parameters, a task) gets nothing more
-    // until it has: memory per connection stays bounded by about one parameter frame.
+    // until it has: memory per connection stays bounded by about one parameter frame. (Asked only
+    // here, with samples to hand out: it is a walk through the socket's objects.)
     const maxBacklog = 2 * 4 * this.trainer.paramCount + (1 << 20);
-    const ready = live.filter((w) => !w.lease && w.socket && !((this.port.backlog?.(w) ?? 0) > maxBacklog));
+    const ready = free.filter((w) => !((this.port.backlog?.(w) ?? 0) > maxBacklog));
     // Workers without a lease in this step first: while a step's leases go out in passes, the
     // first ones answer and are idle again; served first, they would drain the pool before the
     // last ones got any.
@@ -80,11 +87,6 @@ export class ReplicaAssigner implements WorkAssigner {
     }
     const idle = ready.filter((w) => !this.served.has(w.id));
     for (const w of ready) if (this.served.has(w.id)) idle.push(w);
-    if (idle.length === 0) return;
-    if (work.pendingPositions === 0) {
-      for (const w of idle) this.host.wait(w, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
-      return;
-    }
     const cap = this.shareCap.snapshot(work, live);
     const chunks = this.chunksFor(live, work.step, work.size, now);
     const capped: WorkerView[] = [];
