@@ -40,7 +40,9 @@ describe('sync mode, fp16 gradients', () => {
     expect(both.ok).toBe(false);
     const big = validateResult(packHalf({ ...r, grads: Float32Array.from(grads, (x, i) => (i === 7 ? 1e6 : x)) }), { paramCount: n });
     expect(!big.ok && big.code).toBe('NON_FINITE'); // overflows binary16 to Inf: refused by name
-    expect(validateResult(r, { paramCount: n }).ok && validateResult(r, { paramCount: n }).value.packed).toBe(undefined);
+    const plain = validateResult(r, { paramCount: n });
+    expect(plain.ok).toBe(true);
+    if (plain.ok) expect(plain.value.packed).toBe(undefined);
   });
 
   it('config accepts --compress fp16 in sync, refuses int8; a task with another compress is refused', () => {

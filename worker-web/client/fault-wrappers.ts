@@ -9,6 +9,9 @@
 //   params    the parameter sets arriving: stale (keeps the first one applied).
 //   sender    results leaving: slow (delay), garbage (malformed messages first), stale (replay of
 //             the previous result first).
+//   deltaSender  --mode diloco deltas leaving: sign-flip, scale, nan, random act on the decoded
+//             delta (repacked with the round's codec; nan poisons the packed floats, since the
+//             int8/sparse packers would drop a NaN value silently).
 //   compute, composed: sleeper (honest for N results, then its inner fault's compute wrapper);
 //   sybil is its inner fault plus rejoinAfterBan (the client forgets its id on a ban).
 //
@@ -20,6 +23,8 @@ import { sleep } from './clock.ts';
 import type { ComputeStep } from './compute-step.ts';
 import { corruptGradient, garbageMessages, GARBAGE_KINDS, type FaultSpec } from './faults.ts';
 import type { Outgoing, Sender } from './sender.ts';
+import { decode, encode, type PackedVector } from '../../shared/diloco/codec.ts';
+import type { DeltaSender } from './round-handler.ts';
 import type { FaultCounter, LogLevel } from './stats.ts';
 
 /** Applies a parameter set on the client's chain; resolves true once it is on the backend. */
@@ -30,6 +35,8 @@ export interface FaultWrappers {
   taskView(task: TaskMsg): TaskMsg;
   params(sink: ParamsSink): ParamsSink;
   sender(send: Sender): Sender;
+  /** The round role's delta sender (--mode diloco). */
+  deltaSender(send: DeltaSender): DeltaSender;
   /** A faulty worker expects refusals: it logs them at debug level, an honest one warns. */
   readonly rejectionLevel: LogLevel;
   /** Sybil: after a ban, come back under a fresh identity instead of leaving. */
@@ -51,8 +58,27 @@ const HONEST: FaultWrappers = {
   taskView: (task) => task,
   params: (sink) => sink,
   sender: (send) => send,
+  deltaSender: (send) => send,
   rejectionLevel: 'warn',
 };
+
+/** A packed delta with `spec` applied to its values (repacked with the same codec and parameters). */
+export function corruptDelta(spec: FaultSpec, p: PackedVector, rng: Rng, version: number): PackedVector {
+  const d = decode(p);
+  let ss = 0;
+  for (let i = 0; i < d.length; i++) ss += d[i] * d[i];
+  const r = corruptGradient(spec, { grads: d, gradNorm: Math.sqrt(ss), nonFinite: 0 }, rng, version);
+  const params = { block: p.block ?? 256, chunk: p.chunk ?? 4096, topk: p.k ?? 64 };
+  const out = encode(spec.kind === 'nan' ? d.map((x) => (Number.isFinite(x) ? x : 0)) : r.grads, p.codec, params);
+  if (spec.kind === 'nan') {
+    // The packers keep no NaN value (int8 rounds it to 0): poison the packed floats instead.
+    if (out.f32) out.f32[rng.int(out.f32.length)] = NaN;
+    if (out.f16) out.f16[rng.int(out.f16.length)] = 0x7e00;
+    if (out.scales) out.scales[rng.int(out.scales.length)] = NaN;
+    if (out.levels) out.levels[rng.int(out.levels.length)] = NaN;
+  }
+  return out;
+}
 
 /** The wrappers for one fault; `seed` seeds the fault's randomness (NaN positions, noise, garbage). */
 export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): FaultWrappers {
@@ -73,6 +99,12 @@ export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): Fau
           const r = await step(backend, task, mb, fixedShape);
           return { ...r, ...corruptGradient(spec, { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite }, rng, task.version) };
         },
+        // Deltas: the kinds that are a lie about the numbers (bias and collude stay gradient-only).
+        ...(spec.kind === 'bias' || spec.kind === 'collude' ? {} : {
+          deltaSender: (send: DeltaSender): DeltaSender => async (msg, ch) => {
+            return send({ ...msg, payload: { ...msg.payload, delta: corruptDelta(spec, msg.payload.delta, rng, msg.payload.version) } }, ch);
+          },
+        }),
       };
     case 'sleeper': {
       const inner = faultWrappers(spec.then, seed, env);

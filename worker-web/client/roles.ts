@@ -18,7 +18,7 @@ export function roleHandlers(faults: FaultWrappers): TaskHandler[] {
       taskView: (t) => faults.taskView(t),
     }),
     // --mode diloco: rounds first (its warm-up shape), then the weight updates between them.
-    new RoundHandler({ send: honestDeltaSender, state: round }),
+    new RoundHandler({ send: faults.deltaSender(honestDeltaSender), state: round }),
     new UpdateHandler(round),
   ];
 }
