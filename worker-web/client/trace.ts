@@ -42,6 +42,12 @@ export function attachTrace(socket: Listening, live: () => boolean, trace: (e: T
     if (m.inputs.length !== m.B * m.T) return;
     trace(taskTrace({ taskId: m.taskId, step: m.step, B: m.B, T: m.T, inputs: m.inputs }));
   });
+  // --mode diloco: a round task holds H micro-batches of B rows (H * B rows traced).
+  socket.on('round', (m: { taskId?: unknown; step?: unknown; H?: unknown; B?: unknown; T?: unknown; inputs?: unknown }) => {
+    if (!live() || typeof m?.taskId !== 'string' || !isInt(m.step) || !isInt(m.H) || !isInt(m.B) || !isInt(m.T) || !(m.inputs instanceof Int32Array)) return;
+    if (m.inputs.length !== m.H * m.B * m.T) return;
+    trace(taskTrace({ taskId: m.taskId, step: m.step, B: m.H * m.B, T: m.T, inputs: m.inputs }));
+  });
   socket.on('ack', (m: { taskId?: unknown; step?: unknown }) => {
     if (live() && typeof m?.taskId === 'string' && isInt(m.step)) trace({ ev: 'ack', taskId: m.taskId, step: m.step });
   });
