@@ -19,6 +19,7 @@ import { WorkersPager } from './workers-pager.ts';
 import type { WorkersPage } from '../../shared/protocol/dashboard.ts';
 import { eventView, memoryBars, securityView, statusView, workerView, type TrustMap } from './view.ts';
 import { renderSecurity } from './security-panel.ts';
+import { dilocoView, renderDiloco } from './diloco-view.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
 import { evalSamplesView, renderEvalSamples } from './eval-samples.ts';
 
@@ -79,6 +80,7 @@ function drawStatus(snap: StatusSnapshot): void {
   if (snap.eval?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
   const sec = securityView(snap.security);
   renderSecurity(sec);
+  renderDiloco(dilocoView(snap));
   trust = sec?.trust ?? new Map();
   workers.clear();
   for (const w of snap.workers ?? []) workers.set(w.id, w);
