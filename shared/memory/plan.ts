@@ -5,7 +5,8 @@
 // one maxBufferSize allocation; we plan with that and say so.
 // trainable params = floor(budget / 20) (TRAIN_BYTES_PER_PARAM). A worker covering the model is a
 // data-parallel replica; its micro-batch is what remains for activations after weights, gradients
-// and Adam (16 B/param) divided by the explicit per-sequence activation estimate, and also capped
+// and the rule's 8 B/param for Adam moments (16 B/param; a sync replica holds no moments, the
+// coordinator runs AdamW: the plan text says so and keeps those bytes free) divided by the explicit per-sequence activation estimate, and also capped
 // so the largest single activation buffer fits maxStorageBufferBindingSize. If one sequence of the
 // requested length does not fit, the sequence length is halved until it does (the plan says so).
 // Otherwise it could hold a contiguous range of blocks (a pipeline stage, trained by a later
@@ -157,7 +158,7 @@ export function planWorker(config: ModelConfig, res: WorkerResources, opts: Plan
       const shortened = fit.seqLen < seq ? ` Sequence length reduced from ${seq} to ${fit.seqLen} (${fit.halved[0]}).` : '';
       return {
         ...base, role: 'replica', microBatch: fit.microBatch, seqLen: fit.seqLen,
-        reason: `Replica: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, covering the model's ${P.toLocaleString('en-US')}; after weights, gradients and Adam (16 B/param = ${formatBytes(16 * P)}) ${formatBytes(left)} is left for activations: micro-batch ${fit.microBatch} x ${fit.seqLen} tokens, limited by ${fit.limitedBy}.${shortened}`,
+        reason: `Replica: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, covering the model's ${P.toLocaleString('en-US')}; after weights and gradients (8 B/param) and the 8 B/param the 20-byte rule counts for AdamW moments, kept free here (a sync replica holds no moments: the coordinator runs AdamW) (16 B/param = ${formatBytes(16 * P)}), ${formatBytes(left)} is left for activations: micro-batch ${fit.microBatch} x ${fit.seqLen} tokens, limited by ${fit.limitedBy}.${shortened}`,
         breakdown: { weights: 4 * P, gradients: 4 * P, optimizer: 8 * P, activations: act },
       };
     }
