@@ -28,5 +28,5 @@ describe('the default settings teach the built-in task (reduced, tiny model)', (
     expect(last.result.total).toBe(100);
     expect(last.result.tasks.map((t) => t.task)).toEqual(['addition']);
     expect(last.result.accuracy).toBeGreaterThanOrEqual(FLOOR);
-  }, 600_000);
+  }, 1_500_000); // ~150 s of CPU; a shared, loaded box has taken 12 minutes
 });
