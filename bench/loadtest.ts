@@ -20,6 +20,9 @@ import { configSchema } from '../coordinator/config.ts';
 import { AppError } from '../shared/errors.ts';
 import { PRESET_NAMES } from '../shared/model/config.ts';
 import type { WorkerReport } from './loadtest/workers-proc.ts';
+import { formatTable, onceMessage, pct, r1, r3, scrapeStats, type CoordStats, type LoadTestResult } from './loadtest/util.ts';
+
+export { formatTable, type LoadTestResult };
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -34,23 +37,6 @@ export interface LoadTestOptions {
   url?: string;
   /** Give up after this long (connect + train). */
   timeoutMs: number;
-}
-
-export interface LoadTestResult {
-  workers: number;
-  connected: number;
-  steps: number;
-  contributorsPerStep: { min: number; median: number };
-  stepSeconds: { median: number; p95: number };
-  coordinatorCpuPerStepMs: number;
-  eventLoopLagMs: { p50: number; p99: number; max: number };
-  healthzMs: { p50: number; p99: number };
-  rssMB: number;
-  wireMBPerStep: number;
-  lost: number;
-  doubled: number;
-  rejected: number;
-  [k: string]: unknown;
 }
 
 const USAGE = `usage: npm run loadtest -- --workers N [--preset tiny] [--steps S] [--processes P] [--mode sync|diloco]
@@ -129,58 +115,6 @@ function checkMode(mode: LoadTestOptions['mode']): void {
 
 const tsx = { execArgv: ['--import', 'tsx'] };
 
-function onceMessage<T>(child: ChildProcess, op: string, timeoutMs: number, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      cleanup();
-      reject(new AppError('ERR_LOADTEST_TIMEOUT', `loadtest: no ${what} within ${timeoutMs} ms`, 500));
-    }, timeoutMs);
-    const onMsg = (m: { op: string; message?: string }) => {
-      if (m.op === op) {
-        cleanup();
-        resolve(m as T);
-      } else if (m.op === 'error') {
-        cleanup();
-        reject(new AppError('ERR_LOADTEST_CHILD', `loadtest: ${what} failed: ${m.message}`, 500));
-      }
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new AppError('ERR_LOADTEST_CHILD', `loadtest: child exited (${code}) before ${what}`, 500));
-    };
-    const cleanup = () => {
-      clearTimeout(t);
-      child.off('message', onMsg);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMsg);
-    child.on('exit', onExit);
-  });
-}
-
-function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
-const r1 = (x: number) => Math.round(x * 10) / 10;
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
-
-interface CoordStats { wallMs: number; cpuMs: number; rssMB: number; lag: { p50: number; p99: number; max: number }; step: number; doubled: number; globalBatch: number }
-
-/** Stats of a coordinator we did not start: its /metrics (prom-client default metrics). */
-async function scrapeStats(url: string): Promise<CoordStats> {
-  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-  const v = (name: string) => Number(text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? ([^\\s]+)$`, 'm'))?.[1] ?? NaN);
-  const h = (await (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(10_000) })).json()) as { step: number };
-  const s = (await (await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(10_000) })).json()) as { globalBatch: number };
-  return {
-    wallMs: Date.now(), cpuMs: 1000 * v('vt_process_process_cpu_seconds_total'), rssMB: v('vt_process_process_resident_memory_bytes') / 2 ** 20,
-    lag: { p50: 1000 * v('vt_process_nodejs_eventloop_lag_p50_seconds'), p99: 1000 * v('vt_process_nodejs_eventloop_lag_p99_seconds'), max: 1000 * v('vt_process_nodejs_eventloop_lag_max_seconds') },
-    step: h.step, doubled: v('vt_samples_doubled'), globalBatch: s.globalBatch,
-  };
-}
-
 export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<LoadTestResult> {
   checkMode(o.mode);
   const deadline = Date.now() + o.timeoutMs;
@@ -222,9 +156,16 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
       };
     } else {
       const target = url;
-      stats = () => scrapeStats(target);
+      // CPU time from /metrics is since the process started: counted from the reset on.
+      let base = 0;
+      let t0 = Date.now();
+      stats = async () => {
+        const st = await scrapeStats(target);
+        return { ...st, cpuMs: st.cpuMs - base, wallMs: Date.now() - t0 };
+      };
       reset = async () => {
-        await scrapeStats(target); // prom-client resets its event-loop histogram on each scrape
+        base = (await scrapeStats(target)).cpuMs; // prom-client also resets its event-loop histogram on each scrape
+        t0 = Date.now();
       };
       startStep = (await scrapeStats(target)).step;
     }
@@ -379,30 +320,12 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
   }
 }
 
-export function formatTable(r: LoadTestResult): string {
-  const rows: Array<[string, string]> = [
-    ['workers (connected)', `${r.workers} (${r.connected})`],
-    ['steps x global batch', `${r.steps} x ${r.globalBatch}`],
-    ['contributors / step (min, median)', `${r.contributorsPerStep.min}, ${r.contributorsPerStep.median}`],
-    ['step seconds (median, p95)', `${r.stepSeconds.median}, ${r.stepSeconds.p95}`],
-    ['coordinator CPU / step (ms)', `${r.coordinatorCpuPerStepMs}`],
-    ['event-loop lag ms (p50, p99, max)', `${r.eventLoopLagMs.p50}, ${r.eventLoopLagMs.p99}, ${r.eventLoopLagMs.max}`],
-    ['/healthz ms (p50, p99)', `${r.healthzMs.p50}, ${r.healthzMs.p99}`],
-    ['coordinator RSS (MB)', `${r.rssMB}`],
-    ['wire MB / step', `${r.wireMBPerStep}`],
-    ['lost / doubled / rejected', `${r.lost} / ${r.doubled} / ${r.rejected}`],
-    ['load average (start; end)', `${(r.loadAverage as { start: number[] }).start.join(' ')}; ${(r.loadAverage as { end: number[] }).end.join(' ')}`],
-  ];
-  const w = Math.max(...rows.map(([k]) => k.length));
-  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
-}
-
 async function main(): Promise<void> {
   let o: LoadTestOptions | null;
   try {
     o = parseLoadTestArgs(process.argv.slice(2));
   } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`${(e as { code?: string }).code ?? 'ERR_LOADTEST_ARGS'}: ${(e as Error).message}\n${USAGE}\n`);
     process.exit(2);
   }
   if (!o) {

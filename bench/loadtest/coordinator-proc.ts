@@ -5,7 +5,8 @@
 // requests over IPC: CPU time, RSS, and event-loop delay measured in this process
 // (perf_hooks.monitorEventLoopDelay; lag = the timer's delay beyond its resolution).
 //
-// argv[2]: the coordinator config as JSON; argv[3]: dataset size.
+// argv[2]: the coordinator config as JSON; argv[3]: dataset size. Started by hand (no IPC parent) it
+// prints {url} and serves until killed: a target for `npm run loadtest -- --url URL`.
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino from 'pino';
@@ -49,7 +50,9 @@ async function main(): Promise<void> {
     }
   });
   process.on('disconnect', () => process.exit(0));
-  process.send!({ op: 'ready', url: c.url, paramCount: c.trainer.paramCount });
+  // Started by hand (no IPC): say where it listens, for `npm run loadtest -- --url URL`.
+  if (!process.send) return void process.stdout.write(`${JSON.stringify({ url: c.url, paramCount: c.trainer.paramCount })}\n`);
+  process.send({ op: 'ready', url: c.url, paramCount: c.trainer.paramCount });
 }
 
 main().catch((e) => {
