@@ -5,7 +5,7 @@
 // (/api/status wire). Prints a table and, as the last line, one JSON object (issue 13).
 //
 //   npx tsx bench/comm.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 2] [--link 10mbit/50mbit]
-//                         [--codecs int8,sparse] [--outer-lr 0.7] [--curve]
+//                         [--codecs int8,sparse] [--outer-lr 0.7] [--outer-momentum 0.9] [--lease-ms 120000] [--curve]
 // --curve: the held-out loss (64 samples) of the coordinator's weights at every round boundary
 // (every H sync steps: the same tokens), printed per run and kept in the JSON ("curve").
 
@@ -23,11 +23,12 @@ import { WorkerClient } from '../worker-web/client/worker-client.ts';
 const { values } = parseArgs({ options: {
   workers: { type: 'string', default: '2' }, 'rows-per-step': { type: 'string', default: '4' }, 'inner-steps': { type: 'string', default: '50' },
   rounds: { type: 'string', default: '2' }, link: { type: 'string', default: '10mbit/50mbit' },
-  codecs: { type: 'string', default: 'int8,sparse' }, one: { type: 'string' }, 'outer-lr': { type: 'string', default: '0.7' }, curve: { type: 'boolean', default: false },
+  codecs: { type: 'string', default: 'int8,sparse' }, one: { type: 'string' }, 'outer-lr': { type: 'string', default: '0.7' }, 'outer-momentum': { type: 'string', default: '0.9' }, 'lease-ms': { type: 'string', default: '120000' }, curve: { type: 'boolean', default: false },
 } });
 const codecs = String(values.codecs).split(',');
 for (const x of codecs) if (!['none', 'fp16', 'int8', 'sparse'].includes(x)) throw new Error(`bench:comm: --codecs: unknown codec '${x}' (none, fp16, int8, sparse)`);
 const outerLr = Number(values['outer-lr']);
+const outerMomentum = Number(values['outer-momentum']);
 const K = Number(values.workers), b = Number(values['rows-per-step']), H = Number(values['inner-steps']), R = Number(values.rounds);
 const link = parseLink(String(values.link));
 const rowsBudget = K * b * H * R;
@@ -39,9 +40,9 @@ async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
   const sync = mode === 'sync';
   const c = await startCoordinator({
     port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false,
-    adminToken: 'bench-comm-token', mode, compress: compress as 'none', outerLr, seed: 1, lr: 3e-3, warmupSteps: sync ? 10 : 10, maxMicroBatch: b,
+    adminToken: 'bench-comm-token', mode, compress: compress as 'none', outerLr, outerMomentum, seed: 1, lr: 3e-3, warmupSteps: sync ? 10 : 10, maxMicroBatch: b,
     globalBatch: K * b, maxSteps: sync ? rowsBudget / (K * b) : R, innerSteps: H, minWorkers: K, quorum: K,
-    leaseMs: 120_000, heartbeatMs: 2_000, deadAfterMs: 60_000, maxShare: 1,
+    leaseMs: Number(values['lease-ms']), heartbeatMs: 2_000, deadAfterMs: 60_000, maxShare: 1,
   });
   const workers = Array.from({ length: K }, (_, i) => new WorkerClient({
     url: c.url, name: `w${i}`, host: createCpuHost({ description: 'bench cpu', probedBytes: 256 * 2 ** 20 }), seed: i + 1,
