@@ -21,12 +21,21 @@ import type { Reject, WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
 import { maxMessageBytes } from './message-size.ts';
 import type { Scheduler } from './scheduler.ts';
+import { ResultQueue } from './result-queue.ts';
+
+/** Bytes a queued result holds (its gradient: the rest is small). */
+function resultBytes(raw: unknown): number {
+  const g = (raw as { grads?: unknown } | null)?.grads;
+  return ArrayBuffer.isView(g) ? g.byteLength : 0;
+}
 import { toWirePlan } from './wire-plan.ts';
 import { WireCounter } from './wire-counter.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
 
 export class WorkerGateway implements WorkerPort {
   private monitor: NodeJS.Timeout | null = null;
+  /** Results are handled within a time budget per event-loop turn (result-queue.ts). */
+  private readonly results = new ResultQueue();
   readonly maxMessageBytes: number;
   /** Bytes on the workers' sockets since start (wire-counter.ts; /api/status `wire`). */
   readonly wire = new WireCounter();
@@ -192,10 +201,12 @@ export class WorkerGateway implements WorkerPort {
     });
 
     socket.on('result', (raw: unknown) => {
-      const w = mine();
-      if (!w) return reject('result', 'NOT_WELCOMED', 'send hello first');
-      this.workers.touch(w, Date.now());
-      this.scheduler.onResult(w, raw, reject);
+      this.results.run(socket, () => {
+        const w = mine();
+        if (!w) return reject('result', 'NOT_WELCOMED', 'send hello first');
+        this.workers.touch(w, Date.now());
+        this.scheduler.onResult(w, raw, reject);
+      }, resultBytes(raw));
     });
 
     // --mode diloco: a round worker's packed delta goes to the assigner of its role (round-assigner.ts).
@@ -216,6 +227,7 @@ export class WorkerGateway implements WorkerPort {
     });
 
     socket.on('bye', (raw: unknown) => {
+      this.results.flush(socket); // its results sent before the bye count first, as they arrived
       const b = validateBye(raw);
       const w = mine();
       if (w) this.dropWorker(w, 'left', b.ok && b.value.reason ? `bye: ${b.value.reason}` : 'bye');
@@ -223,6 +235,7 @@ export class WorkerGateway implements WorkerPort {
     });
 
     socket.on('disconnect', (reason) => {
+      this.results.flush(socket);
       clearTimeout(helloTimer);
       const w = mine();
       if (w) this.dropWorker(w, 'left', `disconnected (${reason})`);
