@@ -20,6 +20,8 @@ import { ShareCap } from './share-cap.ts';
 
 /** Leases handed out per assignment pass before the event loop gets a turn (see assign()). */
 export const LEASES_PER_PASS = 32;
+/** How soon workers held back by an unread backlog are looked at again. */
+const BACKLOG_RECHECK_MS = 100;
 
 interface LeaseInfo {
   lease: Lease;
@@ -78,6 +80,10 @@ export class ReplicaAssigner implements WorkAssigner {
     // here, with samples to hand out: it is a walk through the socket's objects.)
     const maxBacklog = 2 * 4 * this.trainer.paramCount + (1 << 20);
     const ready = free.filter((w) => !((this.port.backlog?.(w) ?? 0) > maxBacklog));
+    // Nothing announces that a socket's backlog drained (a worker on a slow link reading its
+    // parameters): look again shortly, or a run whose workers are all behind would wait for the
+    // next result or lease expiry to hand out work.
+    if (ready.length < free.length) this.recheckBacklogSoon();
     // Workers without a lease in this step first: while a step's leases go out in passes, the
     // first ones answer and are idle again; served first, they would drain the pool before the
     // last ones got any.
@@ -122,9 +128,19 @@ export class ReplicaAssigner implements WorkAssigner {
   }
 
   private continuing = false;
+  private backlogTimer: NodeJS.Timeout | null = null;
   /** Workers leased some of step `servedStep` (assign() serves the others first). */
   private readonly served = new Set<string>();
   private servedStep = -1;
+
+  private recheckBacklogSoon(): void {
+    if (this.backlogTimer) return;
+    this.backlogTimer = setTimeout(() => {
+      this.backlogTimer = null;
+      this.host.schedule();
+    }, BACKLOG_RECHECK_MS);
+    this.backlogTimer.unref();
+  }
 
   /** Schedule again once the event loop has served what is waiting (assign() stopped early). */
   private continueSoon(): void {
