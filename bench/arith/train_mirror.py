@@ -106,6 +106,11 @@ def main():
     ap.add_argument("--heads", type=int, default=0)
     ap.add_argument("--sub-repeat", type=int, default=1, help="data mix: each subtraction pair this many times per epoch")
     ap.add_argument("--words-keep", type=int, default=0, help="data mix: keep only the first N reversal words (0 = all)")
+    ap.add_argument("--schedule", choices=("cosine", "wsd"), default="cosine",
+                    help="wsd: warmup, hold the peak until --stable-end, then linear to --min-lr at --decay")
+    ap.add_argument("--stable-end", type=int, default=0, help="wsd: last step at the peak (0 = 80%% of --decay)")
+    ap.add_argument("--pad-answers", action="store_true",
+                    help="format: fixed-width zero-padded answers (addition 3 digits, subtraction 2), e.g. 12+34=046")
     ap.add_argument("--stop-at", type=float, default=2.0, help="stop once held-out exact match >= this")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -138,6 +143,13 @@ def main():
             names.append(name)
             o += size
         assert o == flat.numel()
+    def fmt(p, r):
+        if a.pad_answers and task_of(p) != "rev":
+            return p, r.zfill(3 if task_of(p) == "add" else 2)
+        return p, r
+
+    task["train"] = [fmt(p, r) for p, r in task["train"]]
+    task["heldOut"] = [fmt(p, r) for p, r in task["heldOut"]]
     train = []
     words = 0
     for p, r in task["train"]:
@@ -169,7 +181,18 @@ def main():
             perm, pos = torch.randperm(N, generator=gen), 0
         ids = perm[pos:pos + a.batch]
         pos += len(ids)
-        lr = lr_at(step, a.lr, a.min_lr, min(a.warmup, a.decay), a.decay)
+        if a.schedule == "wsd":
+            se = a.stable_end or int(0.8 * a.decay)
+            if step < a.warmup:
+                lr = a.lr * (step + 1) / a.warmup
+            elif step < se:
+                lr = a.lr
+            elif step >= a.decay:
+                lr = a.min_lr
+            else:
+                lr = a.lr + (a.min_lr - a.lr) * (step - se) / (a.decay - se)
+        else:
+            lr = lr_at(step, a.lr, a.min_lr, min(a.warmup, a.decay), a.decay)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
