@@ -34,6 +34,9 @@ export class PacedLink {
   private freeAt = 0;
   /** Bytes sent through it. */
   bytes = 0;
+  /** Deliveries not yet made, in the order they entered the link. */
+  private readonly pending: Array<{ due: number; deliver: () => void }> = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(readonly bps: number) {}
 
@@ -43,6 +46,27 @@ export class PacedLink {
     this.freeAt = start + (n * 8 * 1000) / this.bps;
     this.bytes += n;
     return this.freeAt - now;
+  }
+
+  /**
+   * Delivers a message of `n` bytes once the link would have carried it, strictly after those
+   * queued before it. One timer per link, not one per message: timers armed in one turn start
+   * from the loop's cached clock, so a big message whose size took milliseconds to measure could
+   * fire after a small one queued behind it (a task overtaking its parameters).
+   */
+  send(n: number, deliver: () => void): void {
+    this.pending.push({ due: Date.now() + this.reserve(n), deliver });
+    if (!this.timer) this.arm();
+  }
+
+  private arm(): void {
+    const head = this.pending[0];
+    if (!head) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      while (this.pending.length > 0 && this.pending[0].due <= Date.now()) this.pending.shift()!.deliver();
+      this.arm();
+    }, Math.max(0, head.due - Date.now()));
   }
 }
 
@@ -58,15 +82,13 @@ export function paceSocket(socket: unknown, spec: LinkSpec): { up: PacedLink; do
   const down = new PacedLink(spec.downBps);
   const emit = s.emit.bind(s);
   s.emit = (...args: unknown[]) => {
-    const wait = up.reserve(sizeOf(args));
-    setTimeout(() => emit(...args), wait);
+    up.send(sizeOf(args), () => emit(...args));
     return s;
   };
   const onevent = s.onevent?.bind(s);
   if (!onevent) throw new AppError('ERR_LINK', 'link emulation: this socket.io-client has no onevent to pace', 500);
   s.onevent = (packet) => {
-    const wait = down.reserve(sizeOf(packet.data ?? []));
-    setTimeout(() => onevent(packet), wait);
+    down.send(sizeOf(packet.data ?? []), () => onevent(packet));
   };
   return { up, down };
 }
