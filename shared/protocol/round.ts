@@ -12,50 +12,13 @@
 
 import { CODECS, CodecError, validatePacked, type CodecName, type CodecParams, type PackedVector } from '../diloco/codec.ts';
 import type { ModelConfig } from '../model/config.ts';
-import type { Checked } from './validate.ts';
+import { Bad, int, num, obj, run, str, typed, type Checked } from './field-checks.ts';
 import { MAX_INNER_STEPS, type DeltaMsg, type InnerHyperWire, type RoundTaskMsg, type UpdateMsg } from './round-messages.ts';
 
-// The message types live in a leaf (messages.ts imports them; this file imports validate.ts).
+// The message types live in a leaf (messages.ts imports them; this file imports the field checkers).
 export * from './round-messages.ts';
 
-class Bad extends Error {
-  constructor(readonly code: Extract<Checked<unknown>, { ok: false }>['code'], message: string) {
-    super(message);
-  }
-}
 
-function obj(x: unknown, where: string): Record<string, unknown> {
-  if (typeof x !== 'object' || x === null || Array.isArray(x) || ArrayBuffer.isView(x)) throw new Bad('BAD_SCHEMA', `${where}: expected an object`);
-  return x as Record<string, unknown>;
-}
-function int(o: Record<string, unknown>, k: string, where: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const v = o[k];
-  if (typeof v !== 'number') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected an integer`);
-  if (!Number.isFinite(v)) throw new Bad('NON_FINITE', `${where}.${k}: not finite`);
-  if (!Number.isInteger(v)) throw new Bad('BAD_SCHEMA', `${where}.${k}: expected an integer, got ${v}`);
-  if (v < min || v > max) throw new Bad('OUT_OF_RANGE', `${where}.${k}: ${v} outside [${min}, ${max}]`);
-  return v;
-}
-function num(o: Record<string, unknown>, k: string, where: string, min = -Infinity, max = Infinity): number {
-  const v = o[k];
-  if (typeof v !== 'number') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a number`);
-  if (!Number.isFinite(v)) throw new Bad('NON_FINITE', `${where}.${k}: not finite`);
-  if (v < min || v > max) throw new Bad('OUT_OF_RANGE', `${where}.${k}: ${v} outside [${min}, ${max}]`);
-  return v;
-}
-function str(o: Record<string, unknown>, k: string, where: string, max = 64): string {
-  const v = o[k];
-  if (typeof v !== 'string') throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a string`);
-  if (v.length > max) throw new Bad('TOO_LARGE', `${where}.${k}: longer than ${max} characters`);
-  return v;
-}
-function typed<T>(o: Record<string, unknown>, k: string, where: string, ctor: { new (...a: any[]): T; name: string }, len: number): T {
-  const v = o[k];
-  if (!(v instanceof ctor)) throw new Bad('BAD_SCHEMA', `${where}.${k}: expected a ${ctor.name}`);
-  const n = (v as unknown as { length: number }).length;
-  if (n !== len) throw new Bad('BAD_LENGTH', `${where}.${k}: length ${n}, expected ${len}`);
-  return v as T;
-}
 function packed(o: Record<string, unknown>, k: string, where: string, n: number, allowed: readonly CodecName[]): PackedVector {
   try {
     return validatePacked(o[k], n, `${where}.${k}`, allowed);
@@ -64,22 +27,13 @@ function packed(o: Record<string, unknown>, k: string, where: string, n: number,
     throw e;
   }
 }
-function run<T>(f: () => T): Checked<T> {
-  try {
-    return { ok: true, value: f() };
-  } catch (e) {
-    if (e instanceof Bad) return { ok: false, code: e.code, message: e.message };
-    return { ok: false, code: 'BAD_SCHEMA', message: `invalid message: ${(e as Error).message}` };
-  }
-}
-
 /** A `delta` from a worker (the coordinator checks it against the round's lease afterwards). */
 export function validateDelta(x: unknown, lim: { paramCount: number; codecs?: readonly CodecName[] }): Checked<DeltaMsg> {
   return run(() => {
     const o = obj(x, 'delta');
     const t = obj(o.timings ?? {}, 'delta.timings');
     return {
-      taskId: str(o, 'taskId', 'delta'),
+      taskId: str(o, 'taskId', 'delta', 64),
       round: int(o, 'round', 'delta'),
       version: int(o, 'version', 'delta'),
       tokens: int(o, 'tokens', 'delta', 0, 2 ** 31),
@@ -122,7 +76,7 @@ export function validateRoundTask(x: unknown, model: ModelConfig): Checked<Round
     const codec: CodecParams = { block: int(c, 'block', 'round.codec', 1, 1 << 20), chunk, topk: int(c, 'topk', 'round.codec', 1, chunk) };
     if (o.fresh !== undefined && typeof o.fresh !== 'boolean') throw new Bad('BAD_SCHEMA', 'round.fresh: expected a boolean');
     return {
-      taskId: str(o, 'taskId', 'round'),
+      taskId: str(o, 'taskId', 'round', 64),
       round: int(o, 'round', 'round'),
       step: int(o, 'step', 'round'),
       version: int(o, 'version', 'round'),
