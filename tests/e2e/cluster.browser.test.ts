@@ -3,7 +3,8 @@
 // and train. Asserts on the DOM and on /api/status:
 //  - both workers are listed on the dashboard, steps advance and the loss falls, the loss chart
 //    is drawn (screenshot kept at test-artifacts/dashboard.png);
-//  - closing one tab mid-step loses no sample (the coordinator's exactly-once counters);
+//  - closing one tab mid-step loses no sample: counted from the rows each tab was acknowledged for
+//    (self-describing data, the tabs' audit trace), and the coordinator's counters must agree;
 //  - the playground answers from the trained parameters;
 //  - a worker whose adapter description and name contain markup is shown as text, not HTML;
 //  - the admin controls are hidden without a token (their full flow: tests/dashboard/pages.browser.test.ts);
@@ -22,6 +23,7 @@ import { msgpackParser } from '../../shared/protocol/parser.ts';
 import { PROTOCOL_VERSION, type HelloMsg, type WelcomeMsg } from '../../shared/protocol/messages.ts';
 import type { HistoryPoint, StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import { launchBrowser, type Browser } from './chromium.ts';
+import { countIndependently, writeChaosData, type TraceLine } from '../chaos/accounting.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -35,6 +37,8 @@ let browser: Browser;
 let runDir: string;
 let dash: Page;
 const tabs: Page[] = [];
+/** Each tab's audit trace (worker welcome, task rows, acks, discards), streamed out as it happens. */
+const traces = new Map<Page, TraceLine[]>();
 
 async function status(): Promise<StatusSnapshot> {
   const r = await fetch(`${coord.url}/api/status`);
@@ -60,7 +64,10 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined |
 /** Opens a worker tab, keeps it training while in the background, and starts it. */
 async function openWorkerTab(name: string): Promise<Page> {
   const page = await browser.newPage();
-  await page.goto(`${coord.url}/worker/`);
+  const trace: TraceLine[] = [];
+  traces.set(page, trace);
+  await page.exposeFunction('__workerTrace', (e: Omit<TraceLine, 't'>) => void trace.push({ t: Date.now(), ...e } as TraceLine));
+  await page.goto(`${coord.url}/worker/?trace=1`);
   await page.waitForFunction(() => !(document.getElementById('start') as HTMLButtonElement).disabled, null, { timeout: 60_000 });
   expect(await page.textContent('#backend')).toMatch(/webgpu/i);
   await page.fill('#worker-name', name);
@@ -77,12 +84,16 @@ beforeAll(async () => {
   }
   mkdirSync(ARTIFACTS, { recursive: true });
   runDir = mkdtempSync(join(tmpdir(), 'e2e-run-'));
+  // Self-describing rows ("#NNNN a+b="): the test reads back which samples each tab was acknowledged for.
+  const data = join(runDir, 'e2e-data.jsonl');
+  writeChaosData(data, 600, 11);
   coord = await startCoordinator({
     preset: 'tiny',
     port: 0,
     host: '127.0.0.1',
     runDir,
     resume: false,
+    data,
     globalBatch: GLOBAL_BATCH,
     lr: 3e-3,
     warmupSteps: 1,
@@ -192,6 +203,11 @@ describe('cluster in a real browser', () => {
       for (const t of tabs) if ((await t.textContent('#worker-id'))?.trim() === victimId) return t;
       return null;
     }, 5_000);
+    // Close it just after a task reached it: every ack before that task has reached its trace (acks
+    // and tasks share one ordered socket), and its answer to this one cannot have been acknowledged.
+    const vt = traces.get(victim)!;
+    const seen = vt.length;
+    await waitFor('a fresh task at the victim', async () => vt.length > seen && vt.at(-1)!.ev === 'task', 60_000, 2);
     await victim.close();
     tabs.splice(tabs.indexOf(victim), 1);
 
@@ -200,9 +216,21 @@ describe('cluster in a real browser', () => {
     await waitFor('3 more steps with one tab', async () => (await status()).step >= stepAtClose + 3, 150_000, 500);
 
     const after = await status();
+    // Counted from the outside: the samples each tab was acknowledged for (decoded from the rows of
+    // its tasks), step by step. The last acks of step after.step - 1 may still be on their way.
+    const count = await waitFor('every finished step accounted for by the tabs', async () => {
+      const c = countIndependently([...traces.values()], [], after.step, GLOBAL_BATCH);
+      return c.badSteps.length === 0 ? c : null;
+    }, 20_000, 100).catch((e: Error) => {
+      const c = countIndependently([...traces.values()], [], after.step, GLOBAL_BATCH);
+      throw new Error(`${e.message}; steps short or over: ${c.badSteps.join(', ')}`);
+    });
+    expect(count.undecodable).toBe(0);
+    expect(count.doubled).toBe(0);
+    expect(count.lost).toBe(0);
+    // The coordinator's own counters must agree with that count.
+    expect(after.samplesTrained).toBe(count.trained);
     expect(after.accounting.doubled).toBe(0);
-    // Every finished step trained exactly one global batch: nothing lost, nothing twice.
-    expect(after.samplesTrained).toBe(after.step * GLOBAL_BATCH);
     if (after.epoch === before.epoch) expect(after.accounting.trained).toBeGreaterThan(before.accounting.trained);
     await dash.waitForSelector(`tr[data-worker-id="${victimId}"] td[data-col="state"]:text-matches("left|dead")`, { timeout: 20_000 });
     await dash.waitForSelector('#event-log li[data-kind="leave"], #event-log li[data-kind="dead"]', { timeout: 20_000 });

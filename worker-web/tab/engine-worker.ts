@@ -61,6 +61,7 @@ async function handle(m: PageToWorker): Promise<void> {
         seed: (Math.random() * 2 ** 32) >>> 0,
         log: (level, msg) => post({ type: 'log', level, msg }),
         onStats: (stats) => post({ type: 'stats', stats }),
+        trace: m.trace ? (event) => post({ type: 'trace', event }) : undefined,
       });
       client = c;
       void c.stoppedPromise().then(() => {

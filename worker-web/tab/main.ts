@@ -191,6 +191,11 @@ engine.onmessage = (ev: MessageEvent<WorkerToPage>) => {
     case 'log':
       log(m.level, m.msg);
       return;
+    case 'trace':
+      // The audit trace (?trace=1): handed to whatever the embedding auditor installed (a test's
+      // exposed function); the page itself shows nothing of it.
+      (window as unknown as { __workerTrace?: (e: unknown) => void }).__workerTrace?.(m.event);
+      return;
     case 'stopped':
       running = false;
       startBtn.disabled = !device;
@@ -244,7 +249,7 @@ startBtn.addEventListener('click', () => {
   startBtn.disabled = true;
   stopBtn.disabled = false;
   setPageState('starting');
-  send({ type: 'start', url: coordinatorUrl, cpu: useCpu, capBytes: cap, name: name || undefined, joinToken });
+  send({ type: 'start', url: coordinatorUrl, cpu: useCpu, capBytes: cap, name: name || undefined, joinToken, trace: new URLSearchParams(location.search).get('trace') === '1' });
 });
 
 stopBtn.addEventListener('click', () => {
