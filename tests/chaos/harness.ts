@@ -391,6 +391,11 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
         const honest = workers.filter((w) => w.fault === 'none' && !w.killed && w.child.exitCode === null);
         const victim = honest.find((w) => busy.has(w.name)) ?? honest[rng.int(honest.length)];
         if (victim) {
+          // Kill it just after a task reached it (its trace is written synchronously, in socket
+          // order): every ack before that task is then in its trace, and its answer to this task
+          // cannot have been acknowledged. Killed at any other moment, an ack in flight would be
+          // trained by the coordinator but missing from the worker's own account.
+          await freshTask(join(auditDir, `${victim.name}.jsonl`), 10_000);
           victim.child.kill('SIGKILL');
           victim.killed = true;
           fig.workersKilled++;
@@ -534,3 +539,17 @@ export function formatTable(rows: ChaosFigures[], cleanRows: ChaosFigures[] = ro
   return [fmt(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...lines.map(fmt)].join('\n');
 }
 
+/** Resolves once the trace file's last event is a task newer than its content now (or after `ms`). */
+async function freshTask(traceFile: string, ms: number): Promise<void> {
+  const read = () => (existsSync(traceFile) ? readFileSync(traceFile, 'utf8') : '');
+  const before = read().length;
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const text = read();
+    if (text.length > before) {
+      const last = text.trimEnd().split('\n').at(-1) ?? '';
+      if (last.includes('"ev":"task"')) return;
+    }
+    await sleep(2);
+  }
+}
