@@ -81,6 +81,7 @@ const OPTIONS = {
   verifyThreads: { arg: 'N', type: 'int', schema: int('--verify-threads', 1, 64).default(1), help: 'worker threads that run the re-computations, off the main loop' },
   normLimit: { arg: 'X', type: 'float', schema: z.number({ error: '--norm-limit must be a number' }).min(1.5, '--norm-limit must be >= 1.5').default(6), help: 'refuse gradients > X x the recent median norm' },
   rateLimit: { arg: 'N', type: 'float', schema: pos('--rate-limit').default(20), help: 'messages per second per worker connection' },
+  preferenceRate: { arg: 'N', type: 'float', schema: pos('--preference-rate').default(30), help: 'POST /api/preferences per minute per client address (bursts up to N)' },
   allowedOrigins: { arg: 'L', type: 'string', schema: z.string().max(2000).default(''), help: 'comma-separated extra origins for the socket endpoints', unset: 'same origin only' },
   evalEvery: { arg: 'N', type: 'int', schema: int('--eval-every', 0).default(25), help: 'steps between held-out evaluations; 0 = off' },
   evalSamples: { arg: 'N', type: 'int', schema: int('--eval-samples', 1, 100000).optional(), help: 'held-out rows/pairs per evaluation', unset: 'the whole held-out split (200 pairs) for the built-in task, 32 with --data' },

@@ -76,6 +76,7 @@ function drawStatus(snap: StatusSnapshot): void {
   setText(byId('stat-run-state'), s.runState);
   byId('stat-run-state').dataset.state = s.runState;
   setText(byId('accounting'), s.accounting);
+  setText(byId('stat-preferences'), s.preferences === null ? '—' : formatInt(s.preferences));
   // On connect (and after a reload) the latest evaluation's answers come with the snapshot.
   if (snap.eval?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
   const sec = securityView(snap.security);

@@ -184,6 +184,8 @@ export interface StatusView {
   checkpointFile: string;
   /** "trained 96 / 512, doubled 0, re-leased 1" */
   accounting: string;
+  /** Preference pairs collected in the playground's Compare mode (null: not reported). */
+  preferences: number | null;
 }
 
 export function statusView(s: StatusSnapshot): StatusView {
@@ -202,6 +204,7 @@ export function statusView(s: StatusSnapshot): StatusView {
     params: num(s.model?.params),
     checkpointStep: num(s.checkpoint?.step),
     checkpointFile: String(s.checkpoint?.file ?? ''),
+    preferences: num(s.preferences?.count),
     accounting: a ? `epoch ${a.epoch}: ${a.trained}/${a.epochSize} trained, ${a.doubled} doubled, ${a.released} re-leased, ${a.rejectedResults} rejected` : '',
   };
 }

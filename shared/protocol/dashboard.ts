@@ -93,6 +93,8 @@ export interface StatusSnapshot {
   accounting: EpochAccounting;
   globalBatch: number;
   uptimeSec: number;
+  /** Preference pairs collected in the playground's Compare mode (preferences.jsonl in the run dir). */
+  preferences?: { count: number };
 }
 
 export interface EpochAccounting {
