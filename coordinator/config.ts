@@ -21,6 +21,8 @@ export const AGGREGATORS = ['mean', 'trimmed-mean', 'centered-clip'] as const;
 export const VERIFY_FAIL = ['closed', 'open'] as const;
 export const MODES = ['sync', 'diloco'] as const;
 export const COMPRESS = ['none', 'fp16', 'int8', 'sparse'] as const;
+export const PIPELINE = ['auto', 'off'] as const;
+export const ACTIVATIONS = ['fp32', 'fp16', 'int8'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
@@ -71,6 +73,10 @@ const OPTIONS = {
   quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
     help: 'diloco: deltas after which a round closes once the grace window has passed' },
   roundGraceMs: { arg: 'N', type: 'int', schema: int('--round-grace-ms', 0).default(5_000), help: 'diloco: wait after the quorum for the rest of the round' },
+  pipeline: { arg: 'M', type: 'string', schema: z.enum(PIPELINE, { error: `--pipeline must be one of: ${PIPELINE.join(', ')}` }).default('auto'),
+    help: 'auto = workers too small for the whole model train as pipeline stages (docs/pipeline.md);\noff = they wait' },
+  activations: { arg: 'D', type: 'string', schema: z.enum(ACTIVATIONS, { error: `--activations must be one of: ${ACTIVATIONS.join(', ')}` }).default('fp16'),
+    help: 'wire dtype of the activations relayed between pipeline stages (int8 = per-row absmax)' },
   aggregate: { arg: 'A', type: 'string', schema: z.enum(AGGREGATORS, { error: `--aggregate must be one of: ${AGGREGATORS.join(', ')}` }).default('mean'), help: `${AGGREGATORS.join(' | ')} (docs/hardening.md)` },
   verifyRate: { arg: 'X', type: 'float', schema: z.number({ error: '--verify-rate must be a number' }).min(0, '--verify-rate must be in [0, 1]').max(1, '--verify-rate must be in [0, 1]').default(0.1), help: 'base share of results re-computed on the CPU; 0 = off' },
   verifyTolerance: { arg: 'X', type: 'float', schema: pos('--verify-tolerance').default(0.05), help: 'relative gradient/loss error allowed by re-computation' },

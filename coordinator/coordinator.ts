@@ -241,6 +241,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       paused: hub.paused,
       finished: trainer.finished,
       workers: [...hub.workers.byId.values()].map((w) => hub.workers.row(w)),
+      pipelines: hub.stages?.status() ?? [],
       checkpoint: lastCheckpoint,
       model: { preset: config.preset, params: trainer.paramCount, config: model },
       eval: ev ? { step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples } : null,

@@ -3,8 +3,10 @@
 // TrainingBackend on a device. Owns the device: requests it with the adapter's own limits, probes
 // memory under an OOM error scope, watches `device.lost`, and requests a fresh device after a loss.
 
-import type { TrainingBackend } from '../../shared/backend.ts';
+import type { StageBackend, TrainingBackend } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
+import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
+import type { StageSpec } from '../../shared/model/stage.ts';
 import { requestEngineDevice, type EngineDevice } from '../engine/device.ts';
 import { probeMemory } from '../engine/memory.ts';
 import type { CreateOptions, DeviceDescription, EngineHost } from './engine-host.ts';
@@ -14,6 +16,11 @@ export interface WebGpuHostOptions {
   probeCeilingBytes?: number;
   /** Builds the engine's backend on a device (engine-factory.ts: createWebGpuBackend). */
   createBackend: (dev: EngineDevice, model: ModelConfig, memoryCapBytes?: number) => Promise<TrainingBackend> | TrainingBackend;
+  /**
+   * Builds a pipeline stage's backend on a device (engine-factory.ts). Without it a stage runs on
+   * the CPU reference stage backend (same maths, slower).
+   */
+  createStageBackend?: (dev: EngineDevice, model: ModelConfig, spec: StageSpec, memoryCapBytes?: number) => Promise<StageBackend> | StageBackend;
 }
 
 /** Default probe ceilings: a software adapter allocates host RAM, so ask it for less. */
@@ -75,6 +82,21 @@ export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHost
       const backend = await opts.createBackend(d, model, o.memoryCapBytes);
       // A loss after our own dispose() is expected; any other (driver reset, OOM, someone
       // destroying the device) is reported so the loop rebuilds.
+      let disposed = false;
+      const dispose = backend.dispose.bind(backend);
+      backend.dispose = () => {
+        disposed = true;
+        dispose();
+      };
+      void d.device.lost.then((info) => {
+        if (!disposed) onLost(`${info.reason ?? 'unknown'}: ${info.message || 'no message'}`);
+      });
+      return backend;
+    },
+    async createStage(model: ModelConfig, spec: StageSpec, onLost: (reason: string) => void, o: CreateOptions = {}): Promise<StageBackend> {
+      if (!opts.createStageBackend) return createCpuStageBackend(model, spec);
+      const d = await device();
+      const backend = await opts.createStageBackend(d, model, spec, o.memoryCapBytes);
       let disposed = false;
       const dispose = backend.dispose.bind(backend);
       backend.dispose = () => {
