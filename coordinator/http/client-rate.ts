@@ -15,12 +15,13 @@ export class ClientRateLimit {
   constructor(
     readonly perMinute: number,
     private readonly maxClients = 10_000,
+    private readonly clock: () => number = Date.now,
   ) {
     this.refillMs = (Math.max(1, perMinute) / (perMinute / 60)) * 1000;
   }
 
   /** Takes one token for `client`; false when its budget is spent. */
-  take(client: string, now = Date.now()): boolean {
+  take(client: string, now = this.clock()): boolean {
     let e = this.buckets.get(client);
     if (!e) {
       if (this.buckets.size >= this.maxClients) this.prune(now);

@@ -28,6 +28,8 @@ export interface PreferencesContext {
   /** Called after each stored row (the dashboard pushes the new count). */
   onRecorded?(count: number): void;
   log?: ErrorLog;
+  /** The rate limiter's clock in ms (default Date.now; tests pass a fixed one). */
+  clock?(): number;
 }
 
 const WHERE_POST = 'POST /api/preferences';
@@ -59,11 +61,15 @@ function queryInt(req: Request, name: string, fallback: number): number {
 
 export function preferencesRouter(ctx: PreferencesContext): Router {
   const r = express.Router();
-  const limiter = new ClientRateLimit(ctx.perMinute);
+  const limiter = new ClientRateLimit(ctx.perMinute, undefined, ctx.clock);
   const json = express.json({ limit: BODY_LIMIT, type: 'application/json' });
 
   r.post('/api/preferences', limiter.middleware(WHERE_POST), json, async (req: Request, res: Response) => {
-    if (!req.is('application/json')) {
+    const json = req.is('application/json'); // null: no body at all
+    if (json === null) {
+      throw new AppError('ERR_BAD_REQUEST', `${WHERE_POST}: the body is empty`, 400, 'send {"prompt": ..., "chosen": ..., "rejected": ...} as JSON');
+    }
+    if (json === false) {
       throw new AppError('ERR_BAD_REQUEST', `${WHERE_POST}: body must be JSON (got ${req.get('content-type') ?? 'no content type'})`, 415,
         'send Content-Type: application/json');
     }

@@ -83,6 +83,7 @@ export class PreferenceStore {
   private handle: FileHandle | null = null;
   /** Bytes past `bytes` may be on disk from a failed append whose rollback failed too. */
   private dirty = false;
+  private closed = false;
 
   private constructor(readonly file: string, rows: StoredPreference[], bytes: number) {
     this.rows = rows;
@@ -158,6 +159,9 @@ export class PreferenceStore {
    * when the disk refuses; either way nothing changed.
    */
   append(input: { prompt: string; chosen: string; rejected: string }, step: number, now = new Date()): Promise<{ row: StoredPreference; count: number }> {
+    if (this.closed) {
+      return Promise.reject(new AppError('ERR_SHUTTING_DOWN', 'preferences: the coordinator is shutting down; nothing was recorded', 503, 'send it again once the coordinator is back'));
+    }
     const row = checkPreferenceRow({ prompt: input.prompt, chosen: input.chosen, rejected: input.rejected, step, createdAt: now.toISOString() }, 'preference') as StoredPreference;
     const run = this.queue.then(() => this.write(row));
     this.queue = run.catch(() => undefined); // a failed append does not block the next
@@ -212,6 +216,7 @@ export class PreferenceStore {
 
   /** Waits for queued appends, then closes the file. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.queue;
     await this.handle?.close();
     this.handle = null;

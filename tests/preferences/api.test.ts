@@ -90,6 +90,7 @@ describe('POST/GET /api/preferences', () => {
       [{ ...ok, createdAt: '2020-01-01T00:00:00Z', extra: 1 }, 400, 'ERR_BAD_REQUEST', /unknown field\(s\) "createdAt", "extra"/],
       [[ok], 400, 'ERR_BAD_REQUEST', /body must be a JSON object/],
       ['{"prompt": "p", ', 400, 'ERR_BAD_JSON', /not valid JSON/, { raw: true }],
+      ['', 400, 'ERR_PREFERENCE_ROW', /prompt must be a string, got nothing/, { raw: true }],
       [JSON.stringify(ok), 415, 'ERR_BAD_REQUEST', /body must be JSON \(got text\/plain/, { raw: true, type: 'text/plain' }],
       [{ ...ok, prompt: 'y'.repeat(200_000) }, 413, 'ERR_TOO_LARGE', /too large \(128 kB max\)/],
     ];
@@ -210,14 +211,17 @@ describe('POST/GET /api/preferences', () => {
 });
 
 describe('the router alone (bare express app)', () => {
-  async function bare(runDir: string, perMinute: number): Promise<{ port: number; server: Server }> {
+  /** The router on its own app; `clock` drives the rate limiter, `errors` collects what it logs. */
+  async function bare(runDir: string, perMinute: number, clock = () => Date.now()): Promise<{ port: number; server: Server; errors: string[] }> {
     const app = express();
     const { store } = PreferenceStore.open(runDir);
     cleanups.push(() => store.close()); // before an unmount: the file is held open
-    app.use(preferencesRouter({ store, step: () => 0, perMinute }));
+    const errors: string[] = [];
+    const log = { error: ((_o: unknown, msg?: string) => void errors.push(String(msg))) as never };
+    app.use(preferencesRouter({ store, step: () => 0, perMinute, clock, log }));
     const server = await new Promise<Server>((res) => { const s = app.listen(0, '0.0.0.0', () => res(s)); });
     cleanups.push(() => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }));
-    return { port: (server.address() as AddressInfo).port, server };
+    return { port: (server.address() as AddressInfo).port, server, errors };
   }
 
   /** POST from a chosen local address (127.0.0.x are all this machine: different clients). */
@@ -236,15 +240,21 @@ describe('the router alone (bare express app)', () => {
 
   it('rate limit per client address: 429 ERR_RATE_LIMITED past the budget, another client unaffected', async () => {
     const runDir = tempDir('prefs-rate-');
-    const { port } = await bare(runDir, 2); // 2 per minute, bursts of 2; refills one per 30 s
+    let now = 1_000_000;
+    const { port } = await bare(runDir, 2, () => now); // 2 per minute, bursts of 2; one more per 30 s
     expect((await postFrom('127.0.0.1', port, pair(1))).status).toBe(201);
     expect((await postFrom('127.0.0.1', port, pair(2))).status).toBe(201);
     const third = await postFrom('127.0.0.1', port, pair(3));
     expect(third.status).toBe(429);
     expect(third.json.error).toMatchObject({ code: 'ERR_RATE_LIMITED', message: expect.stringMatching(/POST \/api\/preferences: more than 2 requests per minute/) });
     expect((await postFrom('127.0.0.2', port, pair(4))).status).toBe(201);
+    now += 29_000;
+    expect((await postFrom('127.0.0.1', port, pair(5))).status).toBe(429);
+    now += 1_000; // 30 s: one token back
+    expect((await postFrom('127.0.0.1', port, pair(6))).status).toBe(201);
+    expect((await postFrom('127.0.0.1', port, pair(7))).status).toBe(429);
     const rows = parsePreferenceJsonl(readFileSync(join(runDir, 'preferences.jsonl'), 'utf8'), 'f').rows;
-    expect(rows.map((r) => r.prompt)).toEqual(['1+1=', '2+1=', '4+1=']);
+    expect(rows.map((r) => r.prompt)).toEqual(['1+1=', '2+1=', '4+1=', '6+1=']);
   });
 
   it('disk full (real tmpfs): 507 ERR_PREFERENCES_WRITE, the file byte-identical, later appends fine', async (ctx) => {
@@ -259,7 +269,7 @@ describe('the router alone (bare express app)', () => {
       console.warn(`preferences api.test: SKIPPED disk-full test: ${why}`);
       ctx.skip(why);
     }
-    const { port } = await bare(mnt, 6000);
+    const { port, errors } = await bare(mnt, 6000);
     for (let i = 0; i < 3; i++) expect((await postFrom('127.0.0.1', port, pair(i))).status).toBe(201);
     // Fill the rest of the disk.
     const filler = join(mnt, 'filler');
@@ -275,6 +285,7 @@ describe('the router alone (bare express app)', () => {
     expect(full.status).toBe(507);
     expect(full.json.error).toMatchObject({ code: 'ERR_PREFERENCES_WRITE', message: expect.stringMatching(/ENOSPC/), hint: expect.stringMatching(/disk is full/) });
     expect(readFileSync(join(mnt, 'preferences.jsonl')).equals(before)).toBe(true);
+    expect(errors.filter((e) => /ENOSPC/.test(e)).length).toBe(1); // the operator's log says why
     rmSync(filler);
     const after = await postFrom('127.0.0.1', port, big);
     expect(after.status).toBe(201);
