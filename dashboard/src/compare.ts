@@ -3,9 +3,11 @@
 // A or B posts {prompt, chosen, rejected} to /api/preferences (stored in the run directory for
 // preference tuning); Neither stores nothing. Samples are shown as text (textContent) only.
 
+import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import { describeError, postJson } from './api.ts';
 import { choiceMessage, choiceState, compareRequests, countText, modeFromHash, preferenceBody, type Choice, type ShownPair } from './compare-view.ts';
 import { byId, clear, el, setText } from './dom.ts';
+import { suggestionPrompts } from './eval-samples.ts';
 /** What Compare reads of a POST /api/generate answer. */
 interface SampleAnswer {
   text: string;
@@ -34,7 +36,8 @@ function applyMode(): void {
   byId('mode-compare').setAttribute('aria-selected', String(mode === 'compare'));
 }
 
-export function mountCompare(initialCount: Promise<number | null>): void {
+/** Mounts the Compare mode; `status` (one GET /api/status) gives the stored count and the task's prompts. */
+export function mountCompare(status: Promise<StatusSnapshot>): void {
   const form = byId<HTMLFormElement>('cmp-form');
   const submit = byId<HTMLButtonElement>('cmp-submit');
   const pairBox = byId('cmp-pair');
@@ -57,7 +60,22 @@ export function mountCompare(initialCount: Promise<number | null>): void {
   byId('mode-compare').addEventListener('click', () => { location.hash = 'compare'; applyMode(); });
   window.addEventListener('hashchange', applyMode);
   applyMode();
-  initialCount.then(showCount, () => showCount(null));
+  status.then((snap) => {
+    showCount(snap.preferences?.count ?? null);
+    // The task's example prompts (as in Generate): a click fills the prompt and samples a pair.
+    const prompts = suggestionPrompts(snap);
+    if (prompts.length === 0) return;
+    const box = byId('cmp-suggestions');
+    for (const p of prompts) {
+      const b = el('button', { className: 'chip', attrs: { type: 'button', 'data-prompt': p } }, p);
+      b.addEventListener('click', () => {
+        byId<HTMLTextAreaElement>('cmp-prompt').value = p;
+        form.requestSubmit();
+      });
+      box.append(b);
+    }
+    box.hidden = false;
+  }, () => showCount(null));
 
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();

@@ -104,7 +104,7 @@ form.addEventListener('submit', async (ev) => {
 // Prompts are shown as button text (textContent), never as markup.
 const statusReq = getJson<StatusSnapshot>('/api/status');
 // Compare mode (#compare): two samples side by side, the better one stored as a preference pair.
-mountCompare(statusReq.then((snap) => snap.preferences?.count ?? null));
+mountCompare(statusReq);
 
 statusReq.then((snap) => {
   const prompts = suggestionPrompts(snap);

@@ -135,6 +135,14 @@ describe('playground Compare mode against the real coordinator', () => {
     expect((await stored()).count).toBe(2);
   });
 
+  it("the task's example prompts fill the prompt and sample a pair", async () => {
+    await play.fill('#cmp-seed', '5');
+    await play.click('#cmp-suggestions button[data-prompt="rev cat="]');
+    await play.waitForSelector('#cmp-pair[data-state="ready"] #cmp-a .prompt:text-is("rev cat=")', { timeout: 30_000 });
+    expect(await play.inputValue('#cmp-prompt')).toBe('rev cat=');
+    expect(await play.getAttribute('#cmp-b', 'data-seed')).toBe('6');
+  });
+
   it('switches back to Generate mode with the tab', async () => {
     await play.click('#mode-generate');
     expect(await play.isVisible('#generate-mode')).toBe(true);
