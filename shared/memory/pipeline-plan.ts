@@ -213,9 +213,17 @@ export function formPipelines(c: ModelConfig, candidates: StageCandidate[], opts
   const rest = pool.slice(next);
   const restBytes = rest.reduce((a, m) => a + m.budget, 0);
   const needParams = pipelineParams(c, Math.min(2, L));
-  for (const m of rest) {
-    leftOver.push({ id: m.id, reason: `left over: the ${rest.length} remaining candidate(s) hold ${formatBytes(restBytes)} together, too little for a complete pipeline (${needParams.toLocaleString('en-US')} params with wte on both ends x ${infer ?? 20} B = ${formatBytes(needParams * (infer ?? 20))}, plus activations, at least one block per stage)` });
-  }
+  // Say which end nobody can hold (usually wte or the logits against a binding limit) before blaming the total.
+  const endProblem = (s: StageShape, what: string): string | undefined => {
+    if (rest.length === 0 || rest.some((m) => fits(m, s, 1, 2))) return undefined;
+    const m = rest[0];
+    const why = infer === undefined ? stageLimitProblem(c, s, 1, seq, m.limits, DEFAULTS) : undefined;
+    return `none of the ${rest.length} remaining candidate(s) can hold ${what} even with one sequence of ${seq} tokens (the largest, ${m.id}: ${why ?? `needs ${formatBytes(bytesOf(s, 1, 2))}, has ${formatBytes(m.budget)}`})`;
+  };
+  const why = (L > 1 ? endProblem(stageShape(c, L - 1, L), `the last stage (blocks [${L - 1}, ${L}) + ln_f + LM head)`)
+    ?? endProblem(stageShape(c, 0, 1), 'the first stage (wte + wpe + block 0)') : undefined)
+    ?? `the ${rest.length} remaining candidate(s) hold ${formatBytes(restBytes)} together, too little for a complete pipeline (${needParams.toLocaleString('en-US')} params with wte on both ends x ${infer ?? 20} B = ${formatBytes(needParams * (infer ?? 20))}, plus activations, at least one block per stage)`;
+  for (const m of rest) leftOver.push({ id: m.id, reason: `left over: ${why}` });
   return { pipelines, leftOver };
 
   function plan(group: Member[]): PlannedPipeline {

@@ -34,9 +34,10 @@ export function headParams(c: ModelConfig): number {
   return c.vocabSize * c.nEmbd + finalNormParams(c);
 }
 
-/** Parameters a stage holds (wte counted on each end that holds it). */
+/** Parameters a stage holds (wte counted on each end that holds it; once when one stage is both ends). */
 export function stageParams(c: ModelConfig, s: StageShape): number {
-  return (s.to - s.from) * blockParams(c) + (s.embeddings ? embeddingParams(c) : 0) + (s.head ? headParams(c) : 0);
+  const head = s.head ? (s.embeddings ? finalNormParams(c) : headParams(c)) : 0;
+  return (s.to - s.from) * blockParams(c) + (s.embeddings ? embeddingParams(c) : 0) + head;
 }
 
 /** Parameters of a whole pipeline: the model plus a second wte when the first and last stage differ. */
@@ -119,7 +120,7 @@ export function stageLimitProblem(c: ModelConfig, s: StageShape, b: number, seq:
   const act = largestActivationBuffer(c, b, seq, s.head);
   if (act.bytes > bind) return `activation ${act.name} (${act.bytes} bytes for ${b} x ${seq}) exceeds the binding limit ${bind}`;
   if (lim.maxBufferSize === undefined) return undefined;
-  const tensors = (s.to - s.from) * 12 + (s.embeddings ? 2 : 0) + (s.head ? 3 : 0);
+  const tensors = (s.to - s.from) * 12 + (s.embeddings ? 2 : 0) + (s.head ? (s.embeddings ? 2 : 3) : 0);
   const paramBuffer = 4 * stageParams(c, s) + ALIGN_BYTES * tensors;
   if (paramBuffer > lim.maxBufferSize) return `its parameter buffer (${paramBuffer} bytes) exceeds maxBufferSize ${lim.maxBufferSize}`;
   const wte = 4 * c.vocabSize * c.nEmbd;
