@@ -20,6 +20,7 @@ import type { WorkersPage } from '../../shared/protocol/dashboard.ts';
 import { eventView, memoryBars, securityView, statusView, workerView, type TrustMap } from './view.ts';
 import { renderSecurity } from './security-panel.ts';
 import { dilocoView, renderDiloco } from './diloco-view.ts';
+import { pipelinesView, renderPipelines } from './pipeline-view.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
 import { evalSamplesView, renderEvalSamples } from './eval-samples.ts';
 
@@ -82,6 +83,7 @@ function drawStatus(snap: StatusSnapshot): void {
   const sec = securityView(snap.security);
   renderSecurity(sec);
   renderDiloco(dilocoView(snap));
+  renderPipelines(pipelinesView(snap));
   trust = sec?.trust ?? new Map();
   workers.clear();
   for (const w of snap.workers ?? []) workers.set(w.id, w);

@@ -48,7 +48,9 @@ function breakdownOf(v: Record<string, number> | undefined): Breakdown | null {
 export function workerView(w: WorkerRow, trust: TrustMap = new Map()): WorkerView {
   const plan = w.plan;
   const role = w.role ?? plan?.role ?? '';
-  const range = role === 'stage' && plan?.layerRange ? ` (layers ${plan.layerRange[0]}–${plan.layerRange[1] - 1})` : '';
+  // A stage in a pipeline shows the blocks it holds there; one still waiting, what its plan says it could hold.
+  const layers = Array.isArray(w.layers) ? w.layers : role === 'stage' ? plan?.layerRange : undefined;
+  const range = layers ? ` (layers ${layers[0]}–${layers[1] - 1}${typeof w.pipeline === 'string' ? `, pipeline ${w.pipeline}` : ''})` : '';
   return {
     id: String(w.id),
     name: typeof w.name === 'string' ? w.name : '',
