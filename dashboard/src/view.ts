@@ -50,7 +50,8 @@ export function workerView(w: WorkerRow, trust: TrustMap = new Map()): WorkerVie
   const role = w.role ?? plan?.role ?? '';
   // A stage in a pipeline shows the blocks it holds there; one still waiting, what its plan says it could hold.
   const layers = Array.isArray(w.layers) ? w.layers : role === 'stage' ? plan?.layerRange : undefined;
-  const range = layers ? ` (layers ${layers[0]}–${layers[1] - 1}${typeof w.pipeline === 'string' ? `, pipeline ${w.pipeline}` : ''})` : '';
+  const span = layers ? (layers[1] - layers[0] === 1 ? `layer ${layers[0]}` : `layers ${layers[0]}–${layers[1] - 1}`) : '';
+  const range = layers ? ` (${span}${typeof w.pipeline === 'string' ? `, pipeline ${w.pipeline}` : ''})` : '';
   return {
     id: String(w.id),
     name: typeof w.name === 'string' ? w.name : '',

@@ -83,6 +83,7 @@ describe('dashboard pipelines view', () => {
 
   it('the workers table shows a stage\'s blocks in its pipeline', () => {
     expect(workerView(worker('w1', { layers: [3, 5], pipeline: 'p1' })).role).toBe('stage (layers 3–4, pipeline p1)');
+    expect(workerView(worker('w1', { layers: [0, 1], pipeline: 'p2' })).role).toBe('stage (layer 0, pipeline p2)');
     expect(workerView(worker('w1', { role: 'waiting', plan: { role: 'stage', budgetBytes: 1, trainableParams: 0, microBatch: 1, seqLen: 16, reason: '', layerRange: [0, 2] } })).role).toBe('waiting');
   });
 });
