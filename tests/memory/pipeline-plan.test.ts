@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { formPipelines, shouldRebalance, estimatePipelineTokensPerSec, type PlannedPipeline, type StageCandidate } from '../../shared/memory/pipeline-plan.ts';
 import { stageBytes, stageFlopsPerToken, stageShape, wholeModelTokensPerSec } from '../../shared/memory/stage-memory.ts';
 import { buildParameterTable } from '../../shared/model/parameters.ts';
+import { buildStageTable } from '../../shared/model/stage.ts';
+import { stageParams } from '../../shared/memory/stage-memory.ts';
 import { PRESETS, parameterCount, type ModelConfig } from '../../shared/model/config.ts';
 import { AppError } from '../../shared/errors.ts';
 
@@ -149,6 +151,18 @@ describe('formPipelines', () => {
     expect(code(() => formPipelines(small, [{ ...k, tokensPerSec: NaN }], { seqLen: 16 }))).toBe('ERR_PIPELINE_PLAN');
     expect(code(() => formPipelines(small, [k], { seqLen: 16, inFlight: 0 }))).toBe('ERR_PIPELINE_PLAN');
     expect(formPipelines(small, [], { seqLen: 16 })).toEqual({ pipelines: [], leftOver: [] });
+  });
+});
+
+describe('the stage model counts what a stage worker holds', () => {
+  it('stage params equal the stage table the engine and the coordinator use, for every contiguous range', () => {
+    for (const c of [PRESETS.tiny, small, PRESETS.gpt2]) {
+      for (let from = 0; from < c.nLayer; from++) {
+        for (let to = from + 1; to <= c.nLayer; to++) {
+          expect(stageParams(c, stageShape(c, from, to)), `[${from}, ${to})`).toBe(buildStageTable(c, { from, to }).total);
+        }
+      }
+    }
   });
 });
 
