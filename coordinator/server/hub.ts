@@ -55,7 +55,7 @@ export class WorkerHub {
     if (!o.rounds) {
       // Registered first: each pass leases the pipelines their throughput share of the step before
       // the replicas (whose lease sizes count replicas only) take what is left.
-      this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.gateway, this.scheduler, o.bus, o.log);
+      this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log);
       this.scheduler.register(this.stages);
     }
     this.scheduler.register(new ReplicaAssigner(o.trainer, o.config, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log));

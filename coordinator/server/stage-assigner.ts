@@ -23,6 +23,7 @@ import type { RejectCode, ResultMsg } from '../../shared/protocol/messages.ts';
 import { stageOutHeader, validateStageOut, type StageTaskMsg } from '../../shared/protocol/stage.ts';
 import { Rng } from '../../shared/rng.ts';
 import type { CoordinatorConfig } from '../config.ts';
+import type { Security } from '../security/security.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
@@ -68,6 +69,7 @@ export class StageAssigner implements WorkAssigner {
     private readonly cfg: CoordinatorConfig,
     private readonly seqLen: number,
     private readonly workers: WorkerRegistry,
+    private readonly security: Security,
     private readonly port: WorkerPort,
     private readonly host: AssignerHost,
     private readonly bus: EventBus,
@@ -321,7 +323,11 @@ export class StageAssigner implements WorkAssigner {
   }
 
   private async finishShare(p: Pipeline, share: ShareRun): Promise<void> {
-    if (this.cfg.verifyRate > 0 && this.rng.next() < this.cfg.verifyRate) {
+    // Re-computation as for replicas (coordinator/security): every stage worker on probation, or
+    // one with a failed check, has its shares checked; later ones at the adaptive rate.
+    const rep = this.security.reputation;
+    const chance = this.cfg.verifyRate > 0 ? Math.max(...p.stages.map((s) => rep.verifyProbability(s.workerId))) : 0;
+    if (chance > 0 && this.rng.next() < chance) {
       const hold = this.trainer.current?.hold(share.lease);
       let bad;
       try {
@@ -334,10 +340,15 @@ export class StageAssigner implements WorkAssigner {
         const culprit = this.workers.byId.get(p.stages[bad.stage].workerId);
         this.abortShare(p, `re-computation disagrees: ${bad.message}`);
         this.trainer.countRejectedResult();
-        if (culprit) this.rejects.get(culprit.id)?.('stageOut', 'VERIFY_FAILED', `stageOut: ${bad.message}`, share.id);
+        if (culprit) {
+          this.rejects.get(culprit.id)?.('stageOut', 'VERIFY_FAILED', `stageOut: ${bad.message}`, share.id);
+          const v = rep.recordVerified(culprit.id, false);
+          if (v.ban) queueMicrotask(() => this.port.ban(culprit, v.reason));
+        }
         this.host.schedule();
         return;
       }
+      for (const s of p.stages) rep.recordVerified(s.workerId, true);
     }
     if (p.share !== share) return;
     const c = this.trainer.check(share.id, p.id);

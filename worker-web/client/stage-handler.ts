@@ -89,7 +89,11 @@ export class HopHandler implements TaskHandler<CheckedHop> {
   readonly event = 'hop' as const;
   readonly ownEngine = true;
 
-  constructor(private readonly st: StageState) {}
+  /** `corrupt`: the fault seam on the gradient sum (fault-wrappers.ts stageGrads; honest: identity). */
+  constructor(
+    private readonly st: StageState,
+    private readonly corrupt: (grads: Float32Array, version: number) => Float32Array = (g) => g,
+  ) {}
 
   validate(raw: unknown, welcome: WelcomeMsg): Checked<CheckedHop> {
     const a = this.st.announced;
@@ -146,15 +150,13 @@ export class HopHandler implements TaskHandler<CheckedHop> {
     st.computeMs += now() - t0;
     if (!ctx.channel.emit('stageOut', out)) return;
     if (st.done < task.micros) return;
-    // The share's last micro-batch: this stage's gradient sum goes up.
-    const grads = st.acc ?? new Float32Array(0);
+    // The share's last micro-batch: this stage's gradient sum goes up. Non-finite values are sent
+    // and counted: the coordinator refuses them at once and re-leases the share.
+    const grads = this.corrupt(st.acc ?? new Float32Array(0), task.version);
     let nonFinite = 0;
     for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) nonFinite++;
-    if (nonFinite > 0) {
-      ctx.log('error', `share ${task.taskId}: ${nonFinite} non-finite gradient values; not sent (the share is re-run elsewhere when its lease expires)`);
-      return;
-    }
-    if (!ctx.channel.emit('stageOut', { kind: 'grad', taskId: task.taskId, version: task.version, tokens: st.tokens, grads, nonFinite: 0 })) return;
+    if (nonFinite > 0) ctx.log('error', `share ${task.taskId}: ${nonFinite} non-finite gradient values`);
+    if (!ctx.channel.emit('stageOut', { kind: 'grad', taskId: task.taskId, version: task.version, tokens: st.tokens, grads, nonFinite })) return;
     const wall = now() - st.startedAt;
     const tokensPerSec = ctx.stats.taskSent(st.tokens, st.computeMs, wall);
     ctx.stats.update({
