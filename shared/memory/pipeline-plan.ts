@@ -105,6 +105,14 @@ export function estimatePipelineTokensPerSec(c: ModelConfig, stages: Array<{ lay
 }
 
 interface Member { id: string; budget: number; speed: number; known: boolean; limits: StageLimits }
+interface GroupPlan { mb: number; orderIndex: number; shapes: StageShape[]; bottleneck: number }
+
+/**
+ * Answers by (model, options, the group's figures), shared across calls: the simulator's churn
+ * Monte Carlo re-plans the same few groups thousands of times. Pure data, bounded, cleared when full.
+ */
+const memoCache = new Map<string, boolean | GroupPlan>();
+const MEMO_MAX = 20_000;
 interface Cut { shapes: StageShape[]; bottleneck: number }
 
 const DEFAULTS = { maxBufferSize: WEBGPU_DEFAULT_LIMITS.maxBufferSize, maxStorageBufferBindingSize: WEBGPU_DEFAULT_LIMITS.maxStorageBufferBindingSize };
@@ -185,7 +193,17 @@ export function formPipelines(c: ModelConfig, candidates: StageCandidate[], opts
     return all.filter((o) => { const k = o.map((m) => m.id).join('\u0000'); if (keys.has(k)) return false; keys.add(k); return true; });
   };
   const inFlightOf = (n: number) => opts.inFlight ?? n;
-  const feasibleAt = (g: Member[], mb: number) => ordersOf(g).some((o) => bestCut(o, mb, inFlightOf(g.length)) !== null);
+  // Groups of the same members' figures (budget, speed, limits, in order) get the same answer: a cluster of
+  // many equal volunteers is planned once, not once per pipeline.
+  const sig = (g: Member[]) => g.map((m) => `${m.budget}/${m.speed}/${m.limits.maxBufferSize}/${m.limits.maxStorageBufferBindingSize}`).join('|');
+  const ctx = `${JSON.stringify(c)}|${seq}|${opts.maxMicroBatch}|${opts.inFlight}|${infer}|`;
+  if (memoCache.size > MEMO_MAX) memoCache.clear();
+  const feasibleAt = (g: Member[], mb: number) => {
+    const key = `${ctx}${mb}#${sig(g)}`;
+    let ok = memoCache.get(key) as boolean | undefined;
+    if (ok === undefined) memoCache.set(key, (ok = ordersOf(g).some((o) => bestCut(o, mb, inFlightOf(g.length)) !== null)));
+    return ok;
+  };
 
   const leftOver: PipelineFormation['leftOver'] = [];
   const pool: Member[] = [];
@@ -229,27 +247,34 @@ export function formPipelines(c: ModelConfig, candidates: StageCandidate[], opts
   function plan(group: Member[]): PlannedPipeline {
     const n = group.length;
     const inFlight = inFlightOf(n);
-    let lo = 1;
-    if (infer === undefined) {
-      // Largest feasible micro-batch: feasibility falls as mb grows (memory and buffers grow with it).
-      let hi = opts.maxMicroBatch ?? MB_SEARCH_CAP;
-      if (opts.maxMicroBatch === undefined) {
-        let probe = 2;
-        while (probe <= MB_SEARCH_CAP && feasibleAt(group, probe)) probe *= 2;
-        hi = Math.min(probe, MB_SEARCH_CAP);
+    const key = `${ctx}plan#${sig(group)}`;
+    let memo = memoCache.get(key) as GroupPlan | undefined;
+    if (!memo) {
+      let lo = 1;
+      if (infer === undefined) {
+        // Largest feasible micro-batch: feasibility falls as mb grows (memory and buffers grow with it).
+        let hi = opts.maxMicroBatch ?? MB_SEARCH_CAP;
+        if (opts.maxMicroBatch === undefined) {
+          let probe = 2;
+          while (probe <= MB_SEARCH_CAP && feasibleAt(group, probe)) probe *= 2;
+          hi = Math.min(probe, MB_SEARCH_CAP);
+        }
+        while (lo < hi) {
+          const mid = Math.floor((lo + hi + 1) / 2);
+          if (feasibleAt(group, mid)) lo = mid; else hi = mid - 1;
+        }
       }
-      while (lo < hi) {
-        const mid = Math.floor((lo + hi + 1) / 2);
-        if (feasibleAt(group, mid)) lo = mid; else hi = mid - 1;
-      }
+      let best: { orderIndex: number; cut: Cut } | undefined;
+      ordersOf(group).forEach((order, orderIndex) => {
+        const cut = bestCut(order, lo, inFlight);
+        if (cut && (!best || cut.bottleneck < best.cut.bottleneck)) best = { orderIndex, cut };
+      });
+      memo = { mb: lo, orderIndex: best!.orderIndex, shapes: best!.cut.shapes, bottleneck: best!.cut.bottleneck };
+      memoCache.set(key, memo);
     }
-    const mb = lo;
-    let best: { order: Member[]; cut: Cut } | undefined;
-    for (const order of ordersOf(group)) {
-      const cut = bestCut(order, mb, inFlight);
-      if (cut && (!best || cut.bottleneck < best.cut.bottleneck)) best = { order, cut };
-    }
-    const { order, cut } = best!;
+    const mb = memo.mb;
+    const order = ordersOf(group)[memo.orderIndex];
+    const cut: Cut = { shapes: memo.shapes, bottleneck: memo.bottleneck };
     const stages = cut.shapes.map((s, i): PlannedStage => {
       const m = order[i];
       const params = stageParams(c, s);
