@@ -151,7 +151,7 @@ export function planWorker(config: ModelConfig, res: WorkerResources, opts: Plan
   }
   const wteBytes = config.vocabSize * config.nEmbd * 4;
   if (wteBytes > bindCap) {
-    warnings.push(`wte (${config.vocabSize}x${config.nEmbd} fp32 = ${formatBytes(wteBytes)}) exceeds the binding limit ${formatBytes(bindCap)}: split into ${Math.ceil(wteBytes / bindCap)} row blocks`);
+    warnings.push(`wte (${config.vocabSize}x${config.nEmbd} fp32 = ${formatBytes(wteBytes)}) exceeds the binding limit ${formatBytes(bindCap)}: the WebGPU engine binds it whole (it would need ${Math.ceil(wteBytes / bindCap)} row blocks), so on such an adapter only middle stages, without the embeddings or the head, fit`);
   }
   const src = `budget ${formatBytes(budget)} (from the ${budgetSource})`;
   const base = { budgetBytes: budget, budgetSource, trainableParams: trainable, modelParams: P, warnings, unit: 'bytes' as const };
