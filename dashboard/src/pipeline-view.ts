@@ -103,6 +103,13 @@ export function pipelinesView(s: Source): PipelineView[] {
   return out;
 }
 
+/** Each stage worker's bar by worker id (for the cluster memory plan). */
+export function stageBarsByWorker(list: PipelineView[]): Map<string, MemoryBar> {
+  const m = new Map<string, MemoryBar>();
+  for (const v of list) for (const b of v.bars) m.set(b.label, b);
+  return m;
+}
+
 function pipelineBlock(v: PipelineView): HTMLElement {
   const track = el('div', { className: 'pipe-track', testid: 'pipe-track' });
   for (const s of v.segments) {

@@ -138,17 +138,24 @@ export function securityView(s: SecuritySummary | undefined | null): SecurityVie
 }
 
 /** Live workers only: dead/left/kicked rows keep their table entry but not a share of the plan. */
-export function memoryBars(workers: WorkerView[]): MemoryBar[] {
+/**
+ * One bar per live worker. A worker in a pipeline shows its stage's bytes (`stages`, by worker id, from
+ * pipeline-view.ts: the blocks it holds there), not its hello-time plan of what it could hold.
+ */
+export function memoryBars(workers: WorkerView[], stages: ReadonlyMap<string, MemoryBar> = new Map()): MemoryBar[] {
   return workers
     .filter((w) => !['dead', 'left', 'kicked'].includes(w.state))
-    .filter((w) => w.budgetBytes !== null || w.breakdown !== null)
-    .map((w) => ({
-      key: w.id,
-      label: w.name ? `${w.name} (${w.id})` : w.id,
-      budgetBytes: w.budgetBytes ?? 0,
-      breakdown: w.breakdown ?? { weights: 0, gradients: 0, optimizer: 0, activations: 0 },
-      note: w.role ? (w.role.startsWith('replica') ? w.role : `${w.role}: ${w.reason}`) : undefined,
-    }));
+    .filter((w) => w.budgetBytes !== null || w.breakdown !== null || stages.has(w.id))
+    .map((w) => {
+      const st = stages.get(w.id);
+      return {
+        key: w.id,
+        label: w.name ? `${w.name} (${w.id})` : w.id,
+        budgetBytes: w.budgetBytes ?? st?.budgetBytes ?? 0,
+        breakdown: st?.breakdown ?? w.breakdown ?? { weights: 0, gradients: 0, optimizer: 0, activations: 0 },
+        note: st ? `${w.role}: ${st.note ?? ''}` : w.role ? (w.role.startsWith('replica') ? w.role : `${w.role}: ${w.reason}`) : undefined,
+      };
+    });
 }
 
 export interface EventView {

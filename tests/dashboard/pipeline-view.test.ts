@@ -2,8 +2,8 @@
 // worker holds which blocks over [0, nLayer) with E/H marked, in-flight micro-batches, bubble and
 // tokens/s, and per stage a memory bar by the stage model, from the status snapshot's numbers.
 import { describe, expect, it } from 'vitest';
-import { pipelinesView } from '../../dashboard/src/pipeline-view.ts';
-import { workerView } from '../../dashboard/src/view.ts';
+import { pipelinesView, stageBarsByWorker } from '../../dashboard/src/pipeline-view.ts';
+import { memoryBars, workerView } from '../../dashboard/src/view.ts';
 import { formPipelines } from '../../shared/memory/pipeline-plan.ts';
 import { PRESETS } from '../../shared/model/config.ts';
 import type { PipelineStatus, StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
@@ -66,6 +66,15 @@ describe('dashboard pipelines view', () => {
       expect(sum).toBe(planned.stages[i].paramBytes + planned.stages[i].activationBytes);
     }
     expect(v.bars[0].note).toMatch(/^p7 E \+ block 0, \d+ x 16 tokens, 3 in flight$/);
+    // The cluster memory plan shows each stage worker's stage, not its hello-time plan; others keep theirs.
+    const rows = ['a', 'b', 'c', 'r'].map((id) => workerView(worker(id, id === 'r'
+      ? { role: 'replica', plan: { role: 'replica', budgetBytes: 9 * MiB, trainableParams: 0, microBatch: 1, seqLen: 16, reason: 'whole', breakdown: { weights: 1, gradients: 2, optimizer: 3, activations: 4 } } }
+      : { layers: status.stages.find((x) => x.workerId === id)!.layers, pipeline: 'p7' })));
+    const bars = memoryBars(rows, stageBarsByWorker([v]));
+    const byWorker = (id: string) => planned.stages.find((x) => x.workerId === id)!;
+    expect(bars.map((b) => b.breakdown)).toEqual([...['a', 'b', 'c'].map((id) => byWorker(id).breakdown), { weights: 1, gradients: 2, optimizer: 3, activations: 4 }]);
+    const first = planned.stages[0].workerId;
+    expect(bars.find((b) => b.key === first)!.note).toMatch(/^stage \(layer 0, pipeline p7\): p7 E \+ block 0/);
   });
 
   it('skips malformed stages and has no bars without the sequence length', () => {
