@@ -4,7 +4,9 @@
 // pipeline does (forward down, forwardBackward up with dIn as the previous stage's dOut), must
 // reproduce the PyTorch fixture: logits, loss, and every gradient once the stage gradients are
 // summed into one full vector by scatterAddStage (the tied wte from the first and the last stage).
-// Each stage's activations and dIn are also checked against the CPU reference stages.
+// Each stage's activations and dIn are also checked against the CPU reference stages; re-runs give
+// identical bits (the first stage's wte gradient is written, not accumulated), and an all-masked
+// micro-batch gives zeros.
 
 import type { StageBackend, StageGradientResult, StageInput } from '../../shared/backend.ts';
 import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
@@ -94,6 +96,15 @@ export function stageCases(env: StageConformanceEnv): ConformanceCase[] {
         const again = await stages[1].forwardBackward({ B: f.B, T: f.T, acts: got.acts[0] }, head.dIn);
         assertSameBits('middle stage grads, run 2', again.grads, got.results[1].grads);
         assertSameBits('middle stage dIn, run 2', again.dIn!, got.results[1].dIn!);
+        // The first stage writes its wte gradient (no LM head part to add to): a second step must not accumulate.
+        const first2 = await stages[0].forwardBackward({ B: f.B, T: f.T, inputs: f.inputs }, got.results[1].dIn);
+        assertSameBits('first stage grads, run 2', first2.grads, got.results[0].grads);
+        // No masked-in position: the head's loss, tokens, gradient and dIn are all zero.
+        const none = await stages[2].forwardBackward({ B: f.B, T: f.T, acts: got.acts[1], targets: f.targets, mask: new Uint8Array(f.B * f.T) });
+        if (none.loss !== 0 || none.tokens !== 0 || none.gradNorm !== 0) {
+          throw new Error(`all-masked head stage: loss ${none.loss}, tokens ${none.tokens}, norm ${none.gradNorm}, expected 0, 0, 0`);
+        }
+        if (!none.dIn!.every((v) => v === 0)) throw new Error('all-masked head stage: dIn is not all zeros');
       } finally {
         for (const s of [...stages, ...cpu]) s.dispose();
       }
