@@ -18,7 +18,7 @@ afterAll(async () => {
   for (const f of cleanups.reverse()) await f();
 });
 
-export async function run(o: { stages: boolean; steps: number; activations: 'fp32' | 'fp16'; batch?: number; replicaToo?: boolean }) {
+export async function run(o: { stages: boolean; steps: number; activations: 'fp32' | 'fp16' | 'int8'; batch?: number; replicaToo?: boolean }) {
   const batch = o.batch ?? G;
   const dir = mkdtempSync(join(tmpdir(), 'coord-pipe-eq-'));
   const c: CoordinatorHandle = await startCoordinator({
