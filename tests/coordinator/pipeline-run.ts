@@ -18,11 +18,11 @@ afterAll(async () => {
   for (const f of cleanups.reverse()) await f();
 });
 
-export async function run(o: { stages: boolean; steps: number; activations: 'fp32' | 'fp16' | 'int8'; batch?: number; replicaToo?: boolean }) {
+export async function run(o: { stages: boolean; steps: number; activations: 'fp32' | 'fp16' | 'int8'; batch?: number; replicaToo?: boolean; lr?: number }) {
   const batch = o.batch ?? G;
   const dir = mkdtempSync(join(tmpdir(), 'coord-pipe-eq-'));
   const c: CoordinatorHandle = await startCoordinator({
-    port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, globalBatch: batch, maxSteps: o.steps, lr: 3e-3, warmupSteps: 2,
+    port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, globalBatch: batch, maxSteps: o.steps, lr: o.lr ?? 3e-3, warmupSteps: 2,
     evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false, verifyRate: 0, activations: o.activations,
     maxMicroBatch: o.stages ? 64 : batch,
   });
