@@ -108,5 +108,10 @@ export interface StageBackend {
   forward(input: StageInput): Promise<Float32Array>;
   /** Recomputes the forward, then the backward; dOut [B*T*C] is required unless the stage is the head. */
   forwardBackward(input: StageInput, dOut?: Float32Array): Promise<StageGradientResult>;
+  /**
+   * Fixed-shape engines: compile the stage for micro-batches of B x T now (before the first hop);
+   * absent where nothing is compiled per shape (CPU).
+   */
+  prepare?(B: number, T: number): Promise<void>;
   dispose(): void;
 }

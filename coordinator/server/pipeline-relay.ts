@@ -63,11 +63,18 @@ export class ShareRun {
   ) {
     const { B, T } = batch;
     this.micros = [];
+    // Every micro-batch has `microBatch` rows: a short last one is padded with mask-0 rows (token
+    // 0, no loss, so zero gradient and no tokens), so a fixed-shape stage engine compiles ONE
+    // shape, before the share's first hop (the `stage` message carries it).
     for (let b0 = 0; b0 < B; b0 += microBatch) {
       const rows = Math.min(microBatch, B - b0);
       const lo = b0 * T;
       const hi = (b0 + rows) * T;
-      const mb: MicroBatch = { B: rows, T, inputs: batch.inputs.slice(lo, hi), targets: batch.targets.slice(lo, hi), mask: batch.mask.slice(lo, hi) };
+      const n = microBatch * T;
+      const mb: MicroBatch = { B: microBatch, T, inputs: new Int32Array(n), targets: new Int32Array(n), mask: new Uint8Array(n) };
+      mb.inputs.set(batch.inputs.subarray(lo, hi));
+      mb.targets.set(batch.targets.subarray(lo, hi));
+      mb.mask.set(batch.mask.subarray(lo, hi));
       let tokens = 0;
       for (let i = 0; i < mb.mask.length; i++) tokens += mb.mask[i];
       this.micros.push({ batch: mb, tokens });

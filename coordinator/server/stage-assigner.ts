@@ -42,6 +42,12 @@ interface Pipeline {
   microBatch: number;
   inFlight: number;
   share: ShareRun | null;
+  /**
+   * Stages of the running share that compile its shape first (new to these blocks or this shape
+   * on this connection), and the lease to count once they have all answered: until then the share
+   * has the longest lease (10 x --lease-ms), so a 20-40 s SwiftShader compile is not timed.
+   */
+  compiling: { stages: Map<number, string>; leaseMs: number } | null;
   /** Measured over finished shares (EMA); 0: unknown yet. */
   tokensPerSec: number;
   samplesPerSec: number;
@@ -54,6 +60,8 @@ export class StageAssigner implements WorkAssigner {
   private readonly memberOf = new Map<string, string>();
   /** Which stage slice (version, layers) each worker's current connection holds. */
   private readonly held = new Map<string, { conn: object | null; key: string }>();
+  /** Which stage shape (layers, micro-batch x seq) each worker's current connection has compiled. */
+  private readonly compiled = new Map<string, { conn: object | null; key: string }>();
   /** The latest reject function of each worker's connection (a share's verdict may name any stage). */
   private readonly rejects = new Map<string, Reject>();
   /** Per worker: measured speed on the whole-model scale (tokens/s), for formation. */
@@ -112,7 +120,7 @@ export class StageAssigner implements WorkAssigner {
     const p: Pipeline = {
       id: `p${++this.seq}`,
       stages: pp.stages.map((s) => ({ workerId: s.workerId, table: buildStageTable(this.model, { from: s.layers[0], to: s.layers[1] }) })),
-      microBatch: pp.microBatch, inFlight: pp.inFlight, share: null, tokensPerSec: 0, samplesPerSec: 0, bubble: 0,
+      microBatch: pp.microBatch, inFlight: pp.inFlight, share: null, compiling: null, tokensPerSec: 0, samplesPerSec: 0, bubble: 0,
     };
     this.pipelines.set(p.id, p);
     for (const s of p.stages) this.join(p, s);
@@ -225,11 +233,18 @@ export class StageAssigner implements WorkAssigner {
     const size = this.shareSize(p, work.size);
     const need = p.samplesPerSec > 0 ? Math.ceil((3000 * size) / p.samplesPerSec) : 0;
     const leaseMs = Math.min(10 * this.cfg.leaseMs, Math.max(this.cfg.leaseMs, need));
-    const lease = work.lease(p.id, size, now, leaseMs);
+    const shapeKey = (s: Stage) => `${s.table.spec.from}-${s.table.spec.to}|${p.microBatch}x${this.seqLen}`;
+    const compiling = new Map<number, string>();
+    p.stages.forEach((s, i) => {
+      const c = this.compiled.get(members[i].id);
+      if (!c || c.conn !== this.port.connection(members[i]) || c.key !== shapeKey(s)) compiling.set(i, shapeKey(s));
+    });
+    const lease = work.lease(p.id, size, now, compiling.size > 0 ? 10 * this.cfg.leaseMs : leaseMs);
     if (!lease) return;
     const { batch } = this.trainer.batchOf(lease);
     const share = new ShareRun(lease, p.stages.map((s) => s.table), batch, p.microBatch, p.inFlight, now);
     p.share = share;
+    p.compiling = compiling.size > 0 ? { stages: compiling, leaseMs } : null;
     const slices = new Map<string, Float32Array>();
     p.stages.forEach((s, i) => {
       const w = members[i];
@@ -247,7 +262,7 @@ export class StageAssigner implements WorkAssigner {
       const msg: StageTaskMsg = {
         taskId: lease.id, pipelineId: p.id, step: lease.step, version: lease.version,
         layers: [s.table.spec.from, s.table.spec.to], index: i, stages: p.stages.length, micros: share.micros.length,
-        dtype: this.cfg.activations, leaseMs, ...(params ? { params } : {}),
+        dtype: this.cfg.activations, leaseMs: lease.expiresAt - now, microBatch: p.microBatch, seqLen: this.seqLen, ...(params ? { params } : {}),
       };
       this.port.send(w, 'stage', msg);
       this.workers.markComputing(w, lease.id, lease.ids.length, now);
@@ -297,8 +312,27 @@ export class StageAssigner implements WorkAssigner {
       r = bad ?? [];
     }
     if (!Array.isArray(r)) return this.refuseShare(p, w, r.code, r.message, refuse);
+    this.compiledAnswer(p, share, s);
     this.send(p, r);
     if (share.complete) void this.finishShare(p, share);
+  }
+
+  /**
+   * Stage `s` answered, so it has compiled the share's shape (the worker compiles on the `stage`
+   * message, before any hop): remembered for its connection; once every compiling stage has
+   * answered, the share's lease counts from now.
+   */
+  private compiledAnswer(p: Pipeline, share: ShareRun, s: number): void {
+    const c = p.compiling;
+    const key = c?.stages.get(s);
+    if (!c || key === undefined) return;
+    c.stages.delete(s);
+    const w = this.workers.byId.get(p.stages[s].workerId);
+    if (w) this.compiled.set(w.id, { conn: this.port.connection(w), key });
+    if (c.stages.size > 0) return;
+    p.compiling = null;
+    const live = this.trainer.current?.active.get(share.id);
+    if (live) live.expiresAt = Date.now() + c.leaseMs;
   }
 
   /** A stage's answer is refused: the share cannot go on; its samples go back to the pool. */
@@ -391,6 +425,7 @@ export class StageAssigner implements WorkAssigner {
   release(workerId: string): number {
     this.rejects.delete(workerId);
     this.held.delete(workerId);
+    this.compiled.delete(workerId);
     const p = this.pipelines.get(this.memberOf.get(workerId) ?? '');
     if (!p) return 0;
     const had = p.share ? 1 : 0;

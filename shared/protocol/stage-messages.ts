@@ -41,6 +41,12 @@ export interface StageTaskMsg {
   /** The stage's parameters at `version` (stage-table layout); absent when the worker holds them. */
   params?: Float32Array;
   leaseMs: number;
+  /**
+   * Every micro-batch of the share has this shape (the coordinator pads the last one with mask-0
+   * rows), so a fixed-shape engine compiles it on this message, before the first hop.
+   */
+  microBatch?: number;
+  seqLen?: number;
 }
 
 export interface HopMsg {

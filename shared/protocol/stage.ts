@@ -71,6 +71,9 @@ export function validateStageTask(x: unknown, model: ModelConfig): Checked<Stage
       dtype,
       ...(params ? { params } : {}),
       leaseMs: int(o, 'leaseMs', 'stage', 1),
+      ...(o.microBatch !== undefined || o.seqLen !== undefined
+        ? { microBatch: int(o, 'microBatch', 'stage', 1, MAX_ROWS), seqLen: int(o, 'seqLen', 'stage', 1, model.contextLength) }
+        : {}),
     };
   });
 }

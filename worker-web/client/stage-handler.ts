@@ -68,6 +68,17 @@ export class StageTaskHandler implements TaskHandler<StageTaskMsg> {
       st.task = undefined;
       throw new Error(`share ${task.taskId}: needs the parameters of blocks [${spec.from}, ${spec.to}) at version ${task.version}, this worker holds ${st.heldKey || 'none'}; skipped`);
     }
+    // A fixed-shape engine compiles the share's micro-batch shape now, before its first hop (each
+    // stage of the pipeline compiles at once, not one after the other as hops arrive); the compile
+    // yields to the event loop (kernel.ts warm), so heartbeats go on. The coordinator counts the
+    // share's lease from this stage's first answer (stage-assigner.ts).
+    if (task.microBatch && task.seqLen && backend.prepare) {
+      const t0 = now();
+      ctx.stats.update({ state: 'computing', detail: `compiling blocks [${spec.from}, ${spec.to}) for micro-batch ${task.microBatch} x ${task.seqLen}` });
+      await backend.prepare(task.microBatch, task.seqLen);
+      const ms = now() - t0;
+      if (ms > 1000) ctx.log('info', `stage [${spec.from}, ${spec.to}) compiled for ${task.microBatch} x ${task.seqLen} in ${(ms / 1000).toFixed(1)} s`);
+    }
     st.backend = backend;
     st.task = task;
     st.inputs.clear();

@@ -72,12 +72,33 @@ export class KernelRuntime {
   }
 
   /**
-   * Compile every not-yet-cached pipeline of a plan up front. Synchronous creation on purpose:
+   * Compile with createComputePipelineAsync in warm(): set by engines that compile while their
+   * worker must stay responsive (a pipeline stage compiles on its `stage` message, connected).
+   * Synchronous creation blocks the thread for each pipeline (Dawn in Node on a loaded
+   * SwiftShader: 1-10 s each, a stage has dozens, so heartbeats stopped for longer than
+   * --dead-after-ms); the async creation left event-loop gaps of at most ~0.3-0.5 s (measured on
+   * this machine: 6 pipelines sync 8.8 s with a 1.7 s gap, async all at once 10.5 s, 0.3 s gap).
+   */
+  compileAsync = false;
+
+  /**
+   * Compile every not-yet-cached pipeline of a plan up front. Synchronous creation by default:
    * measured on Dawn/SwiftShader, createComputePipelineAsync was ~1.6x slower per pipeline
-   * (3.2 s vs 5.4 s under load) and not parallel. Async so a browser build may switch later.
+   * (3.2 s vs 5.4 s under load) and not parallel (a replica warms up disconnected, so blocking
+   * does not matter there); `compileAsync` for engines that must not block.
    */
   async warm(specs: KernelSpec[]): Promise<void> {
-    for (const s of specs) this.pipeline(s);
+    if (!this.compileAsync) {
+      for (const s of specs) this.pipeline(s);
+      return;
+    }
+    const todo = new Map<string, KernelSpec>();
+    for (const s of specs) if (!this.pipelines.has(s.code)) todo.set(s.code, s);
+    const made = await Promise.all([...todo.values()].map(async (spec) => {
+      const module = this.device.createShaderModule({ code: spec.code, label: spec.label });
+      return [spec.code, await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: spec.label })] as const;
+    }));
+    for (const [code, p] of made) if (!this.pipelines.has(code)) this.pipelines.set(code, p);
   }
 
   /** Build a dispatch (pipeline + bind group) once; encode it any number of times. */

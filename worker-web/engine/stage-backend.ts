@@ -25,6 +25,12 @@ export async function createWebGpuStageBackend(config: ModelConfig, spec: StageS
 }
 
 class StageEngine extends Engine {
+  constructor(...args: ConstructorParameters<typeof Engine>) {
+    super(...args);
+    // A stage compiles while connected (on its `stage` message): keep the worker's thread free.
+    this.rt.compileAsync = true;
+  }
+
   private where(what: string): string {
     return `webgpu stage [${this.spec.from}, ${this.spec.to}): ${what}`;
   }
@@ -56,6 +62,14 @@ class StageEngine extends Engine {
     }
     if (backward && !this.table.head) q.writeBuffer(sb.dres, 0, dOut!.buffer, dOut!.byteOffset, dOut!.byteLength);
     return this.table.head ? this.writeLoss(step, input.targets!, input.mask!, N) : 0;
+  }
+
+  /** Compiles (records) the stage for B x T now, so the first hop of that shape does not. */
+  prepareShape(B: number, T: number): Promise<void> {
+    return this.serial(async () => {
+      this.usable('prepare()');
+      await this.ensurePlan(B, T);
+    });
   }
 
   stageForward(input: StageInput): Promise<Float32Array> {
@@ -122,5 +136,6 @@ class WebGpuStage implements WebGpuStageBackend {
   setParams(stageParams: Float32Array): Promise<void> { return this.e.setParams(stageParams); }
   forward(input: StageInput): Promise<Float32Array> { return this.e.stageForward(input); }
   forwardBackward(input: StageInput, dOut?: Float32Array): Promise<StageGradientResult> { return this.e.stageForwardBackward(input, dOut); }
+  prepare(B: number, T: number): Promise<void> { return this.e.prepareShape(B, T); }
   dispose(): void { this.e.dispose(); }
 }
