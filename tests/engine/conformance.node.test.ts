@@ -18,6 +18,7 @@ import { createWebGpuBackend } from '../../worker-web/engine/backend.ts';
 
 const loadFixture = async () => readFileSync(FIXTURE_PATH);
 const loadLongFixture = async () => readFileSync(LONG_FIXTURE_PATH);
+const loadDpoFixture = async () => readFileSync(new URL('../reference/dpo_tiny.bin', import.meta.url));
 
 describe('fixture parser (browser-safe) agrees with the Node reader', () => {
   it('parses the same values as readFixture', () => {
@@ -32,7 +33,7 @@ describe('fixture parser (browser-safe) agrees with the Node reader', () => {
 });
 
 describe('conformance: cpu', () => {
-  for (const c of conformanceCases({ label: 'cpu', createBackend: async (cfg) => createCpuBackend(cfg), loadFixture })) {
+  for (const c of conformanceCases({ label: 'cpu', createBackend: async (cfg) => createCpuBackend(cfg), loadFixture, loadDpoFixture })) {
     it(c.name, c.run);
   }
   // The long fixture against our CPU reference too: the fixture itself is right.
@@ -56,6 +57,7 @@ describe('conformance: webgpu (Node, Dawn)', () => {
     createBackend: (cfg) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info }),
     harness,
     loadFixture,
+    loadDpoFixture,
   });
   cases.push(...gpuPolicyCases({
     label: 'webgpu-node',

@@ -15,7 +15,7 @@ import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec } fr
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
 import { biasBackwardSpec, colSumPartialSpec, COL_BLOCK, layernormParamFinalSpec, layernormParamGradSpec, layernormParamPartialSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
-import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
+import { crossEntropySpec, crossEntropyWeightedSpec, lossReduceSpec, seqLogProbSpec } from './kernels/loss.ts';
 import { attentionMatmulSpecs } from './kernels/attention-mm.ts';
 
 export interface StepBuffers {
@@ -27,6 +27,17 @@ export interface StepBuffers {
   batch: GPUBuffer;
   results: GPUBuffer;
   logits: GPUBuffer;
+  /** Preference tuning: a weight per sequence (B floats) in, sequence log-probs (B floats) out. */
+  rowWeights: GPUBuffer;
+  seqLogProbs: GPUBuffer;
+}
+
+/** The preference-tuning (DPO) dispatch lists of a plan, prepared on first use. */
+export interface PreferenceDispatches {
+  /** Forward + per-position CE + per-sequence sums into seqLogProbs. */
+  sequenceLogProbs: Dispatch[];
+  /** Forward + CE with dlogits weighted per sequence (rowWeights) + seqLogProbs + backward + norm. */
+  forwardBackwardWeighted: Dispatch[];
 }
 
 export interface RecordedStep {
@@ -37,6 +48,8 @@ export interface RecordedStep {
   forward: Dispatch[];
   /** Forward + loss + backward + gradient norm (logits become dlogits in place). */
   forwardBackward: Dispatch[];
+  /** DPO lists: compiled only when first asked for, so LM training pays nothing for them. */
+  preference(): Promise<PreferenceDispatches>;
   destroy(): void;
 }
 
@@ -95,6 +108,8 @@ export async function recordStep(
     batch: device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'batch' }),
     results: buf(4, 'results'),
     logits: a.logits,
+    rowWeights: buf(B, 'row_weights'),
+    seqLogProbs: buf(B, 'seq_logprobs'),
   };
   owned.push(sb.batch);
 
@@ -234,10 +249,23 @@ export async function recordStep(
     if (!x) prepared.set(p, (x = rt.prepare(p.spec, p.bufs)));
     return x;
   };
+  let preference: Promise<PreferenceDispatches> | undefined;
   return {
     B, T, buffers: sb,
     forward: [...fwd, ...lossFwd].map(prep),
     forwardBackward: [...fwd, ...lossBwd, ...bwd].map(prep),
+    preference() {
+      preference ??= (async () => {
+        const seq = d(seqLogProbSpec(B, T), [a.losses, sb.seqLogProbs]);
+        const ceW = d(crossEntropyWeightedSpec(N, V, T), [a.logits, sb.targets, sb.mask, sb.rowWeights, a.losses]);
+        await rt.warm([seq.spec, ceW.spec]);
+        return {
+          sequenceLogProbs: [...fwd, lossFwd[0], seq].map(prep),
+          forwardBackwardWeighted: [...fwd, ceW, seq, ...bwd].map(prep),
+        };
+      })();
+      return preference;
+    },
     destroy() {
       for (const b of owned) b.destroy();
     },

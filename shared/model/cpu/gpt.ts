@@ -16,6 +16,7 @@ import {
   geluBackward, geluForward, layernormBackward, layernormForward, lmHeadBackward, lmHeadForward, matmulBackward,
   matmulForward, residualForward, softmaxForward, type FloatArray,
 } from './ops.ts';
+import { sequenceLogProbs, weightedCrossEntropyBackward } from './sequence-ops.ts';
 
 export type FloatArrayCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 
@@ -193,25 +194,64 @@ export class CpuGpt {
   }
 
   /**
+   * Per-sequence log-probabilities of the last forward: out[b] = sum over masked-in positions of
+   * row b of log p(target). Float64 (DPO margins are differences of such sums).
+   */
+  sequenceLogProbs(): Float64Array {
+    const last = this.last;
+    if (!last || !this.acts) throw new AppError('ERR_NO_FORWARD', 'cpu model: sequenceLogProbs() needs a forward() first', 500);
+    const out = new Float64Array(last.batch.B);
+    sequenceLogProbs(out, this.acts.losses, last.batch.B, last.batch.T);
+    return out;
+  }
+
+  /**
    * Backward of the last forward: OVERWRITES grads (flat, parameter-table layout, same float type)
    * with d(mean masked loss)/d(params). With no masked-in position the gradient is all zeros.
    */
   backward(grads: FloatArray): void {
     const last = this.last;
     if (!last || !this.acts) throw new AppError('ERR_NO_FORWARD', 'cpu model: backward() needs a forward() first', 500);
-    const { params, batch, loss } = last;
-    const { B, T, inputs, targets, mask } = batch;
+    const { batch, loss } = last;
+    if (loss.tokens === 0) {
+      grads.fill(0);
+      return;
+    }
+    this.backwardFrom(grads, (dlogits, probs) => crossEntropyBackward(dlogits, probs, batch.targets, batch.mask, batch.B * batch.T, this.config.vocabSize, loss.tokens));
+  }
+
+  /**
+   * Weighted backward of the last forward: OVERWRITES grads with the gradient of
+   * sum_b rowWeights[b] * sum_t mask * CE(b, t) = -sum_b rowWeights[b] * log p(sequence b), the
+   * generalisation of the mean loss (every weight 1/tokens) that DPO needs (shared/model/dpo.ts).
+   */
+  backwardWeighted(grads: FloatArray, rowWeights: ArrayLike<number>): void {
+    const last = this.last;
+    if (!last || !this.acts) throw new AppError('ERR_NO_FORWARD', 'cpu model: backwardWeighted() needs a forward() first', 500);
+    const { batch } = last;
+    if (rowWeights.length !== batch.B) {
+      throw new AppError('ERR_BATCH_SHAPE', `cpu model: rowWeights has ${rowWeights.length} entries, the batch has B = ${batch.B} rows`);
+    }
+    for (let b = 0; b < batch.B; b++) {
+      if (!Number.isFinite(rowWeights[b])) throw new AppError('ERR_BATCH_SHAPE', `cpu model: rowWeights[${b}] = ${rowWeights[b]} is not finite`);
+    }
+    this.backwardFrom(grads, (dlogits, probs) => weightedCrossEntropyBackward(dlogits, probs, batch.targets, batch.mask, batch.B, batch.T, this.config.vocabSize, rowWeights));
+  }
+
+  /** The backward pass below the loss: `lossGrad` accumulates d(objective)/d(logits) into zeroed dlogits. */
+  private backwardFrom(grads: FloatArray, lossGrad: (dlogits: FloatArray, probs: FloatArray) => void): void {
+    const { params, batch } = this.last!;
+    const { B, T, inputs } = batch;
     const { nLayer: L, nEmbd: C, nHead: NH, vocabSize: V } = this.config;
     const BT = B * T;
-    const a = this.acts;
+    const a = this.acts!;
     const w = paramViews(this.table, params);
     const g = paramViews(this.table, grads);
     grads.fill(0);
-    if (loss.tokens === 0) return;
 
     softmaxForward(a.probs, a.logits, BT, V);
     a.dlogits.fill(0);
-    crossEntropyBackward(a.dlogits, a.probs, targets, mask, BT, V, loss.tokens);
+    lossGrad(a.dlogits, a.probs);
     const dlnf = a.dln;
     dlnf.fill(0);
     lmHeadBackward(dlnf, g.wte, a.dlogits, a.lnf, w.wte, BT, C, V);
