@@ -29,6 +29,7 @@ import { errorHandler, notFound } from './http/errors.ts';
 import { generateRouter, type GenerateContext } from './http/generate-routes.ts';
 import { metricsRouter } from './http/metrics.ts';
 import { openaiRouter } from './http/openai-routes.ts';
+import { preferencesRouter } from './http/preferences.ts';
 import { simulateRouter } from './http/simulate-routes.ts';
 import { staticRouter } from './http/static.ts';
 import { attachDashboard } from './server/dashboard-ns.ts';
@@ -37,6 +38,7 @@ import { WorkerHub } from './server/hub.ts';
 import { maxMessageBytes } from './server/message-size.ts';
 import { originGuard } from './security/origin.ts';
 import { loadBans } from './security/ban-file.ts';
+import { PreferenceStore } from './preferences/store.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
 import { dilocoStatus, RoundTrainer } from './train/round-trainer.ts';
@@ -112,6 +114,13 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   let skipped: Array<{ file: string; error: string }> = [];
   let lastCheckpoint: StatusSnapshot['checkpoint'] = null;
   const bus = new EventBus();
+  // Collected preference pairs outlive restarts and --no-resume (they are people's choices, not
+  // model state). A torn last line is set aside with a warning; a bad row elsewhere stops the start.
+  const prefs = PreferenceStore.open(runDir);
+  for (const w of prefs.warnings) {
+    log.warn({ file: prefs.store.file }, w);
+    bus.logEntry({ level: 'warn', kind: 'resume', message: w });
+  }
   if (config.resume) {
     const r = loadNewestValid(runDir);
     skipped = r.skipped;
@@ -250,6 +259,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       paused: hub.paused,
       finished: trainer.finished,
       workers: [...hub.workers.byId.values()].map((w) => hub.workers.row(w)),
+      pipelines: hub.stages?.status() ?? [],
       checkpoint: lastCheckpoint,
       model: { preset: config.preset, params: trainer.paramCount, config: model },
       eval: ev ? {
@@ -261,6 +271,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       globalBatch: config.globalBatch,
       uptimeSec: Math.round((Date.now() - startedAt) / 1000),
       security: hub.security.summary(),
+      preferences: { count: prefs.store.count },
     };
   };
 
@@ -286,6 +297,8 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   app.use(adminRouter(ctx));
   app.use(metricsRouter(ctx));
   mountModelRouters(app, ctx, log);
+  app.use(preferencesRouter({ store: prefs.store, step: () => trainer.step, perMinute: config.preferenceRate, log,
+    onRecorded: (count) => bus.emit('preference', { count }) }));
   app.use(staticRouter(REPO_ROOT));
   app.use(notFound);
   app.use(errorHandler(log));
@@ -318,6 +331,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     dpoEval?.dispose();
     // Verification threads stop; results still waiting for a verdict are dropped with their sockets.
     await hub.close();
+    await prefs.store.close(); // appends in flight finish (and are answered) first
     io.disconnectSockets(true);
     await new Promise<void>((res) => io.close(() => res()));
     http.closeAllConnections?.();

@@ -3,8 +3,8 @@
 // WorkerGateway. Each part owns its own state (docs/architecture.md); this class only wires them
 // and offers the operator's actions (pause, resume, kick) to the HTTP layer.
 //
-// To add a worker role (pipeline stages, low-communication rounds): implement WorkAssigner
-// (assigner.ts) and register it below next to the ReplicaAssigner.
+// Roles: replicas (ReplicaAssigner), pipeline stages (StageAssigner, --mode sync), rounds
+// (RoundAssigner, --mode diloco). Another role: implement WorkAssigner (assigner.ts), register it below.
 
 import type { Server } from 'socket.io';
 import type { Logger } from 'pino';
@@ -16,6 +16,7 @@ import type { EventBus } from './events.ts';
 import { WorkerGateway } from './gateway.ts';
 import { ReplicaAssigner } from './replica-assigner.ts';
 import { RoundAssigner } from './round-assigner.ts';
+import { StageAssigner } from './stage-assigner.ts';
 import { DeltaJudge } from '../security/delta-judge.ts';
 import type { RoundTrainer } from '../train/round-trainer.ts';
 import { Scheduler, type StepHooks } from './scheduler.ts';
@@ -43,12 +44,20 @@ export class WorkerHub {
   readonly gateway: WorkerGateway;
   /** --mode diloco only. */
   readonly rounds?: RoundAssigner;
+  /** --mode sync: pipelines of stage workers (docs/pipeline.md). */
+  readonly stages?: StageAssigner;
 
   constructor(o: HubOptions) {
     this.workers = new WorkerRegistry(o.bus);
     this.security = new Security(o.trainer, o.config, o.bus, o.log, o.bans, () => this.workers.byId.keys());
     this.gateway = new WorkerGateway(o.io, o.trainer, o.config, o.preset, o.seqLen, this.workers, this.security, o.bus, o.log);
     this.scheduler = new Scheduler(o.trainer, o.config, this.workers, this.gateway, o.bus, o.log, o.hooks);
+    if (!o.rounds) {
+      // Registered first: each pass leases the pipelines their throughput share of the step before
+      // the replicas (whose lease sizes count replicas only) take what is left.
+      this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log);
+      this.scheduler.register(this.stages);
+    }
     this.scheduler.register(new ReplicaAssigner(o.trainer, o.config, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log));
     if (o.rounds) {
       const judge = new DeltaJudge(o.trainer.model, o.trainer.dataset, o.config.normLimit);
