@@ -10,13 +10,11 @@ import type { ModelConfig } from '../../shared/model/config.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import type { CoordinatorConfig } from '../config.ts';
 import { importForTraining } from '../export/import.ts';
+import { PREFERENCES_FILE } from '../preferences/store.ts';
 import { PreferenceEvaluator } from './preference-eval.ts';
 import { PreferenceTraining } from './preference-training.ts';
 import { computeReference, type ReferenceLogProbs } from './reference.ts';
 import type { Trainer } from './trainer.ts';
-
-/** File name of the collected preferences in the run dir (POST /api/preferences appends to it). */
-export const PREFERENCES_FILE = 'preferences.jsonl';
 
 /** `--data preferences` or a path: the pairs, every row validated (file:line errors, exit 2). */
 export function loadPreferenceData(config: CoordinatorConfig, runDir: string, T: number): PreferenceDataset {

@@ -15,7 +15,7 @@
 //                float64 loss (mean DPO loss); float32[nParams] d(loss)/d(policy parameters).
 
 import type { MicroBatch } from '../../shared/backend.ts';
-import { buildMicroBatch, pairRow } from '../../shared/data/index.ts';
+import { buildMicroBatch, pairRow } from '../../shared/data/sequences.ts';
 import { PRESETS, type ModelConfig } from '../../shared/model/config.ts';
 import { initParameters } from '../../shared/model/init.ts';
 
