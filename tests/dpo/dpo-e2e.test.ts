@@ -178,7 +178,9 @@ describe('--objective dpo end to end', () => {
 
   it('resumes from a checkpoint in dpo mode: the same reference (the starting weights, not the checkpoint), training continues', async () => {
     const runDir = join(root, 'resume');
-    const c1 = await startCoordinator({ ...base, runDir, maxSteps: 3, evalEvery: 0, checkpointEvery: 3, verifyRate: 0 });
+    const data = join(root, 'prefs-small.jsonl'); // 240 pairs: the reference pass runs at each start
+    writeFileSync(data, toJsonl(offByOnePreferences(240, 5)));
+    const c1 = await startCoordinator({ ...base, data, runDir, maxSteps: 3, evalEvery: 0, checkpointEvery: 3, verifyRate: 0 });
     const ws1 = workers(c1, []);
     let ref1: Float32Array;
     try {
@@ -189,7 +191,7 @@ describe('--objective dpo end to end', () => {
       for (const w of ws1) w.stop('test over');
       await c1.close();
     }
-    const c2 = await startCoordinator({ ...base, runDir, maxSteps: 6, evalEvery: 0, checkpointEvery: 0, verifyRate: 0 });
+    const c2 = await startCoordinator({ ...base, data, runDir, maxSteps: 6, evalEvery: 0, checkpointEvery: 0, verifyRate: 0 });
     const ws2 = workers(c2, []);
     try {
       expect(c2.resumedFrom).toMatch(/ckpt-000000003/);
