@@ -18,7 +18,7 @@
 import { AppError } from '../errors.ts';
 import { validateModelConfig, type ModelConfig } from '../model/config.ts';
 import { WEBGPU_DEFAULT_LIMITS } from './plan.ts';
-import { modelParams, type Breakdown } from './rules.ts';
+import { blockParams, modelParams, type Breakdown } from './rules.ts';
 import {
   pipelineParams, stageActivations, stageBreakdown, stageFlopsPerToken, stageLimitProblem, stageParams, stageShape,
   type StageLimits, type StageShape,
@@ -156,7 +156,7 @@ export function formPipelines(c: ModelConfig, candidates: StageCandidate[], opts
     ? infer * stageParams(c, s) : 20 * stageParams(c, s) + stageActivations(c, s, mb, seq, inFlight).total;
   const fits = (m: Member, s: StageShape, mb: number, inFlight: number) =>
     bytesOf(s, mb, inFlight) <= m.budget && (infer !== undefined || stageLimitProblem(c, s, mb, seq, m.limits, DEFAULTS) === undefined);
-  const flops = (s: StageShape) => infer !== undefined ? 2 * ((s.to - s.from) * (12 * c.nEmbd ** 2) + (s.head ? c.vocabSize * c.nEmbd : 0)) : stageFlopsPerToken(c, s);
+  const flops = (s: StageShape) => infer !== undefined ? 2 * ((s.to - s.from) * blockParams(c) + (s.head ? c.vocabSize * c.nEmbd : 0)) : stageFlopsPerToken(c, s);
 
   /** Min-max DP over contiguous cuts for one order; null if no cut fits. */
   function bestCut(order: Member[], mb: number, inFlight: number): Cut | null {
@@ -167,11 +167,11 @@ export function formPipelines(c: ModelConfig, candidates: StageCandidate[], opts
     cost[0][0] = 0;
     for (let i = 1; i <= n; i++) {
       const hi = i === n ? L : L - (n - i);
-      for (let j = i; j <= hi; j++) {
-        for (let k = i - 1; k < j; k++) {
-          if (cost[i - 1][k] === Infinity || (i === 1 && k !== 0)) continue;
+      // The last stage ends at L; the first starts at 0.
+      for (let j = i === n ? L : i; j <= hi; j++) {
+        for (let k = i === 1 ? 0 : i - 1; k < (i === 1 ? 1 : j); k++) {
+          if (cost[i - 1][k] === Infinity) continue;
           const s = stageShape(c, k, j);
-          if (i === n && j !== L) continue;
           if (!fits(order[i - 1], s, mb, inFlight)) continue;
           const t = Math.max(cost[i - 1][k], flops(s) / order[i - 1].speed);
           if (t < cost[i][j]) { cost[i][j] = t; from[i][j] = k; }
