@@ -45,7 +45,9 @@ export async function setUpPreferenceTraining(
   log.info({ pairs: ds.size, heldOut: ds.heldOut.size, reference: reference.source, ms: reference.ms },
     `dpo: reference log-probs of ${ds.size + ds.heldOut.size} pairs computed in ${reference.ms} ms`);
   trainer.usePreferences(new PreferenceTraining(ds, reference, config.dpoBeta));
-  const evaluator = config.evalEvery > 0
+  // Fewer than 20 pairs hold none out (preference-data.ts): nothing to evaluate on.
+  if (config.evalEvery > 0 && ds.heldOut.size === 0) log.warn(`dpo: ${ds.size} pairs, none held out (20 or more are needed): no preference evaluation`);
+  const evaluator = config.evalEvery > 0 && ds.heldOut.size > 0
     ? new PreferenceEvaluator(model, ds, reference, config.dpoBeta, { samples: config.evalSamples, seed: config.seed })
     : null;
   return { reference, evaluator };
