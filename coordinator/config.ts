@@ -21,6 +21,7 @@ export const AGGREGATORS = ['mean', 'trimmed-mean', 'centered-clip'] as const;
 export const VERIFY_FAIL = ['closed', 'open'] as const;
 export const MODES = ['sync', 'diloco'] as const;
 export const COMPRESS = ['none', 'fp16', 'int8', 'sparse'] as const;
+export const OBJECTIVES = ['lm', 'dpo'] as const;
 export const PIPELINE = ['auto', 'off'] as const;
 export const ACTIVATIONS = ['fp32', 'fp16', 'int8'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -46,7 +47,13 @@ const OPTIONS = {
   port: { arg: 'N', type: 'int', schema: int('--port', 0, 65535).default(8080), help: 'listen port; 0 picks a free one (env PORT)' },
   host: { arg: 'H', type: 'string', schema: z.string().min(1, '--host must not be empty').default('0.0.0.0'), help: 'listen address' },
   preset: { arg: 'P', type: 'string', schema: z.enum(PRESET_NAMES as [string, ...string[]], { error: `--preset must be one of: ${PRESET_NAMES.join(', ')}` }).default('small'), help: `model: ${PRESET_NAMES.join(' | ')}` },
-  data: { arg: 'FILE', type: 'string', schema: z.string().min(1, '--data must be a file path').optional(), help: '.txt or .jsonl training data', unset: 'built-in arith-rev task' },
+  data: { arg: 'FILE', type: 'string', schema: z.string().min(1, '--data must be a file path').optional(), unset: 'built-in arith-rev task',
+    help: '.txt or .jsonl training data; with --objective dpo a .jsonl of {prompt, chosen, rejected}\nrows, or `preferences` = the run dir\'s collected preferences.jsonl' },
+  objective: { arg: 'O', type: 'string', schema: z.enum(OBJECTIVES, { error: `--objective must be one of: ${OBJECTIVES.join(', ')}` }).default('lm'),
+    help: 'lm = next-token loss; dpo = preference tuning on pairs (DPO, docs/dpo.md)' },
+  dpoBeta: { arg: 'X', type: 'float', schema: pos('--dpo-beta').default(0.1), help: 'dpo: beta, the strength of the pull toward the reference' },
+  reference: { arg: 'R', type: 'string', schema: z.string().min(1, '--reference must be init or a directory').default('init'),
+    help: 'dpo: the frozen reference model: init (the starting weights: --init-from, else the\nseeded init) or an exported model directory' },
   seqLen: { arg: 'N', type: 'int', schema: int('--seq-len', 1).optional(), help: 'tokens per training row', unset: '16 for the built-in task, else the context length' },
   runDir: { arg: 'DIR', type: 'string', schema: z.string().min(1, '--run-dir must not be empty').default('./runs/default'), help: 'checkpoints and logs' },
   checkpointEvery: { arg: 'N', type: 'int', schema: int('--checkpoint-every', 0).default(50), help: 'steps between checkpoints; 0 = only on exit/admin' },
@@ -145,6 +152,8 @@ export const configSchema = z
   })
   .strict()
   .refine((c) => c.deadAfterMs > c.heartbeatMs, { message: '--dead-after-ms must be larger than --heartbeat-ms', path: ['deadAfterMs'] })
+  .refine((c) => c.objective === 'lm' || c.data !== undefined, { message: '--objective dpo needs --data FILE.jsonl of {prompt, chosen, rejected} rows, or --data preferences', path: ['data'] })
+  .refine((c) => c.objective === 'lm' || c.mode === 'sync', { message: '--objective dpo runs in --mode sync (diloco rounds train the LM loss only)', path: ['objective'] })
   .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] })
   // SparseLoCo: the published outer step must stay sparse (workers hold exactly the outer weights);
   // a momentum buffer would make it dense. The workers' error feedback plays the momentum's part.

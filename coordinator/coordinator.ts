@@ -42,6 +42,8 @@ import { PreferenceStore } from './preferences/store.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
 import { dilocoStatus, RoundTrainer } from './train/round-trainer.ts';
+import { loadPreferenceData, setUpPreferenceTraining } from './train/dpo-setup.ts';
+import type { PreferenceEvaluator } from './train/preference-eval.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The built-in task's rows are at most 15 positions; 16 keeps them cheap. */
@@ -102,7 +104,9 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   }
   const runDir = resolve(config.runDir);
   ensureRunDir(runDir);
-  const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : loadDataset({ data: config.data, T: seqLen, seed: config.seed });
+  // --objective dpo: pairs (a bad row: ERR_PREFERENCE_ROW naming file:line, exit 2), checked before anything starts.
+  const preferences = config.objective === 'dpo' && !opts.dataset ? loadPreferenceData(config, runDir, seqLen) : null;
+  const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : preferences ?? loadDataset({ data: config.data, T: seqLen, seed: config.seed });
   const trainer = new Trainer(config, model, dataset);
   const rounds = config.mode === 'diloco' ? new RoundTrainer(trainer, config) : null;
 
@@ -154,9 +158,12 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     bus.logEntry({ level: 'info', kind: 'resume', message: describeInitSource(initSource) });
   }
 
+  let dpoEval: PreferenceEvaluator | null = null;
+  if (preferences) dpoEval = (await setUpPreferenceTraining(config, model, trainer, preferences, log)).evaluator;
+
   const adminTokenGenerated = config.adminToken === undefined;
   const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-  const evaluator = config.evalEvery > 0 ? new Evaluator(model, dataset, config.evalSamples) : null;
+  const evaluator = config.evalEvery > 0 && !preferences ? new Evaluator(model, dataset, config.evalSamples) : null;
   const evals: EvalPoint[] = [];
   const startedAt = Date.now();
 
@@ -190,6 +197,16 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
 
   const afterStep = async (): Promise<void> => {
     const done = trainer.step;
+    if (dpoEval && (done % config.evalEvery === 0 || trainer.finished)) {
+      const r = await dpoEval.run(trainer.params);
+      const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now(), tasks: r.tasks, samples: r.samples, preferenceAccuracy: r.preferenceAccuracy, rewardMargin: r.rewardMargin, pairs: r.pairs };
+      evals.push(e);
+      trainer.noteEval(r.loss, r.accuracy);
+      const line = dpoEval.describe(e.step, r);
+      log.info({ step: e.step, dpoLoss: r.loss, preferenceAccuracy: r.preferenceAccuracy, rewardMargin: r.rewardMargin, accuracy: r.accuracy }, line);
+      bus.emit('eval', e);
+      bus.logEntry({ level: 'info', kind: 'eval', message: line });
+    }
     if (evaluator && (done % config.evalEvery === 0 || trainer.finished)) {
       const r = await evaluator.run(trainer.params);
       const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now(), tasks: r.tasks, samples: r.samples };
@@ -235,6 +252,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       samplesTrained: trainer.samplesTrained,
       tokensTrained: trainer.tokensTrained,
       mode: config.mode,
+      objective: config.objective,
       ...(rounds ? { round: trainer.step, diloco: dilocoStatus(rounds, hub.gateway.wire.snapshot()) } : {}),
       wire: hub.gateway.wire.snapshot(),
       tokensPerSec: last?.tokensPerSec ?? 0,
@@ -244,7 +262,10 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       pipelines: hub.stages?.status() ?? [],
       checkpoint: lastCheckpoint,
       model: { preset: config.preset, params: trainer.paramCount, config: model },
-      eval: ev ? { step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples } : null,
+      eval: ev ? {
+        step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples,
+        ...(ev.preferenceAccuracy !== undefined ? { preferenceAccuracy: ev.preferenceAccuracy, rewardMargin: ev.rewardMargin, pairs: ev.pairs } : {}),
+      } : null,
       task: { name: dataset.name, builtIn: dataset.builtIn === true, examplePrompts: dataset.examplePrompts ?? [] },
       accounting: trainer.accounting(),
       globalBatch: config.globalBatch,
@@ -307,6 +328,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     }
     detachDashboard();
     evaluator?.dispose();
+    dpoEval?.dispose();
     // Verification threads stop; results still waiting for a verdict are dropped with their sockets.
     await hub.close();
     await prefs.store.close(); // appends in flight finish (and are answered) first

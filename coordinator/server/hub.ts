@@ -52,7 +52,9 @@ export class WorkerHub {
     this.security = new Security(o.trainer, o.config, o.bus, o.log, o.bans, () => this.workers.byId.keys());
     this.gateway = new WorkerGateway(o.io, o.trainer, o.config, o.preset, o.seqLen, this.workers, this.security, o.bus, o.log);
     this.scheduler = new Scheduler(o.trainer, o.config, this.workers, this.gateway, o.bus, o.log, o.hooks);
-    if (!o.rounds) {
+    // --objective dpo: no pipelines yet (a DPO step needs every pair's sequence log-probs before its
+    // weighted backward, a second relay through the stages; docs/dpo.md): stage workers wait.
+    if (!o.rounds && o.config.objective !== 'dpo') {
       // Registered first: each pass leases the pipelines their throughput share of the step before
       // the replicas (whose lease sizes count replicas only) take what is left.
       this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log);

@@ -82,7 +82,7 @@ function drawStatus(snap: StatusSnapshot): void {
   setText(byId('accounting'), s.accounting);
   setText(byId('stat-preferences'), s.preferences === null ? '—' : formatInt(s.preferences));
   // On connect (and after a reload) the latest evaluation's answers come with the snapshot.
-  if (snap.eval?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
+  if (snap.eval?.samples?.length || snap.eval?.preferenceAccuracy !== undefined) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
   const sec = securityView(snap.security);
   renderSecurity(sec);
   renderDiloco(dilocoView(snap));
@@ -118,7 +118,7 @@ const handlers: Record<string, (payload: never) => void> = {
   },
   eval: (e: EvalPoint) => {
     if (history.add([{ step: e.step, evalLoss: e.loss, evalAccuracy: e.accuracy }])) redrawCharts();
-    if (e?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(e));
+    if (e?.samples?.length || e?.preferenceAccuracy !== undefined) renderEvalSamples(byId('eval-samples'), evalSamplesView(e));
   },
   worker: (c: WorkerChange) => {
     if (!c?.worker?.id) return;
