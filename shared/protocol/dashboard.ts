@@ -93,6 +93,22 @@ export interface StatusSnapshot {
   accounting: EpochAccounting;
   globalBatch: number;
   uptimeSec: number;
+  /** --redis: the processes sharing this run (docs/scale.md); absent on a single coordinator. */
+  cluster?: ClusterStatus;
+}
+
+/** The processes of a multi-coordinator run, as every one of them reports it. */
+export interface ClusterStatus {
+  run: string;
+  /** The leading process's id (null while none holds the lease, e.g. Redis is unreachable). */
+  leader: string | null;
+  /** The leader's fencing epoch (0 when unknown). */
+  epoch: number;
+  /** The process answering. */
+  self: string;
+  /** False while this process cannot reach Redis (the view is then its last one). */
+  redis: boolean;
+  processes: Array<{ id: string; url: string; role: 'leader' | 'gateway'; workers: number }>;
 }
 
 export interface EpochAccounting {

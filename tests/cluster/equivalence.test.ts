@@ -1,0 +1,105 @@
+// Two coordinator processes' worth of wiring (two startCoordinator instances with --redis, each
+// its own HTTP server, socket.io, Redis clients and election; in this test's process to keep it
+// cheap) sharing one run through a real redis-server, with 3 CPU workers spread over them (2 + 1).
+// Against the same 3 workers on ONE coordinator without Redis, same data and seed: every step's
+// loss agrees within 1e-6 and the final parameters within float rounding (the gateways fold
+// their workers into one token-weighted partial, the leader folds the partials: the flat mean up
+// to the order of float additions). Every process reports the same step and history, and the
+// cluster block lists both processes, one leader.
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { listCheckpoints } from '../../coordinator/checkpoint/store.ts';
+import { readCheckpoint } from '../../coordinator/checkpoint/format.ts';
+import { startCoordinator, type CoordinatorHandle } from '../../coordinator/coordinator.ts';
+import { startTestWorker, until, untilAsync, type TestWorker } from '../coordinator/test-worker.ts';
+import { TestRedis } from './redis-server.ts';
+
+const STEPS = 8;
+const BATCH = 12;
+const dirs: string[] = [];
+const handles: CoordinatorHandle[] = [];
+const workers: TestWorker[] = [];
+let redis: TestRedis | null = null;
+afterAll(async () => {
+  workers.forEach((w) => w.close());
+  for (const h of handles) await h.close().catch(() => {});
+  await redis?.dispose();
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'cluster-eq-'));
+  dirs.push(d);
+  return d;
+};
+const base = (runDir: string) => ({
+  port: 0, host: '127.0.0.1', preset: 'tiny', globalBatch: BATCH, maxSteps: STEPS, seed: 7, evalEvery: 0, checkpointEvery: 0,
+  verifyRate: 0, runDir, adminToken: 'equivalence-token', logLevel: 'silent' as const,
+});
+const logger = pino({ level: 'silent' });
+const json = async (url: string) => (await fetch(url)).json();
+
+async function finalParams(runDir: string): Promise<Float32Array> {
+  const c = listCheckpoints(runDir)[0];
+  expect(c.step).toBe(STEPS);
+  return readCheckpoint(c.file).params;
+}
+
+describe('several coordinators on one Redis', () => {
+  it('3 workers over 2 gateways train exactly like the same 3 workers on one coordinator', async () => {
+    // One coordinator, no Redis.
+    const soloDir = tmp();
+    const solo = await startCoordinator(base(soloDir), { logger });
+    handles.push(solo);
+    for (let i = 0; i < 3; i++) workers.push(startTestWorker(solo.url, { name: `solo-${i}` }));
+    await until(() => solo.trainer.finished, 60_000, 'the single coordinator to finish');
+    const soloLoss = solo.trainer.history.map((p) => p.loss);
+    workers.splice(0).forEach((w) => w.close());
+    await solo.close();
+
+    // Two processes on one Redis, sharing a run directory.
+    redis = await TestRedis.start();
+    const runDir = tmp();
+    const a = await startCoordinator({ ...base(runDir), redis: redis.url, runName: 'eq', leaderTtlMs: 2000 }, { logger });
+    handles.push(a);
+    const b = await startCoordinator({ ...base(runDir), redis: redis.url, runName: 'eq', leaderTtlMs: 2000 }, { logger });
+    handles.push(b);
+    await untilAsync(async () => (await json(a.url + '/api/status')).cluster.processes.length === 2 && (await json(b.url + '/api/status')).cluster.leader !== null, 20_000, 'both processes in the cluster view');
+    const spread = [a, a, b];
+    const cw = spread.map((h, i) => startTestWorker(h.url, { name: `cluster-${i}` }));
+    workers.push(...cw);
+    await untilAsync(async () => (await json(a.url + '/api/status')).finished === true && (await json(b.url + '/api/status')).finished === true, 90_000, 'the cluster to finish');
+
+    const [sa, sb] = [await json(a.url + '/api/status'), await json(b.url + '/api/status')];
+    expect(sa.step).toBe(STEPS);
+    expect(sb.step).toBe(STEPS);
+    expect(sa.cluster.leader).toBe(sb.cluster.leader);
+    expect(sa.cluster.processes.map((p: { role: string }) => p.role).sort()).toEqual(['gateway', 'leader']);
+    // Every worker of both processes is listed by each process.
+    expect(sa.workers.length).toBe(3);
+    expect(sb.workers.length).toBe(3);
+    // Both gateways contributed (acks reached workers on both), every sample once.
+    expect(cw.every((w) => w.acks.length > 0)).toBe(true);
+    const acked = cw.flatMap((w) => w.acks.flatMap((x) => w.sent.get(x.taskId) ?? []));
+    expect(acked.length).toBe(STEPS * BATCH);
+    expect(sa.samplesTrained).toBe(STEPS * BATCH);
+
+    for (const s of [sa, sb]) expect(s.cluster.processes).toHaveLength(2);
+    const ha = await json(a.url + '/api/history');
+    const hb = await json(b.url + '/api/history');
+    expect(ha.loss).toHaveLength(STEPS);
+    expect(hb.loss).toEqual(ha.loss);
+    const diffs = soloLoss.map((l, i) => Math.abs(l - ha.loss[i]));
+    console.log(`per-step |loss difference| vs one coordinator: max ${Math.max(...diffs).toExponential(2)}`);
+    for (const d of diffs) expect(d).toBeLessThanOrEqual(1e-6);
+
+    const [p1, p2] = [await finalParams(soloDir), await finalParams(runDir)];
+    let maxDiff = 0;
+    for (let i = 0; i < p1.length; i++) maxDiff = Math.max(maxDiff, Math.abs(p1[i] - p2[i]));
+    console.log(`final parameters: max |difference| ${maxDiff.toExponential(2)}`);
+    expect(maxDiff).toBeLessThanOrEqual(1e-6);
+  }, 150_000);
+});
