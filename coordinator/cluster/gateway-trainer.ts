@@ -107,7 +107,10 @@ export class GatewayTrainer extends Trainer {
     if (this.current) return this.current;
     const u = this.unit;
     if (!u || this.finishedFlag || u.version !== this.version) return null;
-    this.current = new StepWork(this.nonce, u.step, u.version, 0, u.ids);
+    // Task ids unique over the process's life: `<nonce>s<slice>.<step>.<n>`. Two slices of one step
+    // (a re-leased one), or the same step again after a failover, must never share an id: a late
+    // answer to the old one would be taken for the new one (other rows).
+    this.current = new StepWork(`${this.nonce}s${++this.slices}`, u.step, u.version, 0, u.ids);
     this.aggregator.begin(u.step);
     this.sliceLoss = 0;
     this.lossOf.clear();
@@ -115,6 +118,16 @@ export class GatewayTrainer extends Trainer {
     return this.current;
   }
   private startedAt = 0;
+  private slices = 0;
+
+  /** As the Trainer's, but a task of an earlier slice of this process is LATE (its slice is over). */
+  override check(taskId: string, workerId: string): Lease | { code: RejectCode; message: string } {
+    const r = super.check(taskId, workerId);
+    if ('code' in r && r.code === 'UNKNOWN_TASK' && taskId.startsWith(this.nonce + 's')) {
+      return { code: 'LATE', message: `task ${taskId} belongs to a slice that is already over` };
+    }
+    return r;
+  }
 
   override accept(l: Lease, r: ResultMsg, expectedTokens: number, workerId: string): { ok: true } | { ok: false; code: RejectCode; message: string } {
     const w = this.current;
