@@ -222,7 +222,9 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     log.info({ file: bans.file, bans: bans.bans.length }, 'ban list loaded');
   }
   let clusterPort: ClusterPort | null = null;
-  const hub = new WorkerHub({ io, trainer, config, preset: config.preset, seqLen, bus: redis ? new GatewayBus(bus) : bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}),
+  // A gateway (--redis) starts its slices with whoever is there: --min-workers counts the whole
+  // cluster's workers, and its gate is the uplink's (coordinator/cluster/uplink.ts).
+  const hub = new WorkerHub({ io, trainer, config: redis ? { ...config, minWorkers: 1 } : config, preset: config.preset, seqLen, bus: redis ? new GatewayBus(bus) : bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}),
     ...(redis ? { port: (gw, workers) => (clusterPort = new ClusterPort(gw, workers)) } : {}) });
   let cluster: ClusterNode | null = null;
 

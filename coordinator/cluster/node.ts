@@ -82,7 +82,8 @@ export class ClusterNode {
       elected: (lease, token) => void this.lead(lease, token, log),
       lost: (why) => this.stopLeading(why),
     }, log);
-    this.uplink = new Uplink({ store: this.store, trainer: d.trainer, port: d.port, hub: d.hub, me: { id: this.id }, joinToken: d.config.joinToken, log });
+    this.uplink = new Uplink({ store: this.store, trainer: d.trainer, port: d.port, hub: d.hub, me: { id: this.id }, joinToken: d.config.joinToken, log,
+      minWorkers: d.config.minWorkers, clusterWorkers: () => d.hub.workers.replicas().length + this.view.procs.filter((p) => p.id !== this.id).reduce((a, p) => a + p.workers, 0) });
     // Gateways reach the leader here; only the leader admits them, and only with the run's secret.
     d.io.of(CLUSTER_NAMESPACE).use((socket, next) => {
       const given = (socket.handshake.auth as { secret?: unknown } | undefined)?.secret;

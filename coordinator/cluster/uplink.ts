@@ -32,6 +32,9 @@ export interface UplinkDeps {
   hub: WorkerHub;
   me: { id: string };
   joinToken?: string;
+  /** --min-workers: the run starts once the cluster has this many workers (clusterWorkers). */
+  minWorkers: number;
+  clusterWorkers(): number;
   log: Logger;
 }
 
@@ -46,6 +49,8 @@ export class Uplink {
   private checking = false;
   private pausedByLeader = false;
   private stopped = false;
+  /** Once a leader welcomed this gateway the run has started: --min-workers no longer gates. */
+  private started = false;
 
   constructor(private readonly d: UplinkDeps) {
     d.trainer.onPartial = (p, u, leases) => {
@@ -69,7 +74,7 @@ export class Uplink {
     if (this.checking || this.stopped) return;
     this.checking = true;
     try {
-      const wanted = this.d.hub.workers.replicas().length > 0;
+      const wanted = this.d.hub.workers.replicas().length > 0 && (this.started || this.d.clusterWorkers() >= this.d.minWorkers);
       let lease: LeaseValue | null;
       try {
         lease = await this.d.store.lease();
@@ -134,6 +139,7 @@ export class Uplink {
         return this.lost();
       }
       this.welcome = v.value;
+      this.started = true;
       log.info({ leader: lease.url, epoch: lease.epoch, unit: v.value.workerId }, 'cluster: joined the leader');
       if (this.hb) clearInterval(this.hb);
       this.hb = setInterval(() => s.connected && s.emit('heartbeat', { t: Date.now(), state: 'computing' }), v.value.heartbeatMs);
