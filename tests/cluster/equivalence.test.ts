@@ -5,7 +5,7 @@
 // loss agrees within 1e-6 and the final parameters within float rounding (the gateways fold
 // their workers into one token-weighted partial, the leader folds the partials: the flat mean up
 // to the order of float additions). Every process reports the same step and history, and the
-// cluster block lists both processes, one leader.
+// cluster block lists both processes, one leader. Admin commands work from the gateway.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,6 +95,25 @@ describe('several coordinators on one Redis', () => {
     const diffs = soloLoss.map((l, i) => Math.abs(l - ha.loss[i]));
     console.log(`per-step |loss difference| vs one coordinator: max ${Math.max(...diffs).toExponential(2)}`);
     for (const d of diffs) expect(d).toBeLessThanOrEqual(1e-6);
+
+    // Operator commands work from any process: pause and resume from the gateway reach the
+    // leader (every process then reports it), a kick from one process reaches the other's worker.
+    const gateway = sa.cluster.leader === sa.cluster.self ? b : a;
+    const other = gateway === a ? b : a;
+    const admin = (h: CoordinatorHandle, path: string) => fetch(h.url + path, { method: 'POST', headers: { authorization: 'Bearer equivalence-token' } });
+    expect((await admin(gateway, '/api/admin/pause')).status).toBe(200);
+    await untilAsync(async () => (await json(a.url + '/api/status')).paused === true && (await json(b.url + '/api/status')).paused === true, 10_000, 'paused everywhere');
+    expect((await admin(gateway, '/api/admin/resume')).status).toBe(200);
+    await untilAsync(async () => (await json(a.url + '/api/status')).paused === false && (await json(b.url + '/api/status')).paused === false, 10_000, 'resumed everywhere');
+    const victim = cw[spread.indexOf(other)];
+    expect((await admin(gateway, `/api/admin/kick/${victim.id()}`)).status).toBe(200);
+    await until(() => !victim.socket.connected, 10_000, 'the other process to kick its worker');
+    expect((await admin(gateway, '/api/admin/kick/nobody-here')).status).toBe(404);
+    // Checkpoints are the leader's: a gateway refuses with ERR_NOT_LEADER, naming where to go.
+    const refused = await admin(gateway, '/api/admin/checkpoint');
+    expect(refused.status).toBe(409);
+    expect((await refused.json()).error.code).toBe('ERR_NOT_LEADER');
+    expect((await admin(other, '/api/admin/checkpoint')).status).toBe(200);
 
     const [p1, p2] = [await finalParams(soloDir), await finalParams(runDir)];
     let maxDiff = 0;
