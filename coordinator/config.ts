@@ -21,6 +21,8 @@ export const AGGREGATORS = ['mean', 'trimmed-mean', 'centered-clip'] as const;
 export const VERIFY_FAIL = ['closed', 'open'] as const;
 export const MODES = ['sync', 'diloco'] as const;
 export const COMPRESS = ['none', 'fp16', 'int8', 'sparse'] as const;
+export const PIPELINE = ['auto', 'off'] as const;
+export const ACTIVATIONS = ['fp32', 'fp16', 'int8'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
@@ -71,6 +73,10 @@ const OPTIONS = {
   quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
     help: 'diloco: deltas after which a round closes once the grace window has passed' },
   roundGraceMs: { arg: 'N', type: 'int', schema: int('--round-grace-ms', 0).default(5_000), help: 'diloco: wait after the quorum for the rest of the round' },
+  pipeline: { arg: 'M', type: 'string', schema: z.enum(PIPELINE, { error: `--pipeline must be one of: ${PIPELINE.join(', ')}` }).default('auto'),
+    help: 'auto = workers too small for the whole model train as pipeline stages (docs/pipeline.md);\noff = they wait' },
+  activations: { arg: 'D', type: 'string', schema: z.enum(ACTIVATIONS, { error: `--activations must be one of: ${ACTIVATIONS.join(', ')}` }).default('fp16'),
+    help: 'wire dtype of the activations relayed between pipeline stages (int8 = per-row absmax)' },
   aggregate: { arg: 'A', type: 'string', schema: z.enum(AGGREGATORS, { error: `--aggregate must be one of: ${AGGREGATORS.join(', ')}` }).default('mean'), help: `${AGGREGATORS.join(' | ')} (docs/hardening.md)` },
   verifyRate: { arg: 'X', type: 'float', schema: z.number({ error: '--verify-rate must be a number' }).min(0, '--verify-rate must be in [0, 1]').max(1, '--verify-rate must be in [0, 1]').default(0.1), help: 'base share of results re-computed on the CPU; 0 = off' },
   verifyTolerance: { arg: 'X', type: 'float', schema: pos('--verify-tolerance').default(0.05), help: 'relative gradient/loss error allowed by re-computation' },
@@ -81,6 +87,7 @@ const OPTIONS = {
   verifyThreads: { arg: 'N', type: 'int', schema: int('--verify-threads', 1, 64).default(1), help: 'worker threads that run the re-computations, off the main loop' },
   normLimit: { arg: 'X', type: 'float', schema: z.number({ error: '--norm-limit must be a number' }).min(1.5, '--norm-limit must be >= 1.5').default(6), help: 'refuse gradients > X x the recent median norm' },
   rateLimit: { arg: 'N', type: 'float', schema: pos('--rate-limit').default(20), help: 'messages per second per worker connection' },
+  preferenceRate: { arg: 'N', type: 'float', schema: pos('--preference-rate').default(30), help: 'POST /api/preferences per minute per client address (bursts up to N)' },
   allowedOrigins: { arg: 'L', type: 'string', schema: z.string().max(2000).default(''), help: 'comma-separated extra origins for the socket endpoints', unset: 'same origin only' },
   evalEvery: { arg: 'N', type: 'int', schema: int('--eval-every', 0).default(25), help: 'steps between held-out evaluations; 0 = off' },
   evalSamples: { arg: 'N', type: 'int', schema: int('--eval-samples', 1, 100000).optional(), help: 'held-out rows/pairs per evaluation', unset: 'the whole held-out split (200 pairs) for the built-in task, 32 with --data' },

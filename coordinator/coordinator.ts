@@ -29,6 +29,7 @@ import { errorHandler, notFound } from './http/errors.ts';
 import { generateRouter, type GenerateContext } from './http/generate-routes.ts';
 import { metricsRouter } from './http/metrics.ts';
 import { openaiRouter } from './http/openai-routes.ts';
+import { preferencesRouter } from './http/preferences.ts';
 import { simulateRouter } from './http/simulate-routes.ts';
 import { staticRouter } from './http/static.ts';
 import { attachDashboard } from './server/dashboard-ns.ts';
@@ -37,6 +38,7 @@ import { WorkerHub } from './server/hub.ts';
 import { maxMessageBytes } from './server/message-size.ts';
 import { originGuard } from './security/origin.ts';
 import { loadBans } from './security/ban-file.ts';
+import { PreferenceStore } from './preferences/store.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
 import { dilocoStatus, RoundTrainer } from './train/round-trainer.ts';
@@ -117,6 +119,13 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   let skipped: Array<{ file: string; error: string }> = [];
   let lastCheckpoint: StatusSnapshot['checkpoint'] = null;
   const bus = new EventBus();
+  // Collected preference pairs outlive restarts and --no-resume (they are people's choices, not
+  // model state). A torn last line is set aside with a warning; a bad row elsewhere stops the start.
+  const prefs = PreferenceStore.open(runDir);
+  for (const w of prefs.warnings) {
+    log.warn({ file: prefs.store.file }, w);
+    bus.logEntry({ level: 'warn', kind: 'resume', message: w });
+  }
   if (config.resume && !redis) {
     const r = loadNewestValid(runDir);
     skipped = r.skipped;
@@ -224,7 +233,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   let clusterPort: ClusterPort | null = null;
   // A gateway (--redis) starts its slices with whoever is there: --min-workers counts the whole
   // cluster's workers, and its gate is the uplink's (coordinator/cluster/uplink.ts).
-  const hub = new WorkerHub({ io, trainer, config: redis ? { ...config, minWorkers: 1 } : config, preset: config.preset, seqLen, bus: redis ? new GatewayBus(bus) : bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}),
+  const hub = new WorkerHub({ io, trainer, config: redis ? { ...config, minWorkers: 1 } : config, ...(redis ? { stages: false } : {}), preset: config.preset, seqLen, bus: redis ? new GatewayBus(bus) : bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}),
     ...(redis ? { port: (gw, workers) => (clusterPort = new ClusterPort(gw, workers)) } : {}) });
   let cluster: ClusterNode | null = null;
 
@@ -247,6 +256,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       paused: hub.paused,
       finished: trainer.finished,
       workers: [...hub.workers.byId.values()].map((w) => hub.workers.row(w)),
+      pipelines: hub.stages?.status() ?? [],
       checkpoint: lastCheckpoint,
       model: { preset: config.preset, params: trainer.paramCount, config: model },
       eval: ev ? { step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples } : null,
@@ -255,6 +265,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       globalBatch: config.globalBatch,
       uptimeSec: Math.round((Date.now() - startedAt) / 1000),
       security: hub.security.summary(),
+      preferences: { count: prefs.store.count },
     };
   };
 
@@ -281,6 +292,8 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   app.use(adminRouter(ctx));
   app.use(metricsRouter(ctx));
   mountModelRouters(app, ctx, log);
+  app.use(preferencesRouter({ store: prefs.store, step: () => trainer.step, perMinute: config.preferenceRate, log,
+    onRecorded: (count) => bus.emit('preference', { count }) }));
   app.use(staticRouter(REPO_ROOT));
   app.use(notFound);
   app.use(errorHandler(log));
@@ -318,6 +331,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     evaluator?.dispose();
     // Verification threads stop; results still waiting for a verdict are dropped with their sockets.
     await hub.close();
+    await prefs.store.close(); // appends in flight finish (and are answered) first
     io.disconnectSockets(true);
     await new Promise<void>((res) => io.close(() => res()));
     http.closeAllConnections?.();

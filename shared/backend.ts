@@ -60,3 +60,53 @@ export interface TrainingBackend {
   /** Free device resources; the backend is unusable afterwards. */
   dispose(): void;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pipeline stages (docs/pipeline.md): a StageBackend runs blocks [from, to) of the model, plus the
+// embeddings when first and ln_f + head + loss when last. It keeps no activations between calls:
+// forwardBackward recomputes the stage's forward from its input (re-materialisation).
+
+/** A stage's micro-batch. */
+export interface StageInput {
+  B: number;
+  T: number;
+  /** Token ids [B*T]: required by the first stage (embeddings). */
+  inputs?: Int32Array;
+  /** [B*T*C], the previous stage's output: required by every other stage. */
+  acts?: Float32Array;
+  /** [B*T]: head stage only. */
+  targets?: Int32Array;
+  /** [B*T]: head stage only. */
+  mask?: Uint8Array;
+}
+
+export interface StageGradientResult {
+  /** d(mean masked loss of this micro-batch)/d(stage params), stage-table layout. */
+  grads: Float32Array;
+  /** [B*T*C], d(loss)/d(acts input); absent for the first stage. */
+  dIn?: Float32Array;
+  /** Head stage only: the micro-batch's masked mean loss and its token count. */
+  loss?: number;
+  tokens?: number;
+  gradNorm: number;
+  nonFinite: number;
+  timings: StepTimings;
+}
+
+export interface StageSpecLike {
+  from: number;
+  to: number;
+}
+
+export interface StageBackend {
+  readonly name: BackendName;
+  readonly config: ModelConfig;
+  readonly spec: StageSpecLike;
+  /** Upload the stage's parameters (buildStageTable(config, spec) layout). */
+  setParams(stageParams: Float32Array): Promise<void>;
+  /** Non-head stage: its output [B*T*C]. Head stage: the logits [B*T*V]. */
+  forward(input: StageInput): Promise<Float32Array>;
+  /** Recomputes the forward, then the backward; dOut [B*T*C] is required unless the stage is the head. */
+  forwardBackward(input: StageInput, dOut?: Float32Array): Promise<StageGradientResult>;
+  dispose(): void;
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need (Debian's chromium for SwiftShader WebGPU,
-# python3-torch for the PyTorch cross-checks), the npm packages, then runs vitest and prints
+# python3-torch for the PyTorch cross-checks, redis-server for the multi-coordinator tests), the npm packages, then runs vitest and prints
 # a plain "N passed, N failed" line. Exit code is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ need_pkgs=()
 [ -f /usr/lib/chromium/vk_swiftshader_icd.json ] || need_pkgs+=(chromium)
 dpkg -s libvulkan1 >/dev/null 2>&1 || need_pkgs+=(libvulkan1)
 /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need_pkgs+=(python3-torch)
+[ -x /usr/bin/redis-server ] || need_pkgs+=(redis-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${need_pkgs[*]}; run: sudo apt-get update && sudo apt-get install -y ${need_pkgs[*]}" >&2

@@ -16,6 +16,7 @@ const USAGE = `usage: npm run simulate -- (--model PRESET | --params N | --confi
   --precision P         fp32|fp16|bf16|int8 (inference); default fp32
   --batch N --seq N     micro-batch and sequence length for the explicit estimate
   --global-batch N      sequences per optimizer step for the step time (default 64)
+  --max-micro-batch N   largest micro-batch a pipeline plans (the coordinator's --max-micro-batch); default as memory allows
   --cluster SPEC        devices: [COUNTx]SIZE[@GFLOPS][/LINK],...  e.g. 100x8GiB,20x24GiB,1x80GB or 4x16GiB@20000/1Gbps
   --coordinator-link BW coordinator bandwidth, e.g. 1Gbps (default)
   --max-buffer-size S / --max-binding-size S   adapter limits (default 256MiB / 128MiB)
@@ -91,6 +92,7 @@ export function argsToInput(argv: string[]): { input: Record<string, unknown>; j
       case '--batch': input.batch = int(flag, val()); break;
       case '--seq': input.seq = int(flag, val()); break;
       case '--global-batch': input.globalBatch = int(flag, val()); break;
+      case '--max-micro-batch': input.maxMicroBatch = int(flag, val()); break;
       case '--cluster': input.cluster = val(); break;
       case '--coordinator-link': input.coordinatorLink = val(); break;
       case '--max-buffer-size': input.maxBufferSize = val(); break;
@@ -138,15 +140,18 @@ export function renderTable(r: SimulateResult): string {
     out.push('');
     out.push(`Cluster ${c.spec}: ${c.devices} devices, ${formatBytes(c.capacityBytes)} in all; one copy needs ${formatBytes(c.neededBytes)}`);
     out.push(`  ${c.fits ? 'FITS' : 'DOES NOT FIT'}: ${c.reason}`);
-    out.push(`  ${pad('device', 7)} ${pad('spec', 22)} ${pad('role', 10)} ${pad('unit/stage', 10)} ${pad('blocks', 9)} ${pad('bytes', 22)} ${pad('used', 5)} mb x seq`);
-    const rows = c.assignments.map((a) => `  ${pad(String(a.device), 7)} ${pad(a.spec, 22)} ${pad(a.role, 10)} ${pad(a.unit === undefined ? '-' : a.stage === undefined ? String(a.unit) : `${a.unit}/${a.stage}`, 10)} ${pad(a.layerRange ? `[${a.layerRange[0]},${a.layerRange[1]})${a.holdsEnds && a.role === 'stage' ? '+E' : ''}` : '-', 9)} ${pad(formatBytes(a.bytes), 22)} ${pad(`${(a.usedShare * 100).toFixed(0)}%`, 5)} ${a.microBatch === undefined ? '' : `${a.microBatch} x ${a.seqLen}`}`);
+    out.push(`  ${pad('device', 7)} ${pad('spec', 22)} ${pad('role', 10)} ${pad('unit/stage', 10)} ${pad('blocks', 11)} ${pad('bytes', 22)} ${pad('used', 5)} mb x seq`);
+    const rows = c.assignments.map((a) => `  ${pad(String(a.device), 7)} ${pad(a.spec, 22)} ${pad(a.role, 10)} ${pad(a.unit === undefined ? '-' : a.stage === undefined ? String(a.unit) : `${a.unit}/${a.stage}`, 10)} ${pad(a.layerRange ? `${a.role === 'stage' && a.embeddings ? 'E+' : ''}[${a.layerRange[0]},${a.layerRange[1]})${a.role === 'stage' && a.head ? '+H' : ''}` : '-', 11)} ${pad(formatBytes(a.bytes), 22)} ${pad(`${(a.usedShare * 100).toFixed(0)}%`, 5)} ${a.microBatch === undefined ? '' : `${a.microBatch} x ${a.seqLen}`}`);
     const shown = rows.slice(0, 40);
     out.push(...shown);
     if (rows.length > shown.length) out.push(`  ... ${rows.length - shown.length} more devices (see --json)`);
     const reasons = new Map<string, number>();
     for (const u of c.unassigned) reasons.set(u.reason, (reasons.get(u.reason) ?? 0) + 1);
     for (const [why, n] of reasons) out.push(`  unassigned x${n}: ${why}`);
-    out.push('  (+E: also holds the embeddings, tied LM head and ln_f; mb x seq: the micro-batch whose explicit activations fit beside 16 B/param of state and under the binding limit)');
+    out.push('  (E+: also holds the embeddings wte + wpe; +H: ln_f and the LM head, its own copy of the tied wte; bytes: 20 B/param, for a stage + the activations of its micro-batch; mb x seq: the micro-batch that fits)');
+    for (const u of c.units.filter((x) => x.kind === 'pipeline')) {
+      out.push(`  pipeline ${u.index}: ${u.devices.length} stage(s), ${u.inFlight} micro-batch(es) in flight, bubble ${((u.bubble ?? 0) * 100).toFixed(0)}%, ${u.tokensPerSec.toFixed(0)} tokens/s`);
+    }
     if (c.step) {
       out.push(`Step estimate: ${formatDuration(c.step.stepSeconds)} per step, ${c.step.tokensPerSec.toFixed(0)} tokens/s`);
       for (const l of c.step.arithmetic) out.push(`  ${l}`);

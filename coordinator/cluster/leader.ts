@@ -125,7 +125,7 @@ export class LeaderStack {
     // each already checks its workers' results (validation, replay, norms, re-computation). So
     // here: no re-computation, no share cap; a slice may be as large as the step; float32 partials.
     const unitConfig: CoordinatorConfig = { ...c, verifyRate: 0, maxShare: 1, minWorkers: 1, maxMicroBatch: Math.max(c.maxMicroBatch, c.globalBatch), compress: undefined };
-    this.hub = new WorkerHub({ io: d.nsp, trainer: this.trainer, config: unitConfig, preset: c.preset, seqLen: d.seqLen, bus: this.bus, log: d.log.child({ role: 'leader' }), hooks: { afterStep: () => this.afterStep() } });
+    this.hub = new WorkerHub({ io: d.nsp, trainer: this.trainer, config: unitConfig, preset: c.preset, seqLen: d.seqLen, bus: this.bus, log: d.log.child({ role: 'leader' }), hooks: { afterStep: () => this.afterStep() }, stages: false });
     this.bus.on('step', (p) => {
       d.publish({ kind: 'step', p });
       this.publishStatus();

@@ -1,6 +1,13 @@
 // Token bucket per connection: `rate` messages per second on average, bursts up to `burst`.
 // Heartbeats every 2 s and one result per task are far below any sane limit; a flood is not.
 
+/**
+ * Tokens a pipeline stage's packet (`stageOut`) takes: a stage answers every hop it is sent (two
+ * per micro-batch), several times a replica's rate; each answer is checked against the hop it
+ * answers (coordinator/server/stage-assigner.ts), and unsolicited ones are refused and counted.
+ */
+export const STAGE_PACKET_COST = 0.125;
+
 export class TokenBucket {
   private tokens: number;
   private last: number;
@@ -14,12 +21,12 @@ export class TokenBucket {
     this.last = now;
   }
 
-  /** Take one token; false when the bucket is empty (the message is refused). */
-  take(now = Date.now()): boolean {
+  /** Take `cost` tokens (default one); false when the bucket holds fewer (the message is refused). */
+  take(now = Date.now(), cost = 1): boolean {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
     this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < cost) return false;
+    this.tokens -= cost;
     return true;
   }
 }

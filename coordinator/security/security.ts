@@ -26,7 +26,7 @@ import type { Trainer } from '../train/trainer.ts';
 import type { Lease } from '../train/step-work.ts';
 import { writeBans, type BanEntry } from './ban-file.ts';
 import { SortedValues } from './sorted-values.ts';
-import { TokenBucket } from './rate-limit.ts';
+import { STAGE_PACKET_COST, TokenBucket } from './rate-limit.ts';
 import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
 import { ACCEPT, type Accept, type Ban, type Later, type PacketVerdict, type Refuse } from './verdict.ts';
@@ -117,7 +117,7 @@ export class Security {
    * null before hello.
    */
   judgePacket(guard: PacketGuard, event: string, payload: unknown, w: WorkerView | null): PacketVerdict {
-    if (!guard.bucket.take()) {
+    if (!guard.bucket.take(Date.now(), event === C2S.stageOut ? STAGE_PACKET_COST : 1)) {
       this.counters.rateLimited++;
       if (++guard.refused === FLOOD_DISCONNECT) return { kind: 'disconnect' };
       if (guard.refused % 10 === 1) return { kind: 'refuse', code: 'RATE_LIMIT', message: `more than ${this.cfg.rateLimit} messages/s` };

@@ -81,6 +81,7 @@ export function attachDashboard(io: Server, bus: EventBus, status: () => StatusS
   bus.on('worker', onWorker);
   bus.on('log', onLog);
   bus.on('checkpoint', mark);
+  bus.on('preference', mark);
   const push = () => {
     if (nsp.sockets.size === 0) return;
     dirty = false;
@@ -105,6 +106,7 @@ export function attachDashboard(io: Server, bus: EventBus, status: () => StatusS
     bus.off('worker', onWorker);
     bus.off('log', onLog);
     bus.off('checkpoint', mark);
+    bus.off('preference', mark);
     bus.off('admin', onAdmin);
   };
 }

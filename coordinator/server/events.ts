@@ -13,6 +13,8 @@ export interface BusEvents {
   checkpoint: [{ step: number; file: string; ms: number }];
   /** An operator action that changes the status (the dashboard pushes a snapshot at once). */
   admin: [{ action: 'pause' | 'resume' | 'kick'; workerId?: string }];
+  /** A preference pair was stored (POST /api/preferences); the dashboard's count follows. */
+  preference: [{ count: number }];
 }
 
 export class EventBus extends EventEmitter<BusEvents> {

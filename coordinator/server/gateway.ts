@@ -25,7 +25,8 @@ import { ResultQueue } from './result-queue.ts';
 
 /** Bytes a queued result holds (its gradient: the rest is small). */
 function resultBytes(raw: unknown): number {
-  const g = (raw as { grads?: unknown } | null)?.grads;
+  const r = raw as { grads?: unknown; acts?: { data?: unknown }; dIn?: { data?: unknown } } | null;
+  const g = r?.grads ?? r?.acts?.data ?? r?.dIn?.data;
   return ArrayBuffer.isView(g) ? g.byteLength : 0;
 }
 import { toWirePlan } from './wire-plan.ts';
@@ -196,7 +197,9 @@ export class WorkerGateway implements WorkerPort {
       this.log.info({ worker: w.id, backend: h.value.backend, role: plan.role, microBatch: plan.microBatch }, 'worker joined');
       this.bus.logEntry({ level: 'info', kind: 'join', message: `${w.id} joined (${h.value.backend}, ${plan.role}, micro-batch ${plan.microBatch})`, workerId: w.id });
       this.workers.publish(w, 'join');
-      if (plan.role !== 'replica' && plan.role !== 'round') this.scheduler.wait(w, 'plan', plan.reason);
+      // Stage workers get their work (or their wait) from the stage assigner, unless --pipeline off.
+      const served = plan.role === 'replica' || plan.role === 'round' || (plan.role === 'stage' && this.cfg.mode === 'sync' && this.cfg.pipeline !== 'off');
+      if (!served) this.scheduler.wait(w, 'plan', plan.reason);
       this.scheduler.schedule();
     });
 
@@ -204,6 +207,17 @@ export class WorkerGateway implements WorkerPort {
       this.results.run(socket, () => {
         const w = mine();
         if (!w) return reject('result', 'NOT_WELCOMED', 'send hello first');
+        this.workers.touch(w, Date.now());
+        this.scheduler.onResult(w, raw, reject);
+      }, resultBytes(raw));
+    });
+
+    // Pipeline stages: activations, their gradients, a share's gradient (stage-assigner.ts), in
+    // arrival order with the results.
+    socket.on('stageOut', (raw: unknown) => {
+      this.results.run(socket, () => {
+        const w = mine();
+        if (!w) return reject('stageOut', 'NOT_WELCOMED', 'send hello first');
         this.workers.touch(w, Date.now());
         this.scheduler.onResult(w, raw, reject);
       }, resultBytes(raw));

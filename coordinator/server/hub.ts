@@ -3,8 +3,8 @@
 // WorkerGateway. Each part owns its own state (docs/architecture.md); this class only wires them
 // and offers the operator's actions (pause, resume, kick) to the HTTP layer.
 //
-// To add a worker role (pipeline stages, low-communication rounds): implement WorkAssigner
-// (assigner.ts) and register it below next to the ReplicaAssigner.
+// Roles: replicas (ReplicaAssigner), pipeline stages (StageAssigner, --mode sync), rounds
+// (RoundAssigner, --mode diloco). Another role: implement WorkAssigner (assigner.ts), register it below.
 
 import type { Namespace, Server } from 'socket.io';
 import type { Logger } from 'pino';
@@ -17,6 +17,7 @@ import type { WorkerPort } from './assigner.ts';
 import { WorkerGateway } from './gateway.ts';
 import { ReplicaAssigner } from './replica-assigner.ts';
 import { RoundAssigner } from './round-assigner.ts';
+import { StageAssigner } from './stage-assigner.ts';
 import { DeltaJudge } from '../security/delta-judge.ts';
 import type { RoundTrainer } from '../train/round-trainer.ts';
 import { Scheduler, type StepHooks } from './scheduler.ts';
@@ -42,6 +43,8 @@ export interface HubOptions {
    * (coordinator/cluster/cluster-port.ts).
    */
   port?: (gateway: WorkerGateway, workers: WorkerRegistry) => WorkerPort;
+  /** false: no pipeline stages (a --redis process: its slices go to replicas only; docs/scale.md). */
+  stages?: boolean;
 }
 
 export class WorkerHub {
@@ -51,6 +54,8 @@ export class WorkerHub {
   readonly gateway: WorkerGateway;
   /** --mode diloco only. */
   readonly rounds?: RoundAssigner;
+  /** --mode sync: pipelines of stage workers (docs/pipeline.md). */
+  readonly stages?: StageAssigner;
 
   constructor(o: HubOptions) {
     this.workers = new WorkerRegistry(o.bus);
@@ -58,6 +63,12 @@ export class WorkerHub {
     this.gateway = new WorkerGateway(o.io, o.trainer, o.config, o.preset, o.seqLen, this.workers, this.security, o.bus, o.log);
     const port = o.port ? o.port(this.gateway, this.workers) : this.gateway;
     this.scheduler = new Scheduler(o.trainer, o.config, this.workers, port, o.bus, o.log, o.hooks);
+    if (!o.rounds && o.stages !== false) {
+      // Registered first: each pass leases the pipelines their throughput share of the step before
+      // the replicas (whose lease sizes count replicas only) take what is left.
+      this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.security, port, this.scheduler, o.bus, o.log);
+      this.scheduler.register(this.stages);
+    }
     this.scheduler.register(new ReplicaAssigner(o.trainer, o.config, this.workers, this.security, port, this.scheduler, o.bus, o.log));
     if (o.rounds) {
       const judge = new DeltaJudge(o.trainer.model, o.trainer.dataset, o.config.normLimit);

@@ -37,6 +37,8 @@ export interface WorkerRecord {
   tokensPerSec: number;
   /** Last `wait` code sent (to avoid repeating it). */
   waitCode: string | null;
+  /** A stage worker's place in a pipeline (stage-assigner.ts); null: not in one (waiting). */
+  stage: { layers: [number, number]; pipeline: string } | null;
 }
 
 /** A worker record as everyone but the registry sees it. */
@@ -105,8 +107,9 @@ export class WorkerRegistry {
       samplesPerSec: 0,
       tokensPerSec: 0,
       waitCode: null,
+      stage: null,
     };
-    Object.assign(w, { socket, hello, plan, state: 'idle', lastSeen: now, paramsVersion: -1, lease: null, waitCode: null });
+    Object.assign(w, { socket, hello, plan, state: 'idle', lastSeen: now, paramsVersion: -1, lease: null, waitCode: null, stage: null });
     this.records.set(w.id, w);
     this.invalidate();
     return w;
@@ -118,6 +121,7 @@ export class WorkerRegistry {
     r.socket = null;
     r.state = state;
     r.lease = null;
+    r.stage = null;
     this.invalidate();
   }
 
@@ -163,6 +167,11 @@ export class WorkerRegistry {
   /** Forget the waits sent (training resumed: every worker may be told again). */
   clearWaitCodes(): void {
     for (const w of this.connected()) this.own(w).waitCode = null;
+  }
+
+  /** It holds blocks `layers` in pipeline `pipeline` now (null: it left its pipeline). */
+  markStage(w: WorkerView, stage: { layers: [number, number]; pipeline: string } | null): void {
+    this.own(w).stage = stage;
   }
 
   /** Parameters of `version` were sent to it. */
@@ -234,7 +243,9 @@ export class WorkerRegistry {
       adapter: w.hello.adapter.description || `${w.hello.adapter.vendor} ${w.hello.adapter.architecture}`.trim(),
       isSoftware: w.hello.adapter.isSoftware,
       state: w.state,
-      role: w.plan.role,
+      // A stage-plan worker outside a pipeline waits for one (issue 12: role 'waiting').
+      role: w.plan.role === 'stage' && !w.stage ? 'waiting' : w.plan.role,
+      ...(w.stage ? { layers: w.stage.layers, pipeline: w.stage.pipeline } : {}),
       budgetBytes: w.plan.budgetBytes,
       plan: {
         role: w.plan.role,

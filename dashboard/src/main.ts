@@ -20,6 +20,8 @@ import type { WorkersPage } from '../../shared/protocol/dashboard.ts';
 import { eventView, memoryBars, securityView, statusView, workerView, type TrustMap } from './view.ts';
 import { renderSecurity } from './security-panel.ts';
 import { dilocoView, renderDiloco } from './diloco-view.ts';
+import { pipelinesView, renderPipelines, stageBarsByWorker } from './pipeline-view.ts';
+import type { MemoryBar } from './memory-bars.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
 import { evalSamplesView, renderEvalSamples } from './eval-samples.ts';
 
@@ -30,6 +32,8 @@ const log = new EventLog(byId<HTMLOListElement>('event-log'));
 const workers = new Map<string, WorkerRow>();
 /** Trust per worker id from the last snapshot's security summary (the workers table's trust column). */
 let trust: TrustMap = new Map();
+/** Stage workers' bars from the last snapshot's pipelines (what they hold in their pipeline). */
+let stageBars: ReadonlyMap<string, MemoryBar> = new Map();
 
 const charts = [
   new StepChart({ container: byId('chart-loss'), title: 'Loss', series: [{ key: 'loss', label: 'train loss', color: '#2563eb' }, { key: 'evalLoss', label: 'eval loss', color: '#dc2626' }] }),
@@ -55,7 +59,7 @@ function drawWorkers(): void {
   const shown = pager.rows(views, (pager.remote?.rows ?? []).map((w) => workerView(w, pageTrust)));
   renderWorkers(byId<HTMLTableSectionElement>('workers-body'), shown, { onKick: adminKick(), keepOrder: true });
   setText(byId('stat-workers'), pagedLive ?? views.filter((w) => !['dead', 'left', 'kicked'].includes(w.state)).length);
-  renderMemoryBars(byId('memory-plan'), memoryBars(pager.paged ? shown : views), 'No worker plans yet.');
+  renderMemoryBars(byId('memory-plan'), memoryBars(pager.paged ? shown : views, stageBars), 'No worker plans yet.');
 }
 
 function drawStatus(snap: StatusSnapshot): void {
@@ -76,11 +80,15 @@ function drawStatus(snap: StatusSnapshot): void {
   setText(byId('stat-run-state'), s.runState);
   byId('stat-run-state').dataset.state = s.runState;
   setText(byId('accounting'), s.accounting);
+  setText(byId('stat-preferences'), s.preferences === null ? '—' : formatInt(s.preferences));
   // On connect (and after a reload) the latest evaluation's answers come with the snapshot.
   if (snap.eval?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
   const sec = securityView(snap.security);
   renderSecurity(sec);
   renderDiloco(dilocoView(snap));
+  const pipes = pipelinesView(snap);
+  renderPipelines(pipes);
+  stageBars = stageBarsByWorker(pipes);
   trust = sec?.trust ?? new Map();
   workers.clear();
   for (const w of snap.workers ?? []) workers.set(w.id, w);

@@ -1,4 +1,5 @@
-// The playground page: POST /api/generate and show the completion (as text) and why it stopped.
+// The playground page: POST /api/generate and show the completion (as text) and why it stopped;
+// its Compare mode (compare.ts) collects preference pairs.
 
 import './styles.css';
 import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
@@ -6,6 +7,7 @@ import { describeError, getJson, postJson } from './api.ts';
 import { byId, clear, el, setText } from './dom.ts';
 import { markNav } from './nav.ts';
 import { suggestionPrompts } from './eval-samples.ts';
+import { mountCompare } from './compare.ts';
 
 markNav();
 
@@ -100,7 +102,11 @@ form.addEventListener('submit', async (ev) => {
 // Prompt suggestions of the task being trained (status.task.examplePrompts, the built-in task's
 // prompts): one click fills the prompt, sets greedy decoding and a short answer, and generates.
 // Prompts are shown as button text (textContent), never as markup.
-getJson<StatusSnapshot>('/api/status').then((snap) => {
+const statusReq = getJson<StatusSnapshot>('/api/status');
+// Compare mode (#compare): two samples side by side, the better one stored as a preference pair.
+mountCompare(statusReq);
+
+statusReq.then((snap) => {
   const prompts = suggestionPrompts(snap);
   if (prompts.length === 0) return;
   const box = byId('gen-suggestions');

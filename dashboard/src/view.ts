@@ -48,7 +48,10 @@ function breakdownOf(v: Record<string, number> | undefined): Breakdown | null {
 export function workerView(w: WorkerRow, trust: TrustMap = new Map()): WorkerView {
   const plan = w.plan;
   const role = w.role ?? plan?.role ?? '';
-  const range = role === 'stage' && plan?.layerRange ? ` (layers ${plan.layerRange[0]}–${plan.layerRange[1] - 1})` : '';
+  // A stage in a pipeline shows the blocks it holds there; one still waiting, what its plan says it could hold.
+  const layers = Array.isArray(w.layers) ? w.layers : role === 'stage' ? plan?.layerRange : undefined;
+  const span = layers ? (layers[1] - layers[0] === 1 ? `layer ${layers[0]}` : `layers ${layers[0]}–${layers[1] - 1}`) : '';
+  const range = layers ? ` (${span}${typeof w.pipeline === 'string' ? `, pipeline ${w.pipeline}` : ''})` : '';
   return {
     id: String(w.id),
     name: typeof w.name === 'string' ? w.name : '',
@@ -135,17 +138,24 @@ export function securityView(s: SecuritySummary | undefined | null): SecurityVie
 }
 
 /** Live workers only: dead/left/kicked rows keep their table entry but not a share of the plan. */
-export function memoryBars(workers: WorkerView[]): MemoryBar[] {
+/**
+ * One bar per live worker. A worker in a pipeline shows its stage's bytes (`stages`, by worker id, from
+ * pipeline-view.ts: the blocks it holds there), not its hello-time plan of what it could hold.
+ */
+export function memoryBars(workers: WorkerView[], stages: ReadonlyMap<string, MemoryBar> = new Map()): MemoryBar[] {
   return workers
     .filter((w) => !['dead', 'left', 'kicked'].includes(w.state))
-    .filter((w) => w.budgetBytes !== null || w.breakdown !== null)
-    .map((w) => ({
-      key: w.id,
-      label: w.name ? `${w.name} (${w.id})` : w.id,
-      budgetBytes: w.budgetBytes ?? 0,
-      breakdown: w.breakdown ?? { weights: 0, gradients: 0, optimizer: 0, activations: 0 },
-      note: w.role ? (w.role.startsWith('replica') ? w.role : `${w.role}: ${w.reason}`) : undefined,
-    }));
+    .filter((w) => w.budgetBytes !== null || w.breakdown !== null || stages.has(w.id))
+    .map((w) => {
+      const st = stages.get(w.id);
+      return {
+        key: w.id,
+        label: w.name ? `${w.name} (${w.id})` : w.id,
+        budgetBytes: w.budgetBytes ?? st?.budgetBytes ?? 0,
+        breakdown: st?.breakdown ?? w.breakdown ?? { weights: 0, gradients: 0, optimizer: 0, activations: 0 },
+        note: st ? `${w.role}: ${st.note ?? ''}` : w.role ? (w.role.startsWith('replica') ? w.role : `${w.role}: ${w.reason}`) : undefined,
+      };
+    });
 }
 
 export interface EventView {
@@ -184,6 +194,8 @@ export interface StatusView {
   checkpointFile: string;
   /** "trained 96 / 512, doubled 0, re-leased 1" */
   accounting: string;
+  /** Preference pairs collected in the playground's Compare mode (null: not reported). */
+  preferences: number | null;
 }
 
 export function statusView(s: StatusSnapshot): StatusView {
@@ -202,6 +214,7 @@ export function statusView(s: StatusSnapshot): StatusView {
     params: num(s.model?.params),
     checkpointStep: num(s.checkpoint?.step),
     checkpointFile: String(s.checkpoint?.file ?? ''),
+    preferences: num(s.preferences?.count),
     accounting: a ? `epoch ${a.epoch}: ${a.trained}/${a.epochSize} trained, ${a.doubled} doubled, ${a.released} re-leased, ${a.rejectedResults} rejected` : '',
   };
 }

@@ -16,6 +16,8 @@ export interface ClusterOptions {
   /** Adapter limits assumed for every device (WebGPU defaults otherwise), for the micro-batch check. */
   maxBufferSize?: number;
   maxStorageBufferBindingSize?: number;
+  /** Largest micro-batch a pipeline runs (the coordinator's --max-micro-batch); default as memory allows. */
+  maxMicroBatch?: number;
 }
 
 
@@ -34,8 +36,10 @@ export interface Assignment {
   stage?: number;
   /** Blocks [start, end) it holds (replica: all). */
   layerRange?: [number, number];
-  /** Holds the ends unit (embeddings, tied head, ln_f), or for a bare count nothing extra. */
-  holdsEnds?: boolean;
+  /** Holds wte + wpe (a replica, or a pipeline's first stage; false for a bare count). */
+  embeddings?: boolean;
+  /** Holds ln_f and the LM head, tied to wte, its own copy (a replica, or a pipeline's last stage). */
+  head?: boolean;
   params: number;
   /** params x bytes/param. */
   bytes: number;
@@ -56,10 +60,12 @@ export interface StagePlan {
   stage: number;
   device: number;
   layerRange: [number, number];
-  holdsEnds: boolean;
-  /** Model unit indices [start, end) (unit 0 = ends when the config is known). */
+  embeddings: boolean;
+  head: boolean;
+  /** Model unit indices [start, end) (with a config: unit 0 = embeddings, 1..L = blocks, L+1 = head). */
   unitRange: [number, number];
   params: number;
+  /** Training with a config: 20 B/param + the activations of its micro-batch (stage-memory.ts); else params x bytes/param. */
   bytes: number;
 }
 
@@ -67,8 +73,11 @@ export interface DataParallelUnit {
   index: number;
   kind: 'replica' | 'pipeline';
   devices: number[];
-  /** Compute-only throughput of this unit, tokens/s. */
+  /** Throughput of this unit, tokens/s (a pipeline: its slowest stage with boundary transfers, less the bubble). */
   tokensPerSec: number;
+  /** A pipeline's micro-batches in flight and its GPipe bubble, (n - 1) / (inFlight + n - 1). */
+  inFlight?: number;
+  bubble?: number;
   /** Used in the step estimate (false: a spare that would slow the step). */
   active?: boolean;
 }

@@ -1,18 +1,24 @@
-// Cluster plan for uneven devices (issue 7): which devices are data-parallel replicas (hold the
-// whole model), which form pipelines of contiguous stages, which are left out and why, what each
-// holds in bytes, and an estimated step time. Sizes follow the same rules as planWorker: training
-// 20 B/param (one device holds floor(memory / 20) params), inference bytes/param of the precision.
+// Cluster plan for uneven devices (issue 7, issue 12): which devices are data-parallel replicas
+// (hold the whole model), which form pipelines of contiguous stages, which are left out and why,
+// what each holds in bytes, and an estimated step time.
 //
-// Pipelines: devices too small for a replica are taken largest first until together they hold one
-// copy; the model's units (ends, then blocks) are cut into contiguous stages in proportion to each
-// device's capacity (balanced by the 20-byte rule), never above it; if the proportional cut does not
-// fit, a greedy fill is tried, and if that fails too, the next device joins the group.
+// With a model config, both come from the functions the live coordinator uses, so `npm run
+// simulate` and the live plan agree on the same inputs: a device is a replica when planWorker()
+// says so (training; inference: its weights fit), and the rest go to formPipelines()
+// (pipeline-plan.ts: first stage wte + wpe + blocks [0, a), last blocks [b, L) + ln_f + its own
+// copy of the tied wte, 20 B/param + activations, balanced by speed). A device's speed is its
+// GFLOP/s on the whole model's 6 x params FLOPs per token.
+// From a bare parameter count (no config, equal layers, no ends): devices too small for a replica
+// are taken largest first until together they hold one copy, and the layers are cut into
+// contiguous stages in proportion to each device's capacity, never above it; if the proportional
+// cut does not fit, a greedy fill is tried, and if that fails too, the next device joins the group.
 
 import { AppError } from '../errors.ts';
 import type { Device } from './devices.ts';
 import type { ModelShape } from './model-shape.ts';
-import { fitMicroBatch, WEBGPU_DEFAULT_LIMITS } from './plan.ts';
-import { bytesPerParam, TRAIN_STATE_BYTES_PER_PARAM, ruleBreakdown } from './rules.ts';
+import { formPipelines } from './pipeline-plan.ts';
+import { planWorker } from './plan.ts';
+import { bytesPerParam, ruleBreakdown } from './rules.ts';
 import type { Assignment, ClusterOptions, ClusterPlan, DataParallelUnit, StagePlan } from './cluster-types.ts';
 import { estimateStep } from './step-estimate.ts';
 
@@ -74,20 +80,19 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
   const { seq, globalBatch, coordLink } = checkOptions(o, shape);
   const bpp = bytesPerParam(o.mode, o.precision);
   const P = shape.params;
+  const c = shape.config;
+  const train = o.mode === 'train';
   const unitParams = shape.units.map((u) => u.params);
-  const hasEnds = shape.units[0]?.layer === -1;
   const smallestUnit = Math.min(...unitParams);
   const cap = (d: Device) => Math.floor(d.memoryBytes / bpp);
-  const rangeOf = (ur: [number, number]): [number, number] => hasEnds
-    ? [Math.max(ur[0], 1) - 1, Math.max(ur[1], 1) - 1] : [ur[0], ur[1]];
   const sorted = [...devices].sort((a, b) => b.memoryBytes - a.memoryBytes || a.id - b.id);
+  const limits = { maxBufferSize: o.maxBufferSize, maxStorageBufferBindingSize: o.maxStorageBufferBindingSize };
+  const seqWanted = c ? Math.min(seq, c.contextLength) : seq;
 
   const assignments = new Map<number, Assignment>();
   const base = (d: Device) => ({ device: d.id, spec: d.spec, memoryBytes: d.memoryBytes, gflops: d.gflops, linkBps: d.linkBps });
-  const held = (d: Device, params: number) => {
-    const b = params * bpp;
-    return { params, bytes: b, breakdown: ruleBreakdown(params, o.mode, o.precision), usedShare: b / d.memoryBytes };
-  };
+  const held = (d: Device, params: number, b = params * bpp, breakdown = ruleBreakdown(params, o.mode, o.precision)) =>
+    ({ params, bytes: b, breakdown, usedShare: b / d.memoryBytes });
   const units: DataParallelUnit[] = [];
   const stages: StagePlan[] = [];
 
@@ -99,18 +104,17 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
     for (const u of keep.units) {
       if (!u.devices.every((id) => present.has(id))) continue;
       const index = units.length;
-      units.push({ index, kind: u.kind, devices: [...u.devices], tokensPerSec: 0 });
+      units.push({ index, kind: u.kind, devices: [...u.devices], tokensPerSec: 0, inFlight: u.inFlight });
       for (const id of u.devices) {
         const d = present.get(id)!;
         const old = oldAssign.get(id)!;
         kept.add(id);
         if (u.kind === 'replica') {
-          assignments.set(id, { ...old, ...base(d), unit: index, ...held(d, P) });
+          assignments.set(id, { ...old, ...base(d), unit: index });
         } else {
           const st = oldStage.get(id)!;
           stages.push({ ...st, pipeline: index });
-          assignments.set(id, { ...old, ...base(d), unit: index, ...held(d, st.params),
-            reason: old.reason.replace(/pipeline \d+/, `pipeline ${index}`) });
+          assignments.set(id, { ...old, ...base(d), unit: index, reason: old.reason.replace(/pipeline \d+/, `pipeline ${index}`) });
         }
       }
     }
@@ -119,84 +123,97 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
   const rest: Device[] = [];
   for (const d of sorted) {
     if (kept.has(d.id)) continue;
-    if (cap(d) >= P) {
+    // Training with a config: the live coordinator's rule (planWorker), with its micro-batch.
+    const wp = train && c ? planWorker(c, { userCapBytes: d.memoryBytes, ...limits }, { seqLen: seqWanted, maxMicroBatch: o.maxMicroBatch }) : undefined;
+    if (wp ? wp.role === 'replica' : cap(d) >= P) {
       const index = units.length;
       units.push({ index, kind: 'replica', devices: [d.id], tokensPerSec: 0 });
       assignments.set(d.id, {
-        ...base(d), role: 'replica', unit: index, layerRange: [0, shape.nLayer], holdsEnds: true, ...held(d, P),
+        ...base(d), role: 'replica', unit: index, layerRange: [0, shape.nLayer], embeddings: Boolean(c), head: Boolean(c), ...held(d, P),
+        ...(wp ? { microBatch: wp.microBatch, seqLen: wp.seqLen } : {}),
         reason: `holds the whole model: ${formatBytes(d.memoryBytes)} >= ${P.toLocaleString('en-US')} params x ${bpp} B = ${formatBytes(P * bpp)}`,
       });
-    } else if (cap(d) >= smallestUnit) {
+    } else if (c || cap(d) >= smallestUnit) {
       rest.push(d);
     } else {
       assignments.set(d.id, {
         ...base(d), role: 'unassigned', ...held(d, 0),
-        reason: `too small: one ${hasEnds ? 'block' : 'layer'} of ${smallestUnit.toLocaleString('en-US')} params needs ${formatBytes(smallestUnit * bpp)}, it has ${formatBytes(d.memoryBytes)}`,
+        reason: `too small: one layer of ${smallestUnit.toLocaleString('en-US')} params needs ${formatBytes(smallestUnit * bpp)}, it has ${formatBytes(d.memoryBytes)}`,
       });
     }
   }
 
-  // Pipelines from the rest, largest devices first.
-  let next = 0;
-  while (next < rest.length) {
-    const group: Slot[] = [];
-    let sum = 0;
-    let cuts: Array<[number, number]> | null = null;
-    let k = next;
-    while (k < rest.length) {
-      group.push({ device: rest[k], cap: cap(rest[k]) });
-      sum += cap(rest[k]);
-      k++;
-      if (sum >= P && (cuts = cutStages(unitParams, group))) break;
-    }
-    if (!cuts) break;
-    const index = units.length;
-    const members: number[] = [];
-    let stage = 0;
-    for (let i = 0; i < group.length; i++) {
-      const d = group[i].device;
-      const ur = cuts[i];
-      if (ur[1] === ur[0]) {
-        // Held nothing in this cut: give it back to the pool.
-        rest.splice(k, 0, d);
-        continue;
-      }
-      const params = unitParams.slice(ur[0], ur[1]).reduce((a, b) => a + b, 0);
-      const layerRange = rangeOf(ur);
-      const holdsEnds = hasEnds && ur[0] === 0;
-      members.push(d.id);
-      stages.push({ pipeline: index, stage, device: d.id, layerRange, holdsEnds, unitRange: ur, params, bytes: params * bpp });
-      assignments.set(d.id, {
-        ...base(d), role: 'stage', unit: index, stage, layerRange, holdsEnds, ...held(d, params),
-        reason: `stage ${stage} of pipeline ${index}: blocks [${layerRange[0]}, ${layerRange[1]})${holdsEnds ? ' + embeddings/tied head/ln_f' : ''}, ${params.toLocaleString('en-US')} params x ${bpp} B = ${formatBytes(params * bpp)} of its ${formatBytes(d.memoryBytes)}`,
-      });
-      stage++;
-    }
-    units.push({ index, kind: 'pipeline', devices: members, tokensPerSec: 0 });
-    next = k;
-  }
-  const leftover = rest.slice(next).filter((d) => !assignments.has(d.id));
-  const leftoverCap = leftover.reduce((a, d) => a + cap(d), 0);
-  for (const d of leftover) {
+  const stageRows = (index: number, d: Device, stage: number, st: Omit<StagePlan, 'pipeline' | 'stage' | 'device'>, bd: Assignment['breakdown'], why: string, mb?: number, sl?: number) => {
+    stages.push({ pipeline: index, stage, device: d.id, ...st });
     assignments.set(d.id, {
-      ...base(d), role: 'unassigned', ...held(d, 0),
-      reason: `left over: the ${leftover.length} remaining small device(s) hold ${leftoverCap.toLocaleString('en-US')} params together, less than one copy (${P.toLocaleString('en-US')} params, ${formatBytes(P * bpp)})`,
+      ...base(d), role: 'stage', unit: index, stage, layerRange: st.layerRange, embeddings: st.embeddings, head: st.head,
+      ...held(d, st.params, st.bytes, bd), ...(mb !== undefined ? { microBatch: mb, seqLen: sl } : {}),
+      reason: `pipeline ${index}, ${why}`,
     });
-  }
+  };
 
-  // Activations check (train, config known): what micro-batch x seq each assigned device can run.
-  if (o.mode === 'train' && shape.config) {
-    const c = shape.config;
-    const bindCap = Math.min(o.maxStorageBufferBindingSize ?? WEBGPU_DEFAULT_LIMITS.maxStorageBufferBindingSize,
-      o.maxBufferSize ?? WEBGPU_DEFAULT_LIMITS.maxBufferSize);
-    const seqWanted = Math.min(seq, c.contextLength);
-    for (const a of assignments.values()) {
-      if (a.role === 'unassigned' || !a.layerRange) continue;
-      const layers = a.layerRange[1] - a.layerRange[0];
-      const left = a.memoryBytes - TRAIN_STATE_BYTES_PER_PARAM * a.params;
-      const fit = fitMicroBatch(c, left, bindCap, seqWanted, layers, a.holdsEnds ?? false, Infinity);
-      a.microBatch = fit?.microBatch ?? 0;
-      a.seqLen = fit?.seqLen ?? 0;
+  if (c) {
+    // The live planner itself (pipeline-plan.ts), devices as candidates with their speed on the whole model.
+    const byId = new Map(rest.map((d) => [String(d.id), d]));
+    const formed = formPipelines(c, rest.map((d) => ({ id: String(d.id), budgetBytes: d.memoryBytes, tokensPerSec: (d.gflops * 1e9) / (6 * P), ...limits })), {
+      seqLen: seqWanted, maxMicroBatch: o.maxMicroBatch, ...(train ? {} : { inferBytesPerParam: bpp }),
+    });
+    for (const p of formed.pipelines) {
+      const index = units.length;
+      p.stages.forEach((s, i) => {
+        const unitRange: [number, number] = [s.embeddings ? 0 : s.layers[0] + 1, s.head ? c.nLayer + 2 : s.layers[1] + 1];
+        stageRows(index, byId.get(s.workerId)!, i, {
+          layerRange: s.layers, embeddings: s.embeddings, head: s.head, unitRange, params: s.params, bytes: s.paramBytes + s.activationBytes,
+        }, s.breakdown, s.reason, train ? p.microBatch : undefined, train ? p.seqLen : undefined);
+      });
+      units.push({ index, kind: 'pipeline', devices: p.stages.map((s) => Number(s.workerId)), tokensPerSec: 0, inFlight: p.inFlight });
+    }
+    for (const l of formed.leftOver) {
+      const d = byId.get(l.id)!;
+      assignments.set(d.id, { ...base(d), role: 'unassigned', ...held(d, 0), reason: l.reason });
+    }
+  } else {
+    // Pipelines from the rest, largest devices first.
+    let next = 0;
+    while (next < rest.length) {
+      const group: Slot[] = [];
+      let cuts: Array<[number, number]> | null = null;
+      let sum = 0;
+      let k = next;
+      while (k < rest.length) {
+        group.push({ device: rest[k], cap: cap(rest[k]) });
+        sum += cap(rest[k]);
+        k++;
+        if (sum >= P && (cuts = cutStages(unitParams, group))) break;
+      }
+      if (!cuts) break;
+      const index = units.length;
+      const members: number[] = [];
+      for (let i = 0; i < group.length; i++) {
+        const d = group[i].device;
+        const ur = cuts[i];
+        if (ur[1] === ur[0]) {
+          // Held nothing in this cut: give it back to the pool.
+          rest.splice(k, 0, d);
+          continue;
+        }
+        const params = unitParams.slice(ur[0], ur[1]).reduce((a, b) => a + b, 0);
+        const stage = members.length;
+        members.push(d.id);
+        stageRows(index, d, stage, { layerRange: ur, embeddings: false, head: false, unitRange: ur, params, bytes: params * bpp },
+          ruleBreakdown(params, o.mode, o.precision),
+          `stage ${stage}: layers [${ur[0]}, ${ur[1]}), ${params.toLocaleString('en-US')} params x ${bpp} B = ${formatBytes(params * bpp)} of its ${formatBytes(d.memoryBytes)}`);
+      }
+      units.push({ index, kind: 'pipeline', devices: members, tokensPerSec: 0, inFlight: members.length });
+      next = k;
+    }
+    const leftover = rest.slice(next).filter((d) => !assignments.has(d.id));
+    const leftoverCap = leftover.reduce((a, d) => a + cap(d), 0);
+    for (const d of leftover) {
+      assignments.set(d.id, {
+        ...base(d), role: 'unassigned', ...held(d, 0),
+        reason: `left over: the ${leftover.length} remaining small device(s) hold ${leftoverCap.toLocaleString('en-US')} params together, less than one copy (${P.toLocaleString('en-US')} params, ${formatBytes(P * bpp)})`,
+      });
     }
   }
 
@@ -213,7 +230,9 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
     ? `${replicas} replica(s) and ${pipelines} pipeline(s) of ${stages.length} stage(s) each hold one copy of ${formatBytes(need)}; ${unassigned.length} device(s) unassigned`
     : capacityBytes < need
       ? `does not fit: the devices hold ${formatBytes(capacityBytes)} together, one copy needs ${formatBytes(need)} (${P.toLocaleString('en-US')} params x ${bpp} B)`
-      : `does not fit: ${formatBytes(capacityBytes)} in all would be enough, but stages hold whole ${hasEnds ? 'blocks (and stage 0 the embeddings)' : 'layers'}: the devices can hold ${devices.reduce((a, d) => a + Math.floor(cap(d) / Math.max(...unitParams)), 0)} of the ${unitParams.length} units of ~${formatBytes(Math.max(...unitParams) * bpp)} each`;
+      : c
+        ? `does not fit: ${formatBytes(capacityBytes)} in all would be enough for one copy, but no replica and no complete pipeline can be formed (${unassigned[0]?.reason ?? 'no devices'})`
+        : `does not fit: ${formatBytes(capacityBytes)} in all would be enough, but stages hold whole layers: the devices can hold ${devices.reduce((a, d) => a + Math.floor(cap(d) / Math.max(...unitParams)), 0)} of the ${unitParams.length} units of ~${formatBytes(Math.max(...unitParams) * bpp)} each`;
   return {
     devices: devices.length, capacityBytes, capacity: bytes(capacityBytes), neededBytes: need, needed: bytes(need), fits,
     replicas, pipelines, stages, unassigned, assignments: list, units, step, reason, unit: 'bytes',

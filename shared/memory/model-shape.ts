@@ -1,8 +1,8 @@
 // The model as the planner sees it: a total parameter count and an ordered list of units that
-// pipeline stages take in contiguous runs. From a config, unit 0 is the "ends" (wte, which is
-// also the tied LM head, wpe and ln_f: stage 0 keeps them all, and the last stage sends its
-// output back to stage 0 for the logits, so the tied wte is stored once), then one unit per block.
-// From a bare parameter count, the layers are inferred (see inferLayers) and split evenly.
+// pipeline stages take in contiguous runs. From a config: unit 0 is the embeddings (wte + wpe),
+// then one unit per block, then the head (ln_f + the LM head, tied to wte: the last stage holds
+// its own copy of wte, so the units sum to params + V x C; see stage-memory.ts). From a bare
+// parameter count, the layers are inferred (see inferLayers) and split evenly.
 
 import { AppError } from '../errors.ts';
 import { presetConfig, validateModelConfig, PRESET_NAMES, type ModelConfig } from '../model/config.ts';
@@ -11,7 +11,7 @@ import { blockParams, embeddingParams, finalNormParams, modelParams } from './ru
 export interface ModelUnit {
   name: string;
   params: number;
-  /** Block index, or -1 for the ends unit. */
+  /** Block index, or -1 for the embeddings unit and nLayer for the head unit. */
   layer: number;
 }
 
@@ -33,8 +33,9 @@ export function shapeFromConfig(config: ModelConfig, name = 'config'): ModelShap
   } catch (e) {
     throw new AppError('ERR_MEMORY_MODEL', (e as Error).message, 400, 'a config needs positive integers vocabSize, contextLength, nLayer, nHead, nEmbd');
   }
-  const units: ModelUnit[] = [{ name: 'ends (wte = tied head, wpe, ln_f)', params: embeddingParams(config) + finalNormParams(config), layer: -1 }];
+  const units: ModelUnit[] = [{ name: 'embeddings (wte, wpe)', params: embeddingParams(config), layer: -1 }];
   for (let l = 0; l < config.nLayer; l++) units.push({ name: `block ${l}`, params: blockParams(config), layer: l });
+  units.push({ name: 'head (ln_f + tied wte copy)', params: config.vocabSize * config.nEmbd + finalNormParams(config), layer: config.nLayer });
   return { name, params: modelParams(config), config, units, nLayer: config.nLayer };
 }
 

@@ -9,8 +9,13 @@
 // coordinator runs AdamW: the plan text says so and keeps those bytes free) divided by the explicit per-sequence activation estimate, and also capped
 // so the largest single activation buffer fits maxStorageBufferBindingSize. If one sequence of the
 // requested length does not fit, the sequence length is halved until it does (the plan says so).
-// Otherwise it could hold a contiguous range of blocks (a pipeline stage, trained by a later
-// issue), or is too small for even one block, and the reason gives the bytes needed.
+// When the adapter reported its limits, a replica also needs its parameter buffer within
+// maxBufferSize and wte within the binding limit (the engine keeps the parameters in one buffer and
+// binds each tensor whole), so the plan promises only what the engine can allocate.
+// Otherwise it is a pipeline stage (issue 12): the plan says which blocks it could hold by the stage
+// model of stage-memory.ts (20 B/param + one micro-batch's activations + inputs for 2 micro-batches
+// in flight) as the first stage (wte + wpe + blocks [0, k)), or in the middle; the coordinator's
+// formPipelines() decides the actual range. Too small for even one block: the reason gives the bytes.
 
 import { AppError } from '../errors.ts';
 import { validateModelConfig, type ModelConfig } from '../model/config.ts';
@@ -18,6 +23,7 @@ import { largestActivationBuffer, trainingActivations } from './activations.ts';
 import {
   blockParams, embeddingParams, modelParams, TRAIN_BYTES_PER_PARAM, TRAIN_STATE_BYTES_PER_PARAM, type Breakdown,
 } from './rules.ts';
+import { stageBytes, stageLimitProblem, stageShape, type StageShape } from './stage-memory.ts';
 import { formatBytes, MiB } from './units.ts';
 
 /** WebGPU spec defaults (what an adapter guarantees without requesting higher limits). */
@@ -145,12 +151,18 @@ export function planWorker(config: ModelConfig, res: WorkerResources, opts: Plan
   }
   const wteBytes = config.vocabSize * config.nEmbd * 4;
   if (wteBytes > bindCap) {
-    warnings.push(`wte (${config.vocabSize}x${config.nEmbd} fp32 = ${formatBytes(wteBytes)}) exceeds the binding limit ${formatBytes(bindCap)}: split into ${Math.ceil(wteBytes / bindCap)} row blocks`);
+    warnings.push(`wte (${config.vocabSize}x${config.nEmbd} fp32 = ${formatBytes(wteBytes)}) exceeds the binding limit ${formatBytes(bindCap)}: the WebGPU engine binds it whole (it would need ${Math.ceil(wteBytes / bindCap)} row blocks), so on such an adapter only middle stages, without the embeddings or the head, fit`);
   }
   const src = `budget ${formatBytes(budget)} (from the ${budgetSource})`;
   const base = { budgetBytes: budget, budgetSource, trainableParams: trainable, modelParams: P, warnings, unit: 'bytes' as const };
 
-  if (trainable >= P) {
+  const reported = res.maxBufferSize !== undefined || res.maxStorageBufferBindingSize !== undefined;
+  const whole = stageShape(config, 0, L);
+  const limitProblem = reported ? stageLimitProblem(config, whole, 1, 1, res, WEBGPU_DEFAULT_LIMITS) : undefined;
+  if (trainable >= P && limitProblem) {
+    warnings.push(`covers the model by the 20-byte rule, but the adapter cannot hold it whole: ${limitProblem}`);
+  }
+  if (trainable >= P && !limitProblem) {
     const left = budget - TRAIN_STATE_BYTES_PER_PARAM * P;
     const fit = fitMicroBatch(config, left, bindCap, seq, L, true, maxMB);
     if (fit) {
@@ -165,34 +177,43 @@ export function planWorker(config: ModelConfig, res: WorkerResources, opts: Plan
     warnings.push(`covers the model by the 20-byte rule but not even one token of activations fits`);
   }
 
-  // Most blocks by the 20-byte rule, fewer if their activations for one token would not fit.
-  let k = Math.min(L, Math.floor(trainable / bp));
-  let fit: Fit | undefined;
-  for (; k >= 1; k--) {
-    fit = fitMicroBatch(config, budget - TRAIN_STATE_BYTES_PER_PARAM * k * bp, bindCap, seq, k, false, maxMB);
-    if (fit) break;
-  }
-  if (k >= 1 && fit) {
-    const kp = k * bp;
-    const mb = fit.microBatch;
-    const s = fit.seqLen;
-    const holds = k === L
-      ? `all ${L} blocks but not the embeddings (${embeddingParams(config).toLocaleString('en-US')} params)`
-      : `${k} of ${L} blocks (${bp.toLocaleString('en-US')} params each)`;
+  // A stage: the most blocks it could hold as the first stage (with the embeddings) and in the middle,
+  // by the stage model (one sequence of `seq` tokens, 2 micro-batches in flight), within its limits.
+  const fitsStage = (s: StageShape) => stageBytes(config, s, 1, seq, 2) <= budget
+    && stageLimitProblem(config, s, 1, seq, res, WEBGPU_DEFAULT_LIMITS) === undefined;
+  const most = (from: number, max: number) => {
+    let k = 0;
+    while (k < max && fitsStage(stageShape(config, from, from + k + 1))) k++;
+    return k;
+  };
+  const kFirst = L > 1 ? most(0, L - 1) : 0;
+  const kMid = L > 2 ? most(1, L - 2) : 0;
+  const kLast = (() => { let k = 0; while (k < L - 1 && fitsStage(stageShape(config, L - k - 1, L))) k++; return k; })();
+  if (kFirst + kMid + kLast > 0) {
+    const range: [number, number] = kFirst > 0 ? [0, kFirst] : kMid > 0 ? [1, 1 + kMid] : [L - kLast, L];
+    const s = stageShape(config, range[0], range[1]);
+    // Largest micro-batch for that range (memory and buffers grow with it): doubling, then bisection.
+    const fitsMb = (b: number) => b <= maxMB && stageBytes(config, s, b, seq, 2) <= budget
+      && stageLimitProblem(config, s, b, seq, res, WEBGPU_DEFAULT_LIMITS) === undefined;
+    let mb = 1;
+    let hi = 2;
+    while (fitsMb(hi)) { mb = hi; hi *= 2; }
+    while (hi - mb > 1) { const mid = Math.floor((mb + hi) / 2); if (fitsMb(mid)) mb = mid; else hi = mid; }
+    const kp = (range[1] - range[0]) * bp + (s.embeddings ? embeddingParams(config) : 0) + (s.head ? config.vocabSize * config.nEmbd + 2 * config.nEmbd : 0);
+    const as = (k: number, what: string) => k > 0 ? `${k} block(s) ${what}` : '';
+    const could = [as(kFirst, 'as the first stage (with wte + wpe)'), as(kMid, 'in the middle'), as(kLast, 'as the last stage (with ln_f + its copy of the tied wte)')].filter(Boolean).join(', ');
     return {
-      ...base, role: 'stage', microBatch: mb, seqLen: s, layerRange: [0, k],
-      reason: `Pipeline stage: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, less than the model's ${P.toLocaleString('en-US')} (needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)}); it could hold ${holds}, a contiguous range such as [0, ${k}). Waits until pipeline training is available.`,
-      breakdown: {
-        weights: 4 * kp, gradients: 4 * kp, optimizer: 8 * kp,
-        activations: trainingActivations(config, mb, s, k, false).total,
-      },
+      ...base, role: 'stage', microBatch: mb, seqLen: seq, layerRange: range,
+      reason: `Pipeline stage: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, less than the model's ${P.toLocaleString('en-US')} (needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)})${limitProblem ? ` or the adapter cannot hold it whole (${limitProblem})` : ''}; with one micro-batch of ${seq} tokens it could hold ${could}, e.g. [${range[0]}, ${range[1]}). The coordinator joins it to a pipeline of such workers.`,
+      breakdown: { weights: 4 * kp, gradients: 4 * kp, optimizer: 8 * kp, activations: stageBytes(config, s, mb, seq, 2) - 16 * kp },
     };
   }
 
   const need = TRAIN_BYTES_PER_PARAM * bp;
+  const withAct = stageBytes(config, stageShape(config, Math.min(1, L - 1), Math.min(1, L - 1) + 1), 1, seq, 2);
   return {
     ...base, role: 'too-small', microBatch: 0, seqLen: seq,
-    reason: `Too small: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, but one block has ${bp.toLocaleString('en-US')} params and needs ${formatBytes(need)} (${need} bytes) to train; the whole model needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)}.`,
+    reason: `Too small: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, but one block has ${bp.toLocaleString('en-US')} params and needs ${formatBytes(need)} (${need} bytes) to train, ${formatBytes(withAct)} with the activations of one sequence of ${seq} tokens as a stage; the whole model needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)}.`,
     breakdown: { weights: 4 * bp, gradients: 4 * bp, optimizer: 8 * bp, activations: 4 * bp },
   };
 }

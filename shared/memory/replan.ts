@@ -40,6 +40,17 @@ export function newlyHeldParams(shape: ModelShape, old: [number, number] | undef
   if (!now) return 0;
   let params = 0;
   for (let i = now[0]; i < now[1]; i++) if (!old || i < old[0] || i >= old[1]) params += shape.units[i].params;
+  // Holding both ends (a replica) means one wte, not the last stage's second copy in the head unit.
+  const last = shape.units.length - 1;
+  const tied = shape.config ? shape.config.vocabSize * shape.config.nEmbd : 0;
+  const both = (r: [number, number] | undefined) => r !== undefined && r[0] === 0 && r[1] === last + 1;
+  if (tied && both(now) && now[1] > now[0] && (!old || !both(old))) {
+    // Newly counted: the embeddings unit and/or the head unit, each with a wte; a replica holds one, and a device
+    // that held one end already has it: one V x C too many whenever either end is new.
+    const embNew = !old || old[0] > 0;
+    const headNew = !old || old[1] <= last;
+    if (embNew || headNew) params -= tied;
+  }
   return params;
 }
 

@@ -40,6 +40,8 @@ export const simulateInputSchema = z.object({
   seq: z.number().int().positive().optional(),
   /** Sequences per optimizer step across the cluster (default 64). */
   globalBatch: z.number().int().positive().optional(),
+  /** Largest micro-batch a pipeline plans (the coordinator's --max-micro-batch). */
+  maxMicroBatch: z.number().int().positive().optional(),
   /** Device spec, e.g. "100x8GiB,20x24GiB,1x80GB" or "4x16GiB@20000/1Gbps". */
   cluster: z.string().min(1).optional(),
   /** The coordinator's link, e.g. "1Gbps". */
@@ -125,7 +127,7 @@ export function simulate(raw: unknown): SimulateResult {
   if (v.cluster) {
     const devices = parseDeviceSpec(v.cluster);
     const opts: ClusterOptions = {
-      mode: v.mode, precision: v.precision, seq: v.seq, globalBatch: v.globalBatch,
+      mode: v.mode, precision: v.precision, seq: v.seq, globalBatch: v.globalBatch, maxMicroBatch: v.maxMicroBatch,
       coordinatorLinkBps: v.coordinatorLink ? parseBandwidth(v.coordinatorLink, 'coordinatorLink') : undefined,
       ...limits,
     };

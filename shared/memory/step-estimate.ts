@@ -1,11 +1,17 @@
 // Step-time estimate for a cluster plan: per data-parallel unit its token throughput (replicas at
-// their GFLOP/s, pipelines stage after stage plus boundary transfers), what each unit sends and
+// their GFLOP/s; a pipeline runs `inFlight` micro-batches GPipe-style, so its slowest stage, with
+// that stage's activation transfers, sets the pace and the bubble (n - 1) / (inFlight + n - 1)
+// takes its share; a training stage recomputes its forward: 8 x params FLOPs, the head stage 6 x,
+// stage-memory.ts), what each unit sends and
 // receives per step, and how many of the fastest units minimise the step before the coordinator's
 // link becomes the bottleneck (the rest stand by as spares). The arithmetic is returned as text.
 
 import type { Device } from './devices.ts';
 import type { ModelShape } from './model-shape.ts';
 import type { ClusterOptions, DataParallelUnit, StagePlan, StepEstimate } from './cluster-types.ts';
+import { gpipeBubble } from './pipeline-plan.ts';
+import { blockParams } from './rules.ts';
+import { stageFlopsPerToken, stageShape } from './stage-memory.ts';
 import { formatBytes, formatDuration } from './units.ts';
 
 function width(shape: ModelShape): number {
@@ -21,8 +27,15 @@ export function estimateStep(
   const flopsPerParamToken = train ? 6 : 2;
   const flopsPerToken = flopsPerParamToken * P;
   const tokensPerStep = seq * globalBatch;
-  // Activations crossing a stage boundary per token: the hidden state forward (and its gradient backward), fp32.
+  // Activations crossing a stage boundary per token: the hidden state forward (and its gradient backward), fp32,
+  // relayed by the coordinator: a stage's own link carries what it receives and what it sends.
   const boundaryBits = width(shape) * 4 * 8 * (train ? 2 : 1);
+  const c = shape.config;
+  const stageFlops = (st: StagePlan, last: boolean): number => {
+    if (c && train) return stageFlopsPerToken(c, stageShape(c, st.layerRange[0], st.layerRange[1]));
+    if (c) return 2 * ((st.layerRange[1] - st.layerRange[0]) * blockParams(c) + (st.head ? c.vocabSize * c.nEmbd : 0));
+    return (train ? (last ? 6 : 8) : 2) * st.params;
+  };
   const byPipeline = new Map<number, StagePlan[]>();
   for (const st of stages) {
     if (!byPipeline.has(st.pipeline)) byPipeline.set(st.pipeline, []);
@@ -33,17 +46,16 @@ export function estimateStep(
     if (u.kind === 'replica') {
       u.tokensPerSec = (byId.get(u.devices[0])!.gflops * 1e9) / flopsPerToken;
     } else {
-      // Naive pipeline (one micro-batch in flight): stages run one after another, plus each boundary's transfer,
-      // including the last stage sending its output back to stage 0 for the tied head.
       const own = byPipeline.get(u.index) ?? [];
-      let secPerToken = 0;
-      for (let i = 0; i < own.length; i++) {
-        const d = byId.get(own[i].device)!;
-        secPerToken += (flopsPerParamToken * own[i].params) / (d.gflops * 1e9);
-        const nextDev = byId.get(own[(i + 1) % own.length].device)!;
-        if (own.length > 1) secPerToken += boundaryBits / Math.min(d.linkBps, nextDev.linkBps);
-      }
-      u.tokensPerSec = 1 / secPerToken;
+      let slowest = 0;
+      own.forEach((st, i) => {
+        const d = byId.get(st.device)!;
+        const boundaries = (i > 0 ? 1 : 0) + (i < own.length - 1 ? 1 : 0);
+        slowest = Math.max(slowest, stageFlops(st, i === own.length - 1) / (d.gflops * 1e9) + (boundaries * boundaryBits) / d.linkBps);
+      });
+      u.inFlight = u.inFlight ?? own.length;
+      u.bubble = gpipeBubble(own.length, u.inFlight);
+      u.tokensPerSec = (1 - u.bubble) / slowest;
     }
   }
   // Per unit: what it sends (gradients, 4 B/param) and receives (new weights, 4 B/param) each step.

@@ -24,7 +24,11 @@ export interface WorkerRow {
   adapter: string;
   isSoftware: boolean;
   state: 'connecting' | 'idle' | 'computing' | 'waiting' | 'paused' | 'dead' | 'left' | 'kicked';
-  role: WirePlan['role'];
+  /** The plan's role; 'waiting': a stage worker not (yet) in a pipeline. */
+  role: WirePlan['role'] | 'waiting';
+  /** Stage workers in a pipeline: blocks [from, to) and the pipeline's id. */
+  layers?: [number, number];
+  pipeline?: string;
   budgetBytes: number;
   plan: WirePlan;
   tasksDone: number;
@@ -78,6 +82,8 @@ export interface StatusSnapshot {
   paused: boolean;
   finished: boolean;
   workers: WorkerRow[];
+  /** Pipelines of stage workers (empty when none; docs/pipeline.md). */
+  pipelines?: PipelineStatus[];
   /**
    * Present when the coordinator pages the workers table (more than PAGED_ABOVE connected workers):
    * `workers` is then empty in pushed snapshots and `security.trust` holds no entries; each
@@ -93,8 +99,23 @@ export interface StatusSnapshot {
   accounting: EpochAccounting;
   globalBatch: number;
   uptimeSec: number;
+  /** Preference pairs collected in the playground's Compare mode (preferences.jsonl in the run dir). */
+  preferences?: { count: number };
   /** --redis: the processes sharing this run (docs/scale.md); absent on a single coordinator. */
   cluster?: ClusterStatus;
+}
+
+/** A pipeline of stage workers (docs/pipeline.md), as /api/status reports it. */
+export interface PipelineStatus {
+  id: string;
+  stages: Array<{ workerId: string; layers: [number, number]; embeddings: boolean; head: boolean; inFlight: number }>;
+  /** Micro-batches in flight at most, and the micro-batch size (sequences). */
+  inFlight: number;
+  microBatch: number;
+  /** Share of stage time spent idle in its last share: 1 - busy / (stages x wall). */
+  bubble: number;
+  /** Measured over its last shares (0 before the first). */
+  tokensPerSec: number;
 }
 
 /** The processes of a multi-coordinator run, as every one of them reports it. */

@@ -8,6 +8,7 @@
 import type { BackendName, StepTimings } from '../backend.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { DeltaMsg, RoundTaskMsg, UpdateMsg } from './round-messages.ts';
+import type { HopMsg, StageOutMsg, StageTaskMsg } from './stage-messages.ts';
 
 export const PROTOCOL_VERSION = 1 as const;
 
@@ -21,6 +22,8 @@ export const C2S = {
   result: 'result',
   /** A round worker's packed pseudo-gradient (--mode diloco; round.ts). */
   delta: 'delta',
+  /** A pipeline stage's output: activations, their gradient, or the share's gradient (stage.ts). */
+  stageOut: 'stageOut',
   heartbeat: 'heartbeat',
   bye: 'bye',
 } as const;
@@ -33,6 +36,9 @@ export const S2C = {
   /** --mode diloco (round.ts): a round of H inner steps, and published weights as a packed delta. */
   round: 'round',
   update: 'update',
+  /** Pipeline stages (stage.ts): a share of the step for a stage, and one micro-batch hop. */
+  stage: 'stage',
+  hop: 'hop',
   ack: 'ack',
   discard: 'discard',
   reject: 'reject',
@@ -242,6 +248,7 @@ export interface ClientToServerEvents {
   hello: (m: HelloMsg) => void;
   result: (m: ResultMsg) => void;
   delta: (m: DeltaMsg) => void;
+  stageOut: (m: StageOutMsg) => void;
   heartbeat: (m: HeartbeatMsg) => void;
   bye: (m: ByeMsg) => void;
 }
@@ -252,6 +259,8 @@ export interface ServerToClientEvents {
   task: (m: TaskMsg) => void;
   round: (m: RoundTaskMsg) => void;
   update: (m: UpdateMsg) => void;
+  stage: (m: StageTaskMsg) => void;
+  hop: (m: HopMsg) => void;
   ack: (m: AckMsg) => void;
   discard: (m: DiscardMsg) => void;
   reject: (m: RejectMsg) => void;

@@ -63,9 +63,12 @@ describe('several coordinators on one Redis', () => {
     // Two processes on one Redis, sharing a run directory.
     redis = await TestRedis.start();
     const runDir = tmp();
-    const a = await startCoordinator({ ...base(runDir), redis: redis.url, runName: 'eq', leaderTtlMs: 2000 }, { logger });
+    // Both processes share this test's event loop with three CPU workers: a long lease, so that a
+    // loaded machine's stalls never pass for a dead leader here (failover is failover.test.ts's).
+    const ttl = { redis: redis.url, runName: 'eq', leaderTtlMs: 15_000 };
+    const a = await startCoordinator({ ...base(runDir), ...ttl }, { logger });
     handles.push(a);
-    const b = await startCoordinator({ ...base(runDir), redis: redis.url, runName: 'eq', leaderTtlMs: 2000 }, { logger });
+    const b = await startCoordinator({ ...base(runDir), ...ttl }, { logger });
     handles.push(b);
     await untilAsync(async () => (await json(a.url + '/api/status')).cluster.processes.length === 2 && (await json(b.url + '/api/status')).cluster.leader !== null, 20_000, 'both processes in the cluster view');
     const spread = [a, a, b];
@@ -77,6 +80,7 @@ describe('several coordinators on one Redis', () => {
     expect(sa.step).toBe(STEPS);
     expect(sb.step).toBe(STEPS);
     expect(sa.cluster.leader).toBe(sb.cluster.leader);
+    expect(sa.cluster.epoch).toBe(1); // one leader all along
     expect(sa.cluster.processes.map((p: { role: string }) => p.role).sort()).toEqual(['gateway', 'leader']);
     // Every worker of both processes is listed by each process.
     expect(sa.workers.length).toBe(3);

@@ -35,8 +35,8 @@ describe('npm run simulate', () => {
     const cfg = join(dir, 'config.json');
     writeFileSync(cfg, JSON.stringify({ n_embd: 768, n_layer: 12, n_head: 12, vocab_size: 50257, n_positions: 1024, model_type: 'gpt2' }));
     const [a, b, c] = await Promise.all([
-      run(['--model', 'gpt2-medium', '--cluster', '30x4GiB@1000/50Mbps', '--leave', '3', '--json']),
-      run(['--model', 'gpt2-medium', '--cluster', '30x4GiB@1000/50Mbps']),
+      run(['--model', 'gpt2-medium', '--seq', '512', '--cluster', '30x4GiB@1000/50Mbps', '--leave', '3', '--json']),
+      run(['--model', 'gpt2-medium', '--seq', '512', '--cluster', '30x4GiB@1000/50Mbps']),
       run(['--config', cfg, '--mode', 'infer', '--precision', 'fp16', '--json']),
     ]);
     expect(a.code).toBe(0);
@@ -46,10 +46,12 @@ describe('npm run simulate', () => {
     expect(j.cluster.devices).toBe(30);
     expect(j.cluster.fits).toBe(true);
     expect(j.cluster.assignments).toHaveLength(30);
-    expect(j.change.after.pipelines).toBe(14);
+    expect(j.change.after.pipelines).toBe(9);
     expect(b.code).toBe(0);
     expect(b.stdout).toMatch(/FITS/);
     expect(b.stdout).toMatch(/Step estimate: .* tokens\/s/);
+    expect(b.stdout).toMatch(/pipeline 0: 3 stage\(s\), 3 micro-batch\(es\) in flight, bubble 40%/);
+    expect(b.stdout).toMatch(/E\+\[0,\d+\)/);
     expect(b.stdout).toMatch(/GiB/);
     expect(c.code).toBe(0);
     expect(lastJson(c.stdout)).toMatchObject({ params: 124_439_808, mode: 'infer', bytesPerParam: 2, totalBytes: 2 * 124_439_808 });

@@ -23,7 +23,13 @@ function checkInvariants(shape: ModelShape, devices: Device[], p: ClusterPlan, b
     expect(st[0].unitRange[0]).toBe(0);
     expect(st[st.length - 1].unitRange[1]).toBe(shape.units.length);
     for (let i = 1; i < st.length; i++) expect(st[i].unitRange[0]).toBe(st[i - 1].unitRange[1]);
-    expect(st.reduce((a, s) => a + s.params, 0)).toBe(shape.params);
+    // The units sum to the params, plus (with a config) the last stage's own copy of the tied wte.
+    const units = shape.units.reduce((a, u) => a + u.params, 0);
+    expect(st.reduce((a, s) => a + s.params, 0)).toBe(st.length === 1 ? shape.params : units);
+    if (shape.config) {
+      expect(units).toBe(shape.params + shape.config.vocabSize * shape.config.nEmbd);
+      expect(st.map((s) => [s.embeddings, s.head])).toEqual(st.map((_, i) => [i === 0, i === st.length - 1]));
+    }
   }
   expect(p.fits).toBe(p.units.length > 0);
   if (p.fits) expect(p.capacityBytes).toBeGreaterThanOrEqual(shape.params * bpp);
@@ -56,7 +62,8 @@ describe('cluster plan', () => {
       const spec = Array.from({ length: 1 + rng.int(4) }, () => `${1 + rng.int(12)}x${sizes[rng.int(sizes.length)]}`).join(',');
       const devices = parseDeviceSpec(spec);
       const shape = t % 2 ? seven : shapeFromPreset('gpt2-xl');
-      const p = planCluster(shape, devices, train);
+      // gpt2-xl at 256 tokens: its logits fit the default binding limit, so pipelines form.
+      const p = planCluster(shape, devices, { ...train, seq: 256 });
       checkInvariants(shape, devices, p);
       if (p.capacityBytes < shape.params * 20) expect(p.fits).toBe(false);
     }
@@ -71,25 +78,32 @@ describe('cluster plan', () => {
     checkInvariants(seven, devices, p);
   });
 
-  it('GPT-2: replicas on big devices, stage 0 holds the embeddings, small ones unassigned with the reason', () => {
+  it('GPT-2: replicas on big devices, a pipeline whose first stage holds the embeddings and last the head, the rest unassigned with the reason', () => {
     const gpt2 = shapeFromPreset('gpt2');
-    const devices = parseDeviceSpec('2x8GiB,2x1.5GiB,1x2GiB,1x100MB');
-    const p = planCluster(gpt2, devices, train);
+    const devices = parseDeviceSpec('2x8GiB,2x2GiB,1x1GiB,1x100MB');
+    const p = planCluster(gpt2, devices, { ...train, seq: 256 });
     checkInvariants(gpt2, devices, p);
     expect(p.replicas).toBe(2);
     expect(p.pipelines).toBe(1);
     const st = p.stages;
-    expect(st[0].holdsEnds).toBe(true);
-    // Largest first: 2 GiB + 1.5 GiB already hold 2.49 GB; the other 1.5 GiB is left over.
-    expect(st.map((s) => s.device)).toEqual([4, 2]);
+    // Two 2 GiB devices: neither holds the 2.49 GB model; together they hold it with wte on both ends.
+    expect(st.map((s) => s.device)).toEqual([2, 3]);
+    expect(st.map((s) => [s.embeddings, s.head])).toEqual([[true, false], [false, true]]);
     expect(st.map((s) => s.layerRange)).toEqual([[0, st[0].layerRange[1]], [st[0].layerRange[1], 12]]);
-    expect(p.unassigned.find((u) => u.device === 3)!.reason).toMatch(/left over/);
+    expect(p.unassigned.find((u) => u.device === 4)!.reason).toMatch(/left over: .* too little for a complete pipeline/);
     const tiny = p.unassigned.find((u) => u.device === 5)!;
-    expect(tiny.reason).toMatch(/too small: one block of 7,087,872 params needs 142 MB/);
+    expect(tiny.reason).toMatch(/too small for a stage: one block with one micro-batch of 1 x 256 tokens needs 166 MB/);
     for (const a of p.assignments.filter((x) => x.role !== 'unassigned')) {
       expect(a.microBatch).toBeGreaterThanOrEqual(1);
-      expect(a.seqLen).toBeGreaterThanOrEqual(1);
+      expect(a.seqLen).toBe(256);
     }
+  });
+
+  it('at the full 1024 tokens, the last stage\'s logits exceed the default binding limit: no pipeline, and the reason says so', () => {
+    const p = planCluster(shapeFromPreset('gpt2'), parseDeviceSpec('4x2GiB'), train);
+    expect(p.fits).toBe(false);
+    expect(p.unassigned[0].reason).toMatch(/can hold the last stage .* logits .* exceeds the binding limit 134217728/);
+    expect(p.reason).toMatch(/no replica and no complete pipeline/);
   });
 
   it('step time: 6 x params x tokens over the summed speeds, plus gradient transfer over the links', () => {
@@ -120,25 +134,33 @@ describe('cluster plan', () => {
 describe('replan on churn', () => {
   const medium = shapeFromPreset('gpt2-medium');
   const laptops = parseDeviceSpec('30x4GiB@1000/50Mbps');
-  const before = planCluster(medium, laptops, train);
+  const at512: ClusterOptions = { ...train, seq: 512 };
+  const before = planCluster(medium, laptops, at512);
 
-  it('a stage leaving breaks only its pipeline: nothing moves, its partner waits', () => {
-    expect(before.pipelines).toBe(15);
-    const r = replanCluster(medium, laptops, before, { leave: [3] }, train);
-    expect(r.after.pipelines).toBe(14);
+  it('a stage leaving breaks only its pipeline: nothing moves, its partners wait', () => {
+    // 4 GiB holds at most ~9 blocks beside wte (first/last) or alone: 3 laptops per pipeline.
+    expect(before.pipelines).toBe(10);
+    const unit = before.assignments.find((a) => a.device === 3)!.unit!;
+    const partners = before.units[unit].devices.filter((d) => d !== 3).sort((a, b) => a - b);
+    const r = replanCluster(medium, laptops, before, { leave: [3] }, at512);
+    expect(r.after.pipelines).toBe(9);
     expect(r.movedBytes).toBe(0);
-    expect(r.after.unassigned.map((u) => u.device)).toEqual([2]);
+    expect(r.after.unassigned.map((u) => u.device).sort((a, b) => a - b)).toEqual(partners);
     expect(r.after.unassigned[0].reason).toMatch(/left over/);
     checkInvariants(medium, laptops.filter((d) => d.id !== 3), r.after);
   });
 
   it('a device joining completes the pipeline and receives its stage (weights + Adam, 12 B/param)', () => {
-    const r = replanCluster(medium, laptops, before, { leave: [3], join: parseDeviceSpec('1x4GiB@1000/50Mbps') }, train);
+    const r = replanCluster(medium, laptops, before, { leave: [3], join: parseDeviceSpec('1x4GiB@1000/50Mbps') }, at512);
     expect(r.added).toEqual([30]);
-    expect(r.after.pipelines).toBe(15);
+    expect(r.after.pipelines).toBe(10);
     const stage = r.after.stages.find((s) => s.device === 30)!;
-    expect(r.moves).toEqual([{ device: 30, params: stage.params, bytes: stage.params * 12, why: 'newly assigned' }]);
-    expect(r.movedBytes).toBe(stage.params * 12);
+    const joined = r.moves.find((m) => m.device === 30)!;
+    expect(joined).toEqual({ device: 30, params: stage.params, bytes: stage.params * 12, why: 'newly assigned' });
+    // Only the re-formed pipeline's members move anything.
+    const members = new Set(r.after.units[stage.pipeline].devices);
+    for (const m of r.moves) expect(members.has(m.device)).toBe(true);
+    expect(r.movedBytes).toBe(r.moves.reduce((a, m) => a + m.params * 12, 0));
   });
 
   it('a new replica receives the whole model; an unknown id is refused', () => {

@@ -48,20 +48,42 @@ describe('planWorker', () => {
     expect(p.seqLen).toBe(512);
     expect(p.microBatch).toBe(1);
     expect(p.reason).toMatch(/binding limit/);
-    expect(p.warnings.join(' ')).toMatch(/wte .* split into 2 row blocks/);
+    expect(p.warnings.join(' ')).toMatch(/wte .* binding limit .* 2 row blocks.* only middle stages/);
     const big = planWorker(PRESETS.small, { probedBytes: 8 * GiB, maxStorageBufferBindingSize: 8 * 2 ** 20 });
     expect(big.microBatch * largestActivationBuffer(PRESETS.small, 1, big.seqLen).bytes).toBeLessThanOrEqual(8 * 2 ** 20);
     expect(big.reason).toMatch(/binding limit/);
   });
 
-  it('a worker below 20 B x params gets the contiguous block range it could hold', () => {
+  it('a worker below 20 B x params is a stage: the blocks it could hold beside one micro-batch\'s activations', () => {
     const p = planWorker(gpt2, { userCapBytes: 1 * GiB });
     expect(p.role).toBe('stage');
-    const k = Math.floor(Math.floor(GiB / 20) / blockParams(gpt2));
-    expect(p.layerRange).toEqual([0, k]);
-    expect(k).toBe(7);
-    expect(p.reason).toMatch(/7 of 12 blocks/);
+    // The stage model (contract of issue 12), by hand for one sequence of 1024 tokens, 2 in flight:
+    // 20 B/param + per block Korthikanti x2 + stage inputs (2 x [T, C] fp32) + boundary buffers (3 x [T, C]).
+    const row = 1024 * 768 * 4;
+    const block = 20 * blockParams(gpt2) + 1024 * 768 * (34 + (5 * 12 * 1024) / 768) * 2;
+    const middle = (k: number) => k * block + 2 * row + 3 * row;
+    // First stage: wte + wpe at 20 B/param (788 MB) + one block + its embedding output leaves no room.
+    const emb = (50257 + 1024) * 768;
+    expect(20 * emb + block + row + 2 * 1024 * 4 + 2 * row).toBeGreaterThan(GiB);
+    const k = [1, 2, 3, 4, 5].filter((n) => middle(n) <= GiB).length;
+    expect(k).toBe(3);
+    expect(p.layerRange).toEqual([1, 1 + k]);
+    expect(p.reason).toMatch(/3 block\(s\) in the middle/);
     expect(breakdownTotal(p.breakdown)).toBeLessThanOrEqual(p.budgetBytes);
+  });
+
+  it('reported adapter limits: a replica needs its parameter buffer within maxBufferSize and wte within the binding limit', () => {
+    const ok = planWorker(gpt2, { probedBytes: 8 * GiB, maxBufferSize: 2 * GiB, maxStorageBufferBindingSize: GiB }, { seqLen: 256 });
+    expect(ok.role).toBe('replica');
+    // The WebGPU defaults: 498 MB of parameters in one 256 MiB buffer cannot be allocated.
+    const no = planWorker(gpt2, { probedBytes: 8 * GiB, ...WEBGPU_DEFAULT_LIMITS }, { seqLen: 256 });
+    expect(no.role).toBe('stage');
+    expect(no.warnings.join(' ')).toMatch(/cannot hold it whole/);
+    // Neither end fits (wte 154 MB > 128 MiB): only middle blocks.
+    expect(no.layerRange![0]).toBeGreaterThan(0);
+    expect(no.layerRange![1]).toBeLessThan(12);
+    expect(no.reason).toMatch(/in the middle/);
+    expect(no.reason).not.toMatch(/first stage/);
   });
 
   it('too small for one block says how many bytes one block needs', () => {

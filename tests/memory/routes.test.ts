@@ -21,11 +21,11 @@ const post = (body: string) => fetch(`${base}/api/simulate`, { method: 'POST', h
 
 describe('POST /api/simulate', () => {
   it('answers the same plan as the CLI for a model and a cluster', async () => {
-    const r = await post(JSON.stringify({ model: 'gpt2', cluster: '2x8GiB,1x2GiB,1x1GiB', leave: [0], churn: { meanSession: '4h', trials: 2, seed: 5 } }));
+    const r = await post(JSON.stringify({ model: 'gpt2', seq: 256, cluster: '2x8GiB,2x2GiB,1x1GiB', leave: [0], churn: { meanSession: '4h', trials: 2, seed: 5 } }));
     expect(r.status).toBe(200);
     const j = await r.json();
     expect(j).toMatchObject({ params: 124_439_808, mode: 'train', precision: 'fp32', bytesPerParam: 20, totalBytes: 124_439_808 * 20 });
-    expect(j.cluster).toMatchObject({ devices: 4, fits: true, replicas: 2, pipelines: 1 });
+    expect(j.cluster).toMatchObject({ devices: 5, fits: true, replicas: 2, pipelines: 1 });
     expect(j.cluster.assignments[0].reason).toMatch(/whole model/);
     expect(j.change.after.replicas).toBe(1);
     expect(j.churn.trials).toBe(2);

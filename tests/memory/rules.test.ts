@@ -33,8 +33,9 @@ describe('memory rules', () => {
     expect(shapeFromPreset('gpt2').params).toBe(124_439_808);
     expect(shapeFromPreset('gpt2-xl').params).toBe(1_557_611_200);
     const s = shapeFromPreset('gpt2');
-    expect(s.units.reduce((a, u) => a + u.params, 0)).toBe(parameterCount(PRESETS.gpt2));
-    expect(s.units).toHaveLength(13);
+    // embeddings, 12 blocks, head: the head holds its own copy of the tied wte (the last stage's).
+    expect(s.units.reduce((a, u) => a + u.params, 0)).toBe(parameterCount(PRESETS.gpt2) + 50257 * 768);
+    expect(s.units).toHaveLength(14);
     expect(blockParams(PRESETS.gpt2)).toBe(7_087_872);
   });
 

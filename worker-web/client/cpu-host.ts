@@ -3,8 +3,10 @@
 // found (os.freemem() in Node, navigator.deviceMemory in a browser) and what the CPU is.
 
 import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
+import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
+import type { StageSpec } from '../../shared/model/stage.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
-import type { TrainingBackend } from '../../shared/backend.ts';
+import type { StageBackend, TrainingBackend } from '../../shared/backend.ts';
 import type { DeviceDescription, EngineHost } from './engine-host.ts';
 
 export interface CpuHostOptions {
@@ -27,6 +29,9 @@ export function createCpuHost(o: CpuHostOptions): EngineHost {
     async create(model: ModelConfig): Promise<TrainingBackend> {
       // The CPU cannot be "lost"; onLost is never called.
       return createCpuBackend(model);
+    },
+    async createStage(model: ModelConfig, spec: StageSpec): Promise<StageBackend> {
+      return createCpuStageBackend(model, spec);
     },
   };
 }

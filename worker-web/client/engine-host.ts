@@ -3,7 +3,8 @@
 // worker and the tab's Web Worker each provide one (CPU reference or WebGPU on navigator.gpu /
 // Dawn), so the loop itself stays environment-neutral.
 
-import type { BackendName, TrainingBackend } from '../../shared/backend.ts';
+import type { BackendName, StageBackend, TrainingBackend } from '../../shared/backend.ts';
+import type { StageSpec } from '../../shared/model/stage.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import type { AdapterInfo, DeviceLimits } from '../../shared/protocol/messages.ts';
 
@@ -28,6 +29,11 @@ export interface EngineHost {
    * (WebGPU `device.lost`); the loop then disposes the backend and calls create() again.
    */
   create(model: ModelConfig, onLost: (reason: string) => void, opts?: CreateOptions): Promise<TrainingBackend>;
+  /**
+   * Builds a pipeline stage's backend (blocks spec.from..spec.to, docs/pipeline.md); a host
+   * without one cannot take the stage role. `onLost` as for create().
+   */
+  createStage?(model: ModelConfig, spec: StageSpec, onLost: (reason: string) => void, opts?: CreateOptions): Promise<StageBackend>;
 }
 
 export interface CreateOptions {

@@ -4,8 +4,9 @@
 // promise chain, in message order) and the session does it. A device loss is reported once per
 // built backend through `onLost`; the client leaves and calls rebuildAfterLoss() on its chain.
 
-import type { TrainingBackend } from '../../shared/backend.ts';
+import type { StageBackend, TrainingBackend } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
+import type { StageSpec } from '../../shared/model/stage.ts';
 import { now } from './clock.ts';
 import { warmupBatch } from './compute-step.ts';
 import type { DeviceDescription, EngineHost } from './engine-host.ts';
@@ -26,6 +27,9 @@ export interface WarmUpShape {
 export class EngineSession {
   private current?: TrainingBackend;
   private modelKey = '';
+  /** A pipeline stage's backend (stage-handler.ts), instead of the whole model's. */
+  private stageBackend?: StageBackend;
+  private stageKey = '';
   /** Model and micro-batch shape the engine's kernels were compiled for (fixed-shape engines). */
   private warmKey = '';
   private deviceDesc?: DeviceDescription;
@@ -71,6 +75,45 @@ export class EngineSession {
   async ensure(model: ModelConfig): Promise<void> {
     if (this.current && this.modelKey === modelKey(model)) return;
     await this.rebuild(model);
+  }
+
+  /** The stage backend, if one is built. */
+  get stage(): StageBackend | undefined {
+    return this.stageBackend;
+  }
+
+  /**
+   * Builds (or keeps) the backend of blocks `spec` of `model`. A stage worker holds no
+   * whole-model backend (it would not fit its budget): that one is freed first.
+   */
+  async ensureStage(model: ModelConfig, spec: StageSpec): Promise<StageBackend> {
+    const key = `${modelKey(model)}|${spec.from}-${spec.to}`;
+    if (this.stageBackend && this.stageKey === key) return this.stageBackend;
+    this.disposeStage();
+    this.current?.dispose();
+    this.current = undefined;
+    this.modelKey = '';
+    this.held = undefined;
+    this.heldVersion = -1;
+    if (!this.host.createStage) throw new Error(`the ${this.host.backend} engine cannot run pipeline stages`);
+    let lostOnce = false;
+    this.stageBackend = await this.host.createStage(model, spec, (reason) => {
+      if (lostOnce || this.closed) return;
+      lostOnce = true;
+      this.opts.onLost(reason);
+    }, { memoryCapBytes: this.opts.memoryCapBytes });
+    this.stageKey = key;
+    return this.stageBackend;
+  }
+
+  private disposeStage(): void {
+    try {
+      this.stageBackend?.dispose();
+    } catch {
+      /* already gone (device lost) */
+    }
+    this.stageBackend = undefined;
+    this.stageKey = '';
   }
 
   /** True if a fixed-shape engine has not compiled this model at this shape yet. */
@@ -124,6 +167,7 @@ export class EngineSession {
     this.modelKey = '';
     this.warmKey = '';
     this.needUpload = this.held !== undefined;
+    this.disposeStage(); // its parameters come again with the next share (a new connection)
     return this.describe();
   }
 
@@ -136,9 +180,11 @@ export class EngineSession {
   dispose(): void {
     this.current?.dispose();
     this.current = undefined;
+    this.disposeStage();
   }
 
   private async rebuild(model: ModelConfig): Promise<void> {
+    this.disposeStage();
     this.current?.dispose();
     this.current = undefined;
     this.held = undefined;

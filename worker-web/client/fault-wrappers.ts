@@ -12,11 +12,14 @@
 //   deltaSender  --mode diloco deltas leaving: sign-flip, scale, nan, random act on the decoded
 //             delta (repacked with the round's codec; nan poisons the packed floats, since the
 //             int8/sparse packers would drop a NaN value silently).
+//   stageGrads  a pipeline stage's gradient sum before it is sent (stage-handler.ts): the gradient
+//             faults (sign-flip, scale, nan, random, bias, collude) act on it.
 //   compute, composed: sleeper (honest for N results, then its inner fault's compute wrapper);
 //   sybil is its inner fault plus rejoinAfterBan (the client forgets its id on a ban).
 //
 // What each fault does to the numbers is in faults.ts (pure functions of the gradient and an Rng).
 
+import { l2Norm } from '../../shared/optim/clip.ts';
 import { Rng } from '../../shared/rng.ts';
 import type { ParamsMsg, TaskMsg } from '../../shared/protocol/messages.ts';
 import { sleep } from './clock.ts';
@@ -37,6 +40,8 @@ export interface FaultWrappers {
   sender(send: Sender): Sender;
   /** The round role's delta sender (--mode diloco). */
   deltaSender(send: DeltaSender): DeltaSender;
+  /** A pipeline stage's gradient sum at `version`, as this worker sends it. */
+  stageGrads(grads: Float32Array, version: number): Float32Array;
   /** A faulty worker expects refusals: it logs them at debug level, an honest one warns. */
   readonly rejectionLevel: LogLevel;
   /** Sybil: after a ban, come back under a fresh identity instead of leaving. */
@@ -59,6 +64,7 @@ const HONEST: FaultWrappers = {
   params: (sink) => sink,
   sender: (send) => send,
   deltaSender: (send) => send,
+  stageGrads: (g) => g,
   rejectionLevel: 'warn',
 };
 
@@ -99,6 +105,7 @@ export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): Fau
           const r = await step(backend, task, mb, fixedShape);
           return { ...r, ...corruptGradient(spec, { grads: r.grads, gradNorm: r.gradNorm, nonFinite: r.nonFinite }, rng, task.version) };
         },
+        stageGrads: (g, version) => corruptGradient(spec, { grads: g, gradNorm: l2Norm(g), nonFinite: 0 }, rng, version).grads,
         // Deltas: the kinds that are a lie about the numbers (bias and collude stay gradient-only).
         ...(spec.kind === 'bias' || spec.kind === 'collude' ? {} : {
           deltaSender: (send: DeltaSender): DeltaSender => async (msg, ch) => {
@@ -126,6 +133,10 @@ export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): Fau
             return lying(backend, task, mb, fixedShape);
           };
         },
+        stageGrads: (() => {
+          let done = 0;
+          return (g: Float32Array, version: number) => (done++ < spec.after ? g : inner.stageGrads(g, version));
+        })(),
       };
     }
     case 'sybil':

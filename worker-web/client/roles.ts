@@ -7,10 +7,12 @@ import type { FaultWrappers } from './fault-wrappers.ts';
 import { ReplicaHandler } from './replica-handler.ts';
 import { honestDeltaSender, RoundHandler, RoundState, UpdateHandler } from './round-handler.ts';
 import { honestSender } from './sender.ts';
+import { HopHandler, StageState, StageTaskHandler } from './stage-handler.ts';
 import type { TaskHandler } from './task-handler.ts';
 
 export function roleHandlers(faults: FaultWrappers): TaskHandler[] {
   const round = new RoundState();
+  const stage = new StageState();
   return [
     new ReplicaHandler({
       compute: faults.compute(computeTask),
@@ -20,5 +22,8 @@ export function roleHandlers(faults: FaultWrappers): TaskHandler[] {
     // --mode diloco: rounds first (its warm-up shape), then the weight updates between them.
     new RoundHandler({ send: faults.deltaSender(honestDeltaSender), state: round }),
     new UpdateHandler(round),
+    // Pipeline stages: a share of the step for this stage, then one hop per micro-batch.
+    new StageTaskHandler(stage),
+    new HopHandler(stage, (g, version) => faults.stageGrads(g, version)),
   ];
 }

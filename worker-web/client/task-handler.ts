@@ -29,6 +29,8 @@ export interface TaskHandler<T = unknown> {
   readonly event: keyof ServerToClientEvents;
   /** Checks a raw task payload; an invalid one is logged and ignored. */
   validate(raw: unknown, welcome: WelcomeMsg): Checked<T>;
+  /** The handler builds its own engine (a pipeline stage): the client builds no whole-model one. */
+  readonly ownEngine?: boolean;
   /** The micro-batch shape a fixed-shape engine must compile before taking work (none: undefined). */
   warmUpShape(plan: WirePlan): WarmUpShape | undefined;
   /** Runs one task and sends its result through ctx.channel; a throw is logged by the client. */

@@ -8,6 +8,8 @@
 export type TraceEvent =
   | { ev: 'welcome'; workerId: string }
   | { ev: 'task'; taskId: string; step: number; heads: number[][] }
+  /** A pipeline share's micro-batch reaching this worker as the first stage (its token rows). */
+  | { ev: 'hop'; taskId: string; micro: number; heads: number[][] }
   | { ev: 'ack'; taskId: string; step: number }
   | { ev: 'discard'; step: number; taskIds: string[] };
 
@@ -47,6 +49,13 @@ export function attachTrace(socket: Listening, live: () => boolean, trace: (e: T
     if (!live() || typeof m?.taskId !== 'string' || !isInt(m.step) || !isInt(m.H) || !isInt(m.B) || !isInt(m.T) || !(m.inputs instanceof Int32Array)) return;
     if (m.inputs.length !== m.H * m.B * m.T) return;
     trace(taskTrace({ taskId: m.taskId, step: m.step, B: m.H * m.B, T: m.T, inputs: m.inputs }));
+  });
+  // Pipeline stages: the first stage's forward hops carry the share's rows, one micro-batch each.
+  socket.on('hop', (m: { taskId?: unknown; micro?: unknown; kind?: unknown; B?: unknown; T?: unknown; inputs?: unknown }) => {
+    if (!live() || m?.kind !== 'fwd' || typeof m.taskId !== 'string' || !isInt(m.micro) || !isInt(m.B) || !isInt(m.T) || !(m.inputs instanceof Int32Array)) return;
+    if (m.inputs.length !== m.B * m.T) return;
+    const t = taskTrace({ taskId: m.taskId, step: 0, B: m.B, T: m.T, inputs: m.inputs });
+    if (t.ev === 'task') trace({ ev: 'hop', taskId: m.taskId, micro: m.micro, heads: t.heads });
   });
   socket.on('ack', (m: { taskId?: unknown; step?: unknown }) => {
     if (live() && typeof m?.taskId === 'string' && isInt(m.step)) trace({ ev: 'ack', taskId: m.taskId, step: m.step });

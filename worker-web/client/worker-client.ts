@@ -314,8 +314,9 @@ export class WorkerClient {
       });
       return;
     }
-    // Build (or keep) the backend for this model on the chain, before any params/task.
-    void this.enqueue(epoch, () => this.session.ensure(w.model));
+    // Build (or keep) the backend for this model on the chain, before any params/task (a stage
+    // builds its own backend for its blocks when it is given them).
+    if (!handler?.ownEngine) void this.enqueue(epoch, () => this.session.ensure(w.model));
   }
 
   private onParams(raw: unknown): void {

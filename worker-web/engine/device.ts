@@ -1,6 +1,10 @@
 // Adapter and device acquisition. Asks for the adapter's OWN limits (the defaults cap buffers at
-// 256 MiB and bindings at 128 MiB, far below what desktop GPUs allow) and useful optional
-// features; if that request fails (some drivers reject their own maxima), retries with defaults.
+// 256 MiB and bindings at 128 MiB, far below what desktop GPUs allow: GPT-2's wte alone is 154 MB,
+// a replica's parameter buffer 498 MB) and useful optional features. If that request fails (some
+// drivers reject their own maxima), it retries with only the two buffer limits at the adapter's
+// maxima, then with defaults. The device's granted limits are what `hello` reports, so the
+// coordinator's planner (shared/memory: parameter buffer <= maxBufferSize, every tensor and
+// activation <= the binding limit) promises only what this device can allocate.
 
 import { AppError } from '../../shared/errors.ts';
 import type { AdapterInfo as WireAdapterInfo } from '../../shared/protocol/messages.ts';
@@ -18,8 +22,10 @@ export interface EngineDevice {
   device: GPUDevice;
   adapter: GPUAdapter;
   info: AdapterInfo;
-  /** True if the device got the adapter's own limits, false if it fell back to defaults. */
+  /** True if the device got the adapter's own buffer limits, false if it fell back to defaults. */
   adapterLimits: boolean;
+  /** Which request succeeded: every wanted limit, the two buffer limits only, or the defaults. */
+  limitsGranted: 'adapter' | 'buffers' | 'defaults';
   features: string[];
 }
 
@@ -55,27 +61,56 @@ export function adapterInfo(adapter: GPUAdapter): AdapterInfo {
   return { vendor, architecture, device, description, isSoftware };
 }
 
-/** Request a device with the adapter's own limits and the optional features it has. */
+/** The buffer limits that decide what a model's tensors may be (the planner checks both). */
+const BUFFER_LIMITS = ['maxBufferSize', 'maxStorageBufferBindingSize'] as const;
+
+export interface DeviceRequest {
+  granted: EngineDevice['limitsGranted'];
+  descriptor: GPUDeviceDescriptor;
+}
+
+/**
+ * The device requests to try, in order: every wanted limit at the adapter's value with the optional
+ * features it has; the two buffer limits alone; the defaults. A limit the adapter does not report is
+ * left out.
+ */
+export function deviceRequests(adapterLimits: Record<string, number | undefined>, adapterFeatures: ReadonlySet<string>): DeviceRequest[] {
+  const pick = (keys: readonly string[]) => {
+    const out: Record<string, number> = {};
+    for (const k of keys) {
+      const v = adapterLimits[k];
+      if (typeof v === 'number' && Number.isFinite(v) && v > 0) out[k] = v;
+    }
+    return out;
+  };
+  const features = WANTED_FEATURES.filter((f) => adapterFeatures.has(f)) as GPUFeatureName[];
+  const all = pick(WANTED_LIMITS);
+  const buffers = pick(BUFFER_LIMITS);
+  const list: DeviceRequest[] = [{ granted: 'adapter', descriptor: { requiredLimits: all, requiredFeatures: features, label: 'engine' } }];
+  if (Object.keys(buffers).length) list.push({ granted: 'buffers', descriptor: { requiredLimits: buffers, label: 'engine' } });
+  list.push({ granted: 'defaults', descriptor: { label: 'engine' } });
+  return list;
+}
+
+/** Request a device with the adapter's own limits and the optional features it has (see the header). */
 export async function requestEngineDevice(gpu: GPU, opts: { powerPreference?: GPUPowerPreference } = {}): Promise<EngineDevice> {
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) {
     throw new AppError('ERR_WEBGPU_NO_ADAPTER', 'webgpu engine: requestAdapter() returned null', 503,
       'enable WebGPU (chrome://flags or --enable-unsafe-webgpu); in Node set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json');
   }
-  const requiredLimits: Record<string, number> = {};
-  for (const k of WANTED_LIMITS) {
-    const v = (adapter.limits as unknown as Record<string, number>)[k];
-    if (typeof v === 'number') requiredLimits[k] = v;
+  const requests = deviceRequests(adapter.limits as unknown as Record<string, number>, adapter.features as unknown as ReadonlySet<string>);
+  const errors: string[] = [];
+  for (const r of requests) {
+    try {
+      const device = await adapter.requestDevice(r.descriptor);
+      const features = (r.descriptor.requiredFeatures ?? []) as string[];
+      return { device, adapter, info: adapterInfo(adapter), adapterLimits: r.granted !== 'defaults', limitsGranted: r.granted, features };
+    } catch (e) {
+      // Some implementations reject their own maxima or a feature; the next request asks for less.
+      errors.push(`${r.granted}: ${(e as Error).message}`);
+    }
   }
-  const features = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
-  let device: GPUDevice;
-  let adapterLimits = true;
-  try {
-    device = await adapter.requestDevice({ requiredLimits, requiredFeatures: features, label: 'engine' });
-  } catch {
-    // Some implementations reject their own maxima or a feature; defaults always work.
-    adapterLimits = false;
-    device = await adapter.requestDevice({ label: 'engine' });
-  }
-  return { device, adapter, info: adapterInfo(adapter), adapterLimits, features: adapterLimits ? features : [] };
+  throw new AppError('ERR_WEBGPU_NO_DEVICE', `webgpu engine: requestDevice failed (${errors.join('; ')})`, 503,
+    'update the browser or GPU driver, or use --backend cpu');
 }

@@ -1,0 +1,424 @@
+// Work assignment for pipeline stages (the WorkAssigner of role 'stage', docs/pipeline.md): workers
+// too small for the whole model are grouped into complete pipelines by the same planner `npm run
+// simulate` uses (formPipelines); each pipeline is a data-parallel unit like a replica: it is
+// leased a throughput share of the step's batch, which runs through its stages as micro-batches
+// (GPipe with re-materialisation, several in flight: pipeline-relay.ts), and its stages' gradient
+// sums come back as ONE full-size result for the trainer. Its samples are acknowledged only then:
+// a stage that dies or leaves mid-share sends the whole share back to the step's pool (the same
+// exactly-once ledger as replicas), and its pipeline takes a waiting worker that fits the empty
+// stage (which downloads its slice) or is dissolved so the rest re-form. Pipelines are re-formed
+// from scratch only with hysteresis (shouldRebalance: clearly faster), between shares.
+// Why this file is long: formation, leasing, relaying, churn and the hand-over to the trainer all
+// change the same pipeline records; the share's own state machine lives in pipeline-relay.ts, the
+// CPU re-computation in stage-verify.ts.
+
+import type { Logger } from 'pino';
+import type { ModelConfig } from '../../shared/model/config.ts';
+import { buildStageTable, gatherStage, type StageTable } from '../../shared/model/stage.ts';
+import { formPipelines, shouldRebalance, type PlannedPipeline } from '../../shared/memory/pipeline-plan.ts';
+import { stageBytes, stageShape, wholeModelTokensPerSec } from '../../shared/memory/stage-memory.ts';
+import { l2Norm } from '../../shared/optim/clip.ts';
+import type { PipelineStatus } from '../../shared/protocol/dashboard.ts';
+import type { RejectCode, ResultMsg } from '../../shared/protocol/messages.ts';
+import { stageOutHeader, validateStageOut, type StageTaskMsg } from '../../shared/protocol/stage.ts';
+import { Rng } from '../../shared/rng.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import type { Security } from '../security/security.ts';
+import type { Trainer } from '../train/trainer.ts';
+import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
+import type { EventBus } from './events.ts';
+import { ShareRun, type Outgoing } from './pipeline-relay.ts';
+import { verifyShare } from './stage-verify.ts';
+import type { WorkerRegistry, WorkerView } from './workers.ts';
+
+interface Stage {
+  workerId: string;
+  table: StageTable;
+}
+
+interface Pipeline {
+  id: string;
+  stages: Stage[];
+  microBatch: number;
+  inFlight: number;
+  share: ShareRun | null;
+  /** Measured over finished shares (EMA); 0: unknown yet. */
+  tokensPerSec: number;
+  samplesPerSec: number;
+  bubble: number;
+}
+
+export class StageAssigner implements WorkAssigner {
+  readonly role = 'stage' as const;
+  private readonly pipelines = new Map<string, Pipeline>();
+  private readonly memberOf = new Map<string, string>();
+  /** Which stage slice (version, layers) each worker's current connection holds. */
+  private readonly held = new Map<string, { conn: object | null; key: string }>();
+  /** The latest reject function of each worker's connection (a share's verdict may name any stage). */
+  private readonly rejects = new Map<string, Reject>();
+  /** Per worker: measured speed on the whole-model scale (tokens/s), for formation. */
+  private readonly speed = new Map<string, number>();
+  private seq = 0;
+  private formedFor = '';
+  private rebalancing = false;
+  private readonly rng: Rng;
+  private readonly model: ModelConfig;
+
+  constructor(
+    private readonly trainer: Trainer,
+    private readonly cfg: CoordinatorConfig,
+    private readonly seqLen: number,
+    private readonly workers: WorkerRegistry,
+    private readonly security: Security,
+    private readonly port: WorkerPort,
+    private readonly host: AssignerHost,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+  ) {
+    this.model = trainer.model;
+    this.rng = new Rng(cfg.seed ^ 0x57a6e);
+  }
+
+  // ------------------------------------------------------------------ formation
+
+  /** Pipelines as /api/status reports them. */
+  status(now = Date.now()): PipelineStatus[] {
+    return [...this.pipelines.values()].map((p) => ({
+      id: p.id,
+      stages: p.stages.map((s) => ({
+        workerId: s.workerId, layers: [s.table.spec.from, s.table.spec.to] as [number, number], embeddings: s.table.embeddings, head: s.table.head, inFlight: p.inFlight,
+      })),
+      inFlight: p.inFlight,
+      microBatch: p.microBatch,
+      bubble: p.share ? p.share.bubble(now) : p.bubble,
+      tokensPerSec: p.tokensPerSec,
+    }));
+  }
+
+  private candidates(ws: WorkerView[]) {
+    return ws.map((w) => ({
+      id: w.id, budgetBytes: w.plan.budgetBytes,
+      ...(this.speed.get(w.id) ? { tokensPerSec: this.speed.get(w.id) } : {}),
+      ...(w.hello.limits.maxBufferSize ? { maxBufferSize: w.hello.limits.maxBufferSize } : {}),
+      ...(w.hello.limits.maxStorageBufferBindingSize ? { maxStorageBufferBindingSize: w.hello.limits.maxStorageBufferBindingSize } : {}),
+    }));
+  }
+
+  private plan(ws: WorkerView[]) {
+    return formPipelines(this.model, this.candidates(ws), { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
+  }
+
+  private create(pp: PlannedPipeline): Pipeline {
+    const p: Pipeline = {
+      id: `p${++this.seq}`,
+      stages: pp.stages.map((s) => ({ workerId: s.workerId, table: buildStageTable(this.model, { from: s.layers[0], to: s.layers[1] }) })),
+      microBatch: pp.microBatch, inFlight: pp.inFlight, share: null, tokensPerSec: 0, samplesPerSec: 0, bubble: 0,
+    };
+    this.pipelines.set(p.id, p);
+    for (const s of p.stages) this.join(p, s);
+    this.log.info({ pipeline: p.id, stages: p.stages.map((s) => `${s.workerId}[${s.table.spec.from},${s.table.spec.to})`), microBatch: p.microBatch }, 'pipeline formed');
+    this.bus.logEntry({ level: 'info', kind: 'info', message: `pipeline ${p.id} formed: ${p.stages.map((s) => `${s.workerId} blocks [${s.table.spec.from}, ${s.table.spec.to})`).join(', ')}; micro-batch ${p.microBatch}, ${p.inFlight} in flight` });
+    return p;
+  }
+
+  private join(p: Pipeline, s: Stage): void {
+    this.memberOf.set(s.workerId, p.id);
+    const w = this.workers.byId.get(s.workerId);
+    if (w) {
+      this.workers.markStage(w, { layers: [s.table.spec.from, s.table.spec.to], pipeline: p.id });
+      this.workers.publish(w);
+    }
+  }
+
+  /** Dissolve `p`: its workers wait to be formed again. */
+  private dissolve(p: Pipeline, why: string): void {
+    this.abortShare(p, why);
+    this.pipelines.delete(p.id);
+    for (const s of p.stages) {
+      this.memberOf.delete(s.workerId);
+      const w = this.workers.byId.get(s.workerId);
+      if (w) {
+        this.workers.markStage(w, null);
+        this.workers.publish(w);
+      }
+    }
+    this.formedFor = '';
+    this.log.info({ pipeline: p.id }, `pipeline dissolved: ${why}`);
+    this.bus.logEntry({ level: 'info', kind: 'info', message: `pipeline ${p.id} dissolved: ${why}` });
+  }
+
+  /** Form pipelines from the workers in none; re-form everything when clearly faster (hysteresis). */
+  private form(live: WorkerView[]): void {
+    const free = live.filter((w) => !this.memberOf.has(w.id));
+    if (free.length === 0) return;
+    const key = free.map((w) => w.id).sort().join(',');
+    if (key === this.formedFor) return;
+    this.formedFor = key;
+    const fresh = this.plan(free);
+    for (const pp of fresh.pipelines) this.create(pp);
+    for (const l of fresh.leftOver) {
+      const w = this.workers.byId.get(l.id);
+      if (w) this.host.wait(w, 'no-task', `no pipeline yet: ${l.reason}`);
+    }
+    if (fresh.leftOver.length === 0 || this.pipelines.size === 0) return;
+    // Workers are left over: would re-forming everything be clearly faster? (Measured speeds only.)
+    const current = [...this.pipelines.values()].reduce((a, p) => a + p.tokensPerSec, 0);
+    const all = this.plan(live);
+    const proposed = all.pipelines.every((pp) => pp.tokensPerSec !== undefined) ? all.pipelines.reduce((a, pp) => a + pp.tokensPerSec!, 0) : 0;
+    if (current > 0 && shouldRebalance(current, proposed)) {
+      this.rebalancing = true;
+      this.log.info({ current, proposed }, 'pipelines will be re-formed after their shares (clearly faster)');
+    }
+  }
+
+  /** The empty stage of `p` (worker `gone` left): a free worker that fits takes it, else null. */
+  private refill(p: Pipeline, idx: number): WorkerView | null {
+    const t = p.stages[idx].table;
+    const shape = stageShape(this.model, t.spec.from, t.spec.to);
+    const need = stageBytes(this.model, shape, p.microBatch, this.seqLen, p.inFlight);
+    const free = this.workers.withRole('stage').filter((w) => w.socket && !this.memberOf.has(w.id) && w.plan.budgetBytes >= need);
+    free.sort((a, b) => a.plan.budgetBytes - b.plan.budgetBytes);
+    return free[0] ?? null;
+  }
+
+  // ------------------------------------------------------------------ leasing shares
+
+  assign(live: WorkerView[], now: number): void {
+    if (live.length === 0) return;
+    if (this.cfg.pipeline === 'off') {
+      for (const w of live) this.host.wait(w, 'plan', `pipeline training is off (--pipeline off): ${w.plan.reason}`);
+      return;
+    }
+    if (this.rebalancing && [...this.pipelines.values()].every((p) => !p.share)) {
+      this.rebalancing = false;
+      for (const p of [...this.pipelines.values()]) this.dissolve(p, 're-forming: the proposed pipelines are clearly faster');
+    }
+    this.form(live);
+    if (this.rebalancing) return;
+    const work = this.trainer.startStep();
+    if (!work) return;
+    for (const p of this.pipelines.values()) {
+      if (p.share) continue;
+      const members = p.stages.map((s) => this.workers.byId.get(s.workerId));
+      if (members.some((w) => !w?.socket)) continue;
+      if (work.pendingPositions === 0) {
+        for (const w of members) this.host.wait(w!, 'no-task', `all of step ${work.step}'s samples are leased; waiting for the next step`);
+        continue;
+      }
+      this.startShare(p, members as WorkerView[], work, now);
+    }
+  }
+
+  /** Samples for `p` in this step: its throughput share among replicas and pipelines. */
+  private shareSize(p: Pipeline, stepSize: number): number {
+    const rates: number[] = [];
+    for (const w of this.workers.replicas()) rates.push(w.samplesPerSec);
+    for (const q of this.pipelines.values()) rates.push(q.samplesPerSec);
+    const known = rates.filter((r) => r > 0).sort((a, b) => a - b);
+    const fallback = known.length ? known[Math.floor(known.length / 2)] : 1;
+    const total = rates.reduce((a, r) => a + (r > 0 ? r : fallback), 0);
+    const mine = p.samplesPerSec > 0 ? p.samplesPerSec : fallback;
+    return Math.max(1, Math.round((stepSize * mine) / total));
+  }
+
+  private startShare(p: Pipeline, members: WorkerView[], work: NonNullable<Trainer['current']>, now: number): void {
+    const size = this.shareSize(p, work.size);
+    const need = p.samplesPerSec > 0 ? Math.ceil((3000 * size) / p.samplesPerSec) : 0;
+    const leaseMs = Math.min(10 * this.cfg.leaseMs, Math.max(this.cfg.leaseMs, need));
+    const lease = work.lease(p.id, size, now, leaseMs);
+    if (!lease) return;
+    const { batch } = this.trainer.batchOf(lease);
+    const share = new ShareRun(lease, p.stages.map((s) => s.table), batch, p.microBatch, p.inFlight, now);
+    p.share = share;
+    const slices = new Map<string, Float32Array>();
+    p.stages.forEach((s, i) => {
+      const w = members[i];
+      const key = `${this.trainer.version}:${s.table.spec.from}-${s.table.spec.to}`;
+      const conn = this.port.connection(w);
+      const h = this.held.get(w.id);
+      const fresh = !h || h.conn !== conn || h.key !== key;
+      let params: Float32Array | undefined;
+      if (fresh) {
+        const sk = `${s.table.spec.from}-${s.table.spec.to}`;
+        params = slices.get(sk) ?? gatherStage(s.table, this.trainer.params);
+        slices.set(sk, params);
+        this.held.set(w.id, { conn, key });
+      }
+      const msg: StageTaskMsg = {
+        taskId: lease.id, pipelineId: p.id, step: lease.step, version: lease.version,
+        layers: [s.table.spec.from, s.table.spec.to], index: i, stages: p.stages.length, micros: share.micros.length,
+        dtype: this.cfg.activations, leaseMs, ...(params ? { params } : {}),
+      };
+      this.port.send(w, 'stage', msg);
+      this.workers.markComputing(w, lease.id, lease.ids.length, now);
+      this.workers.publish(w);
+    });
+    this.send(p, share.admit());
+  }
+
+  private send(p: Pipeline, out: Outgoing[]): void {
+    for (const o of out) {
+      const w = this.workers.byId.get(p.stages[o.stage].workerId);
+      if (w) this.port.send(w, 'hop', o.hop);
+    }
+  }
+
+  // ------------------------------------------------------------------ answers
+
+  onResult(w: WorkerView, raw: unknown, reject: Reject): void {
+    this.rejects.set(w.id, reject);
+    const refuse = (code: RejectCode, message: string, taskId?: string) => {
+      this.trainer.countRejectedResult();
+      reject('stageOut', code, message, taskId);
+    };
+    const h = stageOutHeader(raw);
+    if (!h.ok) return refuse(h.code, h.message);
+    const p = this.pipelines.get(this.memberOf.get(w.id) ?? '');
+    const share = p?.share;
+    if (!p || !share || share.id !== h.value.taskId) {
+      // An answer for a share that was withdrawn (a stage left, the lease expired): honest
+      // workers send these after the fact. Only ids this coordinator never issued are refused.
+      if (h.value.taskId.startsWith(this.trainer.nonce + '.')) return;
+      return refuse('UNKNOWN_TASK', `stageOut: share ${h.value.taskId} was never issued by this coordinator`, h.value.taskId);
+    }
+    const s = p.stages.findIndex((x) => x.workerId === w.id);
+    const micro = share.micros[h.value.micro];
+    if (h.value.kind !== 'grad' && !micro) return this.refuseShare(p, w, 'UNKNOWN_TASK', `stageOut: share ${share.id} has no micro-batch ${h.value.micro}`, refuse);
+    const rows = micro ? micro.batch.B * micro.batch.T : 1;
+    const v = validateStageOut(raw, { rows, cols: this.model.nEmbd, stageParams: p.stages[s].table.total, first: s === 0, head: s === p.stages.length - 1 });
+    if (!v.ok) return this.refuseShare(p, w, v.code, v.message, refuse);
+    const m = v.value;
+    let r;
+    if (m.kind === 'fwd') r = share.onFwd(s, m.micro, m.acts, m.values!, m.ms);
+    else if (m.kind === 'bwd') r = share.onBwd(s, m.micro, m.dIn, m.values, m.loss, m.tokens, m.ms);
+    else {
+      if (m.version !== share.lease.version) return this.refuseShare(p, w, 'STALE_VERSION', `stageOut: gradient at version ${m.version}, the share is at ${share.lease.version}`, refuse);
+      const bad = share.onGrad(s, m.grads, m.tokens);
+      r = bad ?? [];
+    }
+    if (!Array.isArray(r)) return this.refuseShare(p, w, r.code, r.message, refuse);
+    this.send(p, r);
+    if (share.complete) void this.finishShare(p, share);
+  }
+
+  /** A stage's answer is refused: the share cannot go on; its samples go back to the pool. */
+  private refuseShare(p: Pipeline, w: WorkerView, code: RejectCode, message: string, refuse: (c: RejectCode, m: string, t?: string) => void): void {
+    const id = p.share?.id;
+    this.abortShare(p, `${w.id}'s answer was refused (${code})`);
+    refuse(code, message, id);
+    this.host.schedule();
+  }
+
+  /** Withdraw `p`'s share: its lease goes back to the step's pool, its workers are free. */
+  private abortShare(p: Pipeline, why: string): void {
+    const share = p.share;
+    if (!share) return;
+    p.share = null;
+    const released = this.trainer.current?.release(share.id, 'released');
+    if (released) this.log.info({ pipeline: p.id, share: share.id, samples: share.lease.ids.length }, `pipeline share withdrawn: ${why}`);
+    for (const s of p.stages) {
+      const w = this.workers.byId.get(s.workerId);
+      if (w?.socket && w.lease === share.id) this.workers.markIdle(w);
+    }
+  }
+
+  private async finishShare(p: Pipeline, share: ShareRun): Promise<void> {
+    // Re-computation as for replicas (coordinator/security): every stage worker on probation, or
+    // one with a failed check, has its shares checked; later ones at the adaptive rate.
+    const rep = this.security.reputation;
+    const chance = this.cfg.verifyRate > 0 ? Math.max(...p.stages.map((s) => rep.verifyProbability(s.workerId))) : 0;
+    if (chance > 0 && this.rng.next() < chance) {
+      const hold = this.trainer.current?.hold(share.lease);
+      let bad;
+      try {
+        bad = await verifyShare(share, this.trainer.params, this.cfg.verifyTolerance);
+      } finally {
+        hold?.();
+      }
+      if (p.share !== share) return; // withdrawn meanwhile
+      if (bad) {
+        const culprit = this.workers.byId.get(p.stages[bad.stage].workerId);
+        this.abortShare(p, `re-computation disagrees: ${bad.message}`);
+        this.trainer.countRejectedResult();
+        if (culprit) {
+          this.rejects.get(culprit.id)?.('stageOut', 'VERIFY_FAILED', `stageOut: ${bad.message}`, share.id);
+          const v = rep.recordVerified(culprit.id, false);
+          if (v.ban) queueMicrotask(() => this.port.ban(culprit, v.reason));
+        }
+        this.host.schedule();
+        return;
+      }
+      for (const s of p.stages) rep.recordVerified(s.workerId, true);
+    }
+    if (p.share !== share) return;
+    const c = this.trainer.check(share.id, p.id);
+    if ('code' in c) return this.abortShare(p, `its lease is gone (${c.code})`);
+    const now = Date.now();
+    const a = share.assemble(this.trainer.paramCount);
+    const r: ResultMsg = {
+      taskId: share.id, step: share.lease.step, version: share.lease.version, loss: a.loss, tokens: a.tokens, grads: a.grads,
+      gradNorm: l2Norm(a.grads), nonFinite: 0, timings: { totalMs: now - share.startedAt },
+    };
+    const ok = this.trainer.accept(c, r, share.tokens, p.id);
+    if (!ok.ok) return this.abortShare(p, `the trainer refused it (${ok.code}: ${ok.message})`);
+    p.share = null;
+    const sec = Math.max(1e-3, (now - share.startedAt) / 1000);
+    const alpha = p.tokensPerSec > 0 ? 0.5 : 1;
+    p.tokensPerSec = (1 - alpha) * p.tokensPerSec + alpha * (a.tokens / sec);
+    p.samplesPerSec = (1 - alpha) * p.samplesPerSec + alpha * (share.lease.ids.length / sec);
+    p.bubble = share.bubble(now);
+    const n = share.lease.ids.length;
+    p.stages.forEach((s, i) => {
+      const w = this.workers.byId.get(s.workerId);
+      const busy = share.busyMs[i] / 1000;
+      if (busy > 0) {
+        const t = s.table.spec;
+        this.speed.set(s.workerId, wholeModelTokensPerSec(this.model, stageShape(this.model, t.from, t.to), a.tokens / busy));
+      }
+      if (!w?.socket) return;
+      this.workers.measure(w, n, a.tokens, share.startedAt, now);
+      this.workers.recordDone(w, n, a.tokens);
+      this.workers.markIdle(w);
+      this.port.send(w, 'ack', { taskId: share.id, step: share.lease.step });
+      this.workers.publish(w);
+    });
+    if (this.trainer.current?.done) this.host.advance();
+    else this.host.schedule();
+  }
+
+  // ------------------------------------------------------------------ churn
+
+  release(workerId: string): number {
+    this.rejects.delete(workerId);
+    this.held.delete(workerId);
+    const p = this.pipelines.get(this.memberOf.get(workerId) ?? '');
+    if (!p) return 0;
+    const had = p.share ? 1 : 0;
+    this.abortShare(p, `${workerId} left`);
+    this.memberOf.delete(workerId);
+    const idx = p.stages.findIndex((s) => s.workerId === workerId);
+    const sub = this.refill(p, idx);
+    if (sub) {
+      p.stages[idx] = { workerId: sub.id, table: p.stages[idx].table };
+      this.join(p, p.stages[idx]);
+      this.log.info({ pipeline: p.id, gone: workerId, by: sub.id }, 'empty stage taken by a waiting worker');
+      this.bus.logEntry({ level: 'info', kind: 'info', message: `${sub.id} takes blocks [${p.stages[idx].table.spec.from}, ${p.stages[idx].table.spec.to}) of pipeline ${p.id} (${workerId} left)`, workerId: sub.id });
+    } else {
+      this.dissolve(p, `${workerId} left and no waiting worker can hold its blocks`);
+    }
+    return had;
+  }
+
+  expire(now: number): void {
+    for (const p of this.pipelines.values()) {
+      const share = p.share;
+      if (!share) continue;
+      const live = this.trainer.current?.active.get(share.id);
+      if (live && (live.expiresAt > now || live.holds)) continue;
+      this.log.warn({ pipeline: p.id, share: share.id }, 'pipeline share expired; its samples are re-leased');
+      this.bus.logEntry({ level: 'warn', kind: 'info', message: `pipeline ${p.id}'s share ${share.id} expired; its ${share.lease.ids.length} samples are re-leased` });
+      if (live) this.trainer.current?.release(share.id, 'expired');
+      this.abortShare(p, 'lease expired');
+    }
+  }
+}
