@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { readCheckpoint } from '../../coordinator/checkpoint/format.ts';
 import { listCheckpoints } from '../../coordinator/checkpoint/store.ts';
 import { countIndependently, writeChaosData, type Restart } from '../chaos/accounting.ts';
-import { byAckTime, electedAt, readTrace, selfRole, startCoordinatorProc, startWorkerProc, status, stepJustStarted, untilAsync, type Coordinator, type Proc } from './harness.ts';
+import { byAckTime, elections, readTrace, selfRole, startCoordinatorProc, startWorkerProc, status, stepJustStarted, untilAsync, type Coordinator, type Election, type Proc } from './harness.ts';
 import { TestRedis } from './redis-server.ts';
 
 const BATCH = 8;
@@ -34,7 +34,6 @@ afterAll(async () => {
 
 const coords: Coordinator[] = [];
 const traces = [0, 1, 2].map((i) => join(dir, `w${i}.trace`));
-const restarts: Restart[] = [];
 const live = () => coords.filter((c) => c.alive());
 async function leaderOf(): Promise<Coordinator> {
   for (const c of live()) if ((await selfRole(c)) === 'leader') return c;
@@ -50,18 +49,16 @@ async function anyStatus() {
   }
   throw new Error('no coordinator answers');
 }
-/** A new leader at `epoch` is training: returns when its resume was logged, and the step. */
-async function newLeader(epoch: number, after: number): Promise<{ c: Coordinator; t: number; step: number }> {
-  let found: { c: Coordinator; t: number; step: number } | null = null;
+const newestEpoch = () => elections(coords).at(-1)?.epoch ?? 0;
+/** A leader newer than epoch `than`, on a live process, is training: its election. */
+async function newLeader(than: number, after: number): Promise<Election> {
+  let found: Election | undefined;
   await untilAsync(async () => {
-    for (const c of live()) {
-      const e = electedAt(c, epoch);
-      if (e) found = { c, ...e };
-    }
-    return found !== null && (await status(found.c)).step >= found.step + 2;
-  }, 30_000, `a leader at epoch ${epoch} training`);
+    found = elections(coords).filter((e) => e.epoch > than && e.c.alive()).at(-1);
+    return found !== undefined && (await status(found.c)).step >= found.step + 2;
+  }, 30_000, `a leader after epoch ${than} training`);
   const f = found!;
-  console.log(`epoch ${epoch}: ${f.c.name} leads ${f.t - after} ms after the loss, resumed at step ${f.step}`);
+  console.log(`epoch ${f.epoch}: ${f.c.name} leads ${f.t - after} ms after the loss, resumed at step ${f.step}`);
   return f;
 }
 
@@ -88,15 +85,15 @@ describe('a run shared by three coordinators through Redis', () => {
 
   it('kill -9 of the leader mid-step: another process leads from the newest checkpoint', async () => {
     const old = await leaderOf();
+    const epoch = newestEpoch();
     const step = await stepJustStarted(traces, 20_000);
     const newest = listCheckpoints(runDir)[0];
     const killedAt = Date.now();
     await old.kill();
-    const l = await newLeader(2, killedAt);
+    const l = await newLeader(epoch, killedAt);
     expect(l.c).not.toBe(old);
     expect(l.step).toBe(newest.step);
     expect(l.step).toBeLessThanOrEqual(step);
-    restarts.push({ startedAt: l.t, resumedStep: l.step });
     // The dead process's worker moved: both survivors together hold all three.
     await untilAsync(async () => (await status(l.c)).workers.filter((w: { state: string }) => w.state !== 'left' && w.state !== 'dead').length === 3, 20_000, 'its worker to move');
   }, 60_000);
@@ -114,14 +111,15 @@ describe('a run shared by three coordinators through Redis', () => {
   }, 45_000);
 
   it('Redis killed and restarted empty: training stops, then resumes; nothing corrupt', async () => {
+    const epoch = newestEpoch();
     await stepJustStarted(traces, 20_000);
     await redis.stop();
     await untilAsync(async () => (await selfRole(live()[0])) === 'gateway', 20_000, 'the leader to step down');
-    const stoppedAt = (await status(live()[0])).step;
+    // Nobody leads now, so nobody writes: the newest checkpoint is where the next leader resumes.
+    const newest = listCheckpoints(runDir)[0].step;
     await redis.restart();
-    const l = await newLeader(3, Date.now());
-    expect(l.step).toBeLessThanOrEqual(stoppedAt);
-    restarts.push({ startedAt: l.t, resumedStep: l.step });
+    const l = await newLeader(epoch, Date.now());
+    expect(l.step).toBe(newest);
     for (const c of listCheckpoints(runDir)) expect(() => readCheckpoint(c.file)).not.toThrow();
   }, 60_000);
 
@@ -129,6 +127,9 @@ describe('a run shared by three coordinators through Redis', () => {
     const c = live()[0];
     await untilAsync(async () => (await status(c)).finished === true, 60_000, 'max steps');
     const s = await status(c);
+    // Every change of leader (the two caused here, and any a stalled machine caused) rolls back to
+    // the step its successor resumed at.
+    const restarts: Restart[] = elections(coords).filter((e) => e.epoch > 1).map((e) => ({ startedAt: e.t, resumedStep: e.step }));
     const count = countIndependently(traces.map((f) => byAckTime(readTrace(f))), restarts, STEPS, BATCH);
     console.log(`independent count: ${count.trained} trained, ${count.lost} lost, ${count.doubled} doubled over ${STEPS} steps; restarts ${JSON.stringify(restarts)}`);
     for (const bad of count.badSteps) {

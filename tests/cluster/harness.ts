@@ -89,19 +89,33 @@ export async function selfRole(c: Coordinator): Promise<string | null> {
   }
 }
 
-/** When a coordinator became leader at `epoch` and the step it resumed at, from its JSON log. */
-export function electedAt(c: Coordinator, epoch: number): { t: number; step: number } | null {
-  for (const line of c.out().split('\n')) {
-    if (!line.startsWith('{')) continue;
-    let o: { msg?: string; time?: number; step?: number; epoch?: number };
-    try {
-      o = JSON.parse(line);
-    } catch {
-      continue;
+export interface Election {
+  c: Coordinator;
+  epoch: number;
+  /** When it started leading (its log line's time). */
+  t: number;
+  /** The step it resumed at. */
+  step: number;
+}
+
+/** Every time one of `cs` started leading (epoch, when, the step it resumed at), from their JSON logs, oldest first. */
+export function elections(cs: Coordinator[]): Election[] {
+  const out: Election[] = [];
+  for (const c of cs) {
+    for (const line of c.out().split('\n')) {
+      if (!line.startsWith('{')) continue;
+      let o: { msg?: string; time?: number; step?: number; epoch?: number };
+      try {
+        o = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (typeof o.epoch === 'number' && typeof o.msg === 'string' && o.msg.startsWith(`leader (epoch ${o.epoch})`) && typeof o.time === 'number' && typeof o.step === 'number') {
+        out.push({ c, epoch: o.epoch, t: o.time, step: o.step });
+      }
     }
-    if (o.epoch === epoch && typeof o.msg === 'string' && o.msg.startsWith(`leader (epoch ${epoch})`) && typeof o.time === 'number' && typeof o.step === 'number') return { t: o.time, step: o.step };
   }
-  return null;
+  return out.sort((a, b) => a.t - b.t);
 }
 
 export function readTrace(file: string): TraceLine[] {
