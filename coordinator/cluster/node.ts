@@ -68,6 +68,8 @@ export class ClusterNode {
   private leaderStack: LeaderStack | null = null;
   private view: { lease: LeaseValue | null; leaderSnap: LeaderSnapshot | null; procs: ProcRecord[]; redis: boolean } = { lease: null, leaderSnap: null, procs: [], redis: true };
   private beat: NodeJS.Timeout | null = null;
+  /** True while a ban from another process is being applied (not to announce it again). */
+  private adopting = false;
   private closed = false;
 
   constructor(private readonly d: ClusterNodeDeps) {
@@ -101,6 +103,13 @@ export class ClusterNode {
     await this.sub.connect();
     await this.sub.subscribe(k.events, k.admin);
     this.sub.on('message', (channel, text) => this.onMessage(channel, text));
+    // A ban by this process's gateway holds on every process: a banned identity must not simply
+    // reconnect to the next URL in its list (Security logs each ban it carries out as below).
+    this.d.bus.on('log', (e) => {
+      if (e.code !== 'BANNED' || e.kind !== 'kick' || !e.workerId || e.message.startsWith('[leader]') || this.adopting) return;
+      const ban = { cmd: 'ban', id: e.workerId, reason: e.message.slice(0, 300), at: e.t, from: this.id };
+      void this.d.redis.publish(k.admin, JSON.stringify(ban)).catch(() => {});
+    });
     this.election.start();
     this.uplink.start();
     const tick = () => void this.heartbeat();
@@ -164,7 +173,18 @@ export class ClusterNode {
       } else if (e.kind === 'checkpoint') this.d.bus.emit('checkpoint', e.c);
       else if (e.kind === 'log') this.d.bus.logEntry({ ...e.e, message: `[leader] ${e.e.message}` });
     } else if (channel === k.admin) {
-      const a = m as { cmd?: string; id?: string };
+      const a = m as { cmd?: string; id?: string; reason?: string; at?: number; from?: string };
+      if (a.cmd === 'ban') {
+        if (a.from === this.id || typeof a.id !== 'string') return;
+        this.adopting = true;
+        try {
+          this.d.hub.security.reputation.restoreBan(a.id.slice(0, 64), `banned by ${String(a.from).slice(0, 64)}: ${String(a.reason ?? '').slice(0, 300)}`, typeof a.at === 'number' ? a.at : Date.now());
+          this.d.hub.kick(a.id);
+        } finally {
+          this.adopting = false;
+        }
+        return;
+      }
       if (a.cmd === 'pause') this.leaderStack?.hub.pause();
       else if (a.cmd === 'resume') this.leaderStack?.hub.resume();
       else if (a.cmd === 'kick' && typeof a.id === 'string') this.d.hub.kick(a.id);

@@ -5,7 +5,8 @@
 // loss agrees within 1e-6 and the final parameters within float rounding (the gateways fold
 // their workers into one token-weighted partial, the leader folds the partials: the flat mean up
 // to the order of float additions). Every process reports the same step and history, and the
-// cluster block lists both processes, one leader. Admin commands work from the gateway.
+// cluster block lists both processes, one leader. Admin commands work from the gateway; a ban on
+// one process holds on the other.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -113,6 +114,15 @@ describe('several coordinators on one Redis', () => {
     expect((await admin(gateway, `/api/admin/kick/${victim.id()}`)).status).toBe(200);
     await until(() => !victim.socket.connected, 10_000, 'the other process to kick its worker');
     expect((await admin(gateway, '/api/admin/kick/nobody-here')).status).toBe(404);
+    // A ban carried out by one process holds on the other: the identity is refused there.
+    const banned = cw.find((w, i) => spread[i] === gateway && w.socket.connected)!;
+    const bannedId = banned.id()!;
+    gateway.hub.gateway.ban(gateway.hub.workers.byId.get(bannedId)!, 'test: banned on one process');
+    await until(() => other.hub.security.isBanned(bannedId), 10_000, 'the ban to reach the other process');
+    const comeback = startTestWorker(other.url, { resumeId: bannedId, name: 'banned-comeback' });
+    workers.push(comeback);
+    await until(() => comeback.rejects.some((r) => r.code === 'BANNED'), 10_000, 'the banned identity refused elsewhere');
+
     // Checkpoints are the leader's: a gateway refuses with ERR_NOT_LEADER, naming where to go.
     const refused = await admin(gateway, '/api/admin/checkpoint');
     expect(refused.status).toBe(409);
