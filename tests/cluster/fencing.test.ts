@@ -2,7 +2,7 @@
 // stops renewing (a stalled process) stops counting itself leader before its lease can run out,
 // another takes the lease with a larger epoch, and the stalled one can neither renew nor commit
 // (FENCED_SET) afterwards; a leader that is not leading writes no checkpoint (ERR_NOT_LEADER) and
-// its file does not appear; a Redis restarted empty never hands out an epoch at or below the one
+// its file does not appear; a new leader skips a checkpoint a deposed leader wrote late; a Redis restarted empty never hands out an epoch at or below the one
 // recorded beside the checkpoints, and makes the new leader wait one lease before acting.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { LeaderElection } from '../../coordinator/cluster/election.ts';
+import { LeaderStack, pickCheckpoint } from '../../coordinator/cluster/leader.ts';
+import { Server } from 'socket.io';
+import { ensureRunDir, listCheckpoints, saveCheckpoint } from '../../coordinator/checkpoint/store.ts';
+import { validateConfig } from '../../coordinator/config.ts';
+import { Trainer } from '../../coordinator/train/trainer.ts';
+import { loadDataset } from '../../shared/data/index.ts';
+import { presetConfig } from '../../shared/model/config.ts';
 import { openRedis, parseLease, runKeys, RunStore, type LeaseValue } from '../../coordinator/cluster/redis.ts';
 import { until, untilAsync } from '../coordinator/test-worker.ts';
 import { TestRedis } from './redis-server.ts';
@@ -114,4 +121,43 @@ describe('leader lease and fencing on Redis', () => {
     expect(parseLease(again!.token)!.epoch).toBe(43);
     expect(again!.forgot).toBe(false);
   }, 10_000);
+
+  it('a new leader resumes from the newest checkpoint, skipping one a deposed leader wrote after losing its lease', () => {
+    const config = validateConfig({ preset: 'tiny', globalBatch: 4 });
+    const t = new Trainer(config, presetConfig('tiny'), loadDataset({ T: 16, seed: 1 }));
+    const runDir = join(dir, 'picks');
+    ensureRunDir(runDir);
+    const write = (step: number, epoch: number) => {
+      t.step = step;
+      saveCheckpoint(runDir, t.snapshot({ preset: 'tiny', config: { cluster: { epoch, processId: `p${epoch}` } } }), 10);
+    };
+    write(3, 2); // committed by the leader of epoch 2
+    write(5, 1); // the deposed leader of epoch 1, late, never committed
+    expect(pickCheckpoint(runDir, { step: 3, epoch: 2 })!.data.meta.step).toBe(3);
+    write(6, 2); // the epoch-2 leader's next one, written but not yet committed when it died
+    expect(pickCheckpoint(runDir, { step: 3, epoch: 2 })!.data.meta.step).toBe(6);
+    // Without a committed record (Redis restarted empty) the newest file is taken.
+    expect(pickCheckpoint(runDir, null)!.data.meta.step).toBe(6);
+  });
+
+  it('a leader whose lease no longer surely holds writes no checkpoint (ERR_NOT_LEADER)', async () => {
+    const config = validateConfig({ preset: 'tiny', globalBatch: 4, evalEvery: 0, redis: redis.url });
+    const runDir = join(dir, 'stack');
+    ensureRunDir(runDir);
+    const io = new Server(); // the /cluster namespace only: the stack's hub listens there
+    let leading = true;
+    const stack = new LeaderStack({
+      nsp: io.of('/cluster'), config, model: presetConfig('tiny'), dataset: loadDataset({ T: 16, seed: 1 }), seqLen: 16, runDir, log,
+      store: await store('stack'), token: 'not-the-lease', epoch: 5, me: { id: 'me', url: 'http://me:1' }, leading: () => leading, publish: () => {},
+    }, null);
+    try {
+      expect(stack.checkpointNow('test').step).toBe(0);
+      expect(listCheckpoints(runDir)).toHaveLength(1);
+      leading = false;
+      expect(() => stack.checkpointNow('test')).toThrow(/no longer the leader/);
+      expect(listCheckpoints(runDir)).toHaveLength(1);
+    } finally {
+      await stack.close(); // (the Server was never attached to an HTTP server: nothing else to close)
+    }
+  });
 });
