@@ -123,8 +123,10 @@ export class LeaderStack {
     this.evaluator = c.evalEvery > 0 ? new Evaluator(d.model, d.dataset, c.evalSamples) : null;
     // The gateways are this process's own kind: trusted (they share Redis and the run secret) and
     // each already checks its workers' results (validation, replay, norms, re-computation). So
-    // here: no re-computation, no share cap; a slice may be as large as the step; float32 partials.
-    const unitConfig: CoordinatorConfig = { ...c, verifyRate: 0, maxShare: 1, minWorkers: 1, maxMicroBatch: Math.max(c.maxMicroBatch, c.globalBatch), compress: undefined };
+    // here: no re-computation, no share cap, no per-connection rate limit meant for volunteers (a
+    // gateway sends one result per slice, as fast as steps go); a slice may be as large as the
+    // step; float32 partials.
+    const unitConfig: CoordinatorConfig = { ...c, verifyRate: 0, maxShare: 1, minWorkers: 1, rateLimit: Math.max(c.rateLimit, 1000), maxMicroBatch: Math.max(c.maxMicroBatch, c.globalBatch), compress: undefined };
     this.hub = new WorkerHub({ io: d.nsp, trainer: this.trainer, config: unitConfig, preset: c.preset, seqLen: d.seqLen, bus: this.bus, log: d.log.child({ role: 'leader' }), hooks: { afterStep: () => this.afterStep() }, stages: false });
     this.bus.on('step', (p) => {
       d.publish({ kind: 'step', p });
