@@ -58,6 +58,7 @@ describe('several coordinators on one Redis', () => {
     for (let i = 0; i < 3; i++) workers.push(startTestWorker(solo.url, { name: `solo-${i}` }));
     await until(() => solo.trainer.finished, 60_000, 'the single coordinator to finish');
     const soloLoss = solo.trainer.history.map((p) => p.loss);
+    const soloLeased = solo.trainer.accounting().leased;
     workers.splice(0).forEach((w) => w.close());
     await solo.close();
 
@@ -91,6 +92,10 @@ describe('several coordinators on one Redis', () => {
     const acked = cw.flatMap((w) => w.acks.flatMap((x) => w.sent.get(x.taskId) ?? []));
     expect(acked.length).toBe(STEPS * BATCH);
     expect(sa.samplesTrained).toBe(STEPS * BATCH);
+    // The reduction tree: the leader leased (and folded) one slice per gateway per step, not one
+    // task per worker.
+    console.log(`results folded by the leader: ${sa.accounting.leased} over ${STEPS} steps (one coordinator, same workers: ${soloLeased})`);
+    expect(sa.accounting.leased).toBeLessThanOrEqual(2 * STEPS);
 
     for (const s of [sa, sb]) expect(s.cluster.processes).toHaveLength(2);
     const ha = await json(a.url + '/api/history');
