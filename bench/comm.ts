@@ -5,9 +5,14 @@
 // (/api/status wire). Prints a table and, as the last line, one JSON object (issue 13).
 //
 //   npx tsx bench/comm.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 2] [--link 10mbit/50mbit]
-//                         [--codecs int8,sparse] [--outer-lr 0.7] [--outer-momentum 0.9] [--lease-ms 120000] [--curve]
+//                         [--codecs int8,sparse] [--outer-lr X] [--outer-momentum X] [--lease-ms 120000] [--curve]
+// Outer lr / momentum default to the coordinator's (0.7 / 0.9; sparse: 1 / 0, SparseLoCo).
 // --curve: the held-out loss (64 samples) of the coordinator's weights at every round boundary
-// (every H sync steps: the same tokens), printed per run and kept in the JSON ("curve").
+// (every H sync steps: the same tokens) with the wall time it was reached, printed per run and
+// kept in the JSON ("curve"). With it, wallToLoss compares the wall time each run needed to reach
+// the same loss: the worse of the two final losses (sync's and the diloco run's), first curve point
+// at or below it; bestWallRatio is then the best sync/diloco ratio of those (without --curve:
+// total wall times).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,17 +28,17 @@ import { WorkerClient } from '../worker-web/client/worker-client.ts';
 const { values } = parseArgs({ options: {
   workers: { type: 'string', default: '2' }, 'rows-per-step': { type: 'string', default: '4' }, 'inner-steps': { type: 'string', default: '50' },
   rounds: { type: 'string', default: '2' }, link: { type: 'string', default: '10mbit/50mbit' },
-  codecs: { type: 'string', default: 'int8,sparse' }, one: { type: 'string' }, 'outer-lr': { type: 'string', default: '0.7' }, 'outer-momentum': { type: 'string', default: '0.9' }, 'lease-ms': { type: 'string', default: '120000' }, curve: { type: 'boolean', default: false },
+  codecs: { type: 'string', default: 'int8,sparse' }, one: { type: 'string' }, 'outer-lr': { type: 'string' }, 'outer-momentum': { type: 'string' }, 'lease-ms': { type: 'string', default: '120000' }, curve: { type: 'boolean', default: false },
 } });
 const codecs = String(values.codecs).split(',');
 for (const x of codecs) if (!['none', 'fp16', 'int8', 'sparse'].includes(x)) throw new Error(`bench:comm: --codecs: unknown codec '${x}' (none, fp16, int8, sparse)`);
-const outerLr = Number(values['outer-lr']);
-const outerMomentum = Number(values['outer-momentum']);
+const outerLr = values['outer-lr'] === undefined ? undefined : Number(values['outer-lr']);
+const outerMomentum = values['outer-momentum'] === undefined ? undefined : Number(values['outer-momentum']);
 const K = Number(values.workers), b = Number(values['rows-per-step']), H = Number(values['inner-steps']), R = Number(values.rounds);
 const link = parseLink(String(values.link));
 const rowsBudget = K * b * H * R;
 
-interface Run { mode: string; compress: string; innerSteps: number; bytesIn: number; bytesOut: number; tokens: number; bytesPerToken: number; evalLoss: number; wallSeconds: number; steps: number; curve: Array<{ tokens: number; evalLoss: number }> }
+interface Run { mode: string; compress: string; innerSteps: number; bytesIn: number; bytesOut: number; tokens: number; bytesPerToken: number; evalLoss: number; wallSeconds: number; steps: number; curve: Array<{ tokens: number; evalLoss: number; wallSeconds: number }> }
 
 async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-comm-'));
@@ -52,13 +57,13 @@ async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
   for (const w of workers) await w.start();
   // Curve points: copies of the coordinator's weights between steps (the poll sees the weights
   // after step `mark`), evaluated after the run (evaluating during it stalled sync steps).
-  const snaps: Array<{ tokens: number; params: Float32Array }> = [];
+  const snaps: Array<{ tokens: number; params: Float32Array; wallSeconds: number }> = [];
   const every = sync ? H : 1;
   let mark = every;
   while (!c.trainer.finished) {
     await new Promise((r) => setTimeout(r, 20));
     if (values.curve && c.trainer.step >= mark && !c.trainer.finished) {
-      snaps.push({ tokens: c.trainer.tokensTrained, params: new Float32Array(c.trainer.params) });
+      snaps.push({ tokens: c.trainer.tokensTrained, params: new Float32Array(c.trainer.params), wallSeconds: (Date.now() - t0) / 1000 });
       mark += every;
     }
   }
@@ -66,10 +71,10 @@ async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
   const status = c.ctx.status();
   const ev = new Evaluator(c.trainer.model, c.trainer.dataset, 64);
   const curve: Run['curve'] = [];
-  for (const x of snaps) curve.push({ tokens: x.tokens, evalLoss: (await ev.run(x.params)).loss });
+  for (const x of snaps) curve.push({ tokens: x.tokens, evalLoss: (await ev.run(x.params)).loss, wallSeconds: x.wallSeconds });
   const evalLoss = (await ev.run(c.trainer.params)).loss;
   ev.dispose();
-  curve.push({ tokens: status.tokensTrained, evalLoss });
+  curve.push({ tokens: status.tokensTrained, evalLoss, wallSeconds });
   for (const w of workers) await w.stop('bench over');
   await c.close();
   rmSync(dir, { recursive: true, force: true });
@@ -91,15 +96,23 @@ for (const [m, cmp] of [['sync', 'none'] as const, ...codecs.map((x) => ['diloco
   const r = JSON.parse(text.trim().split('\n').at(-1)!) as Run;
   runs.push(r);
   console.log(`${r.mode.padEnd(6)} ${r.compress.padEnd(6)} H=${String(r.innerSteps).padEnd(3)} steps ${String(r.steps).padStart(4)}  tokens ${String(r.tokens).padStart(6)}  in ${(r.bytesIn / 1e6).toFixed(2).padStart(8)} MB  out ${(r.bytesOut / 1e6).toFixed(2).padStart(8)} MB  ${r.bytesPerToken.toFixed(1).padStart(9)} B/token  eval loss ${r.evalLoss.toFixed(4)}  wall ${r.wallSeconds.toFixed(1)} s`);
-  if (values.curve) console.log(`  curve (tokens: eval loss) ${r.curve.map((p) => `${p.tokens}: ${p.evalLoss.toFixed(4)}`).join(', ')}`);
+  if (values.curve) console.log(`  curve (tokens: eval loss @ wall s) ${r.curve.map((p) => `${p.tokens}: ${p.evalLoss.toFixed(4)} @ ${p.wallSeconds.toFixed(1)}`).join(', ')}`);
 }
 const [s, ...d] = runs;
+/** Wall seconds at which `r` first reached `loss` on its curve (null: never). */
+const wallAt = (r: Run, loss: number) => r.curve.find((p) => p.evalLoss <= loss)?.wallSeconds ?? null;
+const toLoss = d.map((r) => {
+  const target = Math.max(s.evalLoss, r.evalLoss);
+  const a = wallAt(s, target), b = wallAt(r, target);
+  return { compress: r.compress, loss: target, syncSeconds: a, dilocoSeconds: b, ratio: a !== null && b ? a / b : null };
+});
+if (values.curve) for (const x of toLoss) console.log(`wall to eval loss ${x.loss.toFixed(4)}: sync ${x.syncSeconds?.toFixed(1)} s, diloco ${x.compress} ${x.dilocoSeconds?.toFixed(1)} s: ${x.ratio?.toFixed(2)}x`);
 const out = {
   preset: 'tiny', tokens: s.tokens, link: String(values.link),
   sync: { bytesPerToken: s.bytesPerToken, evalLoss: s.evalLoss, wallSeconds: s.wallSeconds, ...(values.curve ? { curve: s.curve } : {}) },
-  diloco: d.map((r) => ({ compress: r.compress, innerSteps: r.innerSteps, bytesPerToken: r.bytesPerToken, evalLoss: r.evalLoss, wallSeconds: r.wallSeconds, ...(values.curve ? { curve: r.curve } : {}) })),
+  diloco: d.map((r, i) => ({ compress: r.compress, innerSteps: r.innerSteps, bytesPerToken: r.bytesPerToken, evalLoss: r.evalLoss, wallSeconds: r.wallSeconds, ...(values.curve ? { curve: r.curve, wallToLoss: toLoss[i] } : {}) })),
   bestBytesRatio: Math.max(...d.map((r) => s.bytesPerToken / r.bytesPerToken)),
-  bestWallRatio: Math.max(...d.map((r) => s.wallSeconds / r.wallSeconds)),
+  bestWallRatio: values.curve ? Math.max(...toLoss.map((x) => x.ratio ?? 0)) : Math.max(...d.map((r) => s.wallSeconds / r.wallSeconds)),
 };
 console.log(JSON.stringify(out));
 process.exit(0);

@@ -66,8 +66,9 @@ const OPTIONS = {
   mode: { arg: 'M', type: 'string', schema: z.enum(MODES, { error: `--mode must be one of: ${MODES.join(', ')}` }).default('sync'),
     help: 'sync = one optimizer step per global batch; diloco = rounds of H local AdamW steps per\nworker, then one outer Nesterov step on their compressed deltas (docs/diloco.md)' },
   innerSteps: { arg: 'H', type: 'int', schema: int('--inner-steps', 1, 10_000).default(50), help: 'diloco: inner AdamW steps per round (slow workers get fewer)' },
-  outerLr: { arg: 'X', type: 'float', schema: pos('--outer-lr').default(0.7), help: 'diloco: outer SGD learning rate' },
-  outerMomentum: { arg: 'X', type: 'float', schema: z.number({ error: '--outer-momentum must be a number' }).min(0, '--outer-momentum must be in [0, 1)').lt(1, '--outer-momentum must be in [0, 1)').default(0.9), help: 'diloco: outer Nesterov momentum' },
+  outerLr: { arg: 'X', type: 'float', schema: pos('--outer-lr').optional(), unset: '0.7; 1 with --compress sparse', help: 'diloco: outer SGD learning rate' },
+  outerMomentum: { arg: 'X', type: 'float', schema: z.number({ error: '--outer-momentum must be a number' }).min(0, '--outer-momentum must be in [0, 1)').lt(1, '--outer-momentum must be in [0, 1)').optional(), unset: '0.9; 0 with --compress sparse',
+    help: 'diloco: outer Nesterov momentum (sparse: must be 0, the workers\' error feedback stands in for it)' },
   compress: { arg: 'C', type: 'string', schema: z.enum(COMPRESS, { error: `--compress must be one of: ${COMPRESS.join(', ')}` }).optional(), unset: 'int8 in diloco, none in sync',
     help: 'diloco: how deltas are packed (int8 = blockwise absmax; sparse = top-k + 2-bit values\nwith error feedback); sync: none or fp16 (gradients sent as IEEE binary16)' },
   quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
@@ -151,7 +152,16 @@ export const configSchema = z
   .strict()
   .refine((c) => c.deadAfterMs > c.heartbeatMs, { message: '--dead-after-ms must be larger than --heartbeat-ms', path: ['deadAfterMs'] })
   .refine((c) => c.redis === undefined || (c.mode === 'sync' && c.aggregate === 'mean'), { message: '--redis (several coordinators) runs --mode sync with --aggregate mean: gateways pre-aggregate their workers into one token-weighted mean (docs/scale.md)', path: ['redis'] })
-  .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] });
+  .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] })
+  // SparseLoCo: the published outer step must stay sparse (workers hold exactly the outer weights);
+  // a momentum buffer would make it dense. The workers' error feedback plays the momentum's part.
+  .refine((c) => c.compress !== 'sparse' || !c.outerMomentum, { message: '--outer-momentum must be 0 with --compress sparse (the outer step is published exactly as a sparse update; the workers\' error feedback stands in for momentum)', path: ['outerMomentum'] });
+
+/** The outer step's hyper-parameters: the flags, or the defaults of the codec (docs/diloco.md). */
+export function outerHyper(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' | 'outerMomentum'>): { lr: number; momentum: number } {
+  const sparse = c.compress === 'sparse';
+  return { lr: c.outerLr ?? (sparse ? 1 : 0.7), momentum: c.outerMomentum ?? (sparse ? 0 : 0.9) };
+}
 
 export type CoordinatorConfig = z.output<typeof configSchema>;
 export type CoordinatorConfigInput = z.input<typeof configSchema>;

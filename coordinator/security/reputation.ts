@@ -145,6 +145,15 @@ export class Reputation {
     r.bannedAt = at;
   }
 
+  /**
+   * A ban decided outside the reputation's counters (a diloco delta refused by the loss score or
+   * re-computation: one lie is proof): recorded like any other, so the ban list, the status and a
+   * reconnect under the same id see it. `ban: false` when it was banned already.
+   */
+  banNow(id: string, reason: string): Verdict {
+    return this.ban(this.get(id), reason);
+  }
+
   private ban(r: TrustRecord, reason: string): Verdict {
     if (r.banned) return { ban: false };
     r.banned = true;

@@ -159,8 +159,9 @@ export class RoundAssigner implements WorkAssigner {
     if (!verdict.ok) {
       rt.release(c.id, 'released');
       if (verdict.ban !== undefined) {
-        const ban = verdict.ban;
-        queueMicrotask(() => this.port.ban(w, ban));
+        // Recorded in the reputation first: the ban list, /api/status and a reconnect see it.
+        const v = this.security.reputation.banNow(w.id, verdict.ban);
+        if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
       }
       return refuse(verdict.code, verdict.message);
     }

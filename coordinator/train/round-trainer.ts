@@ -1,11 +1,17 @@
 // --mode diloco on the coordinator (docs/diloco.md): the state of DiLoCo rounds beside the Trainer
 // (which keeps the parameters, the data cursor, the exactly-once ledger, history and counters).
 //
-//   params (trainer.params)  the outer weights theta, changed only by the outer Nesterov step
+//   params (trainer.params)  the outer weights theta, changed only by the outer step
 //   published                what workers hold: published_{v+1} = published_v + decode(update_v),
 //                            computed with the same float32 adds as the workers' UpdateHandler,
 //                            so both sides hold bit-identical weights. theta - published is the
 //                            coordinator's error feedback for what lossy updates did not carry.
+//                            --compress sparse (SparseLoCo): the outer step has no momentum and
+//                            is published exactly (sparse32), so published == theta: the workers
+//                            train from the outer weights themselves, their error feedback stands
+//                            in for the momentum (a lossy top-k of a dense Nesterov step left the
+//                            workers training from weights that lagged theta, and their deltas,
+//                            taken from that stale point, kept being applied to theta: diverged).
 //   pool                     rows (epoch, id) owed to training: a worker that misses a round gives
 //                            its rows back here; the next round takes them before new ones.
 //   round                    the running round: its leases (H micro-batches per worker), the
@@ -25,7 +31,7 @@ import { encodeOnce } from '../../shared/protocol/parser.ts';
 import type { UpdateMsg } from '../../shared/protocol/round.ts';
 import type { DilocoStatus } from '../../shared/protocol/dashboard.ts';
 import type { CheckpointData } from '../checkpoint/format.ts';
-import type { CoordinatorConfig } from '../config.ts';
+import { outerHyper, type CoordinatorConfig } from '../config.ts';
 import { createAggregator } from './aggregate.ts';
 import type { StepSummary, Trainer } from './trainer.ts';
 
@@ -66,12 +72,12 @@ export interface RoundState {
 }
 
 /**
- * The codec of the published update for a --compress mode: the same as the deltas'. A sparse
- * update is top-k of theta - published; what it leaves out stays in that difference (the
- * coordinator's error feedback) and goes down in later rounds, as the workers' residuals do up.
+ * The codec of the published update for a --compress mode: the deltas' codec (the update is
+ * theta - published packed with it; what a lossy one leaves out stays in that difference), except
+ * sparse: the SparseLoCo step -lr * mean(sparse deltas) goes down exactly as sparse32.
  */
 export function publishCodec(c: CodecName): CodecName {
-  return c;
+  return c === 'sparse' ? 'sparse32' : c;
 }
 
 export class RoundTrainer {
@@ -215,27 +221,52 @@ export class RoundTrainer {
     }
     let ss = 0;
     for (let i = 0; i < P; i++) ss += g[i] * g[i];
-    this.outer.step(this.trainer.params, g, { lr: this.cfg.outerLr, momentum: this.cfg.outerMomentum });
+    const hyper = outerHyper(this.cfg);
+    const sparseUpdate = publishCodec(this.compress) === 'sparse32' ? this.sparseStep(g, hyper.lr) : null;
+    if (!sparseUpdate) this.outer.step(this.trainer.params, g, hyper);
     const tokens = r.accepted.reduce((a, x) => a + x.tokens, 0);
     const loss = r.accepted.reduce((a, x) => a + x.loss * x.tokens, 0) / Math.max(1, tokens);
     const rows = new Map<number, number[]>();
     for (const a of r.accepted) for (const row of a.lease.rows) rows.set(row.epoch, [...(rows.get(row.epoch) ?? []), row.id]);
     const fromVersion = this.trainer.version;
     const point = this.trainer.recordOuterStep({ rows, tokens, loss, lr: this.lrs(r.round, 1)[0], norm: Math.sqrt(ss), startedAt: r.startedAt, now, workers, leased: r.leased, released: r.released });
-    this.publish(fromVersion);
+    this.publish(fromVersion, sparseUpdate);
     return { point, cut };
   }
 
-  /** published += decode(encode(params - published)); the update message from `fromVersion`. */
-  private publish(fromVersion: number): void {
-    const p = this.trainer.params;
-    const u = new Float32Array(p.length);
-    for (let i = 0; i < u.length; i++) u[i] = p[i] - this.published[i];
-    const packed = encode(u, publishCodec(this.compress), this.codec);
-    const d = decode(packed);
-    const next = new Float32Array(p.length);
-    for (let i = 0; i < next.length; i++) next[i] = this.published[i] + d[i];
+  /**
+   * The SparseLoCo outer step: u = -lr * g in float32 (zero wherever every delta is zero), then
+   * theta = published = published + u, the same float32 adds a worker makes with decode(update).
+   * Returns u packed as sparse32 (exact).
+   */
+  private sparseStep(g: Float64Array | Float32Array, lr: number): PackedVector {
+    const P = this.trainer.paramCount;
+    const u = new Float32Array(P);
+    for (let i = 0; i < P; i++) u[i] = -lr * g[i];
+    const packed = encode(u, 'sparse32', this.codec);
+    const next = new Float32Array(P);
+    for (let i = 0; i < P; i++) next[i] = this.published[i] + u[i];
     this.published = next;
+    this.trainer.params.set(next);
+    return packed;
+  }
+
+  /**
+   * The update message from `fromVersion`: `applied` (already added to published), or
+   * published += decode(encode(params - published)).
+   */
+  private publish(fromVersion: number, applied: PackedVector | null): void {
+    let packed = applied;
+    if (!packed) {
+      const p = this.trainer.params;
+      const u = new Float32Array(p.length);
+      for (let i = 0; i < u.length; i++) u[i] = p[i] - this.published[i];
+      packed = encode(u, publishCodec(this.compress), this.codec);
+      const d = decode(packed);
+      const next = new Float32Array(p.length);
+      for (let i = 0; i < next.length; i++) next[i] = this.published[i] + d[i];
+      this.published = next;
+    }
     // Packed once, the same frame for every worker (shared/protocol/parser.ts encodeOnce).
     this.lastUpdate = encodeOnce({ round: this.trainer.step - 1, fromVersion, version: this.trainer.version, step: this.trainer.step, update: packed });
   }
@@ -276,8 +307,8 @@ export function dilocoStatus(rt: RoundTrainer, wire: { bytesIn: number; bytesOut
   return {
     innerSteps: rt.cfg.innerSteps,
     compress: rt.compress,
-    outerLr: rt.cfg.outerLr,
-    outerMomentum: rt.cfg.outerMomentum,
+    outerLr: outerHyper(rt.cfg).lr,
+    outerMomentum: outerHyper(rt.cfg).momentum,
     running: r ? {
       round: r.round, quorum: r.quorum, participants: r.participants,
       leases: [...[...r.active.values()].map((l) => ({ l, done: false })), ...r.accepted.map((a) => ({ l: a.lease, done: true }))]

@@ -6,13 +6,15 @@
 // stage's params, wte on both ends, + one micro-batch's activations and inputs for inFlight)
 // against the worker's budget. pipelinesView() is pure (unit-tested); renderPipelines() writes text
 // nodes only and sets widths through the CSSOM (dom.ts; strict CSP). The panel is created on first
-// use after the memory plan and hidden while there are no pipelines.
+// use after the memory plan and hidden while there are no pipelines. The simulator page draws its
+// cluster plan's pipelines with the same view (simPipelineSource: estimated bubble and tokens/s).
 
 import { byId, clear, el, setText } from './dom.ts';
 import { formatInt, formatRate } from './format.ts';
 import { renderMemoryBars, type MemoryBar } from './memory-bars.ts';
 import { stageBreakdown, stageShape } from '../../shared/memory/stage-memory.ts';
-import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
+import type { StatusSnapshot, WorkerRow } from '../../shared/protocol/dashboard.ts';
+import type { SimulateResult } from '../../shared/memory/simulate.ts';
 
 export interface StageSegment {
   workerId: string;
@@ -43,7 +45,13 @@ export interface PipelineView {
   bars: MemoryBar[];
 }
 
-type Source = Pick<StatusSnapshot, 'pipelines' | 'workers' | 'model'>;
+/** What the view reads: StatusSnapshot's pipelines, its workers' budgets and sequence length, the model. */
+export interface PipelineSource {
+  pipelines?: StatusSnapshot['pipelines'];
+  workers?: Array<Pick<WorkerRow, 'id' | 'budgetBytes'> & { plan?: Partial<WorkerRow['plan']> }>;
+  model?: Pick<StatusSnapshot['model'], 'config'>;
+}
+type Source = PipelineSource;
 
 const int = (v: unknown): number | null => (typeof v === 'number' && Number.isInteger(v) ? v : null);
 const fin = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -56,7 +64,7 @@ function blocks(from: number, to: number): string {
 export function pipelinesView(s: Source): PipelineView[] {
   const config = s.model?.config;
   const L = int(config?.nLayer);
-  if (!L || L < 1 || !Array.isArray(s.pipelines)) return [];
+  if (!config || !L || L < 1 || !Array.isArray(s.pipelines)) return [];
   const workers = new Map((s.workers ?? []).map((w) => [String(w.id), w]));
   const out: PipelineView[] = [];
   for (const p of s.pipelines) {
@@ -103,6 +111,30 @@ export function pipelinesView(s: Source): PipelineView[] {
   return out;
 }
 
+/**
+ * A simulated cluster plan (POST /api/simulate) in the live panel's shape: its first `max` pipelines,
+ * devices as workers `device N`, the estimated bubble and tokens/s. Empty without a config or pipelines.
+ */
+export function simPipelineSource(r: SimulateResult, max = 20): PipelineSource {
+  const c = r.cluster;
+  if (!r.config || !c) return {};
+  const byDevice = new Map(c.assignments.map((a) => [a.device, a]));
+  const pipelines = c.units.filter((u) => u.kind === 'pipeline').slice(0, max).map((u) => {
+    const stages = c.stages.filter((s) => s.pipeline === u.index).sort((a, b) => a.stage - b.stage);
+    const inFlight = u.inFlight ?? stages.length;
+    return {
+      id: String(u.index), inFlight, microBatch: byDevice.get(stages[0]?.device)?.microBatch ?? 0,
+      bubble: u.bubble ?? 0, tokensPerSec: u.tokensPerSec,
+      stages: stages.map((s) => ({ workerId: `device ${s.device}`, layers: s.layerRange, embeddings: s.embeddings, head: s.head, inFlight })),
+    };
+  });
+  const workers = c.stages.map((s) => {
+    const a = byDevice.get(s.device)!;
+    return { id: `device ${s.device}`, budgetBytes: a.memoryBytes, plan: { seqLen: a.seqLen } };
+  });
+  return { pipelines, workers, model: { config: r.config } };
+}
+
 /** Each stage worker's bar by worker id (for the cluster memory plan). */
 export function stageBarsByWorker(list: PipelineView[]): Map<string, MemoryBar> {
   const m = new Map<string, MemoryBar>();
@@ -136,6 +168,12 @@ function pipelineBlock(v: PipelineView): HTMLElement {
     mem);
 }
 
+/** Draw `list` into `box` (the live panel's list, or the simulator's). */
+export function renderPipelineList(box: HTMLElement, list: PipelineView[]): void {
+  clear(box);
+  for (const v of list) box.appendChild(pipelineBlock(v));
+}
+
 /** Fill (creating it once, after the memory plan's panel) the Pipelines panel; hidden without pipelines. */
 export function renderPipelines(list: PipelineView[]): void {
   let panel = document.getElementById('pipelines');
@@ -150,7 +188,5 @@ export function renderPipelines(list: PipelineView[]): void {
   }
   panel.hidden = list.length === 0;
   setText(byId('pipelines-count'), `${list.length} pipeline${list.length === 1 ? '' : 's'}`);
-  const box = byId('pipelines-list');
-  clear(box);
-  for (const v of list) box.appendChild(pipelineBlock(v));
+  renderPipelineList(byId('pipelines-list'), list);
 }

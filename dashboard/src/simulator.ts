@@ -8,6 +8,7 @@ import { byId, clear, el, setText } from './dom.ts';
 import { legend, renderMemoryBars } from './memory-bars.ts';
 import { markNav } from './nav.ts';
 import { arithmeticLines, churnLines, deviceBars, verdict, type SimulateRequest, type SimulateResult } from './sim-view.ts';
+import { pipelinesView, renderPipelineList, simPipelineSource } from './pipeline-view.ts';
 
 markNav();
 
@@ -62,6 +63,12 @@ function show(res: SimulateResult): void {
   clear(arith);
   for (const line of arithmeticLines(res)) arith.appendChild(el('div', {}, line));
   renderMemoryBars(byId('sim-bars'), deviceBars(res), 'No cluster given: add one above to see the per-device plan.');
+  // The pipelines as the live dashboard draws them (estimated bubble and tokens/s), the first 6.
+  const pipes = pipelinesView(simPipelineSource(res, 6));
+  byId('sim-pipelines-box').hidden = pipes.length === 0;
+  const total = res.cluster?.pipelines ?? 0;
+  setText(byId('sim-pipelines-count'), total > pipes.length ? `${total} pipelines (the first ${pipes.length} drawn), estimated` : `${total} pipeline${total === 1 ? '' : 's'}, estimated`);
+  renderPipelineList(byId('sim-pipelines'), pipes);
   const extra = byId('sim-extra');
   clear(extra);
   const churn = byId('sim-churn');

@@ -12,13 +12,21 @@
 //           (two float32 levels per chunk). What is not sent stays in the sender's ErrorFeedback
 //           residual and is added to the next round's vector (SparseLoCo).
 //                                                          ~k/chunk * 2.25 + 8/chunk B/value
+//   sparse32  lossless for vectors with few nonzeros: per chunk the count of nonzero values, their
+//           in-chunk indices (uint16) and float32 values. Not a --compress choice: the coordinator
+//           publishes the SparseLoCo outer step with it (the aggregate of sparse deltas is sparse:
+//           its support is the union of theirs), so workers and coordinator hold the same weights.
+//                                                          6 B/nonzero + 4/chunk B/value
 //
 // Packed vectors are plain objects of typed arrays (msgpack carries them raw); validatePacked()
 // checks one from the wire (lengths, index ranges, finiteness) before decode() trusts it.
 
 import { decodeHalf, encodeHalf } from './fp16.ts';
 
-export const CODECS = ['none', 'fp16', 'int8', 'sparse'] as const;
+/** What a worker's delta may be packed with (--compress). */
+export const DELTA_CODECS = ['none', 'fp16', 'int8', 'sparse'] as const;
+/** Every packed form: the deltas' and sparse32 (published SparseLoCo updates only). */
+export const CODECS = [...DELTA_CODECS, 'sparse32'] as const;
 export type CodecName = (typeof CODECS)[number];
 
 export interface CodecParams {
@@ -51,6 +59,9 @@ export interface PackedVector {
   codes?: Uint8Array;
   /** sparse: [small, big] magnitude per chunk. */
   levels?: Float32Array;
+  /** sparse32: nonzero values per chunk; idx holds their in-chunk indices (ascending), vals the values. */
+  counts?: Uint32Array;
+  vals?: Float32Array;
   chunk?: number;
   k?: number;
 }
@@ -62,7 +73,7 @@ export class CodecError extends Error {
 /** Bytes of the typed arrays of a packed vector (what it costs on the wire, headers aside). */
 export function packedBytes(p: PackedVector): number {
   let b = 0;
-  for (const a of [p.f32, p.f16, p.q, p.scales, p.idx, p.codes, p.levels]) if (a) b += a.byteLength;
+  for (const a of [p.f32, p.f16, p.q, p.scales, p.idx, p.codes, p.levels, p.counts, p.vals]) if (a) b += a.byteLength;
   return b;
 }
 
@@ -95,6 +106,8 @@ export function encode(x: Float32Array, codec: CodecName, params: CodecParams = 
       return encodeInt8(x, params.block);
     case 'sparse':
       return encodeSparse(x, params.chunk, params.topk);
+    case 'sparse32':
+      return encodeSparse32(x, params.chunk);
     default:
       throw new CodecError(`codec: unknown codec ${JSON.stringify(codec)}; allowed: ${CODECS.join(', ')}`);
   }
@@ -163,6 +176,28 @@ function encodeSparse(x: Float32Array, chunk: number, k: number): PackedVector {
   return { codec: 'sparse', n, idx, codes, levels, chunk, k };
 }
 
+function encodeSparse32(x: Float32Array, chunk: number): PackedVector {
+  const n = x.length;
+  const nc = Math.ceil(n / chunk);
+  const counts = new Uint32Array(nc);
+  let total = 0;
+  for (let i = 0; i < n; i++) if (x[i] !== 0) total++;
+  const idx = new Uint16Array(total);
+  const vals = new Float32Array(total);
+  let at = 0;
+  for (let c = 0; c < nc; c++) {
+    const lo = c * chunk;
+    const hi = Math.min(n, lo + chunk);
+    for (let i = lo; i < hi; i++) {
+      if (x[i] === 0) continue;
+      idx[at] = i - lo;
+      vals[at++] = x[i];
+      counts[c]++;
+    }
+  }
+  return { codec: 'sparse32', n, counts, idx, vals, chunk };
+}
+
 /** The dense vector a packed one stands for. `out` (length n) is overwritten if given. */
 export function decode(p: PackedVector, out = new Float32Array(p.n)): Float32Array {
   if (out.length !== p.n) throw new CodecError(`codec: decode into ${out.length} values, the vector has ${p.n}`);
@@ -195,6 +230,13 @@ export function decode(p: PackedVector, out = new Float32Array(p.n)): Float32Arr
           out[lo + idx[at]] = code & 2 ? -mag : mag;
         }
       }
+      return out;
+    }
+    case 'sparse32': {
+      const { counts, idx, vals, chunk } = p as Required<PackedVector>;
+      out.fill(0);
+      let at = 0;
+      for (let c = 0; c < counts.length; c++) for (let j = 0; j < counts[c]; j++, at++) out[c * chunk + idx[at]] = vals[at];
       return out;
     }
   }
@@ -264,6 +306,29 @@ export function validatePacked(x: unknown, n: number, where: string, allowed: re
       }
       return { codec, n, idx, codes, levels, chunk, k };
     }
+    case 'sparse32': {
+      const chunk = posInt('chunk', Math.min(65536, limits.maxChunk ?? 65536));
+      const nc = Math.ceil(n / chunk);
+      const counts = arr('counts', Uint32Array, nc);
+      let total = 0;
+      for (let c = 0; c < nc; c++) {
+        const len = Math.min(chunk, n - c * chunk);
+        if (counts[c] > len) bad(`counts[${c}] = ${counts[c]}, chunk ${c} has ${len} values`);
+        total += counts[c];
+      }
+      const idx = arr('idx', Uint16Array, total);
+      const vals = arr('vals', Float32Array, total);
+      let at = 0;
+      for (let c = 0; c < nc; c++) {
+        const len = Math.min(chunk, n - c * chunk);
+        for (let j = 0; j < counts[c]; j++, at++) {
+          if (idx[at] >= len) bad(`idx[${at}] = ${idx[at]} outside chunk ${c} of ${len} values`);
+          if (j > 0 && idx[at] <= idx[at - 1]) bad(`idx[${at}] = ${idx[at]}: indices must ascend within chunk ${c}`);
+          if (vals[at] - vals[at] !== 0) bad(`vals[${at}] is ${vals[at]}`);
+        }
+      }
+      return { codec, n, counts, idx, vals, chunk };
+    }
   }
 }
 
@@ -288,6 +353,20 @@ export class ErrorFeedback {
     const p = encode(x, codec, params);
     const d = decode(p);
     for (let i = 0; i < x.length; i++) r[i] = x[i] - d[i];
+    return p;
+  }
+
+  /**
+   * Packs `delta` alone, without the residual (a round the coordinator re-computes: its reference
+   * starts from an empty residual), and adds what the packed vector misses to the residual, which
+   * is kept: the sum identity of compress() holds across such rounds, nothing is dropped.
+   */
+  compressApart(delta: Float32Array, codec: CodecName, params: CodecParams = DEFAULT_CODEC_PARAMS): PackedVector {
+    const r = this.residual;
+    if (delta.length !== r.length) throw new CodecError(`error feedback: vector of ${delta.length} values, residual of ${r.length}`);
+    const p = encode(delta, codec, params);
+    const d = decode(p);
+    for (let i = 0; i < r.length; i++) r[i] += delta[i] - d[i];
     return p;
   }
 

@@ -4,7 +4,7 @@
 //
 // With a model config, both come from the functions the live coordinator uses, so `npm run
 // simulate` and the live plan agree on the same inputs: a device is a replica when planWorker()
-// says so (training; inference: its weights fit), and the rest go to formPipelines()
+// says so at the full sequence length (training; inference: its weights fit), and the rest go to formPipelines()
 // (pipeline-plan.ts: first stage wte + wpe + blocks [0, a), last blocks [b, L) + ln_f + its own
 // copy of the tied wte, 20 B/param + activations, balanced by speed). A device's speed is its
 // GFLOP/s on the whole model's 6 x params FLOPs per token.
@@ -125,7 +125,9 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
     if (kept.has(d.id)) continue;
     // Training with a config: the live coordinator's rule (planWorker), with its micro-batch.
     const wp = train && c ? planWorker(c, { userCapBytes: d.memoryBytes, ...limits }, { seqLen: seqWanted, maxMicroBatch: o.maxMicroBatch }) : undefined;
-    if (wp ? wp.role === 'replica' : cap(d) >= P) {
+    // A replica must train whole rows of `seq` tokens (the coordinator's rows are fixed-length): one that
+    // only fits shorter sequences (planWorker halved them) is offered to the pipelines instead.
+    if (wp ? wp.role === 'replica' && wp.seqLen === seqWanted : cap(d) >= P) {
       const index = units.length;
       units.push({ index, kind: 'replica', devices: [d.id], tokensPerSec: 0 });
       assignments.set(d.id, {

@@ -21,9 +21,9 @@ import { AppError } from '../errors.ts';
 import { validateModelConfig, type ModelConfig } from '../model/config.ts';
 import { largestActivationBuffer, trainingActivations } from './activations.ts';
 import {
-  blockParams, embeddingParams, modelParams, TRAIN_BYTES_PER_PARAM, TRAIN_STATE_BYTES_PER_PARAM, type Breakdown,
+  blockParams, modelParams, TRAIN_BYTES_PER_PARAM, TRAIN_STATE_BYTES_PER_PARAM, type Breakdown,
 } from './rules.ts';
-import { stageBytes, stageLimitProblem, stageShape, type StageShape } from './stage-memory.ts';
+import { stageBreakdown, stageBytes, stageLimitProblem, stageShape, type StageShape } from './stage-memory.ts';
 import { formatBytes, MiB } from './units.ts';
 
 /** WebGPU spec defaults (what an adapter guarantees without requesting higher limits). */
@@ -199,13 +199,14 @@ export function planWorker(config: ModelConfig, res: WorkerResources, opts: Plan
     let hi = 2;
     while (fitsMb(hi)) { mb = hi; hi *= 2; }
     while (hi - mb > 1) { const mid = Math.floor((mb + hi) / 2); if (fitsMb(mid)) mb = mid; else hi = mid; }
-    const kp = (range[1] - range[0]) * bp + (s.embeddings ? embeddingParams(config) : 0) + (s.head ? config.vocabSize * config.nEmbd + 2 * config.nEmbd : 0);
     const as = (k: number, what: string) => k > 0 ? `${k} block(s) ${what}` : '';
     const could = [as(kFirst, 'as the first stage (with wte + wpe)'), as(kMid, 'in the middle'), as(kLast, 'as the last stage (with ln_f + its copy of the tied wte)')].filter(Boolean).join(', ');
     return {
       ...base, role: 'stage', microBatch: mb, seqLen: seq, layerRange: range,
-      reason: `Pipeline stage: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, less than the model's ${P.toLocaleString('en-US')} (needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)})${limitProblem ? ` or the adapter cannot hold it whole (${limitProblem})` : ''}; with one micro-batch of ${seq} tokens it could hold ${could}, e.g. [${range[0]}, ${range[1]}). The coordinator joins it to a pipeline of such workers.`,
-      breakdown: { weights: 4 * kp, gradients: 4 * kp, optimizer: 8 * kp, activations: stageBytes(config, s, mb, seq, 2) - 16 * kp },
+      reason: `Pipeline stage: ${src} holds ${trainable.toLocaleString('en-US')} params at 20 B/param, ${trainable < P
+        ? `less than the model's ${P.toLocaleString('en-US')} (needs ${formatBytes(TRAIN_BYTES_PER_PARAM * P)})`
+        : `but cannot train the whole model: ${limitProblem ?? 'not even one token of activations fits beside it'}`}; with one micro-batch of ${seq} tokens it could hold ${could}, e.g. [${range[0]}, ${range[1]}). The coordinator joins it to a pipeline of such workers.`,
+      breakdown: stageBreakdown(config, s, mb, seq, 2),
     };
   }
 

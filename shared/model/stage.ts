@@ -139,9 +139,10 @@ export type AnyStageInput = Omit<StageInput, 'acts'> & { acts?: Float32Array | F
 /**
  * Checks a stage's micro-batch input; throws AppError naming the bad field, changes nothing.
  * The first stage needs `inputs` (token ids), every other stage `acts` [B*T*C]; the head stage
- * also needs `targets` and `mask`. Fields a stage does not use are ignored.
+ * also needs `targets` and `mask`. Fields a stage does not use are ignored. `acts` must be a
+ * Float32Array (the wire type); `float64` also admits a Float64Array (CPU float64 stage chains).
  */
-export function checkStageInput(st: StageTable, input: AnyStageInput): void {
+export function checkStageInput(st: StageTable, input: AnyStageInput, float64 = false): void {
   const c = st.config;
   const where = `stage [${st.spec.from}, ${st.spec.to}): input`;
   const { B, T } = input ?? ({} as StageInput);
@@ -165,7 +166,7 @@ export function checkStageInput(st: StageTable, input: AnyStageInput): void {
     }
   } else {
     need('acts', input.acts, n * c.nEmbd, 'a stage after the first reads the previous stage\'s output [B*T*C]');
-    if (!(input.acts instanceof Float32Array || input.acts instanceof Float64Array)) {
+    if (!(input.acts instanceof Float32Array || (float64 && input.acts instanceof Float64Array))) {
       throw new AppError('ERR_STAGE_INPUT', `${where}: acts must be a Float32Array`);
     }
   }
@@ -182,12 +183,15 @@ export function checkStageInput(st: StageTable, input: AnyStageInput): void {
 }
 
 /** Checks the gradient w.r.t. a non-head stage's output; throws AppError ERR_STAGE_INPUT. */
-export function checkStageDOut(st: StageTable, input: AnyStageInput, dOut: Float32Array | Float64Array | undefined): void {
+export function checkStageDOut(st: StageTable, input: AnyStageInput, dOut: Float32Array | Float64Array | undefined, float64 = false): void {
   if (st.head) return;
   const where = `stage [${st.spec.from}, ${st.spec.to}): backward`;
   const n = input.B * input.T * st.config.nEmbd;
-  if (!(dOut instanceof Float32Array || dOut instanceof Float64Array)) {
+  if (dOut === undefined || dOut === null) {
     throw new AppError('ERR_STAGE_INPUT', `${where}: dOut is missing`, 400, 'a stage before the head needs the next stage\'s dIn [B*T*C] as dOut');
+  }
+  if (!(dOut instanceof Float32Array || (float64 && dOut instanceof Float64Array))) {
+    throw new AppError('ERR_STAGE_INPUT', `${where}: dOut must be a Float32Array`);
   }
   if (dOut.length !== n) throw new AppError('ERR_BATCH_SHAPE', `${where}: dOut has ${dOut.length} entries, expected B*T*C = ${n}`);
 }

@@ -42,9 +42,10 @@ export interface RoundTaskMsg {
   codec: CodecParams;
   leaseMs: number;
   /**
-   * Start this round with fresh AdamW moments and an empty error-feedback residual (absent: the
-   * worker keeps its moments when its weights continue its last round). The coordinator asks for it
-   * on rounds it samples for re-computation on its CPU (docs/diloco.md "Trust").
+   * Start this round with fresh AdamW moments and pack its delta without the error-feedback
+   * residual (which the worker keeps for later rounds; absent: the worker keeps its moments when its
+   * weights continue its last round and adds its residual). The coordinator asks for it on rounds it
+   * samples for re-computation on its CPU (docs/diloco.md "Trust").
    */
   fresh?: boolean;
 }

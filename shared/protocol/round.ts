@@ -10,7 +10,7 @@
 // Every field is checked here (shapes, lengths, numbers, codec payloads: codec.ts validatePacked);
 // a bad message gets a named rejection code and changes nothing.
 
-import { CODECS, CodecError, validatePacked, type CodecName, type CodecParams, type PackedVector } from '../diloco/codec.ts';
+import { CODECS, CodecError, DELTA_CODECS, validatePacked, type CodecName, type CodecParams, type PackedVector } from '../diloco/codec.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { Bad, int, num, obj, run, str, typed, type Checked } from './field-checks.ts';
 import { MAX_INNER_STEPS, type DeltaMsg, type InnerHyperWire, type RoundTaskMsg, type UpdateMsg } from './round-messages.ts';
@@ -38,7 +38,7 @@ export function validateDelta(x: unknown, lim: { paramCount: number; codecs?: re
       version: int(o, 'version', 'delta'),
       tokens: int(o, 'tokens', 'delta', 0, 2 ** 31),
       loss: num(o, 'loss', 'delta', 0, 1e4),
-      delta: packed(o, 'delta', 'delta', lim.paramCount, lim.codecs ?? CODECS),
+      delta: packed(o, 'delta', 'delta', lim.paramCount, lim.codecs ?? DELTA_CODECS),
       timings: { totalMs: num(t, 'totalMs', 'delta.timings', 0, 1e9) },
     };
   });
@@ -70,7 +70,7 @@ export function validateRoundTask(x: unknown, model: ModelConfig): Checked<Round
       weightDecay: num(h, 'weightDecay', 'round.hyper', 0, 10),
       gradClip: num(h, 'gradClip', 'round.hyper', 0),
     };
-    if (!CODECS.includes(o.compress as CodecName)) throw new Bad('BAD_SCHEMA', `round.compress: expected one of ${CODECS.join(', ')}`);
+    if (!(DELTA_CODECS as readonly string[]).includes(o.compress as string)) throw new Bad('BAD_SCHEMA', `round.compress: expected one of ${DELTA_CODECS.join(', ')}`);
     const c = obj(o.codec, 'round.codec');
     const chunk = int(c, 'chunk', 'round.codec', 1, 65536);
     const codec: CodecParams = { block: int(c, 'block', 'round.codec', 1, 1 << 20), chunk, topk: int(c, 'topk', 'round.codec', 1, chunk) };

@@ -128,3 +128,61 @@ export function countIndependently(traces: TraceLine[][], restarts: Restart[], s
   const trained = count.size;
   return { trained, lost: Math.max(0, steps * globalBatch - trained), doubled, undecodable, badSteps, folded };
 }
+
+export interface RoundCount extends IndependentCount {
+  /** Distinct samples handed out in rounds that survived (their rows trained, or owed at the end). */
+  handed: number;
+}
+
+/**
+ * --mode diloco: a round's rows are trained when its outer step happens, so an acknowledged delta
+ * counts as for a step (its round). Rounds differ in size (H per worker, quorum, churn), so the
+ * global-batch check becomes "every round trained something". A sample is lost when a worker was
+ * handed it in a surviving round and it was neither trained nor owed at the end (the final
+ * checkpoint's meta.diloco.owed: rows returned by workers that missed a round, not yet re-leased;
+ * the run ends before it trains them). A sample trained and still owed would be trained twice:
+ * counted as doubled.
+ */
+export function countRounds(traces: TraceLine[][], restarts: Restart[], rounds: number, owedAtEnd: ReadonlySet<number>): RoundCount {
+  const rs = [...restarts].sort((a, b) => a.startedAt - b.startedAt);
+  const incarnationAt = (t: number) => rs.filter((r) => r.startedAt <= t).length;
+  const survivesBelow = (k: number) => (k < rs.length ? rs[k].resumedStep : rounds);
+  const handed = new Set<number>();
+  const count = new Map<number, number>();
+  const perRound = new Map<number, number>();
+  let undecodable = 0;
+  const folded: Array<Map<string, number>> = [];
+  for (const trace of traces) {
+    const mine = new Map<string, number>();
+    folded.push(mine);
+    const tasks = new Map<string, { step: number; inc: number; ids: Array<number | null> }>();
+    const acked = new Set<string>();
+    let inc = 0;
+    for (const e of trace) {
+      if (e.ev === 'welcome') inc = incarnationAt(e.t);
+      else if (e.ev === 'task') tasks.set(e.taskId, { step: e.step, inc, ids: e.heads.map(decodeSampleId) });
+      else if (e.ev === 'ack') acked.add(e.taskId);
+      else if (e.ev === 'discard') for (const id of e.taskIds) acked.delete(id);
+    }
+    for (const [taskId, t] of tasks) {
+      if (t.step >= survivesBelow(t.inc) || t.step >= rounds) continue;
+      for (const id of t.ids) if (id !== null) handed.add(id);
+      if (!acked.has(taskId)) continue;
+      mine.set(taskId, t.ids.length);
+      perRound.set(t.step, (perRound.get(t.step) ?? 0) + t.ids.length);
+      for (const id of t.ids) {
+        if (id === null) undecodable++;
+        else count.set(id, (count.get(id) ?? 0) + 1);
+      }
+    }
+    // An acknowledged task whose rows never arrived in the trace cannot be decoded.
+    for (const id of acked) if (!tasks.has(id)) undecodable++;
+  }
+  let doubled = 0;
+  for (const [id, n] of count) doubled += n - 1 + (owedAtEnd.has(id) ? 1 : 0);
+  let lost = 0;
+  for (const id of handed) if (!count.has(id) && !owedAtEnd.has(id)) lost++;
+  const badSteps: string[] = [];
+  for (let r = 0; r < rounds; r++) if (!perRound.get(r)) badSteps.push(`${r}: 0`);
+  return { trained: count.size, lost, doubled, undecodable, badSteps, folded, handed: [...handed].filter((id) => !owedAtEnd.has(id)).length };
+}

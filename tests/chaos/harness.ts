@@ -7,6 +7,8 @@
 // file), decoded from self-describing rows on this side; the coordinator's own counters and its
 // final checkpoint's ledger are then compared with that count and must agree. Other figures come
 // from the coordinator's status, its checkpoint files (re-verified here) and the exit codes.
+// A scenario with `mode: 'diloco'` trains in DiLoCo rounds (steps = rounds): the same kills,
+// attackers on deltas, and the round accounting of accounting.ts countRounds().
 // Why this file is long: one scenario runner with its process, kill and fuzz helpers; the pieces
 // share the scenario's state (children, ports, run directory) and are used nowhere else.
 
@@ -23,7 +25,9 @@ import { msgpackParser } from '../../shared/protocol/parser.ts';
 import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import { garbageMessages } from '../../worker-web/client/faults.ts';
 import { Rng } from '../../shared/rng.ts';
-import { countIndependently, parseTrace, writeChaosData, type Restart } from './accounting.ts';
+import { buildMicroBatch, loadDataFile } from '../../shared/data/index.ts';
+import { TRACE_HEAD } from '../../worker-web/client/trace.ts';
+import { countIndependently, countRounds, decodeSampleId, parseTrace, writeChaosData, type Restart } from './accounting.ts';
 import { attackerOutcome, type AttackerOutcome } from './attackers.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -60,10 +64,17 @@ export interface Scenario {
    * 6% apart, so their rows are reported, not judged.
    */
   judgeLoss?: boolean;
-  /** A task not returned within this many ms is re-leased (default 1500: tiny tasks take ~0.1 s). */
+  /**
+   * A task not returned within this many ms is re-leased (default 1500: tiny tasks take ~0.1 s;
+   * diloco 15000: a round is H of them, and a lease always missed is never measured).
+   */
   leaseMs?: number;
   /** Give up after this long. */
   timeoutMs?: number;
+  /** --mode diloco: `steps` are rounds of `innerSteps` (default 4) micro-batches of 4 rows per worker. */
+  mode?: 'sync' | 'diloco';
+  innerSteps?: number;
+  compress?: 'none' | 'fp16' | 'int8' | 'sparse';
 }
 
 export interface AttackerFigure {
@@ -80,6 +91,7 @@ export interface AttackerFigure {
 
 export interface ChaosFigures {
   scenario: string;
+  mode: 'sync' | 'diloco';
   aggregate: string;
   verifyRate: number;
   judgeLoss: boolean;
@@ -302,17 +314,25 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
   const auditDir = mkdtempSync(join(tmpdir(), 'chaos-audit-'));
   const dataFile = join(auditDir, 'data.jsonl');
   const DATA_SIZE = 1000; // 5% held out: 950 train samples, more than any run takes (no epoch wrap)
-  if (sc.steps * sc.globalBatch > 900) throw new Error(`chaos: ${sc.steps} x ${sc.globalBatch} samples exceed one epoch of the audit data`);
+  const diloco = sc.mode === 'diloco';
+  const H = sc.innerSteps ?? 4;
+  // Diloco: every worker that ever joins may take H x 4 rows a round.
+  const most = diloco ? sc.steps * (sc.honest + sc.attackers.length + (sc.workerKills ?? 0)) * H * 4 : sc.steps * sc.globalBatch;
+  if (most > 900) throw new Error(`chaos: up to ${most} samples exceed one epoch of the audit data`);
   writeChaosData(dataFile, DATA_SIZE, 1);
   const restarts: Restart[] = [];
   const port = await freePort();
   const args = [
     '--data', dataFile, '--seq-len', '16',
     '--preset', 'tiny', '--global-batch', String(sc.globalBatch), '--max-steps', String(sc.steps), '--seed', '1',
-    '--lr', '1e-2', '--min-lr', '1e-3', '--warmup-steps', '3', '--checkpoint-every', '2', '--keep-checkpoints', '100',
-    '--eval-every', String(sc.steps), '--eval-samples', '64', '--lease-ms', String(sc.leaseMs ?? 1500), '--heartbeat-ms', '300',
-    '--dead-after-ms', '2000', '--max-micro-batch', '4', '--admin-token', ADMIN, '--log-level', 'warn',
+    // Diloco: --lr is the inner AdamW rate of every worker's H steps; at 1e-2 honest rounds with
+    // fresh moments overshot (their own data's loss up +0.5..11%, the loss score's blind spot:
+    // coordinator/security/delta-judge.ts), so rounds train at the rate the benches use.
+    '--lr', diloco ? '3e-3' : '1e-2', '--min-lr', diloco ? '3e-4' : '1e-3', '--warmup-steps', '3', '--checkpoint-every', '2', '--keep-checkpoints', '100',
+    '--eval-every', String(sc.steps), '--eval-samples', '64', '--lease-ms', String(sc.leaseMs ?? (diloco ? 15_000 : 1500)), '--heartbeat-ms', '300',
+    '--dead-after-ms', '2000', '--max-micro-batch', '4', '--admin-token', ADMIN, '--log-level', process.env.CHAOS_KEEP ? 'info' : 'warn',
     '--aggregate', sc.aggregate ?? 'mean', '--verify-rate', String(sc.verifyRate ?? 0.1),
+    ...(diloco ? ['--mode', 'diloco', '--inner-steps', String(H), '--compress', sc.compress ?? 'int8', '--round-grace-ms', '1000', '--min-workers', String(sc.honest)] : []),
   ];
   const coord = new Coordinator(port, runDir, args);
   const workers: WorkerProc[] = [];
@@ -329,7 +349,7 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     return w;
   };
   const fig: ChaosFigures = {
-    scenario: sc.name, aggregate: sc.aggregate ?? 'mean', verifyRate: sc.verifyRate ?? 0.1, judgeLoss: sc.judgeLoss ?? true, expectBans: sc.expectBans ?? true, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
+    scenario: sc.name, mode: sc.mode ?? 'sync', aggregate: sc.aggregate ?? 'mean', verifyRate: sc.verifyRate ?? 0.1, judgeLoss: sc.judgeLoss ?? true, expectBans: sc.expectBans ?? true, workersStarted: 0, workersKilled: 0, workersJoined: 0, frozen: 0, coordinatorKills: 0, coordinatorCrashes: 0,
     checkpointsWritten: 0, checkpointsCorrupt: 0, tornPlanted: 0, tornSkipped: 0, samplesExpected: sc.steps * sc.globalBatch, samplesTrained: 0,
     samplesLost: 0, samplesDoubled: 0, samplesUndecodable: 0, badSteps: [], coordinator: { samplesTrained: 0, doubled: 0, ledger: null }, countsAgree: false, verified: 0, unusual: 0, malformedSent: 0, malformedAnswered: 0, attackers: [], finalLoss: null, evalLoss: null,
     stepsDone: 0, seconds: 0,
@@ -337,9 +357,11 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
   const banned = new Map<string, string>(); // worker name -> reason
   const bannedIds = new Map<string, string>(); // banned id -> worker name
   const codesByName = new Map<string, Set<string>>();
+  const banById = new Map<string, string>(); // every banned id seen -> reason
   const observe = (s: StatusSnapshot) => {
     const nameOf = new Map(s.workers.map((w) => [w.id, w.name ?? w.id]));
     for (const b of s.security?.banned ?? []) {
+      banById.set(b.id, b.reason);
       const name = nameOf.get(b.id) ?? bannedIds.get(b.id) ?? b.id;
       banned.set(name, b.reason);
       bannedIds.set(b.id, name);
@@ -457,12 +479,15 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     // Re-verify every checkpoint the coordinator wrote (checksums), and the newest one's ledger:
     // every sample of each epoch it covers trained exactly once.
     const planted = new Set<string>();
+    let owedAtEnd = new Set<number>();
     for (const { file } of listCheckpoints(runDir)) {
       try {
         const d = readCheckpoint(file);
         fig.checkpointsWritten++;
         // The final checkpoint's coverage ledger (bitsets per epoch): the coordinator's record.
         if (d.meta.step === sc.steps) fig.coordinator.ledger = d.meta.ledger.epochs.reduce((a, e) => a + e.count, 0);
+        // Diloco: the rows it still owes (returned by workers that missed a round) when it ended.
+        if (d.meta.step === sc.steps && d.meta.diloco) owedAtEnd = sampleLabels(dataFile, d.meta.diloco.owed.map(([, id]) => id));
       } catch {
         planted.add(file);
       }
@@ -473,7 +498,9 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     fig.workersStarted = started;
     // The independent count, then the coordinator's books against it.
     const traces = workers.map((w) => join(auditDir, `${w.name}.jsonl`)).map((f) => (existsSync(f) ? parseTrace(readFileSync(f, 'utf8')) : []));
-    const ind = countIndependently(traces, restarts, sc.steps, sc.globalBatch);
+    const rounds = diloco ? countRounds(traces, restarts, sc.steps, owedAtEnd) : null;
+    const ind = rounds ?? countIndependently(traces, restarts, sc.steps, sc.globalBatch);
+    if (rounds) fig.samplesExpected = rounds.handed;
     fig.samplesTrained = ind.trained;
     fig.samplesLost = ind.lost;
     fig.samplesDoubled = ind.doubled;
@@ -482,9 +509,12 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     fig.countsAgree = fig.coordinator.samplesTrained === ind.trained && fig.coordinator.doubled === ind.doubled && fig.coordinator.ledger === ind.trained;
     workers.forEach((w, i) => {
       if (w.fault === 'none') return;
-      const reason = banned.get(w.name);
+      // Its identities from its own trace (welcomes): a worker banned and gone before a status
+      // poll saw it listed is still matched to its ban.
+      const ids = new Set(traces[i].flatMap((e) => (e.ev === 'welcome' ? [e.workerId] : [])));
+      const reason = banned.get(w.name) ?? [...ids].map((id) => banById.get(id)).find((r) => r !== undefined);
       const codes = [...(codesByName.get(w.name) ?? [])].join(',');
-      const bans = [...bannedIds.values()].filter((n) => n === w.name).length;
+      const bans = Math.max([...bannedIds.values()].filter((n) => n === w.name).length, [...ids].filter((id) => banById.has(id)).length);
       fig.attackers.push({ fault: w.fault, name: w.name, banned: reason !== undefined, bans, detectedBy: `${codes}${reason ? ` | ${reason}` : ''}`, outcome: attackerOutcome(w.fault, traces[i], ind.folded[i]) });
     });
   } finally {
@@ -496,8 +526,15 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
     }
     await coord.stop().catch(() => {});
     if (coord.child && coord.child.exitCode === null) coord.child.kill('SIGKILL');
-    rmSync(runDir, { recursive: true, force: true });
-    rmSync(auditDir, { recursive: true, force: true });
+    // CHAOS_KEEP=1 keeps the run dir and the workers' traces for a post-mortem.
+    if (process.env.CHAOS_KEEP) {
+      writeFileSync(join(auditDir, 'coordinator.log'), coord.log.join(''));
+      say(`  kept: run dir ${runDir}, traces and coordinator.log ${auditDir}`);
+    }
+    else {
+      rmSync(runDir, { recursive: true, force: true });
+      rmSync(auditDir, { recursive: true, force: true });
+    }
   }
   fig.seconds = Math.round((Date.now() - t0) / 1000);
   return fig;
@@ -508,9 +545,9 @@ export function lossDelta(f: ChaosFigures, clean: ChaosFigures): number | null {
   return (f.evalLoss - clean.evalLoss) / clean.evalLoss;
 }
 
-/** The clean run with the same aggregator (robust rules train differently even without attackers). */
+/** The clean run with the same aggregator and mode (robust rules train differently even without attackers). */
 export function cleanFor(f: ChaosFigures, rows: ChaosFigures[]): ChaosFigures {
-  return rows.find((r) => r.scenario.startsWith('clean') && r.aggregate === f.aggregate) ?? rows[0];
+  return rows.find((r) => r.scenario.startsWith('clean') && r.aggregate === f.aggregate && r.mode === f.mode) ?? rows[0];
 }
 
 /** The chaos table, one row per scenario; losses against the clean run of the same aggregator. */
@@ -537,6 +574,23 @@ export function formatTable(rows: ChaosFigures[], cleanRows: ChaosFigures[] = ro
   const w = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
   const fmt = (r: string[]) => `| ${r.map((c, i) => c.padEnd(w[i])).join(' | ')} |`;
   return [fmt(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...lines.map(fmt)].join('\n');
+}
+
+/**
+ * The self-describing labels ("#NNNN") of dataset rows given by the coordinator's ids (its data set
+ * holds the training rows only, so its ids are not the labels): the rows are built here from the
+ * data file as the coordinator builds them (--seq-len 16, --seed 1) and read like a trace's heads.
+ */
+function sampleLabels(dataFile: string, ids: number[]): Set<number> {
+  const ds = loadDataFile(dataFile, { T: 16, seed: 1 });
+  const out = new Set<number>();
+  for (const id of ids) {
+    const b = buildMicroBatch(ds, [id]);
+    const label = decodeSampleId(Array.from(b.inputs.subarray(0, TRACE_HEAD)));
+    if (label === null) throw new Error(`chaos: dataset row ${id} has no sample label`);
+    out.add(label);
+  }
+  return out;
 }
 
 /** Resolves once the trace file's last event is a task newer than its content now (or after `ms`). */

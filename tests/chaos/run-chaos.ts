@@ -20,6 +20,7 @@ const { values } = parseArgs({ options: { steps: { type: 'string', default: '30'
 const steps = Number(values.steps);
 const G = 16;
 const base = { steps, globalBatch: G, timeoutMs: 900_000 };
+const dil = { mode: 'diloco' as const, steps: 8, innerSteps: 2, globalBatch: G, timeoutMs: 900_000 };
 
 const scenarios: Scenario[] = [
   { name: 'clean', honest: 6, attackers: [], ...base },
@@ -45,11 +46,17 @@ const scenarios: Scenario[] = [
   { name: 'nan+random (trimmed-mean)', honest: 6, attackers: ['nan', 'random'], aggregate: 'trimmed-mean', judgeLoss: false, ...base },
   { name: 'stale+garbage (centered-clip)', honest: 6, attackers: ['stale', 'garbage'], aggregate: 'centered-clip', judgeLoss: false, ...base },
   { name: 'sign-flip, no verify (centered-clip)', honest: 6, attackers: ['sign-flip', 'sign-flip'], aggregate: 'centered-clip', verifyRate: 0, judgeLoss: false, ...base },
+  // --mode diloco (issue 13): 8 rounds of H = 2 inner steps per worker (steps = rounds), int8 deltas;
+  // attackers act on their deltas (loss score, norm check, re-computation).
+  { name: 'clean (diloco)', honest: 6, attackers: [], ...dil },
+  { name: 'diloco churn+coord-kill', honest: 6, attackers: [], workerKills: 2, coordinatorKills: 1, plantTorn: true, ...dil },
+  { name: 'diloco sign-flip+scale', honest: 6, attackers: ['sign-flip', 'scale:10'], ...dil },
+  { name: 'diloco nan+random', honest: 6, attackers: ['nan', 'random'], ...dil },
 ];
 
 const only = values.only ? new RegExp(values.only) : null;
 const chosen = scenarios.filter((sc) => !only || only.test(sc.name) || (sc.name.startsWith('clean') &&
-  scenarios.some((x) => only.test(x.name) && (x.aggregate ?? 'mean') === (sc.aggregate ?? 'mean'))));
+  scenarios.some((x) => only.test(x.name) && (x.aggregate ?? 'mean') === (sc.aggregate ?? 'mean') && (x.mode ?? 'sync') === (sc.mode ?? 'sync'))));
 const rows: ChaosFigures[] = [];
 for (const sc of chosen) {
   process.stdout.write(`scenario ${sc.name}: ${sc.honest} honest + ${sc.attackers.length} attackers (${sc.attackers.join(', ') || 'none'}), ${sc.steps} steps\n`);

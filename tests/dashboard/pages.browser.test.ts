@@ -175,6 +175,9 @@ describe('dashboard pages against the real coordinator', () => {
     await page.goto(`${coord.url}/simulator.html`);
     await page.selectOption('#sim-model', 'gpt2-medium');
     await page.fill('#sim-cluster', '3x8GiB,1x24GiB');
+    // Rows of 512 tokens: at 1024 one row's logits (206 MB) exceed the default 128 MiB binding limit, so no
+    // device could train whole rows (docs/memory.md).
+    await page.fill('#sim-seq', '512');
     await page.click('#sim-submit');
     await page.waitForSelector('#sim-result:not([hidden])', { timeout: 10_000 });
     expect(await page.getAttribute('#sim-verdict', 'data-fits')).toBe('true');

@@ -2,7 +2,8 @@
 // worker holds which blocks over [0, nLayer) with E/H marked, in-flight micro-batches, bubble and
 // tokens/s, and per stage a memory bar by the stage model, from the status snapshot's numbers.
 import { describe, expect, it } from 'vitest';
-import { pipelinesView, stageBarsByWorker } from '../../dashboard/src/pipeline-view.ts';
+import { pipelinesView, simPipelineSource, stageBarsByWorker } from '../../dashboard/src/pipeline-view.ts';
+import { simulate } from '../../shared/memory/simulate.ts';
 import { memoryBars, workerView } from '../../dashboard/src/view.ts';
 import { formPipelines } from '../../shared/memory/pipeline-plan.ts';
 import { PRESETS } from '../../shared/model/config.ts';
@@ -88,6 +89,23 @@ describe('dashboard pipelines view', () => {
     const ok = pipelinesView(snap([{ ...p, stages: [{ workerId: 'z', layers: [0, 5], embeddings: true, head: true, inFlight: 1 }] }], []))[0];
     expect(ok.segments).toHaveLength(1);
     expect(ok.bars).toEqual([]); // worker z unknown: no sequence length, no bar
+  });
+
+  it('the simulator page draws a simulated plan\'s pipelines the same way, with the bytes the plan assigned', () => {
+    const r = simulate({ model: 'small', seq: 16, maxMicroBatch: 64, cluster: '6x9MiB@1000,1x1MiB' });
+    const views = pipelinesView(simPipelineSource(r));
+    expect(views).toHaveLength(2);
+    const stages = r.cluster!.stages;
+    for (const v of views) {
+      const own = stages.filter((s) => String(s.pipeline) === v.id).sort((a, b) => a.stage - b.stage);
+      expect(v.segments.map((s) => [s.workerId, s.from, s.to, s.embeddings, s.head])).toEqual(own.map((s) => [`device ${s.device}`, s.layerRange[0], s.layerRange[1], s.embeddings, s.head]));
+      // Each bar is the stage's planned bytes against the device's memory.
+      expect(v.bars.map((b) => b.breakdown.weights + b.breakdown.gradients + b.breakdown.optimizer + b.breakdown.activations)).toEqual(own.map((s) => s.bytes));
+      expect(v.bars.map((b) => b.budgetBytes)).toEqual(own.map(() => 9 * MiB));
+      expect(v.bubble).toBe('40%');
+      expect(v.tokensPerSec).toMatch(/tokens\/s$/);
+    }
+    expect(pipelinesView(simPipelineSource(simulate({ params: 7e9, cluster: '2x70GB' })))).toEqual([]); // no config: no blocks to draw
   });
 
   it('the workers table shows a stage\'s blocks in its pipeline', () => {

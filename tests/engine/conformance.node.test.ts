@@ -6,15 +6,19 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conformanceCases } from './conformance.case.ts';
+import { stageCases } from './stage.case.ts';
 import { gpuPolicyCases } from './gpu-policy.case.ts';
 import { LONG_FIXTURE_PATH } from '../reference/fixture-long.ts';
 import { parseFixtureBytes } from './fixture-bytes.ts';
 import { FIXTURE_PATH, readFixture } from '../reference/fixture.ts';
+import type { ModelConfig } from '../../shared/model/config.ts';
 import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
 import { nodeGpu } from '../../worker-web/engine/node-gpu.ts';
 import { requestEngineDevice, type EngineDevice } from '../../worker-web/engine/device.ts';
 import { createKernelHarness } from '../../worker-web/engine/harness.ts';
 import { createWebGpuBackend } from '../../worker-web/engine/backend.ts';
+import { createWebGpuStageBackend } from '../../worker-web/engine/stage-backend.ts';
+import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
 
 const loadFixture = async () => readFileSync(FIXTURE_PATH);
 const loadLongFixture = async () => readFileSync(LONG_FIXTURE_PATH);
@@ -32,7 +36,8 @@ describe('fixture parser (browser-safe) agrees with the Node reader', () => {
 });
 
 describe('conformance: cpu', () => {
-  for (const c of conformanceCases({ label: 'cpu', createBackend: async (cfg) => createCpuBackend(cfg), loadFixture })) {
+  const cpuEnv = { label: 'cpu', createBackend: async (cfg: ModelConfig) => createCpuBackend(cfg), loadFixture };
+  for (const c of [...conformanceCases(cpuEnv), ...stageCases({ ...cpuEnv, createStageBackend: async (cfg, spec) => createCpuStageBackend(cfg, spec) })]) {
     it(c.name, c.run);
   }
   // The long fixture against our CPU reference too: the fixture itself is right.
@@ -51,12 +56,14 @@ describe('conformance: webgpu (Node, Dawn)', () => {
   });
   afterAll(() => dev?.device.destroy());
 
-  const cases = conformanceCases({
+  const env = {
     label: 'webgpu-node',
-    createBackend: (cfg) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info }),
+    createBackend: (cfg: ModelConfig) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info }),
     harness,
     loadFixture,
-  });
+  };
+  const cases = conformanceCases(env);
+  cases.push(...stageCases({ ...env, createStageBackend: (cfg, spec) => createWebGpuStageBackend(cfg, spec, { device: dev.device, adapterInfo: dev.info }) }));
   cases.push(...gpuPolicyCases({
     label: 'webgpu-node',
     createBackend: (cfg) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info, deviceClass: 'gpu' }),

@@ -8,6 +8,7 @@ import { nodeGpu } from '../../worker-web/engine/node-gpu.ts';
 import { planEngine } from '../../worker-web/engine/plan.ts';
 import { probeCeiling, PROBE_CEILING_SW } from '../../worker-web/client/webgpu-host.ts';
 import { planWorker } from '../../shared/memory/plan.ts';
+import { formPipelines } from '../../shared/memory/pipeline-plan.ts';
 import { PRESETS, type ModelConfig } from '../../shared/model/config.ts';
 
 const MiB = 2 ** 20;
@@ -88,6 +89,32 @@ describe('the planner promises what the engine can allocate', () => {
     expect(agree(gpt2, { maxBufferSize: 600 * MiB, maxStorageBufferBindingSize: 128 * MiB }, 256)).toBe('refused');
     expect(agree(gpt2, { maxBufferSize: 4 * GiB, maxStorageBufferBindingSize: 2 * GiB }, 256)).toBe('replica');
     expect(agree(PRESETS.small, { maxBufferSize: 256 * MiB, maxStorageBufferBindingSize: 128 * MiB }, 128)).toBe('replica');
+  });
+
+  it('pipeline stages: every stage formPipelines assigns, the stage engine can plan, within the bytes promised', () => {
+    const align = { minStorageBufferOffsetAlignment: 256 };
+    const cases = [
+      { c: PRESETS.small, budget: 9 * MiB, n: 3, seq: 16, limits: { maxBufferSize: 256 * MiB, maxStorageBufferBindingSize: 128 * MiB } },
+      { c: PRESETS.small, budget: 9 * MiB, n: 5, seq: 128, limits: { maxBufferSize: 256 * MiB, maxStorageBufferBindingSize: 128 * MiB } },
+      { c: PRESETS.gpt2, budget: 1.5 * GiB, n: 3, seq: 256, limits: { maxBufferSize: GiB, maxStorageBufferBindingSize: GiB } },
+    ];
+    for (const k of cases) {
+      const r = formPipelines(k.c, Array.from({ length: k.n }, (_, i) => ({ id: `w${i}`, budgetBytes: k.budget, ...k.limits })), { seqLen: k.seq, maxMicroBatch: 64 });
+      expect(r.pipelines.length).toBeGreaterThanOrEqual(1);
+      for (const p of r.pipelines) {
+        for (const s of p.stages) {
+          const e = planEngine(k.c, p.microBatch, k.seq, { ...k.limits, ...align }, undefined, { from: s.layers[0], to: s.layers[1] });
+          expect(e.totalBytes).toBeLessThanOrEqual(s.paramBytes + s.activationBytes);
+        }
+      }
+    }
+    // GPT-2 on an adapter at the 128 MiB default binding: no worker may hold an end (wte, 154 MB), and the engine agrees.
+    const tight = { maxBufferSize: 512 * MiB, maxStorageBufferBindingSize: 128 * MiB };
+    const none = formPipelines(PRESETS.gpt2, ['a', 'b', 'c'].map((id) => ({ id, budgetBytes: 2 * GiB, ...tight })), { seqLen: 128 });
+    expect(none.pipelines).toEqual([]);
+    expect(none.leftOver[0].reason).toMatch(/wte .* exceeds the binding limit/);
+    expect(() => planEngine(PRESETS.gpt2, 1, 128, { ...tight, ...align }, undefined, { from: 0, to: 1 })).toThrow(/wte/);
+    expect(() => planEngine(PRESETS.gpt2, 1, 128, { ...tight, ...align }, undefined, { from: 1, to: 4 })).not.toThrow();
   });
 
   it('the real SwiftShader device: granted the adapter\'s limits, and planner and engine agree on them', async () => {

@@ -4,7 +4,9 @@ import { parseDeviceSpec } from '../../shared/memory/devices.ts';
 import { shapeFromPreset } from '../../shared/memory/model-shape.ts';
 import { AppError } from '../../shared/errors.ts';
 
-const train = { mode: 'train', precision: 'fp32' } as const;
+// 512 tokens: GPT-2's logits of one 1024-token row (206 MB) exceed the default 128 MiB binding limit, so at
+// 1024 no device could train whole rows (the plan, like the coordinator, makes no replica of it).
+const train = { mode: 'train', precision: 'fp32', seq: 512 } as const;
 const gpt2 = shapeFromPreset('gpt2');
 const H = 3600;
 

@@ -99,8 +99,11 @@ describe('cluster plan', () => {
     }
   });
 
-  it('at the full 1024 tokens, the last stage\'s logits exceed the default binding limit: no pipeline, and the reason says so', () => {
-    const p = planCluster(shapeFromPreset('gpt2'), parseDeviceSpec('4x2GiB'), train);
+  it('at the full 1024 tokens, the last stage\'s logits exceed the default binding limit: no replica, no pipeline, and the reason says so', () => {
+    // An 8 GiB device holds GPT-2 by the rule, but only 512-token rows whole (planWorker halves the sequence):
+    // it cannot train the coordinator's 1024-token rows as a replica, nor the logits as a last stage.
+    const p = planCluster(shapeFromPreset('gpt2'), parseDeviceSpec('1x8GiB,3x2GiB'), train);
+    expect(p.replicas).toBe(0);
     expect(p.fits).toBe(false);
     expect(p.unassigned[0].reason).toMatch(/can hold the last stage .* logits .* exceeds the binding limit 134217728/);
     expect(p.reason).toMatch(/no replica and no complete pipeline/);
@@ -124,7 +127,7 @@ describe('cluster plan', () => {
 
   it('leaves a unit on a slow link as a spare when it would lengthen the step', () => {
     const gpt2 = shapeFromPreset('gpt2');
-    const p = planCluster(gpt2, parseDeviceSpec('1x8GiB@1000/10Gbps,1x8GiB@1000/100Mbps'), { ...train, coordinatorLinkBps: 10e9 });
+    const p = planCluster(gpt2, parseDeviceSpec('1x8GiB@1000/10Gbps,1x8GiB@1000/100Mbps'), { ...train, seq: 512, coordinatorLinkBps: 10e9 });
     expect(p.step!.activeUnits).toBe(1);
     expect(p.units.find((u) => u.devices[0] === 1)!.active).toBe(false);
     expect(p.step!.arithmetic.join('\n')).toMatch(/spares/);
@@ -166,11 +169,12 @@ describe('replan on churn', () => {
   it('a new replica receives the whole model; an unknown id is refused', () => {
     const gpt2 = shapeFromPreset('gpt2');
     const devs = parseDeviceSpec('3x8GiB');
-    const b = planCluster(gpt2, devs, train);
-    const r = replanCluster(gpt2, devs, b, { leave: [1], join: parseDeviceSpec('8GiB') }, train);
+    const o = { ...train, seq: 512 };
+    const b = planCluster(gpt2, devs, o);
+    const r = replanCluster(gpt2, devs, b, { leave: [1], join: parseDeviceSpec('8GiB') }, o);
     expect(r.after.replicas).toBe(3);
     expect(r.movedBytes).toBe(gpt2.params * 12);
-    expect(() => replanCluster(gpt2, devs, b, { leave: [99] }, train)).toThrow(AppError);
+    expect(() => replanCluster(gpt2, devs, b, { leave: [99] }, o)).toThrow(AppError);
     const inf = replanCluster(gpt2, devs, planCluster(gpt2, devs, { mode: 'infer', precision: 'fp16' }), { join: parseDeviceSpec('8GiB') }, { mode: 'infer', precision: 'fp16' });
     expect(inf.movedBytes).toBe(gpt2.params * 2);
   });

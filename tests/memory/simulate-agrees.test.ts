@@ -37,8 +37,10 @@ describe('npm run simulate and the live plan', () => {
     // The live side.
     const P = parameterCount(c);
     const plans = devices.map((d) => planWorker(c, { userCapBytes: d.mem }, { seqLen: 16, maxMicroBatch: 64 }));
-    const replicas = plans.flatMap((p, i) => (p.role === 'replica' ? [i] : []));
-    const live = formPipelines(c, devices.flatMap((d, i) => (plans[i].role === 'replica' ? [] : [{
+    // A replica trains whole rows (the gateway's rule): a plan that had to shorten the sequence is not one.
+    const isReplica = (i: number) => plans[i].role === 'replica' && plans[i].seqLen === 16;
+    const replicas = plans.flatMap((_, i) => (isReplica(i) ? [i] : []));
+    const live = formPipelines(c, devices.flatMap((d, i) => (isReplica(i) ? [] : [{
       id: String(i), budgetBytes: d.mem, tokensPerSec: (d.gflops * 1e9) / (6 * P),
     }])), { seqLen: 16, maxMicroBatch: 64 });
     expect(replicas).toEqual([0]);

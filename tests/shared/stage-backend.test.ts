@@ -96,6 +96,9 @@ describe('CpuStageBackend', () => {
     await expect(s.forward({ B, T, acts: acts.subarray(1) })).rejects.toMatchObject({ code: 'ERR_BATCH_SHAPE' });
     await expect(s.forwardBackward({ B, T, acts })).rejects.toMatchObject({ code: 'ERR_STAGE_INPUT' });
     await expect(s.forwardBackward({ B, T, acts }, new Float32Array(3))).rejects.toMatchObject({ code: 'ERR_BATCH_SHAPE' });
+    // the wire type is float32: a Float64Array (double the bytes) is refused, not reinterpreted
+    await expect(s.forward({ B, T, acts: new Float64Array(acts.length) as unknown as Float32Array })).rejects.toMatchObject({ code: 'ERR_STAGE_INPUT' });
+    await expect(s.forwardBackward({ B, T, acts }, new Float64Array(acts.length) as unknown as Float32Array)).rejects.toMatchObject({ code: 'ERR_STAGE_INPUT' });
     await expect(s.forward({ B, T: config.contextLength + 1, acts })).rejects.toMatchObject({ code: 'ERR_BATCH_SHAPE' });
     const first = createCpuStageBackend(config, { from: 0, to: 1 });
     await first.setParams(gatherStage(buildStageTable(config, { from: 0, to: 1 }), initParameters(config, 1)));

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCoordinator } from '../../coordinator/coordinator.ts';
 import { syntheticDataset } from '../../shared/data/synthetic.ts';
-import { CODECS, decode, encode } from '../../shared/diloco/codec.ts';
+import { DELTA_CODECS, decode, encode } from '../../shared/diloco/codec.ts';
 import { validateDelta, type DeltaMsg } from '../../shared/protocol/round.ts';
 import { Rng } from '../../shared/rng.ts';
 import { createCpuHost } from '../../worker-web/client/cpu-host.ts';
@@ -32,7 +32,7 @@ describe('faults on diloco deltas', () => {
     const env = { log: () => undefined, count: () => undefined, heldVersion: () => 0 };
     const sent: DeltaMsg[] = [];
     const capture: DeltaSender = async (m) => (sent.push(m.payload), true);
-    const msg = (codec: (typeof CODECS)[number]): DeltaMsg => ({ taskId: 't', round: 0, version: 0, tokens: 1, loss: 1, delta: encode(delta, codec), timings: { totalMs: 1 } });
+    const msg = (codec: (typeof DELTA_CODECS)[number]): DeltaMsg => ({ taskId: 't', round: 0, version: 0, tokens: 1, loss: 1, delta: encode(delta, codec), timings: { totalMs: 1 } });
     const honest = decode(msg('none').delta);
     await faultWrappers(parseFault('scale:3'), 1, env).deltaSender(capture)({ event: 'delta', payload: msg('none') }, {} as never);
     expect(Array.from(decode(sent[0].delta))).toEqual(Array.from(honest, (x) => Math.fround(x * 3)));
@@ -45,7 +45,7 @@ describe('faults on diloco deltas', () => {
     for (let i = 0; i < n; i++) (dot += rnd[i] * honest[i], a += rnd[i] ** 2, b += honest[i] ** 2);
     expect(Math.abs(dot / Math.sqrt(a * b))).toBeLessThan(0.1);
     expect(Math.sqrt(a) / Math.sqrt(b)).toBeCloseTo(1, 3);
-    for (const codec of CODECS) {
+    for (const codec of DELTA_CODECS) {
       const bad = corruptDelta(parseFault('nan'), encode(delta, codec), new Rng(2), 0);
       const v = validateDelta({ taskId: 't', round: 0, version: 0, tokens: 1, loss: 1, delta: bad }, { paramCount: n });
       expect(!v.ok && v.code, codec).toBe('NON_FINITE');

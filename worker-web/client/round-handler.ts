@@ -2,7 +2,9 @@
 // is H micro-batches on which it runs H inner AdamW steps (on the GPU's AdamW kernel when the
 // engine has one: gpu-inner.ts), then sends delta = theta_start - theta_end packed with the round's
 // codec. The sparse codec's error feedback (what top-k did not send) stays here and is added to
-// the next round's delta. AdamW moments stay on the worker between rounds while its weights are
+// the next round's delta. A round the coordinator re-computes (task.fresh) packs its delta alone
+// and keeps the residual (compressApart): with top-1.5% deltas the residual holds most of what the
+// worker learned, and dropping it on every sampled round cost sparse runs much of their progress. AdamW moments stay on the worker between rounds while its weights are
 // the continuation of its last round (an `update` from the version it trained at); weights that
 // arrive as full `params` (a new or returning worker) or a rebuilt engine start fresh moments.
 // `update` messages (the next published weights as a packed delta) are applied by UpdateHandler.
@@ -73,9 +75,10 @@ export class RoundHandler implements TaskHandler<RoundTaskMsg> {
     const fresh = st.chain !== task.version || task.fresh === true;
     if (fresh) {
       st.engine.resetMoments();
-      st.ef.reset();
       st.fresh++;
     } else st.kept++;
+    // Weights that do not continue this worker's rounds: its residual belongs to another line.
+    if (st.chain !== task.version) st.ef.reset();
     stats.update({ state: 'computing', step: task.step, detail: `round ${task.round}: ${task.H} inner steps (${fresh ? 'fresh' : 'kept'} moments)` });
     const padTo = session.fixedShape && w.plan.microBatch > task.B ? w.plan.microBatch : task.B;
     const t0 = now();
@@ -90,7 +93,8 @@ export class RoundHandler implements TaskHandler<RoundTaskMsg> {
     st.chain = task.version;
     if (r.nonFinite > 0) throw new Error(`round ${task.taskId}: ${r.nonFinite} NaN/Inf gradient values in the inner steps; not sent`);
     if (!ctx.channel.live()) return; // left meanwhile: the round's data is already back in the pool
-    const packed = task.compress === 'sparse' ? st.ef.compress(r.delta, 'sparse', task.codec) : encode(r.delta, task.compress, task.codec);
+    const packed = task.compress !== 'sparse' ? encode(r.delta, task.compress, task.codec)
+      : task.fresh ? st.ef.compressApart(r.delta, 'sparse', task.codec) : st.ef.compress(r.delta, 'sparse', task.codec);
     const msg: DeltaMsg = { taskId: task.taskId, round: task.round, version: task.version, tokens: r.tokens, loss: r.loss, delta: packed, timings: { totalMs: wall } };
     if (!(await this.parts.send({ event: 'delta', payload: msg }, ctx.channel))) return;
     const tokensPerSec = stats.taskSent(r.tokens, wall, wall);

@@ -1,7 +1,7 @@
 // The `webgpu` TrainingBackend's public types, apart from its implementation (backend.ts) so the
 // contract reads on one page and the implementation file stays one job.
 
-import type { MicroBatch, TrainingBackend } from '../../shared/backend.ts';
+import type { MicroBatch, StageBackend, TrainingBackend } from '../../shared/backend.ts';
 import type { AdapterInfo } from './device.ts';
 import type { EnginePlan } from './plan.ts';
 import type { AttentionChoice } from './step.ts';
@@ -75,4 +75,16 @@ export interface WebGpuBackend extends TrainingBackend {
    * (requestEngineDevice asks for it); Chrome quantises to 100 us without developer flags.
    */
   profileStep(batch: MicroBatch): Promise<Array<{ label: string; ms: number }>>;
+}
+
+/** A pipeline stage on the WebGPU engine (createWebGpuStageBackend): the StageBackend plus the engine's reports. */
+export interface WebGpuStageBackend extends StageBackend {
+  readonly name: 'webgpu';
+  readonly device: GPUDevice;
+  readonly adapterInfo?: AdapterInfo;
+  readonly dispatchesPerStep: number;
+  readonly plan: EnginePlan | undefined;
+  onLost(cb: (r: DeviceLossReport) => void): void;
+  onError(cb: (message: string) => void): void;
+  readonly lost: boolean;
 }

@@ -1,17 +1,18 @@
 // The `webgpu` TrainingBackend: parameters and gradients resident on the GPU, the whole
 // forward+backward recorded once per (B,T) and replayed with one submit per micro-batch; only
 // the gradient, loss, norm and non-finite count come back. The contract (WebGpuBackend, options,
-// loss report) is in backend-types.ts.
+// loss report) is in backend-types.ts. The engine runs a pipeline stage (blocks [from, to),
+// stage-backend.ts wraps it as a StageBackend); the whole model is the stage [0, L).
 
 import type { ForwardResult, GradientResult, MicroBatch } from '../../shared/backend.ts';
 import { AppError, isAppError } from '../../shared/errors.ts';
 import { validateModelConfig, type ModelConfig } from '../../shared/model/config.ts';
-import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
+import { buildStageTable, type StageSpec, type StageTable } from '../../shared/model/stage.ts';
 import { checkBatch } from '../../shared/model/cpu/gpt.ts';
 import { KernelRuntime } from './kernel.ts';
 import { STORAGE } from './buffers.ts';
 import { paddedLayout, planEngine, type EnginePlan, type PaddedLayout } from './plan.ts';
-import { recordStep, type RecordedStep } from './step.ts';
+import { recordStage, type RecordedStep } from './step.ts';
 import { buildEmbeddingIndex } from './embedding-index.ts';
 import { requestEngineDevice, type AdapterInfo } from './device.ts';
 import { createKernelHarness } from './harness.ts';
@@ -23,6 +24,14 @@ export type { AdamWHyper, DeviceLossReport, WebGpuBackend, WebGpuBackendOptions 
 
 export async function createWebGpuBackend(config: ModelConfig, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   validateModelConfig(config);
+  const { device, info, owned } = await engineDevice(opts);
+  const b = new Engine(config, device, owned, opts, info);
+  if (opts.maxMicroBatch) await b.ensurePlan(opts.maxMicroBatch.B, opts.maxMicroBatch.T);
+  return b;
+}
+
+/** The caller's device, or one requested from opts.gpu / navigator.gpu (then owned by the engine). */
+export async function engineDevice(opts: WebGpuBackendOptions): Promise<{ device: GPUDevice; info: AdapterInfo | undefined; owned: boolean }> {
   let device = opts.device;
   let info = opts.adapterInfo;
   const owned = !device;
@@ -36,21 +45,22 @@ export async function createWebGpuBackend(config: ModelConfig, opts: WebGpuBacke
     device = ed.device;
     info = ed.info;
   }
-  const b = new Engine(config, device, owned, opts, info);
-  if (opts.maxMicroBatch) await b.ensurePlan(opts.maxMicroBatch.B, opts.maxMicroBatch.T);
-  return b;
+  return { device, info, owned };
 }
 
-class Engine implements WebGpuBackend {
+export class Engine implements WebGpuBackend {
   readonly name = 'webgpu' as const;
-  private readonly rt: KernelRuntime;
-  private readonly table: ParameterTable;
-  private readonly layout: PaddedLayout;
-  private readonly params: GPUBuffer;
-  private readonly grads: GPUBuffer;
+  protected readonly rt: KernelRuntime;
+  protected readonly table: StageTable;
+  protected readonly layout: PaddedLayout;
+  protected readonly params: GPUBuffer;
+  protected readonly grads: GPUBuffer;
+  /** The blocks this engine holds; the whole model unless it is a pipeline stage's. */
+  readonly spec: StageSpec;
+  private readonly full: boolean;
   private step: RecordedStep | undefined;
   private currentPlan: EnginePlan | undefined;
-  private haveParams = false;
+  protected haveParams = false;
   private disposed = false;
   private lostFlag = false;
   private lostCbs: Array<(r: DeviceLossReport) => void> = [];
@@ -59,7 +69,7 @@ class Engine implements WebGpuBackend {
   private haveGrads = false;
   /** Calls run one at a time: a step reuses the plan's buffers, so two must not interleave. */
   private queue: Promise<unknown> = Promise.resolve();
-  private serial<R>(f: () => Promise<R>): Promise<R> {
+  protected serial<R>(f: () => Promise<R>): Promise<R> {
     const r = this.queue.then(f, f);
     this.queue = r.catch(() => undefined);
     return r;
@@ -71,12 +81,15 @@ class Engine implements WebGpuBackend {
     private readonly ownsDevice: boolean,
     private readonly opts: WebGpuBackendOptions,
     readonly adapterInfo: AdapterInfo | undefined,
+    spec?: StageSpec,
   ) {
+    this.spec = spec ? { from: spec.from, to: spec.to } : { from: 0, to: config.nLayer };
+    this.full = this.spec.from === 0 && this.spec.to === config.nLayer;
     const dc = opts.deviceClass;
     this.rt = new KernelRuntime(device, dc ? { software: dc === 'software' } : adapterInfo ? { software: adapterInfo.isSoftware } : {});
-    this.table = buildParameterTable(config);
+    this.table = buildStageTable(config, this.spec); // the full model: exactly the parameter table
     // Checks every parameter tensor against the binding limit before allocating anything.
-    planEngine(config, 1, 1, device.limits);
+    planEngine(config, 1, 1, device.limits, undefined, this.planSpec);
     this.layout = paddedLayout(this.table, device.limits.minStorageBufferOffsetAlignment);
     this.params = device.createBuffer({ size: this.layout.floats * 4, usage: STORAGE(), label: 'params' });
     this.grads = device.createBuffer({ size: this.layout.floats * 4, usage: STORAGE(), label: 'grads' });
@@ -117,7 +130,12 @@ class Engine implements WebGpuBackend {
     return createKernelHarness(this.device, this.rt);
   }
 
-  private usable(where: string): void {
+  /** planEngine's `spec` argument: none for the whole model. */
+  protected get planSpec(): StageSpec | undefined {
+    return this.full ? undefined : this.spec;
+  }
+
+  protected usable(where: string): void {
     if (this.disposed) throw new AppError('ERR_BACKEND_DISPOSED', `webgpu backend: ${where} after dispose()`, 500);
     if (this.lostFlag) {
       throw new AppError('ERR_WEBGPU_DEVICE_LOST', `webgpu backend: ${where} on a lost device`, 503,
@@ -132,7 +150,7 @@ class Engine implements WebGpuBackend {
       throw new AppError('ERR_BATCH_TOO_LARGE', `webgpu backend: micro-batch B=${B}, T=${T} exceeds maxMicroBatch B=${max.B}, T=${max.T}`,
         400, 'split the micro-batch or raise maxMicroBatch');
     }
-    const plan = planEngine(this.config, B, T, this.device.limits, this.rt);
+    const plan = planEngine(this.config, B, T, this.device.limits, this.rt, this.planSpec);
     const cap = this.opts.memoryCapBytes;
     if (cap !== undefined && plan.totalBytes > cap) {
       throw new AppError('ERR_ENGINE_MEMORY',
@@ -142,7 +160,7 @@ class Engine implements WebGpuBackend {
     this.step?.destroy();
     this.step = undefined;
     this.currentPlan = undefined;
-    this.step = await recordStep(this.rt, this.config, this.layout, this.params, this.grads, B, T, this.opts.attention ?? 'auto');
+    this.step = await recordStage(this.rt, this.config, this.spec, this.layout, this.params, this.grads, B, T, this.opts.attention ?? 'auto');
     this.currentPlan = plan;
     return this.step;
   }
@@ -150,8 +168,8 @@ class Engine implements WebGpuBackend {
   async setParams(params: Float32Array): Promise<void> {
     this.usable('setParams()');
     if (!(params instanceof Float32Array) || params.length !== this.table.total) {
-      throw new AppError('ERR_PARAM_SIZE', `webgpu backend: setParams got ${params?.length} values, the model needs ${this.table.total}`,
-        400, 'pass a Float32Array laid out as buildParameterTable(config)');
+      throw new AppError('ERR_PARAM_SIZE', `webgpu backend: setParams got ${params?.length} values, ${this.full ? 'the model' : `stage [${this.spec.from}, ${this.spec.to})`} needs ${this.table.total}`,
+        400, this.full ? 'pass a Float32Array laid out as buildParameterTable(config)' : 'pass gatherStage(buildStageTable(config, spec), fullParams)');
     }
     this.table.tensors.forEach((t, i) => {
       this.device.queue.writeBuffer(this.params, this.layout.offsets[i] * 4, params.buffer, params.byteOffset + t.offset * 4, t.size * 4);
@@ -161,6 +179,7 @@ class Engine implements WebGpuBackend {
 
   private checked(batch: MicroBatch, where: string): void {
     this.usable(where);
+    if (!this.full) throw new AppError('ERR_STAGE_ROLE', `webgpu backend: ${where} of the whole model on a stage engine [${this.spec.from}, ${this.spec.to})`, 500, 'use createWebGpuStageBackend');
     if (!this.haveParams) throw new AppError('ERR_NO_PARAMS', `webgpu backend: ${where} before setParams()`, 500, 'call setParams(params) first');
     try {
       checkBatch(this.config, batch);
@@ -172,20 +191,24 @@ class Engine implements WebGpuBackend {
 
   /** Writes the batch; returns the token count. */
   private upload(step: RecordedStep, batch: MicroBatch): number {
+    const tokens = this.writeLoss(step, batch.targets, batch.mask, batch.B * batch.T);
+    this.device.queue.writeBuffer(step.buffers.inputs, 0, Int32Array.from(batch.inputs));
+    return tokens;
+  }
+
+  /** Writes targets, mask and 1/tokens for the loss kernels; returns the token count. */
+  protected writeLoss(step: RecordedStep, batchTargets: ArrayLike<number>, batchMask: ArrayLike<number>, N: number): number {
     const q = this.device.queue;
     const sb = step.buffers;
-    const N = batch.B * batch.T;
     const mask = new Uint32Array(N);
     let tokens = 0;
     for (let i = 0; i < N; i++) {
-      mask[i] = batch.mask[i] ? 1 : 0;
+      mask[i] = batchMask[i] ? 1 : 0;
       tokens += mask[i];
     }
     // Masked-out targets may be anything (padding); the kernel never reads them for the loss.
     const targets = new Int32Array(N);
-    for (let i = 0; i < N; i++) targets[i] = mask[i] ? batch.targets[i] : 0;
-    const inputs = Int32Array.from(batch.inputs);
-    q.writeBuffer(sb.inputs, 0, inputs);
+    for (let i = 0; i < N; i++) targets[i] = mask[i] ? batchTargets[i] : 0;
     q.writeBuffer(sb.targets, 0, targets);
     q.writeBuffer(sb.mask, 0, mask);
     q.writeBuffer(sb.batch, 0, new Float32Array([tokens > 0 ? 1 / tokens : 0, 0, 0, 0]));
@@ -196,7 +219,7 @@ class Engine implements WebGpuBackend {
    * Copy each source into its own staging buffer (so no staging buffer exceeds maxBufferSize),
    * submit once, map all; returns one ArrayBuffer per copy.
    */
-  private async submitAndRead(enc: GPUCommandEncoder, copies: Array<{ src: GPUBuffer; bytes: number }>, where: string): Promise<ArrayBuffer[]> {
+  protected async submitAndRead(enc: GPUCommandEncoder, copies: Array<{ src: GPUBuffer; bytes: number }>, where: string): Promise<ArrayBuffer[]> {
     const staging = copies.map((c) => {
       const s = this.device.createBuffer({ size: c.bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'step-readback' });
       enc.copyBufferToBuffer(c.src, 0, s, 0, c.bytes);
@@ -232,7 +255,7 @@ class Engine implements WebGpuBackend {
     pass.end();
     const N = batch.B * batch.T;
     const V = this.config.vocabSize;
-    const [res, logits] = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: step.buffers.logits, bytes: N * V * 4 }], 'forward()');
+    const [res, logits] = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: step.buffers.logits!, bytes: N * V * 4 }], 'forward()');
     return { logits: new Float32Array(logits), loss: new Float32Array(res)[0], tokens };
   }
 

@@ -9,3 +9,5 @@ export { KernelRuntime } from './kernel.ts';
 export type { KernelSpec } from './kernels/wgsl-util.ts';
 export { matmulSpec, type MatmulShape } from './kernels/matmul.ts';
 export type { AttentionChoice } from './step.ts';
+export { createWebGpuStageBackend } from './stage-backend.ts';
+export type { WebGpuStageBackend } from './backend-types.ts';

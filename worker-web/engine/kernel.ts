@@ -22,8 +22,11 @@ export interface Dispatch {
   bindGroup: GPUBindGroup;
 }
 
+/** Compiled pipelines per device, shared by every runtime on it (e.g. the engines of several pipeline stages). */
+const deviceCache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
 export class KernelRuntime {
-  private pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines: Map<string, GPUComputePipeline>;
   /** Label of the last kernel encoded, for error reports. */
   lastLabel = '';
   dispatchCount = 0;
@@ -33,6 +36,9 @@ export class KernelRuntime {
 
   constructor(readonly device: GPUDevice, opts: { software?: boolean } = {}) {
     this.software = opts.software ?? isSoftwareInfo((device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo);
+    let cache = deviceCache.get(device);
+    if (!cache) deviceCache.set(device, (cache = new Map()));
+    this.pipelines = cache;
   }
 
   /** Split-K slices for a long-K product with a small output on this device (1 = none). */

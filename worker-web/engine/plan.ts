@@ -4,11 +4,14 @@
 //
 // Parameters and gradients live in ONE buffer each, in the parameter table's order but with every
 // tensor's start rounded up to minStorageBufferOffsetAlignment so each tensor can be bound on its
-// own; the padding stays zero (it never enters the gradient norm).
+// own; the padding stays zero (it never enters the gradient norm). A pipeline stage's engine holds
+// only its stage table (shared/model/stage.ts), padded the same way; the whole model is the stage
+// [0, L), whose table is the parameter table.
 
 import { AppError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
-import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
+import { buildParameterTable } from '../../shared/model/parameters.ts';
+import { buildStageTable, type StageSpec } from '../../shared/model/stage.ts';
 
 export interface DeviceLimitsLike {
   maxBufferSize: number;
@@ -18,15 +21,21 @@ export interface DeviceLimitsLike {
   maxComputeWorkgroupStorageSize?: number;
 }
 
+/** What a padded layout needs of a table: the parameter table and a stage table both qualify. */
+export interface LayoutTable {
+  tensors: Array<{ name: string; size: number; offset: number; shape: number[] }>;
+  total: number;
+}
+
 export interface PaddedLayout {
-  table: ParameterTable;
+  table: LayoutTable;
   /** Float offset of each tensor (table order) in the padded buffer. */
   offsets: number[];
   /** Total floats including padding. */
   floats: number;
 }
 
-export function paddedLayout(table: ParameterTable, alignBytes: number): PaddedLayout {
+export function paddedLayout(table: LayoutTable, alignBytes: number): PaddedLayout {
   const align = Math.max(1, alignBytes / 4);
   const offsets: number[] = [];
   let off = 0;
@@ -59,17 +68,18 @@ export interface EnginePlan {
   buffers: PlannedBuffer[];
 }
 
-/** [M, N, K] of the weight-gradient products dW = X^T dY (the split-K candidates), in step order. */
-export function weightGradShapes(config: ModelConfig, B: number, T: number): Array<[number, number, number]> {
+/** [M, N, K] of the weight-gradient products dW = X^T dY (the split-K candidates), in step order; the LM head's only with `head`. */
+export function weightGradShapes(config: ModelConfig, B: number, T: number, head = true): Array<[number, number, number]> {
   const { vocabSize: V, nEmbd: C } = config;
   const N = B * T;
-  return [[V, C, N], [4 * C, C, N], [C, 4 * C, N], [C, C, N], [C, 3 * C, N]];
+  const blocks: Array<[number, number, number]> = [[4 * C, C, N], [C, 4 * C, N], [C, C, N], [C, 3 * C, N]];
+  return head ? [[V, C, N], ...blocks] : blocks;
 }
 
 /** Floats of the split-K scratch: the largest S*M*N over the weight-gradient products. */
-export function splitKScratchFloats(config: ModelConfig, B: number, T: number, splitK: (M: number, N: number, K: number) => number): number {
+export function splitKScratchFloats(config: ModelConfig, B: number, T: number, splitK: (M: number, N: number, K: number) => number, head = true): number {
   let max = 0;
-  for (const [M, N, K] of weightGradShapes(config, B, T)) {
+  for (const [M, N, K] of weightGradShapes(config, B, T, head)) {
     const S = splitK(M, N, K);
     if (S > 1) max = Math.max(max, S * M * N);
   }
@@ -92,13 +102,16 @@ export function columnScratchFloats(config: ModelConfig, B: number, T: number, p
 /**
  * Builds the plan and throws ERR_ENGINE_PLAN naming the first tensor that cannot be bound or
  * allocated. `policy` is the device's kernel policy (split-K, two-pass columns); default neither.
+ * `spec`: the plan of a pipeline stage's engine (blocks [from, to)); default the whole model.
  */
 export function planEngine(config: ModelConfig, B: number, T: number, limits: DeviceLimitsLike,
-  policy: PlanPolicy = NO_POLICY): EnginePlan {
+  policy: PlanPolicy = NO_POLICY, spec?: StageSpec): EnginePlan {
   const splitK = (m: number, n: number, k: number) => policy.splitK(m, n, k);
-  const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C } = config;
+  const { vocabSize: V, nHead: NH, nEmbd: C } = config;
   const N = B * T;
-  const table = buildParameterTable(config);
+  const table = spec ? buildStageTable(config, spec) : buildParameterTable(config);
+  const L = spec ? spec.to - spec.from : config.nLayer;
+  const head = !spec || spec.to === config.nLayer;
   const layout = paddedLayout(table, limits.minStorageBufferOffsetAlignment);
   const bindMax = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   const fail = (what: string, bytes: number, limitName: string, limit: number, hint: string): never => {
@@ -124,7 +137,7 @@ export function planEngine(config: ModelConfig, B: number, T: number, limits: De
   }
   const f = 4;
   const acts: PlannedBuffer[] = [
-    { name: 'encoded', shape: `[N=${N}, C=${C}]`, bytes: N * C * f, count: 1 },
+    { name: spec && spec.from > 0 ? 'stage_input' : 'encoded', shape: `[N=${N}, C=${C}]`, bytes: N * C * f, count: 1 },
     { name: 'ln1', shape: `[N, C]`, bytes: N * C * f, count: L },
     { name: 'ln1_mean', shape: `[N]`, bytes: N * f, count: L },
     { name: 'ln1_rstd', shape: `[N]`, bytes: N * f, count: L },
@@ -138,11 +151,13 @@ export function planEngine(config: ModelConfig, B: number, T: number, limits: De
     { name: 'fch', shape: `[N, 4C]`, bytes: N * 4 * C * f, count: L },
     { name: 'fch_gelu', shape: `[N, 4C]`, bytes: N * 4 * C * f, count: L },
     { name: 'res3', shape: `[N, C]`, bytes: N * C * f, count: L },
-    { name: 'lnf', shape: `[N, C]`, bytes: N * C * f, count: 1 },
-    { name: 'lnf_mean', shape: `[N]`, bytes: N * f, count: 1 },
-    { name: 'lnf_rstd', shape: `[N]`, bytes: N * f, count: 1 },
-    { name: 'logits', shape: `[N, V=${V}]`, bytes: N * V * f, count: 1 },
-    { name: 'losses', shape: `[N]`, bytes: N * f, count: 1 },
+    ...(head ? [
+      { name: 'lnf', shape: `[N, C]`, bytes: N * C * f, count: 1 },
+      { name: 'lnf_mean', shape: `[N]`, bytes: N * f, count: 1 },
+      { name: 'lnf_rstd', shape: `[N]`, bytes: N * f, count: 1 },
+      { name: 'logits', shape: `[N, V=${V}]`, bytes: N * V * f, count: 1 },
+      { name: 'losses', shape: `[N]`, bytes: N * f, count: 1 },
+    ] : []),
   ];
   const scratch: PlannedBuffer[] = [
     { name: 'dres', shape: `[N, C]`, bytes: N * C * f, count: 1 },
@@ -151,7 +166,7 @@ export function planEngine(config: ModelConfig, B: number, T: number, limits: De
     { name: 'dfch', shape: `[N, 4C]`, bytes: N * 4 * C * f, count: 1 },
     { name: 'dpreatt', shape: `[B, NH, T, T]`, bytes: B * NH * T * T * f, count: 1 },
     { name: 'inputs+targets+mask+index', shape: `[4N + V + 1]`, bytes: (4 * N + V + 1) * 4, count: 1 },
-    { name: 'split-K partials', shape: `[S, M, N] (largest dW product)`, bytes: splitKScratchFloats(config, B, T, splitK) * 4, count: 1 },
+    { name: 'split-K partials', shape: `[S, M, N] (largest dW product)`, bytes: splitKScratchFloats(config, B, T, splitK, head) * 4, count: 1 },
     { name: 'column partials', shape: `[N/256, 4C]`, bytes: columnScratchFloats(config, B, T, policy) * 4, count: 1 },
     { name: 'norm partials', shape: `[2 * P/4096]`, bytes: 2 * Math.ceil(layout.floats / 4096) * 4, count: 1 },
   ];

@@ -2,10 +2,19 @@
 // list of prepared dispatches for one (B,T): buffers allocated once, pipelines and bind groups
 // built once, then every step is: write the batch, encode the list in ONE compute pass, copy the
 // gradient + results to a staging buffer, ONE submit, map. Nothing is read back in between.
+//
+// The list is recorded for a pipeline stage, blocks [from, to) (shared/model/stage.ts); the whole
+// model is the stage [0, L), the same code and the same dispatches as before stages existed. A
+// stage after the first reads its input activations from `stageIn` (written from the wire) where
+// the first runs the encoder; a stage before the last stops at its last block's output
+// (`stageOut`), and its backward starts from `dres` written with the next stage's dIn instead of
+// the loss; a stage after the first ends its backward with dres = dIn (read back) instead of
+// running the encoder backward.
 
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { LAYER_NORM_EPS } from '../../shared/model/config.ts';
 import type { BlockTensorSuffix } from '../../shared/model/parameters.ts';
+import type { StageSpec } from '../../shared/model/stage.ts';
 import { KernelRuntime, type BufferSlice, type Dispatch } from './kernel.ts';
 import type { KernelSpec } from './kernels/wgsl-util.ts';
 import { storageBuffer } from './buffers.ts';
@@ -26,16 +35,24 @@ export interface StepBuffers {
   positions: GPUBuffer;
   batch: GPUBuffer;
   results: GPUBuffer;
-  logits: GPUBuffer;
+  /** Head stage only. */
+  logits: GPUBuffer | undefined;
+  /** [N, C] the blocks' input: the encoder's output, or the previous stage's output (written). */
+  stageIn: GPUBuffer;
+  /** [N, C] the last block's output (what a non-head stage sends on). */
+  stageOut: GPUBuffer;
+  /** [N, C] residual gradient: dOut is written here for a non-head stage; dIn after the backward. */
+  dres: GPUBuffer;
 }
 
 export interface RecordedStep {
   B: number;
   T: number;
+  spec: StageSpec;
   buffers: StepBuffers;
-  /** Forward + loss only (logits stay logits). */
+  /** Forward (+ loss on the head stage; logits stay logits). */
   forward: Dispatch[];
-  /** Forward + loss + backward + gradient norm (logits become dlogits in place). */
+  /** Forward (+ loss) + backward + gradient norm (logits become dlogits in place). */
   forwardBackward: Dispatch[];
   destroy(): void;
 }
@@ -52,13 +69,26 @@ export function attentionImpl(choice: AttentionChoice, T: number): 'rows' | 'mat
   return choice === 'auto' ? (T >= 64 ? 'matmul' : 'rows') : choice;
 }
 
-export async function recordStep(
+/** The whole model: the stage [0, L) with the embeddings and the head. */
+export function recordStep(
   rt: KernelRuntime, config: ModelConfig, layout: PaddedLayout, params: GPUBuffer, grads: GPUBuffer, B: number, T: number,
   attention: AttentionChoice = 'auto',
 ): Promise<RecordedStep> {
+  return recordStage(rt, config, { from: 0, to: config.nLayer }, layout, params, grads, B, T, attention);
+}
+
+/** `layout` is the padded layout of the stage's table (buildStageTable); params/grads hold only it. */
+export async function recordStage(
+  rt: KernelRuntime, config: ModelConfig, spec: StageSpec, layout: PaddedLayout, params: GPUBuffer, grads: GPUBuffer,
+  B: number, T: number, attention: AttentionChoice = 'auto',
+): Promise<RecordedStep> {
   const device = rt.device;
-  const { vocabSize: V, nLayer: L, nHead: NH, nEmbd: C, contextLength: maxT } = config;
+  const { vocabSize: V, nHead: NH, nEmbd: C, contextLength: maxT } = config;
   const N = B * T;
+  const { from, to } = spec;
+  const L = to - from; // blocks held; block `from + i` uses activations [i]
+  const emb = from === 0;
+  const head = to === config.nLayer;
   const owned: GPUBuffer[] = [];
   const buf = (floats: number, label: string) => {
     const b = storageBuffer(device, floats * 4, label);
@@ -70,22 +100,23 @@ export async function recordStep(
   // Parameter / gradient tensors as bindable slices of the padded buffers.
   const slice = (base: GPUBuffer, name: string): BufferSlice => {
     const i = layout.table.tensors.findIndex((t) => t.name === name);
-    if (i < 0) throw new Error(`webgpu engine: no parameter ${name} (bug)`);
+    if (i < 0) throw new Error(`webgpu engine: stage [${from}, ${to}) has no parameter ${name} (bug)`);
     return { buffer: base, offset: layout.offsets[i] * 4, size: layout.table.tensors[i].size * 4 };
   };
   const P = (name: string) => slice(params, name);
   const G = (name: string) => slice(grads, name);
-  const bl = (l: number, s: BlockTensorSuffix) => `transformer.h.${l}.${s}`;
+  const bl = (i: number, s: BlockTensorSuffix) => `transformer.h.${from + i}.${s}`;
+  const headBuf = (floats: number, label: string) => (head ? buf(floats, label) : undefined!);
 
   const a = {
-    encoded: buf(N * C, 'encoded'),
+    encoded: buf(N * C, emb ? 'encoded' : 'stage_input'),
     ln1: perLayer(N * C, 'ln1'), ln1Mean: perLayer(N, 'ln1_mean'), ln1Rstd: perLayer(N, 'ln1_rstd'),
     qkv: perLayer(N * 3 * C, 'qkv'), atty: perLayer(N * C, 'atty'), att: perLayer(B * NH * T * T, 'att'),
     res2: perLayer(N * C, 'res2'),
     ln2: perLayer(N * C, 'ln2'), ln2Mean: perLayer(N, 'ln2_mean'), ln2Rstd: perLayer(N, 'ln2_rstd'),
     fch: perLayer(N * 4 * C, 'fch'), fchGelu: perLayer(N * 4 * C, 'fch_gelu'), res3: perLayer(N * C, 'res3'),
-    lnf: buf(N * C, 'lnf'), lnfMean: buf(N, 'lnf_mean'), lnfRstd: buf(N, 'lnf_rstd'),
-    logits: buf(N * V, 'logits'), losses: buf(N, 'losses'),
+    lnf: headBuf(N * C, 'lnf'), lnfMean: headBuf(N, 'lnf_mean'), lnfRstd: headBuf(N, 'lnf_rstd'),
+    logits: headBuf(N * V, 'logits'), losses: headBuf(N, 'losses'),
     dres: buf(N * C, 'dres'), dbuf: buf(N * C, 'dbuf'), dqkv: buf(N * 3 * C, 'dqkv'), dfch: buf(N * 4 * C, 'dfch'),
     dpre: buf(B * NH * T * T, 'dpreatt'),
   };
@@ -94,7 +125,8 @@ export async function recordStep(
     rowStart: buf(V + 1, 'emb_row_start'), positions: buf(N, 'emb_positions'),
     batch: device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'batch' }),
     results: buf(4, 'results'),
-    logits: a.logits,
+    logits: head ? a.logits : undefined,
+    stageIn: a.encoded, stageOut: a.res3[L - 1], dres: a.dres,
   };
   owned.push(sb.batch);
 
@@ -103,7 +135,7 @@ export async function recordStep(
     d(matmulSpec({ transA: false, transB: false, bias: false, accumulate: false, tile: rt.tile(s.M, s.N), ...s }), bufs);
   // Weight gradients dW = X^T dY: K = B*T is long and the output small, so on a GPU they may be
   // split over K into a scratch of partials and summed in slice order (deterministic).
-  const splitFloats = splitKScratchFloats(config, B, T, (m, n, k) => rt.splitK(m, n, k));
+  const splitFloats = splitKScratchFloats(config, B, T, (m, n, k) => rt.splitK(m, n, k), head);
   const parts = splitFloats > 0 ? buf(splitFloats, 'splitk_partials') : undefined;
   // Bias and LayerNorm parameter gradients are column sums over N rows: two passes on GPUs when N
   // is long (row blocks into a partials scratch, then the blocks), one pass otherwise.
@@ -133,7 +165,7 @@ export async function recordStep(
 
   // ---------------- forward
   const fwd: Pending[] = [];
-  fwd.push(d(encoderForwardSpec(B, T, C), [sb.inputs, P('transformer.wte.weight'), P('transformer.wpe.weight'), a.encoded]));
+  if (emb) fwd.push(d(encoderForwardSpec(B, T, C), [sb.inputs, P('transformer.wte.weight'), P('transformer.wpe.weight'), a.encoded]));
   for (let l = 0; l < L; l++) {
     const residual = l === 0 ? a.encoded : a.res3[l - 1];
     fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [residual, P(bl(l, 'ln_1.weight')), P(bl(l, 'ln_1.bias')), a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l]]));
@@ -151,25 +183,29 @@ export async function recordStep(
     fwd.push(mm({ M: N, N: C, K: 4 * C, bias: true, addend: true }, [a.fchGelu[l], P(bl(l, 'mlp.c_proj.weight')), P(bl(l, 'mlp.c_proj.bias')), a.res2[l], a.res3[l]]));
   }
   const last = a.res3[L - 1];
-  fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [last, P('transformer.ln_f.weight'), P('transformer.ln_f.bias'), a.lnf, a.lnfMean, a.lnfRstd]));
-  fwd.push(mm({ M: N, N: V, K: C, transB: true }, [a.lnf, P('transformer.wte.weight'), a.logits]));
+  if (head) {
+    fwd.push(d(layernormForwardSpec(N, C, LAYER_NORM_EPS), [last, P('transformer.ln_f.weight'), P('transformer.ln_f.bias'), a.lnf, a.lnfMean, a.lnfRstd]));
+    fwd.push(mm({ M: N, N: V, K: C, transB: true }, [a.lnf, P('transformer.wte.weight'), a.logits]));
+  }
 
-  const lossFwd = [
+  const lossFwd = !head ? [] : [
     d(crossEntropySpec(N, V, false), [a.logits, sb.targets, sb.mask, sb.batch, a.losses]),
     d(lossReduceSpec(N), [a.losses, sb.batch, sb.results]),
   ];
-  const lossBwd = [
+  const lossBwd = !head ? [] : [
     d(crossEntropySpec(N, V, true), [a.logits, sb.targets, sb.mask, sb.batch, a.losses]),
     d(lossReduceSpec(N), [a.losses, sb.batch, sb.results]),
   ];
 
-  // ---------------- backward (a.logits now holds dlogits)
+  // ---------------- backward (a.logits now holds dlogits; a non-head stage has dOut in dres)
   const bwd: Pending[] = [];
-  bwd.push(...dW(V, C, N, a.logits, a.lnf, G('transformer.wte.weight')));
-  bwd.push(mm({ M: N, N: C, K: V }, [a.logits, P('transformer.wte.weight'), a.dbuf]));
-  // First LayerNorm backward overwrites dres (no clear needed); the rest accumulate into it.
-  bwd.push(d(layernormBackwardSpec(N, C, false), [a.dbuf, last, P('transformer.ln_f.weight'), a.lnfMean, a.lnfRstd, a.dres]));
-  bwd.push(...lnGrad(a.dbuf, last, a.lnfMean, a.lnfRstd, G('transformer.ln_f.weight'), G('transformer.ln_f.bias')));
+  if (head) {
+    bwd.push(...dW(V, C, N, a.logits, a.lnf, G('transformer.wte.weight')));
+    bwd.push(mm({ M: N, N: C, K: V }, [a.logits, P('transformer.wte.weight'), a.dbuf]));
+    // First LayerNorm backward overwrites dres (no clear needed); the rest accumulate into it.
+    bwd.push(d(layernormBackwardSpec(N, C, false), [a.dbuf, last, P('transformer.ln_f.weight'), a.lnfMean, a.lnfRstd, a.dres]));
+    bwd.push(...lnGrad(a.dbuf, last, a.lnfMean, a.lnfRstd, G('transformer.ln_f.weight'), G('transformer.ln_f.bias')));
+  }
   for (let l = L - 1; l >= 0; l--) {
     const residual = l === 0 ? a.encoded : a.res3[l - 1];
     // MLP projection: out = fch_gelu @ Wp + bp
@@ -203,9 +239,13 @@ export async function recordStep(
     bwd.push(d(layernormBackwardSpec(N, C, true), [a.dbuf, residual, P(bl(l, 'ln_1.weight')), a.ln1Mean[l], a.ln1Rstd[l], a.dres]));
     bwd.push(...lnGrad(a.dbuf, residual, a.ln1Mean[l], a.ln1Rstd[l], G(bl(l, 'ln_1.weight')), G(bl(l, 'ln_1.bias'))));
   }
-  // Embeddings: dwte already holds the LM head's part; the encoder adds its own.
-  bwd.push(d(encoderBackwardWteSpec(N, V, C), [sb.rowStart, sb.positions, a.dres, G('transformer.wte.weight')]));
-  bwd.push(d(encoderBackwardWpeSpec(B, T, C, maxT), [a.dres, G('transformer.wpe.weight')]));
+  // Embeddings: with the head, dwte already holds the LM head's part and the encoder adds its own;
+  // without it (first stage of several) the encoder's part is all of this stage's dwte.
+  // A stage after the first stops here: dres is dIn.
+  if (emb) {
+    bwd.push(d(encoderBackwardWteSpec(N, V, C, head), [sb.rowStart, sb.positions, a.dres, G('transformer.wte.weight')]));
+    bwd.push(d(encoderBackwardWpeSpec(B, T, C, maxT), [a.dres, G('transformer.wpe.weight')]));
+  }
 
   // Gradient norm + non-finite count over the whole padded gradient buffer (padding is zero),
   // in binding-sized chunks.
@@ -235,7 +275,7 @@ export async function recordStep(
     return x;
   };
   return {
-    B, T, buffers: sb,
+    B, T, spec: { from, to }, buffers: sb,
     forward: [...fwd, ...lossFwd].map(prep),
     forwardBackward: [...fwd, ...lossBwd, ...bwd].map(prep),
     destroy() {

@@ -16,6 +16,6 @@ export async function createNodeHost(backend: 'webgpu' | 'cpu', memoryCap?: numb
   }
   const { nodeGpu } = await import('../engine/node-gpu.ts');
   const { createWebGpuHost } = await import('../client/webgpu-host.ts');
-  const { createEngineBackend } = await import('../client/engine-factory.ts');
-  return createWebGpuHost(() => nodeGpu(), { probeCeilingBytes: memoryCap, createBackend: createEngineBackend });
+  const { createEngineBackend, createEngineStageBackend } = await import('../client/engine-factory.ts');
+  return createWebGpuHost(() => nodeGpu(), { probeCeilingBytes: memoryCap, createBackend: createEngineBackend, createStageBackend: createEngineStageBackend });
 }

@@ -5,7 +5,7 @@
 import type { EngineHost } from '../client/engine-host.ts';
 import { createCpuHost } from '../client/cpu-host.ts';
 import { createWebGpuHost } from '../client/webgpu-host.ts';
-import { createEngineBackend } from '../client/engine-factory.ts';
+import { createEngineBackend, createEngineStageBackend } from '../client/engine-factory.ts';
 import { WorkerClient } from '../client/worker-client.ts';
 import type { PageToWorker, WorkerToPage } from './messages.ts';
 
@@ -28,7 +28,7 @@ function getHost(cpu: boolean): EngineHost {
         // navigator.deviceMemory (GB, coarse, Chromium only); the user cap is what really counts.
         probedBytes: deviceMemoryBytes(),
       })
-    : createWebGpuHost(() => (self.navigator as Navigator & { gpu?: GPU }).gpu, { createBackend: createEngineBackend });
+    : createWebGpuHost(() => (self.navigator as Navigator & { gpu?: GPU }).gpu, { createBackend: createEngineBackend, createStageBackend: createEngineStageBackend });
   return host;
 }
 

@@ -93,7 +93,10 @@ export class CpuGpt {
    */
   forward(params: FloatArray, batch: MicroBatch): LossResult {
     checkBatch(this.config, batch);
-    if (params.length !== this.table.total) paramViews(this.table, params); // throws the model's size error
+    if (params.length !== this.table.total) {
+      throw new AppError('ERR_PARAM_SIZE', `cpu model: parameter vector has ${params.length} values, the model needs ${this.table.total}`,
+        400, 'the vector must be laid out as buildParameterTable(config)');
+    }
     return this.stage.run(params, batch).loss!;
   }
 

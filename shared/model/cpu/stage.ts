@@ -95,7 +95,7 @@ export class CpuStage {
 
   /** Validates the input (AppError naming the field, nothing changed), then runs the forward. */
   forward(params: FloatArray, input: StageInput): StageForward {
-    checkStageInput(this.table, input);
+    checkStageInput(this.table, input, this.Ctor === Float64Array);
     return this.run(params, input);
   }
 
@@ -136,7 +136,7 @@ export class CpuStage {
     const last = this.last;
     if (!last || !this.io) throw new AppError('ERR_NO_FORWARD', 'cpu stage: backward() needs a forward() first', 500);
     const { params, input, fwd, y } = last;
-    if (!this.table.head) checkStageDOut(this.table, input, dOut);
+    if (!this.table.head) checkStageDOut(this.table, input, dOut, this.Ctor === Float64Array);
     const { B, T } = input;
     const { nEmbd: C, vocabSize: V } = this.config;
     const BT = B * T;

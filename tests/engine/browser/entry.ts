@@ -4,7 +4,8 @@
 // Browser-only: nothing here may import Node modules or the `webgpu` package.
 
 import { conformanceCases, type ConformanceCase } from '../conformance.case.ts';
-import { createKernelHarness, createWebGpuBackend, requestEngineDevice } from '../../../worker-web/engine/index.ts';
+import { stageCases } from '../stage.case.ts';
+import { createKernelHarness, createWebGpuBackend, createWebGpuStageBackend, requestEngineDevice } from '../../../worker-web/engine/index.ts';
 import type { ModelConfig } from '../../../shared/model/config.ts';
 import type { TrainingBackend } from '../../../shared/backend.ts';
 import type { PageApi, PageInfo, CaseResult } from './page-api.ts';
@@ -25,7 +26,7 @@ async function setup(): Promise<{ info: PageInfo; cases: Map<string, Conformance
   // device's uncaptured errors are already collected above).
   const createBackend = (config: ModelConfig): Promise<TrainingBackend> =>
     createWebGpuBackend(config, { device: ed.device, adapterInfo: ed.info });
-  const list = conformanceCases({
+  const env = {
     label: 'webgpu-chromium',
     harness,
     createBackend,
@@ -34,7 +35,9 @@ async function setup(): Promise<{ info: PageInfo; cases: Map<string, Conformance
       if (!r.ok) throw new Error(`fixture: GET /fixture/gpt2_tiny.bin gave HTTP ${r.status} (run npm run fixture)`);
       return r.arrayBuffer();
     },
-  });
+  };
+  // The stage cases: three stage backends on the same device, chained (tests/engine/stage.case.ts).
+  const list = [...conformanceCases(env), ...stageCases({ ...env, createStageBackend: (c, spec) => createWebGpuStageBackend(c, spec, { device: ed.device, adapterInfo: ed.info }) })];
   const cases = new Map<string, ConformanceCase>();
   for (const c of list) {
     if (cases.has(c.name)) throw new Error(`conformance suite: two cases named "${c.name}" (names must be unique)`);

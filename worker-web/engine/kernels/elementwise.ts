@@ -58,11 +58,13 @@ ${head1d(n)}
  * dwte[v,c] += sum over positions p with inp[p] == v of dout[p,c]. The positions of each vocab
  * row come as CSR (rowStart[V+1], positions[N], ascending), built on the CPU from the token ids
  * we already hold, so each (v,c) is one thread summing in a fixed order: deterministic, no atomics.
+ * accumulate = false writes every row (= instead of +=): the first pipeline stage holds no LM head,
+ * so nothing else has written dwte this step.
  */
-export function encoderBackwardWteSpec(N: number, V: number, C: number): KernelSpec {
+export function encoderBackwardWteSpec(N: number, V: number, C: number, accumulate = true): KernelSpec {
   const n = V * C;
   return {
-    label: `encoder_backward_wte_${N}x${V}x${C}`,
+    label: `encoder_backward_wte_${N}x${V}x${C}${accumulate ? '' : '_set'}`,
     bindings: ['read', 'read', 'read', 'rw'],
     grid: grid(n),
     code: `@group(0) @binding(0) var<storage, read> rowStart: array<u32>;
@@ -74,8 +76,8 @@ ${head1d(n)}
   let c = i % ${C}u;
   let s0 = rowStart[v];
   let s1 = rowStart[v + 1u];
-  if (s0 == s1) { return; }
-  var s = dwte[i];
+  ${accumulate ? `if (s0 == s1) { return; }
+  var s = dwte[i];` : 'var s = 0.0;'}
   for (var j = s0; j < s1; j++) { s += dout[positions[j] * ${C}u + c]; }
   dwte[i] = s;
 }`,

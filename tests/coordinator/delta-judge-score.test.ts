@@ -1,0 +1,52 @@
+// The loss score of a DiLoCo delta (coordinator/security/delta-judge.ts judge) on a real round of
+// H AdamW steps on the CPU reference: the honest delta is accepted; the same delta sign-flipped is
+// refused with a ban (it raises the scored loss more than its reverse move does); a blown-up one
+// (a multiple of the honest move that raises the loss by more than LOSS_BLOWUP) is refused with a
+// ban whichever way the reverse goes.
+import { describe, expect, it } from 'vitest';
+import { buildMicroBatch } from '../../shared/data/index.ts';
+import { syntheticDataset } from '../../shared/data/synthetic.ts';
+import { HostInnerEngine, runRound } from '../../shared/diloco/inner.ts';
+import { presetConfig } from '../../shared/model/config.ts';
+import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
+import { initParameters } from '../../shared/model/init.ts';
+import { buildParameterTable } from '../../shared/model/parameters.ts';
+import { DeltaJudge, LOSS_BLOWUP, SCORE_ROWS } from '../../coordinator/security/delta-judge.ts';
+import type { RoundLease } from '../../coordinator/train/round-trainer.ts';
+
+const model = presetConfig('tiny');
+const T = 16, B = 2, H = 4;
+const data = syntheticDataset(64, T);
+const hyper = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1 };
+
+describe('diloco: loss score of a delta', () => {
+  it('accepts the honest delta, bans it sign-flipped (worse than its reverse) or blown up', async () => {
+    const rows = Array.from({ length: H * B }, (_, i) => ({ epoch: 0, id: i }));
+    const b = buildMicroBatch(data, rows.map((x) => x.id));
+    const lease: RoundLease = { id: 'n.r0.1', round: 0, version: 0, workerId: 'w', H, B, rows, tokens: b.mask.reduce((a, m) => a + m, 0), issuedAt: 0, expiresAt: 1e12 };
+    const batch = { B, T: b.T, inputs: b.inputs, targets: b.targets, mask: b.mask };
+    const start = initParameters(model, 5);
+    const r = await runRound(new HostInnerEngine(createCpuBackend(model), buildParameterTable(model)), start, batch, { ...hyper, lrs: [3e-3, 3e-3, 3e-3, 3e-3] });
+    const cpu = createCpuBackend(model);
+    const scored = buildMicroBatch(data, rows.slice(0, SCORE_ROWS).map((x) => x.id));
+    const lossAt = async (s: number) => {
+      await cpu.setParams(start.map((x, i) => x - s * r.delta[i]));
+      return (await cpu.forward(scored)).loss;
+    };
+    const judge = new DeltaJudge(model, data, 1e9);
+    const honest = await judge.judge(lease, start, r.delta);
+    expect(honest.ok).toBe(true);
+    const flipped = await judge.judge(lease, start, r.delta.map((x) => -x));
+    expect(flipped.ok).toBe(false);
+    expect(!flipped.ok && flipped.code).toBe('VERIFY_FAILED');
+    expect(!flipped.ok && flipped.ban).toMatch(/raises the loss .* \(the reverse move: /);
+    // Far along the honest direction: the loss rises by more than LOSS_BLOWUP.
+    const before = await lossAt(0);
+    let t = 1;
+    while ((await lossAt(t)) <= before * (1 + LOSS_BLOWUP)) t *= 2;
+    const blown = await judge.judge(lease, start, r.delta.map((x) => x * t));
+    expect(blown.ok).toBe(false);
+    expect(!blown.ok && blown.ban).toMatch(/raises the loss/);
+    expect(judge.counters.lossRaised).toBe(2);
+  });
+});
