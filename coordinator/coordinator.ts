@@ -233,7 +233,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   let clusterPort: ClusterPort | null = null;
   // A gateway (--redis) starts its slices with whoever is there: --min-workers counts the whole
   // cluster's workers, and its gate is the uplink's (coordinator/cluster/uplink.ts).
-  const hub = new WorkerHub({ io, trainer, config: redis ? { ...config, minWorkers: 1 } : config, ...(redis ? { stages: false } : {}), preset: config.preset, seqLen, bus: redis ? new GatewayBus(bus) : bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}),
+  const hub = new WorkerHub({ io, trainer, config: redis ? { ...config, minWorkers: 1 } : config, ...(redis ? { stages: false } : {}), preset: config.preset, seqLen, bus: redis ? new GatewayBus(bus) : bus, log: redis ? log.child({ role: 'gateway' }) : log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}),
     ...(redis ? { port: (gw, workers) => (clusterPort = new ClusterPort(gw, workers)) } : {}) });
   let cluster: ClusterNode | null = null;
 
