@@ -95,8 +95,21 @@ export class GatewayTrainer extends Trainer {
 
   /** A step the leader finished (its event channel): the gateway's history for /api/history. */
   noteLeaderStep(p: HistoryPoint): void {
+    // After a failover the new leader redoes the steps since its checkpoint: theirs replace ours.
+    while (this.points.length && this.points[this.points.length - 1].step >= p.step) this.points.pop();
     this.points.push(p);
     if (this.points.length > 20_000) this.points.splice(0, this.points.length - 20_000);
+  }
+
+  /**
+   * The run's history as a (new) leader has it (from its checkpoint on): replaces what this process
+   * saw. `keepNewer`: steps this process heard of after the leader answered stay (a step that
+   * a newer leader redoes replaces them as it comes: noteLeaderStep).
+   */
+  seedHistory(points: readonly HistoryPoint[], keepNewer = false): void {
+    const last = points.at(-1)?.step ?? -1;
+    const newer = keepNewer ? this.points.filter((p) => p.step > last) : [];
+    this.points.splice(0, this.points.length, ...points.slice(-20_000), ...newer);
   }
 
   override get lastAggregate(): Float32Array | null {

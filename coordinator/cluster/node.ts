@@ -143,6 +143,8 @@ export class ClusterNode {
       publish: (e) => void this.d.redis.publish(this.store.keys.events, JSON.stringify(e)).catch(() => {}),
     }, pickCheckpoint(d.runDir, committed));
     if (paused) this.leaderStack.hub.pause();
+    // This process's /api/history and dashboards: the run's history as the checkpoint has it.
+    d.trainer.seedHistory(this.leaderStack.trainer.history);
   }
 
   private stopLeading(why: string): void {

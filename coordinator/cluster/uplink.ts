@@ -12,6 +12,7 @@
 import { io, type Socket } from 'socket.io-client';
 import type { Logger } from 'pino';
 import { msgpackParser } from '../../shared/protocol/parser.ts';
+import type { HistoryPoint } from '../../shared/protocol/dashboard.ts';
 import { PROTOCOL_VERSION, type HelloMsg, type WelcomeMsg } from '../../shared/protocol/messages.ts';
 import { validateParams, validateTask, validateWelcome } from '../../shared/protocol/validate.ts';
 import type { WorkerHub } from '../server/hub.ts';
@@ -141,6 +142,9 @@ export class Uplink {
       this.welcome = v.value;
       this.started = true;
       log.info({ leader: lease.url, epoch: lease.epoch, unit: v.value.workerId }, 'cluster: joined the leader');
+      // The run's history as this leader has it (from its checkpoint on): charts and /api/history
+      // of every process show the run, not only the steps since it joined.
+      if (lease.id !== this.d.me.id) void this.fetchHistory(lease.url, my);
       if (this.hb) clearInterval(this.hb);
       this.hb = setInterval(() => s.connected && s.emit('heartbeat', { t: Date.now(), state: 'computing' }), v.value.heartbeatMs);
       this.hb.unref();
@@ -186,6 +190,18 @@ export class Uplink {
         this.d.hub.scheduler.schedule();
       }
     });
+  }
+
+  private async fetchHistory(url: string, my: number): Promise<void> {
+    try {
+      const r = await fetch(`${url}/api/history`, { signal: AbortSignal.timeout(5_000) });
+      const body = (await r.json()) as { points?: unknown };
+      if (my !== this.conn || !Array.isArray(body.points)) return;
+      const points = body.points.filter((p): p is HistoryPoint => typeof p === 'object' && p !== null && Number.isInteger((p as HistoryPoint).step) && typeof (p as HistoryPoint).loss === 'number');
+      this.d.trainer.seedHistory(points, true);
+    } catch (e) {
+      this.d.log.debug({ err: (e as Error).message }, 'cluster: no history from the leader');
+    }
   }
 
   private sendPartial(p: Partial, u: UnitLease): void {

@@ -102,6 +102,7 @@ describe('several coordinators on one Redis', () => {
     const hb = await json(b.url + '/api/history');
     expect(ha.loss).toHaveLength(STEPS);
     expect(hb.loss).toEqual(ha.loss);
+    expect(ha.step).toEqual([...Array(STEPS).keys()]);
     const diffs = soloLoss.map((l, i) => Math.abs(l - ha.loss[i]));
     console.log(`per-step |loss difference| vs one coordinator: max ${Math.max(...diffs).toExponential(2)}`);
     for (const d of diffs) expect(d).toBeLessThanOrEqual(1e-6);

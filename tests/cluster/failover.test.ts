@@ -142,6 +142,9 @@ describe('a run shared by three coordinators through Redis', () => {
     expect(count.doubled).toBe(0);
     expect(count.trained).toBe(STEPS * BATCH);
     expect(s.samplesTrained).toBe(STEPS * BATCH);
+    // The history every live process serves is the run's: each step once, in order, across the
+    // leader changes (redone steps replace the ones rolled back).
+    for (const p of live()) expect((await (await fetch(p.url + '/api/history')).json()).step).toEqual([...Array(STEPS).keys()]);
     expect(s.accounting.doubled).toBe(0);
   }, 90_000);
 });
