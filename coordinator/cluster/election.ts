@@ -122,6 +122,13 @@ export class LeaderElection {
     this.hooks.lost(why);
   }
 
+  /** Give the lease up now (this process cannot lead: it failed to start as leader); others may take it. */
+  resign(why: string): void {
+    const t = this.token;
+    this.stepDown(why);
+    if (t) void this.store.release(t).catch(() => {});
+  }
+
   /** Stop electing; a leader hands its lease back so another takes over at once. */
   async stop(): Promise<void> {
     this.stopped = true;

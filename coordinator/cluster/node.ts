@@ -131,10 +131,23 @@ export class ClusterNode {
       paused = p !== null;
       await this.store.secret(randomBytes(24).toString('base64url')); // a restarted Redis lost it
     } catch (e) {
-      log.warn({ err: (e as Error).message }, 'cluster: elected, but Redis failed; stepping down at the next renewal');
-      return;
+      log.warn({ err: (e as Error).message }, 'cluster: elected, but Redis failed; giving the lease up');
+      return this.election.resign(`Redis failed at the start of leading (${(e as Error).message})`);
     }
     if (this.closed || this.election.currentToken !== token) return;
+    const d = this.d;
+    try {
+      this.startLeader(lease, token, log, committed, paused);
+    } catch (e) {
+      // A checkpoint of another model or data set, an unreadable --init-from: this process cannot
+      // lead this run. Said loudly; the lease goes back (another process may fail the same way).
+      log.error({ err: e }, 'cluster: cannot lead this run; giving the lease up');
+      d.bus.logEntry({ level: 'error', kind: 'resume', message: `cannot lead this run: ${(e as Error).message}` });
+      this.election.resign(`cannot lead: ${(e as Error).message}`);
+    }
+  }
+
+  private startLeader(lease: LeaseValue, token: string, log: Logger, committed: { step: number; epoch: number } | null, paused: boolean): void {
     const d = this.d;
     this.leaderStack = new LeaderStack({
       nsp: d.io.of(CLUSTER_NAMESPACE), config: d.config, model: d.model, dataset: d.dataset, seqLen: d.seqLen, runDir: d.runDir, log,
