@@ -4,7 +4,8 @@
 // a websocket message) -> validateResult (schema, lengths, every value finite) -> the streaming
 // token-weighted mean (MeanAggregator.add into the float64 accumulator). memcpy = a
 // Float32Array.set of the same gradient bytes. Security's per-result checks (replay digest,
-// gradient norm) are a policy on top and are measured apart ("withChecks").
+// gradient norm) are a policy on top and are measured apart ("withChecks"; the norm comes out of
+// validateResult's finite scan, as in security.judgeResult, so only the digest is an extra pass).
 // Prints a table, then as the last line: { cases: [{ preset, bytes, memcpyMBps, ingestMBps, ratio }] }.
 
 import { parseArgs } from 'node:util';
@@ -12,7 +13,7 @@ import { loadavg } from 'node:os';
 import { l2Norm } from '../shared/optim/clip.ts';
 import { parameterCount, presetConfig } from '../shared/model/config.ts';
 import { decodeStats, Decoder, Encoder, PacketType, type Packet } from '../shared/protocol/parser.ts';
-import { validateResult } from '../shared/protocol/validate.ts';
+import { measuredNorm, validateResult } from '../shared/protocol/validate.ts';
 import { AppError } from '../shared/errors.ts';
 import { FOLD_BATCH, MeanAggregator } from '../coordinator/train/aggregate.ts';
 import { gradientDigest } from '../coordinator/security/replay.ts';
@@ -64,7 +65,8 @@ export function runIngestCase(preset: string, reps: number): IngestCase {
     if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
     if (checks) {
       gradientDigest(v.value.grads);
-      l2Norm(v.value.grads);
+      // What security.judgeResult does: the norm validateResult measured in its finite scan.
+      if ((measuredNorm(v.value.grads) ?? l2Norm(v.value.grads)) < 0) throw new AppError('ERR_BENCH_INGEST', 'bench:ingest: negative norm');
     }
     agg.add(v.value.grads, v.value.tokens, 'w1');
     decoded = null;

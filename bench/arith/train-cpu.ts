@@ -4,16 +4,16 @@
 // overridden, e.g. the settings before issue 14:
 //   npx tsx bench/arith/train-cpu.ts --preset tiny --tasks reversal --words 1500 --held-out 60 \
 //     --steps 150 --eval-every 50 --lr 1e-3 --min-lr 1e-4 --warmup-steps 20 --decay-steps 10000 \
-//     --weight-decay 0.01 --beta2 0.999
+//     --weight-decay 0.01 --beta2 0.999 --stable-fraction 0 --answers plain
 import { parseArgs } from 'node:util';
 import { validateConfig } from '../../coordinator/config.ts';
-import { arithRevDataset, type ArithRevTask } from '../../shared/data/index.ts';
+import { arithRevDataset, type ArithRevAnswers, type ArithRevTask } from '../../shared/data/index.ts';
 import { presetConfig } from '../../shared/model/config.ts';
 import { trainLocal } from '../../shared/model/local-train.ts';
 
 const { values: v } = parseArgs({
   options: Object.fromEntries(['preset', 'tasks', 'words', 'held-out', 'steps', 'eval-every', 'seq-len', 'seed', 'global-batch', 'lr', 'min-lr',
-    'warmup-steps', 'decay-steps', 'weight-decay', 'beta1', 'beta2', 'grad-clip', 'stop-at'].map((k) => [k, { type: 'string' as const }])),
+    'warmup-steps', 'decay-steps', 'stable-fraction', 'weight-decay', 'beta1', 'beta2', 'grad-clip', 'stop-at', 'answers'].map((k) => [k, { type: 'string' as const }])),
 });
 const num = (k: string): number | undefined => (v[k] === undefined ? undefined : Number(v[k]));
 const d = validateConfig({});
@@ -24,12 +24,13 @@ const dataset = arithRevDataset({
   ...(v.tasks ? { tasks: String(v.tasks).split(',') as ArithRevTask[] } : {}),
   ...(v.words ? { words: num('words') } : {}),
   ...(v['held-out'] ? { heldOut: num('held-out') } : {}),
+  ...(v.answers ? { answers: String(v.answers) as ArithRevAnswers } : {}),
 });
 const steps = num('steps') ?? 1500;
 const opts = {
   model, dataset, seed: num('seed') ?? d.seed, steps, globalBatch: num('global-batch') ?? d.globalBatch,
   lr: num('lr') ?? d.lr, minLr: num('min-lr') ?? d.minLr, warmupSteps: num('warmup-steps') ?? d.warmupSteps,
-  decaySteps: num('decay-steps') ?? d.decaySteps, weightDecay: num('weight-decay') ?? d.weightDecay,
+  decaySteps: num('decay-steps') ?? d.decaySteps, stableFraction: num('stable-fraction') ?? d.stableFraction, weightDecay: num('weight-decay') ?? d.weightDecay,
   beta1: num('beta1') ?? d.beta1, beta2: num('beta2') ?? d.beta2, eps: d.eps, gradClip: num('grad-clip') ?? d.gradClip,
   evalEvery: num('eval-every') ?? 100, stopAtAccuracy: num('stop-at'),
 };

@@ -8,11 +8,12 @@ Mirrors our system exactly where it matters (see docs/model.md, "Teaching the bu
   model     GPT-2 as in tests/reference/make_fixture.py (float32 here);
   loss      masked mean over the global batch (= the coordinator's token-weighted mean);
   optimizer torch.optim.AdamW, decay only on 2-D non-embedding weights, clip_grad_norm_,
-            linear warmup + cosine to min-lr (shared/optim), one epoch = one permutation of train;
+            linear warmup + WSD or cosine to min-lr (shared/optim), one epoch = one permutation of train;
   eval      greedy decoding of every held-out prompt, exact match, per task.
 
-  npx tsx bench/arith/dump-task.ts 1 small > /tmp/arith-task-small.json
-  /usr/bin/python3 bench/arith/train_mirror.py /tmp/arith-task-small.json --lr 1e-3 --steps 1500
+Defaults = coordinator/config.ts defaults (peak 2e-3, warmup 50, cosine to 2e-5 over 1500 steps, beta2 0.99).
+  npx tsx bench/arith/dump-task.ts 1 small > /tmp/arith-task-small.json   # answers as the task writes them
+  /usr/bin/python3 bench/arith/train_mirror.py /tmp/arith-task-small.json --steps 1500
 Prints one JSON line per evaluation and a summary line ("steps to 95%/99%").
 """
 import argparse
@@ -86,13 +87,13 @@ def evaluate(P, pairs, L, NH, C, T):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("task")
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--min-lr", type=float, default=1e-4)
-    ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--decay", type=int, default=10000)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--min-lr", type=float, default=2e-5)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--decay", type=int, default=1500)
     ap.add_argument("--wd", type=float, default=0.01)
     ap.add_argument("--beta1", type=float, default=0.9)
-    ap.add_argument("--beta2", type=float, default=0.999)
+    ap.add_argument("--beta2", type=float, default=0.99)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=1500)
@@ -111,6 +112,10 @@ def main():
     ap.add_argument("--stable-end", type=int, default=0, help="wsd: last step at the peak (0 = 80%% of --decay)")
     ap.add_argument("--pad-answers", action="store_true",
                     help="format: fixed-width zero-padded answers (addition 3 digits, subtraction 2), e.g. 12+34=046")
+    ap.add_argument("--reverse-answers", action="store_true",
+                    help="format: arithmetic answers written least significant digit first (with --pad-answers: 12+34=640)")
+    ap.add_argument("--embd-init-scale", type=float, default=1.0,
+                    help="init: multiply wte and wpe by this after loading our weights (std 0.02 * X)")
     ap.add_argument("--stop-at", type=float, default=2.0, help="stop once held-out exact match >= this")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -143,9 +148,17 @@ def main():
             names.append(name)
             o += size
         assert o == flat.numel()
+    if a.embd_init_scale != 1.0:
+        with torch.no_grad():
+            for k in names:
+                if ".wte." in k or ".wpe." in k or k.endswith("wte.weight") or k.endswith("wpe.weight"):
+                    P[k].mul_(a.embd_init_scale)
+
     def fmt(p, r):
         if a.pad_answers and task_of(p) != "rev":
-            return p, r.zfill(3 if task_of(p) == "add" else 2)
+            r = r.zfill(3 if task_of(p) == "add" else 2)
+        if a.reverse_answers and task_of(p) != "rev":
+            r = r[::-1]
         return p, r
 
     task["train"] = [fmt(p, r) for p, r in task["train"]]

@@ -46,12 +46,12 @@ export function relativeL2(a: Float32Array, b: Float32Array): number {
 
 /**
  * Relative rise of the scored loss accepted without further questions. Not zero: H AdamW steps on
- * the whole lease do not lower the loss of every 8-row sample of it. Measured in chaos runs (tiny,
- * lr 1e-2, H = 4, int8): honest deltas raised it by +0.55%, +3.9% and +11% (fresh moments after a
- * coordinator restart: AdamW's first steps move every weight by ~lr) and were banned while the
- * rule was "any rise"; sign-flipped ones raised it by +70% and +428%. Above 2% the reverse test
- * decides (to second order L(start - d) < L(start + d) for any move along a descent direction,
- * overshoot or not; a sign flip reverses it).
+ * the whole lease need not lower the loss of every 8-row sample of it, and at a too-high inner
+ * rate an honest round overshoots (measured on the CPU reference, one call at a time: lr 1e-2 with
+ * fresh moments from partly trained weights, 2.90 -> 8.18). Above 2% the reverse test decides (to
+ * second order L(start - d) < L(start + d) for a move along a descent direction; a sign flip
+ * reverses it); sign-flipped deltas in chaos runs raised it by +70% and +428%. (The honest bans
+ * of +0.55..11% first seen in chaos runs were deltas judged concurrently: see serial().)
  */
 export const LOSS_RISE_TOLERANCE = 0.02;
 /** A rise refused whatever the reverse move does (a blown-up delta raises the loss both ways). */
@@ -86,7 +86,25 @@ export class DeltaJudge {
    * Re-run a sampled round's H inner steps on the CPU reference (fresh moments, as the worker was
    * told) and compare the worker's decoded delta with the reference packed by the same codec.
    */
-  async recompute(lease: RoundLease, start: Float32Array, delta: Float32Array, round: { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }): Promise<DeltaVerdict | null> {
+  recompute(lease: RoundLease, start: Float32Array, delta: Float32Array, round: { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }): Promise<DeltaVerdict | null> {
+    return this.serial(() => this.recomputeNow(lease, start, delta, round));
+  }
+
+  /**
+   * The judge's backends hold one set of weights at a time, and every call awaits between setting
+   * them and reading the loss: deltas arriving together (after a re-computation held the event loop)
+   * were judged interleaved, each scoring another's weights, and honest workers were banned (chaos,
+   * diloco: 5 of 6 honest workers in one round). One call at a time.
+   */
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f, f);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private async recomputeNow(lease: RoundLease, start: Float32Array, delta: Float32Array, round: { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }): Promise<DeltaVerdict | null> {
     if (round.lrs.length !== lease.H) return { ok: false, code: 'VERIFY_FAILED', message: `re-computation: ${round.lrs.length} learning rates for H = ${lease.H} (bug)` };
     const b = buildMicroBatch(this.dataset, lease.rows.map((r) => r.id));
     // Its own CPU backend: the loss score's backend holds other weights between calls.
@@ -106,7 +124,11 @@ export class DeltaJudge {
     return null;
   }
 
-  async judge(lease: RoundLease, start: Float32Array, delta: Float32Array): Promise<DeltaVerdict> {
+  judge(lease: RoundLease, start: Float32Array, delta: Float32Array): Promise<DeltaVerdict> {
+    return this.serial(() => this.judgeNow(lease, start, delta));
+  }
+
+  private async judgeNow(lease: RoundLease, start: Float32Array, delta: Float32Array): Promise<DeltaVerdict> {
     let ss = 0;
     for (let i = 0; i < delta.length; i++) ss += delta[i] * delta[i];
     const norm = Math.sqrt(ss);

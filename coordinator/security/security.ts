@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { C2S, type RejectCode, type ResultMsg } from '../../shared/protocol/messages.ts';
 import type { SecuritySummary } from '../../shared/protocol/dashboard.ts';
 import { Rng } from '../../shared/rng.ts';
-import { validateResult } from '../../shared/protocol/validate.ts';
+import { measuredNorm, validateResult } from '../../shared/protocol/validate.ts';
 import type { MicroBatch } from '../../shared/backend.ts';
 import type { CoordinatorConfig } from '../config.ts';
 import { l2Norm } from '../../shared/optim/clip.ts';
@@ -232,7 +232,7 @@ export class Security {
       this.counters.replays++;
       return refuse('DUPLICATE', `this gradient was already accepted for task ${prior} (replay)`);
     }
-    const norm = l2Norm(r.grads);
+    const norm = measuredNorm(r.grads) ?? l2Norm(r.grads); // measured in validateResult's finite scan
     if (Math.abs(norm - r.gradNorm) > 1e-2 * Math.max(norm, 1e-6)) {
       this.counters.normLies++;
       return refuse('OUT_OF_RANGE', `result.gradNorm ${r.gradNorm.toPrecision(4)} but the gradient's norm is ${norm.toPrecision(4)}`);

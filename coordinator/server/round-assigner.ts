@@ -142,7 +142,19 @@ export class RoundAssigner implements WorkAssigner {
       }
     };
     const v = validateDelta(raw, { paramCount: this.trainer.paramCount, codecs: [rt.compress] });
-    if (!v.ok) return refuse(v.code, v.message);
+    if (!v.ok) {
+      if (v.code === 'NON_FINITE') {
+        // An honest worker never sends one (round-handler.ts keeps a round with NaN/Inf gradients
+        // to itself; the codecs pack finite values): a lie, banned at once (one delta per round
+        // collected penalty points too slowly: a chaos nan attacker was never banned), and its
+        // lease's rows go back now.
+        const l = taskId !== undefined ? rt.check(taskId, w.id) : null;
+        if (l && !('code' in l)) rt.release(l.id, 'released');
+        const b = this.security.reputation.banNow(w.id, `its delta holds NaN/Inf values: ${v.message.slice(0, 160)}`);
+        if (b.ban) queueMicrotask(() => this.port.ban(w, b.reason));
+      }
+      return refuse(v.code, v.message);
+    }
     const d = v.value;
     const c = rt.check(d.taskId, w.id);
     if ('code' in c) return refuse(c.code, c.message);

@@ -109,7 +109,7 @@ export class RoundTrainer {
     this.published = new Float32Array(trainer.params);
     this.compress = (cfg.compress ?? 'int8') as CodecName;
     const s = trainer.schedule;
-    this.innerSchedule = { ...s, warmupSteps: s.warmupSteps, totalSteps: s.totalSteps * cfg.innerSteps };
+    this.innerSchedule = { ...s, warmupSteps: s.warmupSteps, totalSteps: s.totalSteps * cfg.innerSteps, stableSteps: (s.stableSteps ?? 0) * cfg.innerSteps };
   }
 
   get round(): number {

@@ -14,7 +14,7 @@ import { AppError } from '../../shared/errors.ts';
 import { parameterCount, type ModelConfig } from '../../shared/model/config.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
-import { AdamW, clipGradNorm, l2Norm, lrAt, type LrSchedule } from '../../shared/optim/index.ts';
+import { AdamW, clipGradNorm, l2Norm, lrAt, runSchedule, type LrSchedule } from '../../shared/optim/index.ts';
 import type { HistoryPoint, EpochAccounting } from '../../shared/protocol/dashboard.ts';
 import type { RejectCode, ResultMsg } from '../../shared/protocol/messages.ts';
 import { Rng } from '../../shared/rng.ts';
@@ -73,7 +73,7 @@ export class Trainer {
       beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay,
     });
     const total = config.decaySteps || config.maxSteps || 10_000;
-    this.schedule = { lr: config.lr, minLr: Math.min(config.minLr, config.lr), warmupSteps: Math.min(config.warmupSteps, total), totalSteps: total };
+    this.schedule = runSchedule(config, total);
     this.sampler = new EpochSampler({ seed: config.seed, size: dataset.size });
     this.ledger = new CoverageLedger(dataset.size);
     this.rng = new Rng(config.seed ^ 0x5eed);

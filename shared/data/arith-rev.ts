@@ -1,7 +1,8 @@
 // The built-in default dataset: a tiny instruction task for the ~1M-parameter `small` model. How fast
 // the default settings teach it (exact match per task over training steps) is measured in
 // docs/model.md, "Teaching the built-in task": reversal is learned first, addition and, last,
-// subtraction (answers are written most significant digit first, as people read them).
+// subtraction (answers are written most significant digit first, as people read them; a fixed-width
+// format exists as an option: ARITH_REV_ANSWERS, arithAnswer).
 //   "12+34=" -> "46"      two-digit addition (all 90*90 pairs)
 //   "57-23=" -> "34"      two-digit subtraction with a >= b (all 4095 pairs, never negative)
 //   "rev cat=" -> "tac"   reverse a 3-5 letter lowercase word (seeded random words)
@@ -31,6 +32,24 @@ export interface ArithRevOptions {
   trainWords?: number;
   /** Data mix: each subtraction pair appears this many times per epoch (default ARITH_REV_MIX). */
   subtractionRepeat?: number;
+  /** How arithmetic answers are written (default ARITH_REV_ANSWERS; see arithAnswer). */
+  answers?: ArithRevAnswers;
+}
+
+/**
+ * How the arithmetic answers are written (reversal answers never change):
+ *   'plain'    "12+34=" -> "46", "57-52=" -> "5"      (as people write them)
+ *   'padded'   "12+34=" -> "046", "57-52=" -> "05"    (fixed width: addition 3 digits, subtraction 2,
+ *                                                     so every answer digit sits at a fixed position)
+ * Measured in docs/model.md ("Teaching the built-in task"). Only the text changes, not the tokenizer.
+ */
+export const ARITH_REV_ANSWER_FORMATS = ['plain', 'padded'] as const;
+export type ArithRevAnswers = (typeof ARITH_REV_ANSWER_FORMATS)[number];
+export const ARITH_REV_ANSWERS: ArithRevAnswers = 'plain';
+
+/** The answer text of an arithmetic result in the given format. */
+export function arithAnswer(value: number, task: 'addition' | 'subtraction', answers: ArithRevAnswers): string {
+  return answers === 'padded' ? String(value).padStart(task === 'addition' ? 3 : 2, '0') : String(value);
 }
 
 /**
@@ -54,12 +73,12 @@ export function arithRevTaskOf(prompt: string): ArithRevTask {
 /** Prompts a person can try in the playground (none is in the held-out split of seed 1, most are in train). */
 export const ARITH_REV_EXAMPLE_PROMPTS = ['12+34=', '57-23=', 'rev cat=', '45+45=', '90-19=', 'rev hello='];
 
-function arithPairs(): PromptPair[] {
+function arithPairs(answers: ArithRevAnswers): PromptPair[] {
   const out: PromptPair[] = [];
   for (let a = 10; a <= 99; a++) {
     for (let b = 10; b <= 99; b++) {
-      out.push({ prompt: `${a}+${b}=`, response: String(a + b) });
-      if (a >= b) out.push({ prompt: `${a}-${b}=`, response: String(a - b) });
+      out.push({ prompt: `${a}+${b}=`, response: arithAnswer(a + b, 'addition', answers) });
+      if (a >= b) out.push({ prompt: `${a}-${b}=`, response: arithAnswer(a - b, 'subtraction', answers) });
     }
   }
   return out;
@@ -82,14 +101,18 @@ function wordPairs(rng: Rng, count: number): PromptPair[] {
 }
 
 /** All pairs of the task, shuffled by the seed, split into held-out (first) and train (rest). */
-export function arithRevPairs(seed: number, heldOut = 200, words = 6000, tasks: readonly ArithRevTask[] = ARITH_REV_TASKS): { train: PromptPair[]; heldOut: PromptPair[] } {
+export function arithRevPairs(seed: number, heldOut = 200, words = 6000, tasks: readonly ArithRevTask[] = ARITH_REV_TASKS,
+  answers: ArithRevAnswers = ARITH_REV_ANSWERS): { train: PromptPair[]; heldOut: PromptPair[] } {
   for (const t of tasks) {
     if (!ARITH_REV_TASKS.includes(t)) throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: unknown task "${t}"; allowed: ${ARITH_REV_TASKS.join(', ')}`);
+  }
+  if (!ARITH_REV_ANSWER_FORMATS.includes(answers)) {
+    throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: unknown answer format "${answers}"; allowed: ${ARITH_REV_ANSWER_FORMATS.join(', ')}`);
   }
   const rng = new Rng(seed);
   // The words are drawn first whatever the task list, so a reduced task keeps the same words.
   const wordList = wordPairs(rng, words);
-  const all = [...arithPairs(), ...wordList].filter((p) => tasks.includes(arithRevTaskOf(p.prompt)));
+  const all = [...arithPairs(answers), ...wordList].filter((p) => tasks.includes(arithRevTaskOf(p.prompt)));
   rng.shuffle(all);
   if (heldOut < 0 || heldOut >= all.length) {
     throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: heldOut must be in 0..${all.length - 1}, got ${heldOut}`);
@@ -110,7 +133,8 @@ export function arithRevDataset(opts: ArithRevOptions): Dataset {
   const repeat = opts.subtractionRepeat ?? ARITH_REV_MIX.subtractionRepeat;
   if (!Number.isInteger(trainWords) || trainWords < 0) throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: trainWords must be an integer >= 0, got ${trainWords}`);
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 10) throw new AppError('ERR_DATA_OPTIONS', `arith-rev dataset: subtractionRepeat must be an integer in 1..10, got ${repeat}`);
-  const split = arithRevPairs(seed, opts.heldOut ?? 200, opts.words ?? 6000, tasks);
+  const answers = opts.answers ?? ARITH_REV_ANSWERS;
+  const split = arithRevPairs(seed, opts.heldOut ?? 200, opts.words ?? 6000, tasks, answers);
   // The mix: keep the first trainWords reversal pairs, repeat each subtraction pair (ids differ, the
   // epoch sampler permutes them like any other sample).
   const train: PromptPair[] = [];
@@ -121,9 +145,9 @@ export function arithRevDataset(opts: ArithRevOptions): Dataset {
     for (let k = task === 'subtraction' ? repeat : 1; k > 0; k--) train.push(p);
   }
   const reduced = tasks.length !== ARITH_REV_TASKS.length || opts.words !== undefined || opts.heldOut !== undefined;
-  const mixed = trainWords !== ARITH_REV_MIX.trainWords || repeat !== ARITH_REV_MIX.subtractionRepeat;
+  const mixed = trainWords !== ARITH_REV_MIX.trainWords || repeat !== ARITH_REV_MIX.subtractionRepeat || answers !== ARITH_REV_ANSWERS;
   const name = reduced || mixed
-    ? `arith-rev(seed=${seed}, ${tasks.join('+')}, words=${opts.words ?? 6000}, heldOut=${split.heldOut.length}, trainWords=${trainWords}, subtractionRepeat=${repeat})`
+    ? `arith-rev(seed=${seed}, ${tasks.join('+')}, words=${opts.words ?? 6000}, heldOut=${split.heldOut.length}, trainWords=${trainWords}, subtractionRepeat=${repeat}${answers === ARITH_REV_ANSWERS ? '' : `, answers=${answers}`})`
     : `arith-rev(seed=${seed})`;
   return {
     name,

@@ -19,7 +19,7 @@ export function loadDataset(spec: DataSpec): Dataset {
 }
 
 export * from './types.ts';
-export { arithRevDataset, arithRevPairs, arithRevTaskOf, ARITH_REV_EXAMPLE_PROMPTS, ARITH_REV_MAX_POSITIONS, ARITH_REV_TASKS, type ArithRevTask } from './arith-rev.ts';
+export { arithAnswer, arithRevDataset, arithRevPairs, arithRevTaskOf, ARITH_REV_ANSWER_FORMATS, ARITH_REV_ANSWERS, ARITH_REV_EXAMPLE_PROMPTS, ARITH_REV_MAX_POSITIONS, ARITH_REV_TASKS, type ArithRevAnswers, type ArithRevTask } from './arith-rev.ts';
 export { loadDataFile, parseDataBytes } from './files.ts';
 export { buildMicroBatch, instructionRow, pairRow, textRow, PAD_ID } from './sequences.ts';
 export { EpochSampler, CoverageLedger, epochPermutation, type SamplerCursor, type Shard } from './sampler.ts';

@@ -7,7 +7,7 @@
 
 import { buildMicroBatch, EpochSampler, type Dataset, type EvalResult } from '../data/index.ts';
 import { AppError } from '../errors.ts';
-import { AdamW, clipGradNorm, lrAt, type LrSchedule } from '../optim/index.ts';
+import { AdamW, clipGradNorm, lrAt, runSchedule, type LrSchedule } from '../optim/index.ts';
 import { decode, encode, EOS_ID } from '../tokenizer.ts';
 import type { ModelConfig } from './config.ts';
 import { CpuGpt } from './cpu/gpt.ts';
@@ -26,6 +26,8 @@ export interface LocalTrainOptions {
   warmupSteps: number;
   /** Cosine length; 0 = steps (the coordinator: --decay-steps || --max-steps || 10000). */
   decaySteps: number;
+  /** WSD: fraction of the decay length held at the peak (--stable-fraction); 0 / unset = cosine. */
+  stableFraction?: number;
   weightDecay: number;
   beta1: number;
   beta2: number;
@@ -64,7 +66,7 @@ export async function trainLocal(o: LocalTrainOptions): Promise<{ params: Float3
   const grads = new Float32Array(params.length);
   const opt = new AdamW(gpt.table, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const total = o.decaySteps || o.steps;
-  const schedule: LrSchedule = { lr: o.lr, minLr: Math.min(o.minLr, o.lr), warmupSteps: Math.min(o.warmupSteps, total), totalSteps: total };
+  const schedule: LrSchedule = runSchedule(o, total);
   const sampler = new EpochSampler({ seed: o.seed, size: o.dataset.size });
   const evals: LocalEval[] = [];
   let lossSum = 0;

@@ -72,7 +72,9 @@ export function packActivations(x: Float32Array, rows: number, cols: number, dty
 export function unpackActivations(p: PackedActivations): Float32Array {
   const v = checkPackedActivations(p, p?.rows, p?.cols);
   const n = v.rows * v.cols;
-  const bytes = v.data.slice(); // own, aligned copy
+  // Own, aligned copy. Not v.data.slice(): a Node Buffer (msgpack `bin` decoded in Node) slices to a
+  // view of its pooled frame, and `.buffer` at offset 0 would then read other bytes.
+  const bytes = Uint8Array.prototype.slice.call(v.data);
   if (v.dtype === 'fp32') return new Float32Array(bytes.buffer, 0, n);
   if (v.dtype === 'fp16') return decodeHalf(new Uint16Array(bytes.buffer, 0, n));
   const q = new Int8Array(bytes.buffer, 0, n);

@@ -325,8 +325,8 @@ export async function runScenario(sc: Scenario, say: (s: string) => void = () =>
   const args = [
     '--data', dataFile, '--seq-len', '16',
     '--preset', 'tiny', '--global-batch', String(sc.globalBatch), '--max-steps', String(sc.steps), '--seed', '1',
-    // Diloco: --lr is the inner AdamW rate of every worker's H steps; at 1e-2 honest rounds with
-    // fresh moments overshot (their own data's loss up +0.5..11%, the loss score's blind spot:
+    // Diloco: --lr is the inner AdamW rate of every worker's H steps; at 1e-2 an honest round with
+    // fresh moments can overshoot its own data (the loss score's blind spot:
     // coordinator/security/delta-judge.ts), so rounds train at the rate the benches use.
     '--lr', diloco ? '3e-3' : '1e-2', '--min-lr', diloco ? '3e-4' : '1e-3', '--warmup-steps', '3', '--checkpoint-every', '2', '--keep-checkpoints', '100',
     '--eval-every', String(sc.steps), '--eval-samples', '64', '--lease-ms', String(sc.leaseMs ?? (diloco ? 15_000 : 1500)), '--heartbeat-ms', '300',

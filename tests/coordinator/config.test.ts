@@ -51,6 +51,8 @@ describe('coordinator config', () => {
     expect(() => loadConfig(['--global-batch', '0'], {})).toThrow(/--global-batch must be >= 1/);
     expect(() => loadConfig(['--port', 'abc'], {})).toThrow(/--port expects a integer|--port expects an integer/);
     expect(() => loadConfig(['--lr=-1'], {})).toThrow(/--lr must be a positive number/);
+    expect(() => loadConfig(['--stable-fraction', '1.5'], {})).toThrow(/--stable-fraction must be in \[0, 1\]/);
+    expect(loadConfig(['--stable-fraction', '0.8'], {}).config.stableFraction).toBe(0.8);
     expect(() => loadConfig(['--frobnicate', '1'], {})).toThrow(/frobnicate.*allowed flags: .*--preset/);
     expect(() => validateConfig({ presetz: 'tiny' })).toThrow(/unknown option\(s\) presetz; allowed: .*preset/);
     expect(() => loadConfig(['--admin-token', 'short'], {})).toThrow(/--admin-token must be at least 8/);

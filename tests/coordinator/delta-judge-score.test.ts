@@ -49,4 +49,25 @@ describe('diloco: loss score of a delta', () => {
     expect(!blown.ok && blown.ban).toMatch(/raises the loss/);
     expect(judge.counters.lossRaised).toBe(2);
   });
+
+  it('deltas judged at the same time get the verdicts they get one by one (the judge backend holds one set of weights)', async () => {
+    const leaseOf = (first: number): RoundLease => {
+      const rows = Array.from({ length: H * B }, (_, i) => ({ epoch: 0, id: first + i }));
+      const m = buildMicroBatch(data, rows.map((x) => x.id)).mask;
+      return { id: `n.r0.${first}`, round: 0, version: 0, workerId: `w${first}`, H, B, rows, tokens: m.reduce((a, x) => a + x, 0), issuedAt: 0, expiresAt: 1e12 };
+    };
+    const cases = await Promise.all([0, 8, 16].map(async (first, k) => {
+      const x = buildMicroBatch(data, Array.from({ length: H * B }, (_, i) => first + i));
+      const start = initParameters(model, 10 + k);
+      const r = await runRound(new HostInnerEngine(createCpuBackend(model), buildParameterTable(model)), start,
+        { B, T: x.T, inputs: x.inputs, targets: x.targets, mask: x.mask }, { ...hyper, lrs: [3e-3, 3e-3, 3e-3, 3e-3] });
+      return { lease: leaseOf(first), start, delta: k === 2 ? r.delta.map((v) => 1e3 * v) : r.delta };
+    }));
+    const one = new DeltaJudge(model, data, 1e9);
+    const alone = [];
+    for (const c of cases) alone.push(await one.judge(c.lease, c.start, c.delta));
+    const together = await Promise.all(cases.map((c) => new DeltaJudge(model, data, 1e9)).slice(0, 1).flatMap((j) => cases.map((c) => j.judge(c.lease, c.start, c.delta))));
+    expect(together).toEqual(alone);
+    expect(alone.map((v) => v.ok)).toEqual([true, true, false]);
+  });
 });

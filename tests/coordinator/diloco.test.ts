@@ -130,8 +130,8 @@ describe('--mode diloco', () => {
     expect(c2.trainer.doubled).toBe(0);
   });
 
-  it('an attacker sending a sign-flipped or scaled delta is refused and banned; its deltas never reach the outer step', async () => {
-    for (const attack of ['flip', 'scale'] as const) {
+  it('an attacker sending a sign-flipped, scaled or NaN delta is refused and banned (recorded in the ban list); its deltas never reach the outer step', async () => {
+    for (const attack of ['flip', 'scale', 'nan'] as const) {
       const c = await coordinator({ maxSteps: 0, compress: 'int8', quorum: 1 });
       await worker(c.url, [], 'honest').start();
       await until(() => c.trainer.step >= 1, 60_000, 'an honest round');
@@ -141,6 +141,13 @@ describe('--mode diloco', () => {
       let held: Float32Array | null = null;
       const rejects: Array<{ code: string }> = [];
       let banned = false;
+      let myId = '';
+      s.on('welcome', (m: { workerId: string }) => {
+        myId = m.workerId;
+        // Alive like a worker (a loaded machine took longer than dead-after to reach its round).
+        const hb = setInterval(() => s.emit('heartbeat', { t: Date.now(), state: 'idle' }), 100);
+        cleanups.push(() => clearInterval(hb));
+      });
       s.on('params', (m: { params: Float32Array }) => { held = m.params; });
       s.on('reject', (m: { code: string }) => { rejects.push(m); if (m.code === 'BANNED') banned = true; });
       s.on('round', async (raw: unknown) => {
@@ -152,13 +159,16 @@ describe('--mode diloco', () => {
         const delta = new Float32Array(held.length);
         for (let i = 0; i < delta.length; i++) delta[i] = 0.05 * held[i];
         if (attack === 'flip') for (let i = 0; i < delta.length; i++) delta[i] = -delta[i];
-        else for (let i = 0; i < delta.length; i++) delta[i] *= 40;
-        s.emit('delta', { taskId: t.taskId, round: t.round, version: t.version, tokens: t.tokens, loss: 2, delta: encode(delta, 'int8'), timings: { totalMs: 1 } });
+        else if (attack === 'scale') for (let i = 0; i < delta.length; i++) delta[i] *= 40;
+        const packed = encode(delta, 'int8');
+        if (attack === 'nan') packed.scales![0] = NaN;
+        s.emit('delta', { taskId: t.taskId, round: t.round, version: t.version, tokens: t.tokens, loss: 2, delta: packed, timings: { totalMs: 1 } });
       });
       s.emit('hello', { protocol: PROTOCOL_VERSION, backend: 'cpu', adapter: { vendor: 'x', architecture: 'x', description: 'attacker', isSoftware: true }, limits: {}, probedBytes: 256 * 2 ** 20, name: `attacker-${attack}` });
       await until(() => banned, 60_000, `the ${attack} attacker to be banned`);
-      expect(rejects.some((r) => r.code === 'VERIFY_FAILED' || r.code === 'NORM_OUTLIER')).toBe(true);
-      expect(c.hub.security.summary()).toBeTruthy();
+      expect(rejects.some((r) => (attack === 'nan' ? ['NON_FINITE'] : ['VERIFY_FAILED', 'NORM_OUTLIER']).includes(r.code))).toBe(true);
+      // Recorded like any ban: the ban list (status, run dir) holds the attacker's id.
+      expect(c.hub.security.summary().banned.map((b) => b.id)).toContain(myId);
       // Training goes on with the honest worker.
       const before = c.trainer.step;
       await until(() => c.trainer.step > before, 60_000, 'a round after the ban');

@@ -45,11 +45,13 @@ describe('preset small on three 9 MiB Node workers', () => {
       expect(p.bubble).toBeGreaterThanOrEqual(0);
       expect(p.bubble).toBeLessThan(1);
       expect(p.tokensPerSec).toBeGreaterThan(0);
-      // The loss falls: the last three steps' mean is clearly below the first three's.
+      // The loss falls: the last three steps' mean is clearly below the first step's (the untrained
+      // model's, ~ln 257); single steps of 8 rows are noisy, so no step-to-step order is asked.
       const loss = (await get<{ points: HistoryPoint[] }>('/api/history')).points.map((x) => x.loss);
       expect(loss.length).toBeGreaterThanOrEqual(STEPS);
       const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-      expect(mean(loss.slice(-3))).toBeLessThan(0.85 * mean(loss.slice(0, 3)));
+      expect(loss[0]).toBeGreaterThan(5);
+      expect(mean(loss.slice(-3)), loss.map((x) => x.toFixed(2)).join(' ')).toBeLessThan(0.85 * loss[0]);
       expect(s.accounting.doubled).toBe(0);
       expect(s.samplesTrained).toBe(STEPS * G);
     } finally {

@@ -19,6 +19,14 @@ function result(t: Trainer, l: Lease): { r: ResultMsg; tokens: number } {
 }
 
 describe('trainer', () => {
+  it('follows --stable-fraction: the cosine by default, warmup-stable-decay over --decay-steps when set', () => {
+    expect(make().schedule).toEqual({ lr: 2e-3, minLr: 2e-5, warmupSteps: 50, totalSteps: 1500, stableSteps: 0 });
+    const wsd = new Trainer({ ...cfg, stableFraction: 0.8 }, presetConfig('tiny'), syntheticDataset(15, 16));
+    expect(wsd.schedule.stableSteps).toBe(1200);
+    expect(wsd.lr(1199)).toBe(2e-3);
+    expect(wsd.lr(1350)).toBeCloseTo((2e-3 + 2e-5) / 2, 12);
+  });
+
   it('classifies results: live lease, other worker, expired (LATE), done (DUPLICATE), foreign (UNKNOWN_TASK)', () => {
     const t = make();
     const w = t.startStep(0)!;

@@ -1,11 +1,13 @@
 // The zero-copy ingest path: the Encoder aligns an event's largest typed array in its frame, the
 // Decoder then returns it as a view into the frame (a copy only when it lies unaligned), the
-// finite scan finds the first NaN/Inf wherever it is, and the streaming mean that folds several
-// results per pass equals folding them one by one.
+// finite scan finds the first NaN/Inf wherever it is (validateResult's one pass also yields the
+// norm security needs), and the streaming mean that folds several results per pass equals folding
+// them one by one.
 import { describe, expect, it } from 'vitest';
 import { MeanAggregator } from '../../coordinator/train/aggregate.ts';
 import { decodeStats, Decoder, Encoder, PacketType, packValue, type Packet } from '../../shared/protocol/parser.ts';
-import { firstNonFinite } from '../../shared/protocol/validate.ts';
+import { firstNonFinite, measuredNorm, sumOfSquares, validateResult } from '../../shared/protocol/validate.ts';
+import { l2Norm } from '../../shared/optim/clip.ts';
 
 function roundTrip(frame: Uint8Array): Packet {
   const d = new Decoder();
@@ -76,6 +78,34 @@ describe('zero-copy ingest', () => {
     const ok = new Float32Array(n).map((_, i) => (i % 2 ? 3.4e38 : -3.4e38));
     expect(firstNonFinite(ok)).toBe(-1);
     expect(firstNonFinite(new Float32Array(new ArrayBuffer(4 * 1030), 8, 1027).fill(1))).toBe(-1);
+  });
+
+  it('the finite check is the sum of squares: the norm security needs comes out of the same pass', () => {
+    const n = 1027; // a tail after the 4-wide loop
+    const result = (grads: Float32Array) => ({ taskId: 'n0.1.1', step: 1, version: 1, loss: 2, tokens: 8, grads, gradNorm: 1, nonFinite: 0, timings: { totalMs: 1 } });
+    // The largest float32 values, squared and summed, stay finite: not refused.
+    const big = new Float32Array(n).map((_, i) => (i % 2 ? 3.4028234e38 : -3.4028234e38));
+    expect(Number.isFinite(sumOfSquares(big))).toBe(true);
+    const v = validateResult(result(big), { paramCount: n });
+    expect(v.ok).toBe(true);
+    expect(v.ok && Math.abs(measuredNorm(v.value.grads)! - l2Norm(big)) / l2Norm(big)).toBeLessThan(1e-12);
+    const g = new Float32Array(n).map((_, i) => Math.sin(i) * 1e-3);
+    const ok = validateResult(result(g), { paramCount: n });
+    expect(ok.ok && Math.abs(measuredNorm(ok.value.grads)! - l2Norm(g)) / l2Norm(g)).toBeLessThan(1e-12);
+    expect(measuredNorm(new Float32Array(g))).toBeUndefined(); // not validated: security computes it
+    for (const pos of [0, 1, 2, 3, 1023, 1024, 1026]) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const a = Float32Array.from(g);
+        a[pos] = bad;
+        const r = validateResult(result(a), { paramCount: n });
+        expect(r.ok, `${bad} at ${pos}`).toBe(false);
+        if (!r.ok) {
+          expect(r.code).toBe('NON_FINITE');
+          expect(r.message).toContain(`grads[${pos}]`);
+        }
+        expect(measuredNorm(a)).toBeUndefined();
+      }
+    }
   });
 
   it('the streaming mean folds several results per pass and equals folding them one by one', () => {

@@ -72,6 +72,23 @@ describe('stage messages', () => {
     expect(code({ ...fwd, kind: 'bwd', grad: { ...acts(n, 'int8'), scales: new Float32Array(n).fill(-1) } })).toBe('NON_FINITE');
   });
 
+  it('activations that arrive as a Node Buffer view (msgpack bin, as a browser sends them) decode to their own bytes', () => {
+    const x = new Float32Array(8 * C).map((_, i) => Math.cos(i));
+    for (const dtype of ['fp32', 'fp16', 'int8'] as const) {
+      const p = packActivations(x, 8, C, dtype);
+      // As ws + msgpackr hand it over in Node: a Buffer slice of a larger pooled frame, not at offset 0.
+      const pool = Buffer.alloc(p.data.length + 300, 0x7f);
+      pool.set(p.data, 116);
+      const data = pool.subarray(116, 116 + p.data.length);
+      const v = validateStageOut({ kind: 'fwd', taskId: 't', micro: 0, acts: { ...p, data }, ms: 1 }, { rows: 8, cols: C, stageParams: 1, first: false, head: false });
+      expect(v.ok, dtype).toBe(true);
+      const got = v.ok ? v.value.values! : new Float32Array(0);
+      let err = 0;
+      for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(got[i] - x[i]));
+      expect(err, dtype).toBeLessThan(dtype === 'fp32' ? 1e-7 : 1e-2);
+    }
+  });
+
   it('a stageOut from a worker: kind, shape of its stage, finite gradient', () => {
     const s = { rows: 8, cols: C, stageParams: stageTotal, first: false, head: false };
     expect(stageOutHeader(wire({ kind: 'grad', taskId: 't' })).ok).toBe(true);

@@ -30,6 +30,27 @@ describe('built-in arith-rev dataset', () => {
     expect(kinds).toEqual(new Set(['rev', '+', '-']));
   });
 
+  it('the padded answer format: the same pairs and split, arithmetic answers at a fixed width', () => {
+    const padded = arithRevPairs(1, 200, 6000, undefined, 'padded');
+    const plain = arithRevPairs(1);
+    expect(plain.heldOut.map((p) => p.prompt)).toEqual(padded.heldOut.map((p) => p.prompt));
+    const byPrompt = new Map(plain.train.map((p) => [p.prompt, p.response]));
+    const all = [...padded.train, ...padded.heldOut];
+    expect(all.find((p) => p.prompt === '12+34=')!.response).toBe('046');
+    expect(all.find((p) => p.prompt === '57-52=')!.response).toBe('05');
+    expect(all.find((p) => p.prompt === '99+99=')!.response).toBe('198');
+    for (const p of padded.train) {
+      const q = byPrompt.get(p.prompt)!;
+      expect(p.response).toBe(p.prompt.startsWith('rev ') ? q : q.padStart(p.prompt.includes('+') ? 3 : 2, '0'));
+    }
+    const ds = arithRevDataset({ seed: 1, T: 16, answers: 'padded' });
+    expect(ds.builtIn).toBe(false);
+    expect(ds.name).toContain('answers=padded');
+    expect(ds.heldOut.pairs).toEqual(padded.heldOut);
+    expect(arithRevDataset({ seed: 1, T: 16, answers: 'plain' }).name).toBe('arith-rev(seed=1)');
+    expect(() => arithRevPairs(1, 200, 6000, undefined, 'reversed' as never)).toThrow(/unknown answer format "reversed"/);
+  });
+
   it('every row is shorter than 24 tokens and ends in EOS', () => {
     const T = 24;
     const ds = arithRevDataset({ seed: 5, T });

@@ -19,7 +19,7 @@ describe('the default settings teach the built-in task (reduced, tiny model)', (
     const dataset = arithRevDataset({ seed: d.seed, T: 16, tasks: ['addition'], heldOut: 100 });
     const { evals } = await trainLocal({
       model: presetConfig('tiny'), dataset, seed: d.seed, steps: STEPS, globalBatch: d.globalBatch,
-      lr: d.lr, minLr: d.minLr, warmupSteps: d.warmupSteps, decaySteps: d.decaySteps, weightDecay: d.weightDecay,
+      lr: d.lr, minLr: d.minLr, warmupSteps: d.warmupSteps, decaySteps: d.decaySteps, stableFraction: d.stableFraction, weightDecay: d.weightDecay,
       beta1: d.beta1, beta2: d.beta2, eps: d.eps, gradClip: d.gradClip,
     });
     const last = evals.at(-1)!;

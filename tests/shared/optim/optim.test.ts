@@ -4,7 +4,7 @@ import { PRESETS } from '../../../shared/model/config.ts';
 import { buildParameterTable } from '../../../shared/model/parameters.ts';
 import { AdamW, adamwStep, createAdamWState, decayMask } from '../../../shared/optim/adamw.ts';
 import { clipGradNorm } from '../../../shared/optim/clip.ts';
-import { lrAt } from '../../../shared/optim/schedule.ts';
+import { lrAt, runSchedule } from '../../../shared/optim/schedule.ts';
 
 describe('AdamW', () => {
   const hyper = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
@@ -92,6 +92,23 @@ describe('lrAt', () => {
     expect(lrAt(110, s)).toBe(1e-4);
     expect(lrAt(500, s)).toBe(1e-4);
     for (let k = 11; k < 110; k++) expect(lrAt(k, s)).toBeLessThan(lrAt(k - 1, s));
+  });
+  it('warmup-stable-decay: the peak held until stableSteps, then linear to minLr at totalSteps', () => {
+    const w = { ...s, stableSteps: 90 };
+    expect(lrAt(0, w)).toBeCloseTo(1e-4, 12);
+    expect(lrAt(10, w)).toBe(1e-3);
+    expect(lrAt(89, w)).toBe(1e-3);
+    expect(lrAt(90, w)).toBe(1e-3);
+    expect(lrAt(100, w)).toBeCloseTo(0.55e-3, 12); // half way through the anneal
+    expect(lrAt(109, w)).toBeCloseTo(1e-3 - 0.95 * 0.9e-3, 12);
+    expect(lrAt(110, w)).toBe(1e-4);
+    // The run's schedule: the fraction of the decay length at the peak (0 = the cosine above).
+    expect(runSchedule({ lr: 2e-3, minLr: 2e-5, warmupSteps: 50, stableFraction: 0.8 }, 1500)).toEqual(
+      { lr: 2e-3, minLr: 2e-5, warmupSteps: 50, totalSteps: 1500, stableSteps: 1200 });
+    expect(runSchedule({ lr: 1e-3, minLr: 1e-2, warmupSteps: 50, stableFraction: 0 }, 20)).toEqual(
+      { lr: 1e-3, minLr: 1e-3, warmupSteps: 20, totalSteps: 20, stableSteps: 0 });
+    expect(() => lrAt(0, { ...s, stableSteps: 5 })).toThrow(/stableSteps = 5/);
+    expect(() => lrAt(0, { ...s, stableSteps: 111 })).toThrow(/stableSteps = 111/);
   });
   it('rejects bad schedules', () => {
     expect(() => lrAt(0, { ...s, minLr: 1 })).toThrow(/minLr/);
