@@ -1,7 +1,7 @@
 // Dumps what the PyTorch hyper-parameter mirror (train_mirror.py) needs from OUR code, so it trains
 // on exactly our data and starts from exactly our weights:
 //   npx tsx bench/arith/dump-task.ts [seed] [preset] [words] [tasks,comma-separated] [heldOut] [answers] > /tmp/arith-task.json
-// (answers: 'plain' or 'padded', default the task's ARITH_REV_ANSWERS = plain; the dump holds the answers as trained.)
+// (answers: 'plain', 'padded' or 'padded-reversed', default the task's ARITH_REV_ANSWERS = plain; the dump holds the answers as trained.)
 // JSON: { train: [[prompt, response]...], heldOut: [...], config, init: base64 float32 (initParameters) }
 import { arithRevPairs, type ArithRevAnswers, type ArithRevTask } from '../../shared/data/arith-rev.ts';
 import { presetConfig } from '../../shared/model/config.ts';

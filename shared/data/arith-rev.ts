@@ -41,15 +41,19 @@ export interface ArithRevOptions {
  *   'plain'    "12+34=" -> "46", "57-52=" -> "5"      (as people write them)
  *   'padded'   "12+34=" -> "046", "57-52=" -> "05"    (fixed width: addition 3 digits, subtraction 2,
  *                                                     so every answer digit sits at a fixed position)
+ *   'padded-reversed'  "12+34=" -> "640", "57-52=" -> "50"  (the same, least significant digit first:
+ *                                                     each digit then depends only on digits already seen)
  * Measured in docs/model.md ("Teaching the built-in task"). Only the text changes, not the tokenizer.
  */
-export const ARITH_REV_ANSWER_FORMATS = ['plain', 'padded'] as const;
+export const ARITH_REV_ANSWER_FORMATS = ['plain', 'padded', 'padded-reversed'] as const;
 export type ArithRevAnswers = (typeof ARITH_REV_ANSWER_FORMATS)[number];
 export const ARITH_REV_ANSWERS: ArithRevAnswers = 'plain';
 
 /** The answer text of an arithmetic result in the given format. */
 export function arithAnswer(value: number, task: 'addition' | 'subtraction', answers: ArithRevAnswers): string {
-  return answers === 'padded' ? String(value).padStart(task === 'addition' ? 3 : 2, '0') : String(value);
+  if (answers === 'plain') return String(value);
+  const padded = String(value).padStart(task === 'addition' ? 3 : 2, '0');
+  return answers === 'padded' ? padded : [...padded].reverse().join('');
 }
 
 /**

@@ -125,6 +125,34 @@ describe('input hygiene on the socket', () => {
     expect((await fetch(c.url + '/healthz')).ok).toBe(true);
   });
 
+  it("a result whose reported norm is not its gradient's norm is refused OUT_OF_RANGE; with the true norm it is acknowledged", async () => {
+    // The norm compared is the one validateResult measures in its finite scan (measuredNorm).
+    const c = await coordinator({ verifyRate: 0, maxSteps: 3, globalBatch: 2, maxMicroBatch: 2 });
+    const s = raw(c.url);
+    const got = rejects(s);
+    const tasks: TaskMsg[] = [];
+    s.on('task', (t: TaskMsg) => tasks.push(t));
+    const welcome = new Promise<WelcomeMsg>((r) => s.once('welcome', r));
+    s.emit('hello', hello());
+    const w = await welcome;
+    await until(() => tasks.length === 1, 10_000, 'task 1');
+    const grads = new Float32Array(w.paramCount).map((_, i) => Math.cos(i) * 1e-3);
+    let norm = 0;
+    for (const g of grads) norm += g * g;
+    const result = (t: TaskMsg, gradNorm: number) => ({ taskId: t.taskId, step: t.step, version: t.version, loss: 2, tokens: t.tokens, grads, gradNorm, nonFinite: 0, timings: { totalMs: 1 } });
+    s.emit('result', result(tasks[0], 1.5 * Math.sqrt(norm)));
+    await until(() => got.length > 0, 5000, 'reject');
+    expect(got[0].code).toBe('OUT_OF_RANGE');
+    expect(got[0].message).toMatch(/gradient's norm is/);
+    expect(c.ctx.status().security!.counters.normLies).toBe(1);
+    // Refused by security: its samples were released at once and leased again.
+    await until(() => tasks.length === 2, 10_000, 'task 2');
+    const acked = new Promise<{ taskId: string }>((r) => s.once('ack', r));
+    s.emit('result', result(tasks[1], Math.sqrt(norm)));
+    expect((await acked).taskId).toBe(tasks[1].taskId);
+    expect(got.length).toBe(1);
+  });
+
   it('a replayed gradient is a DUPLICATE under a fresh task id; an oversized message closes the connection', async () => {
     const c = await coordinator({ verifyRate: 0, maxSteps: 3, globalBatch: 2, maxMicroBatch: 2 });
     const s = raw(c.url);

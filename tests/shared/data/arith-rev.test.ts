@@ -48,6 +48,12 @@ describe('built-in arith-rev dataset', () => {
     expect(ds.name).toContain('answers=padded');
     expect(ds.heldOut.pairs).toEqual(padded.heldOut);
     expect(arithRevDataset({ seed: 1, T: 16, answers: 'plain' }).name).toBe('arith-rev(seed=1)');
+    const reversed = arithRevPairs(1, 200, 6000, undefined, 'padded-reversed');
+    const rall = [...reversed.train, ...reversed.heldOut];
+    expect(rall.find((p) => p.prompt === '12+34=')!.response).toBe('640');
+    expect(rall.find((p) => p.prompt === '57-52=')!.response).toBe('50');
+    for (const p of reversed.train) if (p.prompt.startsWith('rev ')) expect(p.response).toBe(byPrompt.get(p.prompt));
+    expect(reversed.heldOut.map((p) => p.prompt)).toEqual(padded.heldOut.map((p) => p.prompt));
     expect(() => arithRevPairs(1, 200, 6000, undefined, 'reversed' as never)).toThrow(/unknown answer format "reversed"/);
   });
 
