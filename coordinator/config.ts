@@ -110,6 +110,14 @@ const OPTIONS = {
   joinToken: { arg: 'T', type: 'string', schema: z.string().min(1).max(128, '--join-token must be at most 128 characters').optional(), help: 'workers must present it in hello', unset: 'open cluster' },
   initFrom: { arg: 'DIR', type: 'string', schema: z.string().min(1, '--init-from must be a directory path').optional(), unset: 'off',
     help: 'initial weights from an exported model directory (model.safetensors + config.json,\ne.g. from `npm run export`) when the run dir has no checkpoint (or with --no-resume);\nits config.json must match --preset. A checkpoint in the run dir still wins' },
+  redis: { arg: 'URL', type: 'string', schema: z.string().regex(/^rediss?:\/\/\S+$/, '--redis must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379').optional(), unset: 'off: one process, embedded',
+    help: 'join a run shared by several coordinator processes through Redis (leader election,\nhand-over; docs/scale.md). Every process with the same --redis and --run-name is one run;\nall must share --run-dir (same machine or a shared filesystem) and the training options' },
+  runName: { arg: 'NAME', type: 'string', schema: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '--run-name must be 1-64 characters of A-Z a-z 0-9 . _ -').optional(), unset: "the run dir's name",
+    help: 'with --redis: the run this process joins (its keys in Redis)' },
+  advertiseUrl: { arg: 'URL', type: 'string', schema: z.string().regex(/^https?:\/\/[^\s/]+$/, '--advertise-url must be http(s)://HOST:PORT without a path').optional(), unset: 'the listen address',
+    help: 'with --redis: the address other coordinator processes reach this one at' },
+  leaderTtlMs: { arg: 'N', type: 'int', schema: int('--leader-ttl-ms', 1000, 60_000).default(5_000),
+    help: 'with --redis: the leader lease; a dead leader is replaced after at most about this long' },
   logLevel: { arg: 'L', type: 'string', schema: z.enum(LOG_LEVELS, { error: `--log-level must be one of: ${LOG_LEVELS.join(', ')}` }).default('info'), help: LOG_LEVELS.join('|') },
 } satisfies Record<string, OptionSpec>;
 
@@ -154,6 +162,7 @@ export const configSchema = z
   .refine((c) => c.deadAfterMs > c.heartbeatMs, { message: '--dead-after-ms must be larger than --heartbeat-ms', path: ['deadAfterMs'] })
   .refine((c) => c.objective === 'lm' || c.data !== undefined, { message: '--objective dpo needs --data FILE.jsonl of {prompt, chosen, rejected} rows, or --data preferences', path: ['data'] })
   .refine((c) => c.objective === 'lm' || c.mode === 'sync', { message: '--objective dpo runs in --mode sync (diloco rounds train the LM loss only)', path: ['objective'] })
+  .refine((c) => c.redis === undefined || (c.mode === 'sync' && c.aggregate === 'mean' && c.objective === 'lm'), { message: '--redis (several coordinators) runs --mode sync, --aggregate mean and --objective lm: gateways pre-aggregate their workers into one token-weighted mean (docs/scale.md)', path: ['redis'] })
   .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] })
   // SparseLoCo: the published outer step must stay sparse (workers hold exactly the outer weights);
   // a momentum buffer would make it dense. The workers' error feedback plays the momentum's part.

@@ -21,6 +21,7 @@ import { eventView, memoryBars, securityView, statusView, workerView, type Trust
 import { renderSecurity } from './security-panel.ts';
 import { dilocoView, renderDiloco } from './diloco-view.ts';
 import { pipelinesView, renderPipelines, stageBarsByWorker } from './pipeline-view.ts';
+import { clusterView, renderCluster } from './cluster-view.ts';
 import type { MemoryBar } from './memory-bars.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
 import { evalSamplesView, renderEvalSamples } from './eval-samples.ts';
@@ -88,6 +89,7 @@ function drawStatus(snap: StatusSnapshot): void {
   renderDiloco(dilocoView(snap));
   const pipes = pipelinesView(snap);
   renderPipelines(pipes);
+  renderCluster(clusterView(snap));
   stageBars = stageBarsByWorker(pipes);
   trust = sec?.trust ?? new Map();
   workers.clear();

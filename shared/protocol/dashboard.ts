@@ -103,6 +103,8 @@ export interface StatusSnapshot {
   uptimeSec: number;
   /** Preference pairs collected in the playground's Compare mode (preferences.jsonl in the run dir). */
   preferences?: { count: number };
+  /** --redis: the processes sharing this run (docs/scale.md); absent on a single coordinator. */
+  cluster?: ClusterStatus;
 }
 
 /** A pipeline of stage workers (docs/pipeline.md), as /api/status reports it. */
@@ -116,6 +118,20 @@ export interface PipelineStatus {
   bubble: number;
   /** Measured over its last shares (0 before the first). */
   tokensPerSec: number;
+}
+
+/** The processes of a multi-coordinator run, as every one of them reports it. */
+export interface ClusterStatus {
+  run: string;
+  /** The leading process's id (null while none holds the lease, e.g. Redis is unreachable). */
+  leader: string | null;
+  /** The leader's fencing epoch (0 when unknown). */
+  epoch: number;
+  /** The process answering. */
+  self: string;
+  /** False while this process cannot reach Redis (the view is then its last one). */
+  redis: boolean;
+  processes: Array<{ id: string; url: string; role: 'leader' | 'gateway'; workers: number }>;
 }
 
 export interface EpochAccounting {
