@@ -21,6 +21,7 @@ export const AGGREGATORS = ['mean', 'trimmed-mean', 'centered-clip'] as const;
 export const VERIFY_FAIL = ['closed', 'open'] as const;
 export const MODES = ['sync', 'diloco'] as const;
 export const COMPRESS = ['none', 'fp16', 'int8', 'sparse'] as const;
+export const OBJECTIVES = ['lm', 'dpo'] as const;
 export const PIPELINE = ['auto', 'off'] as const;
 export const ACTIVATIONS = ['fp32', 'fp16', 'int8'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -46,7 +47,13 @@ const OPTIONS = {
   port: { arg: 'N', type: 'int', schema: int('--port', 0, 65535).default(8080), help: 'listen port; 0 picks a free one (env PORT)' },
   host: { arg: 'H', type: 'string', schema: z.string().min(1, '--host must not be empty').default('0.0.0.0'), help: 'listen address' },
   preset: { arg: 'P', type: 'string', schema: z.enum(PRESET_NAMES as [string, ...string[]], { error: `--preset must be one of: ${PRESET_NAMES.join(', ')}` }).default('small'), help: `model: ${PRESET_NAMES.join(' | ')}` },
-  data: { arg: 'FILE', type: 'string', schema: z.string().min(1, '--data must be a file path').optional(), help: '.txt or .jsonl training data', unset: 'built-in arith-rev task' },
+  data: { arg: 'FILE', type: 'string', schema: z.string().min(1, '--data must be a file path').optional(), unset: 'built-in arith-rev task',
+    help: '.txt or .jsonl training data; with --objective dpo a .jsonl of {prompt, chosen, rejected}\nrows, or `preferences` = the run dir\'s collected preferences.jsonl' },
+  objective: { arg: 'O', type: 'string', schema: z.enum(OBJECTIVES, { error: `--objective must be one of: ${OBJECTIVES.join(', ')}` }).default('lm'),
+    help: 'lm = next-token loss; dpo = preference tuning on pairs (DPO, docs/dpo.md)' },
+  dpoBeta: { arg: 'X', type: 'float', schema: pos('--dpo-beta').default(0.1), help: 'dpo: beta, the strength of the pull toward the reference' },
+  reference: { arg: 'R', type: 'string', schema: z.string().min(1, '--reference must be init or a directory').default('init'),
+    help: 'dpo: the frozen reference model: init (the starting weights: --init-from, else the\nseeded init) or an exported model directory' },
   seqLen: { arg: 'N', type: 'int', schema: int('--seq-len', 1).optional(), help: 'tokens per training row', unset: '16 for the built-in task, else the context length' },
   runDir: { arg: 'DIR', type: 'string', schema: z.string().min(1, '--run-dir must not be empty').default('./runs/default'), help: 'checkpoints and logs' },
   checkpointEvery: { arg: 'N', type: 'int', schema: int('--checkpoint-every', 0).default(50), help: 'steps between checkpoints; 0 = only on exit/admin' },
@@ -103,6 +110,14 @@ const OPTIONS = {
   joinToken: { arg: 'T', type: 'string', schema: z.string().min(1).max(128, '--join-token must be at most 128 characters').optional(), help: 'workers must present it in hello', unset: 'open cluster' },
   initFrom: { arg: 'DIR', type: 'string', schema: z.string().min(1, '--init-from must be a directory path').optional(), unset: 'off',
     help: 'initial weights from an exported model directory (model.safetensors + config.json,\ne.g. from `npm run export`) when the run dir has no checkpoint (or with --no-resume);\nits config.json must match --preset. A checkpoint in the run dir still wins' },
+  redis: { arg: 'URL', type: 'string', schema: z.string().regex(/^rediss?:\/\/\S+$/, '--redis must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379').optional(), unset: 'off: one process, embedded',
+    help: 'join a run shared by several coordinator processes through Redis (leader election,\nhand-over; docs/scale.md). Every process with the same --redis and --run-name is one run;\nall must share --run-dir (same machine or a shared filesystem) and the training options' },
+  runName: { arg: 'NAME', type: 'string', schema: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '--run-name must be 1-64 characters of A-Z a-z 0-9 . _ -').optional(), unset: "the run dir's name",
+    help: 'with --redis: the run this process joins (its keys in Redis)' },
+  advertiseUrl: { arg: 'URL', type: 'string', schema: z.string().regex(/^https?:\/\/[^\s/]+$/, '--advertise-url must be http(s)://HOST:PORT without a path').optional(), unset: 'the listen address',
+    help: 'with --redis: the address other coordinator processes reach this one at' },
+  leaderTtlMs: { arg: 'N', type: 'int', schema: int('--leader-ttl-ms', 1000, 60_000).default(5_000),
+    help: 'with --redis: the leader lease; a dead leader is replaced after at most about this long' },
   logLevel: { arg: 'L', type: 'string', schema: z.enum(LOG_LEVELS, { error: `--log-level must be one of: ${LOG_LEVELS.join(', ')}` }).default('info'), help: LOG_LEVELS.join('|') },
 } satisfies Record<string, OptionSpec>;
 
@@ -145,6 +160,9 @@ export const configSchema = z
   })
   .strict()
   .refine((c) => c.deadAfterMs > c.heartbeatMs, { message: '--dead-after-ms must be larger than --heartbeat-ms', path: ['deadAfterMs'] })
+  .refine((c) => c.objective === 'lm' || c.data !== undefined, { message: '--objective dpo needs --data FILE.jsonl of {prompt, chosen, rejected} rows, or --data preferences', path: ['data'] })
+  .refine((c) => c.objective === 'lm' || c.mode === 'sync', { message: '--objective dpo runs in --mode sync (diloco rounds train the LM loss only)', path: ['objective'] })
+  .refine((c) => c.redis === undefined || (c.mode === 'sync' && c.aggregate === 'mean' && c.objective === 'lm'), { message: '--redis (several coordinators) runs --mode sync, --aggregate mean and --objective lm: gateways pre-aggregate their workers into one token-weighted mean (docs/scale.md)', path: ['redis'] })
   .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] })
   // SparseLoCo: the published outer step must stay sparse (workers hold exactly the outer weights);
   // a momentum buffer would make it dense. The workers' error feedback plays the momentum's part.

@@ -7,7 +7,7 @@ import express from 'express';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { Server } from 'socket.io';
@@ -42,6 +42,13 @@ import { PreferenceStore } from './preferences/store.ts';
 import { Evaluator } from './train/evaluate.ts';
 import { Trainer } from './train/trainer.ts';
 import { dilocoStatus, RoundTrainer } from './train/round-trainer.ts';
+import { loadPreferenceData, setUpPreferenceTraining } from './train/dpo-setup.ts';
+import type { PreferenceEvaluator } from './train/preference-eval.ts';
+import { ClusterPort } from './cluster/cluster-port.ts';
+import { GatewayBus } from './cluster/gateway-bus.ts';
+import { GatewayTrainer } from './cluster/gateway-trainer.ts';
+import { ClusterNode } from './cluster/node.ts';
+import { openRedis } from './cluster/redis.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The built-in task's rows are at most 15 positions; 16 keeps them cheap. */
@@ -102,8 +109,14 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   }
   const runDir = resolve(config.runDir);
   ensureRunDir(runDir);
-  const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : loadDataset({ data: config.data, T: seqLen, seed: config.seed });
-  const trainer = new Trainer(config, model, dataset);
+  // --objective dpo: pairs (a bad row: ERR_PREFERENCE_ROW naming file:line, exit 2), checked before anything starts.
+  const preferences = config.objective === 'dpo' && !opts.dataset ? loadPreferenceData(config, runDir, seqLen) : null;
+  // --redis: this process is one of several sharing the run (coordinator/cluster/, docs/scale.md).
+  // Its trainer is a gateway's (slices leased by the leader); the leader's trainer, checkpoints
+  // and evaluation live in the ClusterNode while this process holds the lease.
+  const redis = config.redis ? await openRedis(config.redis, 'vt-coordinator') : null;
+  const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : preferences ?? loadDataset({ data: config.data, T: seqLen, seed: config.seed });
+  const trainer = redis ? new GatewayTrainer(config, model, dataset) : new Trainer(config, model, dataset);
   const rounds = config.mode === 'diloco' ? new RoundTrainer(trainer, config) : null;
 
   let resumedFrom: string | null = null;
@@ -117,7 +130,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     log.warn({ file: prefs.store.file }, w);
     bus.logEntry({ level: 'warn', kind: 'resume', message: w });
   }
-  if (config.resume) {
+  if (config.resume && !redis) {
     const r = loadNewestValid(runDir);
     skipped = r.skipped;
     for (const s of skipped) {
@@ -137,7 +150,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     }
   }
   let initSource: InitSource = resumedFrom ? { kind: 'checkpoint', path: resumedFrom, step: trainer.step } : { kind: 'seed', seed: config.seed };
-  if (config.initFrom !== undefined) {
+  if (config.initFrom !== undefined && !redis) {
     const dir = resolve(config.initFrom);
     if (resumedFrom) {
       // The run's own checkpoint is newer than any export it started from: a restart continues.
@@ -154,9 +167,12 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     bus.logEntry({ level: 'info', kind: 'resume', message: describeInitSource(initSource) });
   }
 
+  let dpoEval: PreferenceEvaluator | null = null;
+  if (preferences) dpoEval = (await setUpPreferenceTraining(config, model, trainer, preferences, log)).evaluator;
+
   const adminTokenGenerated = config.adminToken === undefined;
   const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-  const evaluator = config.evalEvery > 0 ? new Evaluator(model, dataset, config.evalSamples) : null;
+  const evaluator = config.evalEvery > 0 && !preferences && !redis ? new Evaluator(model, dataset, config.evalSamples) : null;
   const evals: EvalPoint[] = [];
   const startedAt = Date.now();
 
@@ -190,6 +206,16 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
 
   const afterStep = async (): Promise<void> => {
     const done = trainer.step;
+    if (dpoEval && (done % config.evalEvery === 0 || trainer.finished)) {
+      const r = await dpoEval.run(trainer.params);
+      const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now(), tasks: r.tasks, samples: r.samples, preferenceAccuracy: r.preferenceAccuracy, rewardMargin: r.rewardMargin, pairs: r.pairs };
+      evals.push(e);
+      trainer.noteEval(r.loss, r.accuracy);
+      const line = dpoEval.describe(e.step, r);
+      log.info({ step: e.step, dpoLoss: r.loss, preferenceAccuracy: r.preferenceAccuracy, rewardMargin: r.rewardMargin, accuracy: r.accuracy }, line);
+      bus.emit('eval', e);
+      bus.logEntry({ level: 'info', kind: 'eval', message: line });
+    }
     if (evaluator && (done % config.evalEvery === 0 || trainer.finished)) {
       const r = await evaluator.run(trainer.params);
       const e: EvalPoint = { step: done - 1, loss: r.loss, accuracy: r.accuracy, t: Date.now(), tasks: r.tasks, samples: r.samples };
@@ -202,7 +228,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       bus.logEntry({ level: 'info', kind: 'eval', message: said.line });
       if (said.ready) bus.logEntry({ level: 'info', kind: 'eval', message: said.ready });
     }
-    if ((config.checkpointEvery > 0 && done % config.checkpointEvery === 0) || trainer.finished) {
+    if (!redis && ((config.checkpointEvery > 0 && done % config.checkpointEvery === 0) || trainer.finished)) {
       try {
         checkpointNow(trainer.finished ? 'max-steps' : 'periodic');
       } catch (e) {
@@ -221,9 +247,15 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   } else if (bans.bans.length) {
     log.info({ file: bans.file, bans: bans.bans.length }, 'ban list loaded');
   }
-  const hub = new WorkerHub({ io, trainer, config, preset: config.preset, seqLen, bus, log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}) });
+  let clusterPort: ClusterPort | null = null;
+  // A gateway (--redis) starts its slices with whoever is there: --min-workers counts the whole
+  // cluster's workers, and its gate is the uplink's (coordinator/cluster/uplink.ts).
+  const hub = new WorkerHub({ io, trainer, config: redis ? { ...config, minWorkers: 1 } : config, ...(redis ? { stages: false } : {}), preset: config.preset, seqLen, bus: redis ? new GatewayBus(bus) : bus, log: redis ? log.child({ role: 'gateway' }) : log, hooks: { afterStep }, bans: { file: bans.file, loaded: bans.bans }, ...(rounds ? { rounds } : {}),
+    ...(redis ? { port: (gw, workers) => (clusterPort = new ClusterPort(gw, workers)) } : {}) });
+  let cluster: ClusterNode | null = null;
 
-  const status = (): StatusSnapshot => {
+  const status = (): StatusSnapshot => (cluster ? cluster.status(localStatus()) : localStatus());
+  const localStatus = (): StatusSnapshot => {
     const last = trainer.history.at(-1);
     const ev = evals.at(-1);
     return {
@@ -235,6 +267,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       samplesTrained: trainer.samplesTrained,
       tokensTrained: trainer.tokensTrained,
       mode: config.mode,
+      objective: config.objective,
       ...(rounds ? { round: trainer.step, diloco: dilocoStatus(rounds, hub.gateway.wire.snapshot()) } : {}),
       wire: hub.gateway.wire.snapshot(),
       tokensPerSec: last?.tokensPerSec ?? 0,
@@ -244,7 +277,10 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
       pipelines: hub.stages?.status() ?? [],
       checkpoint: lastCheckpoint,
       model: { preset: config.preset, params: trainer.paramCount, config: model },
-      eval: ev ? { step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples } : null,
+      eval: ev ? {
+        step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples,
+        ...(ev.preferenceAccuracy !== undefined ? { preferenceAccuracy: ev.preferenceAccuracy, rewardMargin: ev.rewardMargin, pairs: ev.pairs } : {}),
+      } : null,
       task: { name: dataset.name, builtIn: dataset.builtIn === true, examplePrompts: dataset.examplePrompts ?? [] },
       accounting: trainer.accounting(),
       globalBatch: config.globalBatch,
@@ -264,9 +300,10 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     adminToken,
     runDir,
     status,
-    evals: () => evals,
+    evals: () => cluster?.evals ?? evals,
     getModel: () => ({ config: model, params: trainer.params, step: trainer.step }),
-    checkpointNow,
+    checkpointNow: (reason) => (cluster ? cluster.checkpointNow(reason) : checkpointNow(reason)),
+    cluster: () => cluster,
   };
   const detachDashboard = attachDashboard(io, bus, status, () => trainer.history, () => evals,
     { all: () => hub.workers.byId.values(), live: () => hub.workers.connected().length, row: (w) => hub.workers.row(w) });
@@ -292,13 +329,19 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${shownHost}:${port}`;
   log.info({ url, preset: config.preset, params: trainer.paramCount, dataset: dataset.name, step: trainer.step, init: describeInitSource(initSource) }, 'coordinator listening');
+  if (redis) {
+    cluster = new ClusterNode({ io, redis, config, model, dataset, seqLen, runDir, runName: config.runName ?? basename(runDir), url, log, bus, trainer: trainer as GatewayTrainer, hub, port: clusterPort! });
+    await cluster.start();
+    log.info({ run: config.runName ?? basename(runDir), process: cluster.id }, 'joined the cluster run');
+  }
 
   let closed = false;
   const close = async (o: { checkpoint?: boolean } = {}): Promise<void> => {
     if (closed) return;
     closed = true;
+    await cluster?.close(o);
     hub.shutdown();
-    if (o.checkpoint) {
+    if (o.checkpoint && !cluster) {
       try {
         checkpointNow('shutdown');
       } catch (e) {
@@ -307,6 +350,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     }
     detachDashboard();
     evaluator?.dispose();
+    dpoEval?.dispose();
     // Verification threads stop; results still waiting for a verdict are dropped with their sockets.
     await hub.close();
     await prefs.store.close(); // appends in flight finish (and are answered) first

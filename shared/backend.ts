@@ -57,6 +57,17 @@ export interface TrainingBackend {
   setParams(params: Float32Array): Promise<void>;
   forward(batch: MicroBatch): Promise<ForwardResult>;
   forwardBackward(batch: MicroBatch): Promise<GradientResult>;
+  /**
+   * Per-sequence log-probabilities (forward only): entry b = sum over row b's masked-in positions
+   * of log p(target | prefix), float64 (DPO margins are differences of these; shared/model/dpo.ts).
+   */
+  sequenceLogProbs(batch: MicroBatch): Promise<Float64Array>;
+  /**
+   * Forward + backward of the weighted objective sum_b rowWeights[b] * (-log p(sequence b)):
+   * every masked-in position of row b weighs rowWeights[b] (the LM loss is the case 1/tokens for
+   * every row). `loss` is that weighted sum; `tokens` the masked-in positions. rowWeights: B finite.
+   */
+  forwardBackwardWeighted(batch: MicroBatch, rowWeights: Float32Array): Promise<GradientResult>;
   /** Free device resources; the backend is unusable afterwards. */
   dispose(): void;
 }

@@ -21,4 +21,12 @@ export interface CoordinatorContext {
   /** The live model (parameters are the trainer's own array: copy before long use). */
   getModel(): LiveModel;
   checkpointNow(reason: string): { step: number; file: string };
+  /** --redis: this process's part of the shared run (operator commands go through it); null otherwise. */
+  cluster?: () => ClusterControl | null;
+}
+
+/** What the admin routes need of a --redis run: commands that reach the leader or the worker's process. */
+export interface ClusterControl {
+  admin(cmd: 'pause' | 'resume'): Promise<void>;
+  kick(workerId: string): Promise<boolean>;
 }

@@ -8,6 +8,7 @@ import type { Worker } from 'node:worker_threads';
 import type { MicroBatch } from '../../shared/backend.ts';
 import { AppError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
+import type { TaskDpo } from '../../shared/protocol/messages.ts';
 import { startTsWorker } from '../threads/ts-worker.ts';
 import type { VerifyFigures } from './verify-compare.ts';
 
@@ -28,13 +29,15 @@ export interface VerifyRequest {
   mask: Uint8Array;
   loss: number;
   grads: Float32Array;
+  /** --objective dpo: the rows are pairs; re-compute the DPO loss and gradient. */
+  dpo?: TaskDpo;
 }
 
 export type VerifyReply = ({ id: number } & VerifyFigures & { ms: number }) | { id: number; error: string };
 
 export interface VerifyJob {
   params: SharedParams;
-  batch: MicroBatch;
+  batch: MicroBatch & { dpo?: TaskDpo };
   loss: number;
   grads: Float32Array;
 }
@@ -87,6 +90,7 @@ export class VerifyPool {
       mask: batch.mask.slice(),
       loss: job.loss,
       grads: job.grads.slice(),
+      ...(batch.dpo ? { dpo: { beta: batch.dpo.beta, refLogProbs: batch.dpo.refLogProbs.slice() } } : {}),
     };
     return new Promise((resolve, reject) => {
       this.queue.push({ msg, resolve, reject });

@@ -8,6 +8,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { CpuBackend } from '../../shared/model/cpu-backend.ts';
+import { dpoForwardBackward } from '../../shared/model/dpo.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { compareResult } from './verify-compare.ts';
 import type { VerifyReply, VerifyRequest } from './verify-pool.ts';
@@ -29,7 +30,11 @@ async function answer(m: VerifyRequest): Promise<VerifyReply> {
       paramsKey = m.paramsKey;
     }
     const t0 = performance.now();
-    const ref = await backend.forwardBackward({ B: m.B, T: m.T, inputs: m.inputs, targets: m.targets, mask: m.mask });
+    const batch = { B: m.B, T: m.T, inputs: m.inputs, targets: m.targets, mask: m.mask };
+    // --objective dpo: the same DPO step the worker ran (shared/model/dpo.ts), with the task's reference values.
+    const ref = m.dpo
+      ? await dpoForwardBackward(backend, { batch, pairs: m.B / 2, ref: m.dpo.refLogProbs, beta: m.dpo.beta })
+      : await backend.forwardBackward(batch);
     const f = compareResult(ref.grads, ref.loss, m.grads, m.loss);
     return { id: m.id, ...f, ms: performance.now() - t0 };
   } catch (e) {

@@ -13,6 +13,7 @@
 
 import type { MicroBatch } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
+import type { TaskDpo } from '../../shared/protocol/messages.ts';
 import { VerifyPool, type SharedParams } from './verify-pool.ts';
 import { BIAS_TOLERANCE_DIVISOR } from './verify-compare.ts';
 
@@ -60,7 +61,7 @@ export class Verifier {
    * at `version`, the version the worker computed at, when this is called: the copy handed to the
    * thread is taken now, synchronously, since the optimizer updates `params` in place.
    */
-  check(params: Float32Array, version: number, batch: MicroBatch, loss: number, grads: Float32Array): Promise<Comparison> {
+  check(params: Float32Array, version: number, batch: MicroBatch & { dpo?: TaskDpo }, loss: number, grads: Float32Array): Promise<Comparison> {
     const job = this.pool.run({ params: this.sharedParams(params, version), batch, loss, grads });
     return job.then(
       (f) => {

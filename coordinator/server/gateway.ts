@@ -4,7 +4,7 @@
 // routes results to the scheduler, declares silent workers dead, and is the only module that
 // emits to a worker (WorkerPort) or closes a connection (drop, kick, ban).
 
-import type { Server, Socket } from 'socket.io';
+import type { Namespace, Server, Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import { isAppError } from '../../shared/errors.ts';
 import { planWorker } from '../../shared/memory/plan.ts';
@@ -43,7 +43,7 @@ export class WorkerGateway implements WorkerPort {
   private scheduler!: Scheduler;
 
   constructor(
-    private readonly io: Server,
+    private readonly io: Server | Namespace,
     private readonly trainer: Trainer,
     private readonly cfg: CoordinatorConfig,
     private readonly preset: string,

@@ -6,13 +6,14 @@
 // Roles: replicas (ReplicaAssigner), pipeline stages (StageAssigner, --mode sync), rounds
 // (RoundAssigner, --mode diloco). Another role: implement WorkAssigner (assigner.ts), register it below.
 
-import type { Server } from 'socket.io';
+import type { Namespace, Server } from 'socket.io';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config.ts';
 import type { BanEntry } from '../security/ban-file.ts';
 import { Security } from '../security/security.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { EventBus } from './events.ts';
+import type { WorkerPort } from './assigner.ts';
 import { WorkerGateway } from './gateway.ts';
 import { ReplicaAssigner } from './replica-assigner.ts';
 import { RoundAssigner } from './round-assigner.ts';
@@ -23,7 +24,8 @@ import { Scheduler, type StepHooks } from './scheduler.ts';
 import { WorkerRegistry } from './workers.ts';
 
 export interface HubOptions {
-  io: Server;
+  /** Where workers connect: the default namespace, or (--redis leader) the gateways' `/cluster`. */
+  io: Server | Namespace;
   trainer: Trainer;
   config: CoordinatorConfig;
   preset: string;
@@ -35,6 +37,14 @@ export interface HubOptions {
   bans?: { file: string; loaded: BanEntry[] };
   /** --mode diloco: the rounds' state (round workers are served by a RoundAssigner). */
   rounds?: RoundTrainer;
+  /**
+   * What the scheduler and assigners send through (default: the gateway itself). A gateway
+   * process of a --redis run holds workers' acks until the leader has their partial
+   * (coordinator/cluster/cluster-port.ts).
+   */
+  port?: (gateway: WorkerGateway, workers: WorkerRegistry) => WorkerPort;
+  /** false: no pipeline stages (a --redis process: its slices go to replicas only; docs/scale.md). */
+  stages?: boolean;
 }
 
 export class WorkerHub {
@@ -51,14 +61,17 @@ export class WorkerHub {
     this.workers = new WorkerRegistry(o.bus);
     this.security = new Security(o.trainer, o.config, o.bus, o.log, o.bans, () => this.workers.byId.keys());
     this.gateway = new WorkerGateway(o.io, o.trainer, o.config, o.preset, o.seqLen, this.workers, this.security, o.bus, o.log);
-    this.scheduler = new Scheduler(o.trainer, o.config, this.workers, this.gateway, o.bus, o.log, o.hooks);
-    if (!o.rounds) {
+    const port = o.port ? o.port(this.gateway, this.workers) : this.gateway;
+    this.scheduler = new Scheduler(o.trainer, o.config, this.workers, port, o.bus, o.log, o.hooks);
+    // --objective dpo: no pipelines yet (a DPO step needs every pair's sequence log-probs before its
+    // weighted backward, a second relay through the stages; docs/dpo.md): stage workers wait.
+    if (!o.rounds && o.stages !== false && o.config.objective !== 'dpo') {
       // Registered first: each pass leases the pipelines their throughput share of the step before
       // the replicas (whose lease sizes count replicas only) take what is left.
-      this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log);
+      this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.security, port, this.scheduler, o.bus, o.log);
       this.scheduler.register(this.stages);
     }
-    this.scheduler.register(new ReplicaAssigner(o.trainer, o.config, this.workers, this.security, this.gateway, this.scheduler, o.bus, o.log));
+    this.scheduler.register(new ReplicaAssigner(o.trainer, o.config, this.workers, this.security, port, this.scheduler, o.bus, o.log));
     if (o.rounds) {
       const judge = new DeltaJudge(o.trainer.model, o.trainer.dataset, o.config.normLimit);
       this.rounds = new RoundAssigner(o.trainer, o.rounds, o.config, this.workers, this.security, judge, this.gateway, this.scheduler, o.bus, o.log);

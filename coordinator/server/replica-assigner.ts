@@ -178,6 +178,8 @@ export class ReplicaAssigner implements WorkAssigner {
         sampleIds: Uint32Array.from(lease.ids),
         leaseMs,
         ...(this.cfg.compress === 'fp16' ? { compress: 'fp16' as const } : {}),
+        // --objective dpo: the rows are the lease's pairs; tokens = pairs (trainer.batchOf).
+        ...(b.batch.dpo ? { dpo: b.batch.dpo } : {}),
       };
     } catch (e) {
       work.release(lease.id, 'released');

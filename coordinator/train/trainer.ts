@@ -16,12 +16,16 @@ import { initParameters } from '../../shared/model/init.ts';
 import { buildParameterTable, type ParameterTable } from '../../shared/model/parameters.ts';
 import { AdamW, clipGradNorm, l2Norm, lrAt, runSchedule, type LrSchedule } from '../../shared/optim/index.ts';
 import type { HistoryPoint, EpochAccounting } from '../../shared/protocol/dashboard.ts';
-import type { RejectCode, ResultMsg } from '../../shared/protocol/messages.ts';
+import type { RejectCode, ResultMsg, TaskDpo } from '../../shared/protocol/messages.ts';
 import { Rng } from '../../shared/rng.ts';
 import type { CheckpointData } from '../checkpoint/format.ts';
 import type { CoordinatorConfig } from '../config.ts';
 import { createAggregator, type Aggregator } from './aggregate.ts';
 import { StepWork, type Lease } from './step-work.ts';
+import type { PreferenceTraining } from './preference-training.ts';
+
+/** A lease's micro-batch; with --objective dpo its rows are pairs and `dpo` carries beta and the reference log-probs. */
+export type LeaseBatch = MicroBatch & { dpo?: TaskDpo };
 
 const HISTORY_MAX = 20_000;
 const HISTORY_IN_CHECKPOINT = 2_000;
@@ -60,6 +64,8 @@ export class Trainer {
   /** loss x tokens per worker in the running step (to discard a banned worker's share). */
   private lossByWorker = new Map<string, number>();
   private gradBuf: Float32Array;
+  /** --objective dpo: the pairs, their reference log-probs and beta (preference-training.ts). */
+  private preference: PreferenceTraining | null = null;
 
   constructor(
     readonly config: CoordinatorConfig,
@@ -140,8 +146,26 @@ export class Trainer {
     return this.current;
   }
 
-  /** The micro-batch of a lease, and its masked-in token count. */
-  batchOf(l: Lease): { batch: MicroBatch; tokens: number } {
+  /** --objective dpo: leases become preference pairs (call before the first step). */
+  usePreferences(p: PreferenceTraining): void {
+    this.preference = p;
+  }
+
+  /** --objective dpo: the pairs, reference log-probs and beta; null for the LM objective. */
+  get preferences(): PreferenceTraining | null {
+    return this.preference;
+  }
+
+  get objective(): 'lm' | 'dpo' {
+    return this.preference ? 'dpo' : 'lm';
+  }
+
+  /**
+   * The micro-batch of a lease, and the count results are weighted by: masked-in tokens, or with
+   * --objective dpo the lease's pairs (two rows each, plus beta and the reference log-probs).
+   */
+  batchOf(l: Lease): { batch: LeaseBatch; tokens: number } {
+    if (this.preference) return this.preference.batchOf(l.ids);
     const batch = buildMicroBatch(this.dataset, l.ids);
     let tokens = 0;
     for (let i = 0; i < batch.mask.length; i++) tokens += batch.mask[i];

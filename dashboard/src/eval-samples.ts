@@ -3,7 +3,7 @@
 // match per task. Prompts and answers are model/data text: they reach the page through el() /
 // text nodes only, never as markup (the pages have a strict CSP).
 
-import type { EvalPoint, EvalSample, EvalTaskAccuracy, StatusSnapshot } from '../../shared/protocol/dashboard.ts';
+import type { EvalPoint, EvalSample, EvalTaskAccuracy, PreferenceEvalFigures, StatusSnapshot } from '../../shared/protocol/dashboard.ts';
 import { clear, el, setText } from './dom.ts';
 
 export interface EvalSamplesView {
@@ -17,15 +17,20 @@ export interface EvalSamplesView {
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 /** Pure mapping of a pushed eval point (or status.eval) to what the panel shows. */
-export function evalSamplesView(e: Pick<EvalPoint, 'step' | 'accuracy'> & { tasks?: EvalTaskAccuracy[]; samples?: EvalSample[] } | null | undefined): EvalSamplesView {
-  if (!e || !Array.isArray(e.samples) || e.samples.length === 0) {
+export function evalSamplesView(e: Pick<EvalPoint, 'step' | 'accuracy'> & PreferenceEvalFigures & { tasks?: EvalTaskAccuracy[]; samples?: EvalSample[] } | null | undefined): EvalSamplesView {
+  const preference = typeof e?.preferenceAccuracy === 'number';
+  if (!e || ((!Array.isArray(e.samples) || e.samples.length === 0) && !preference)) {
     return { heading: 'No held-out answers yet: they appear at the first evaluation.', tasks: [], rows: [] };
   }
   const acc = typeof e.accuracy === 'number' ? `: ${pct(e.accuracy)} exact match` : '';
+  // --objective dpo: the held-out pair figures first (docs/dpo.md).
+  const pref = preference
+    ? [`preference accuracy ${pct(e.preferenceAccuracy!)} of ${Number(e.pairs ?? 0)} held-out pairs`, `reward margin ${Number(e.rewardMargin ?? 0).toFixed(4)}`]
+    : [];
   return {
     heading: `After step ${(e.step + 1).toLocaleString('en-US')}${acc}`,
-    tasks: (e.tasks ?? []).map((t) => `${t.task} ${pct(t.accuracy)} (${t.correct}/${t.total})`),
-    rows: e.samples.map((s) => ({ prompt: String(s.prompt), output: String(s.output), want: String(s.response), correct: s.correct === true })),
+    tasks: [...pref, ...(e.tasks ?? []).map((t) => `${t.task} ${pct(t.accuracy)} (${t.correct}/${t.total})`)],
+    rows: (e.samples ?? []).map((s) => ({ prompt: String(s.prompt), output: String(s.output), want: String(s.response), correct: s.correct === true })),
   };
 }
 

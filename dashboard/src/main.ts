@@ -21,6 +21,7 @@ import { eventView, memoryBars, securityView, statusView, workerView, type Trust
 import { renderSecurity } from './security-panel.ts';
 import { dilocoView, renderDiloco } from './diloco-view.ts';
 import { pipelinesView, renderPipelines, stageBarsByWorker } from './pipeline-view.ts';
+import { clusterView, renderCluster } from './cluster-view.ts';
 import type { MemoryBar } from './memory-bars.ts';
 import { adminKick, mountAdmin } from './admin-panel.ts';
 import { evalSamplesView, renderEvalSamples } from './eval-samples.ts';
@@ -82,12 +83,13 @@ function drawStatus(snap: StatusSnapshot): void {
   setText(byId('accounting'), s.accounting);
   setText(byId('stat-preferences'), s.preferences === null ? '—' : formatInt(s.preferences));
   // On connect (and after a reload) the latest evaluation's answers come with the snapshot.
-  if (snap.eval?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
+  if (snap.eval?.samples?.length || snap.eval?.preferenceAccuracy !== undefined) renderEvalSamples(byId('eval-samples'), evalSamplesView(snap.eval));
   const sec = securityView(snap.security);
   renderSecurity(sec);
   renderDiloco(dilocoView(snap));
   const pipes = pipelinesView(snap);
   renderPipelines(pipes);
+  renderCluster(clusterView(snap));
   stageBars = stageBarsByWorker(pipes);
   trust = sec?.trust ?? new Map();
   workers.clear();
@@ -118,7 +120,7 @@ const handlers: Record<string, (payload: never) => void> = {
   },
   eval: (e: EvalPoint) => {
     if (history.add([{ step: e.step, evalLoss: e.loss, evalAccuracy: e.accuracy }])) redrawCharts();
-    if (e?.samples?.length) renderEvalSamples(byId('eval-samples'), evalSamplesView(e));
+    if (e?.samples?.length || e?.preferenceAccuracy !== undefined) renderEvalSamples(byId('eval-samples'), evalSamplesView(e));
   },
   worker: (c: WorkerChange) => {
     if (!c?.worker?.id) return;

@@ -69,6 +69,30 @@ export class CpuBackend implements TrainingBackend {
     };
   }
 
+  async sequenceLogProbs(batch: MicroBatch): Promise<Float64Array> {
+    const params = this.ready('sequenceLogProbs()');
+    this.model.forward(params, batch);
+    return this.model.sequenceLogProbs();
+  }
+
+  async forwardBackwardWeighted(batch: MicroBatch, rowWeights: Float32Array): Promise<GradientResult> {
+    const params = this.ready('forwardBackwardWeighted()');
+    const t0 = performance.now();
+    const { tokens } = this.model.forward(params, batch);
+    const seq = this.model.sequenceLogProbs();
+    const t1 = performance.now();
+    const grads = new Float32Array(this.model.table.total);
+    this.model.backwardWeighted(grads, rowWeights);
+    const t2 = performance.now();
+    let loss = 0;
+    for (let b = 0; b < batch.B; b++) loss -= rowWeights[b] * seq[b];
+    const { gradNorm, nonFinite } = gradStats(grads);
+    return {
+      loss, tokens, grads, gradNorm, nonFinite,
+      timings: { totalMs: t2 - t0, forwardMs: t1 - t0, backwardMs: t2 - t1, uploadMs: 0, readbackMs: 0 },
+    };
+  }
+
   dispose(): void {
     this.disposed = true;
     this.params = null;

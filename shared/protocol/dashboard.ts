@@ -72,6 +72,8 @@ export interface StatusSnapshot {
   tokensTrained: number;
   /** Training mode (--mode). */
   mode?: 'sync' | 'diloco';
+  /** Training objective (--objective): lm, or dpo (preference tuning; eval then has the preference figures). */
+  objective?: 'lm' | 'dpo';
   /** --mode diloco: rounds finished (== step: one outer step per round). */
   round?: number;
   /** Bytes received from / sent to workers since start, counted at the socket (both modes). */
@@ -92,7 +94,7 @@ export interface StatusSnapshot {
   workersPaged?: { total: number; live: number };
   checkpoint: { step: number; file: string; at: number } | null;
   model: { preset: string; params: number; config: import('../model/config.ts').ModelConfig };
-  eval: { step: number; loss: number; accuracy: number | null; tasks?: EvalTaskAccuracy[]; samples?: EvalSample[] } | null;
+  eval: { step: number; loss: number; accuracy: number | null; tasks?: EvalTaskAccuracy[]; samples?: EvalSample[] } & PreferenceEvalFigures | null;
   /** The training data, and prompts of it a person can try in the playground (built-in task). */
   task?: { name: string; builtIn: boolean; examplePrompts: string[] };
   /** Exactly-once accounting for the current epoch (see docs/protocol.md). */
@@ -101,6 +103,8 @@ export interface StatusSnapshot {
   uptimeSec: number;
   /** Preference pairs collected in the playground's Compare mode (preferences.jsonl in the run dir). */
   preferences?: { count: number };
+  /** --redis: the processes sharing this run (docs/scale.md); absent on a single coordinator. */
+  cluster?: ClusterStatus;
 }
 
 /** A pipeline of stage workers (docs/pipeline.md), as /api/status reports it. */
@@ -114,6 +118,20 @@ export interface PipelineStatus {
   bubble: number;
   /** Measured over its last shares (0 before the first). */
   tokensPerSec: number;
+}
+
+/** The processes of a multi-coordinator run, as every one of them reports it. */
+export interface ClusterStatus {
+  run: string;
+  /** The leading process's id (null while none holds the lease, e.g. Redis is unreachable). */
+  leader: string | null;
+  /** The leader's fencing epoch (0 when unknown). */
+  epoch: number;
+  /** The process answering. */
+  self: string;
+  /** False while this process cannot reach Redis (the view is then its last one). */
+  redis: boolean;
+  processes: Array<{ id: string; url: string; role: 'leader' | 'gateway'; workers: number }>;
 }
 
 export interface EpochAccounting {
@@ -144,7 +162,20 @@ export interface HistoryPoint {
   evalAccuracy?: number | null;
 }
 
-export interface EvalPoint {
+/**
+ * --objective dpo: held-out pair figures. `loss` is then the mean DPO loss, `accuracy` the exact
+ * match of the instruction task when the pairs are prompts of one (the built-in task), else null.
+ */
+export interface PreferenceEvalFigures {
+  /** Share of held-out pairs whose policy log-prob of chosen exceeds that of rejected. */
+  preferenceAccuracy?: number;
+  /** Mean implicit reward margin beta * ((log pi - log ref)(chosen) - (log pi - log ref)(rejected)). */
+  rewardMargin?: number;
+  /** Held-out pairs the figures are over. */
+  pairs?: number;
+}
+
+export interface EvalPoint extends PreferenceEvalFigures {
   step: number;
   loss: number;
   accuracy: number | null;

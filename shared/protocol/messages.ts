@@ -167,6 +167,18 @@ export interface TaskMsg {
   leaseMs: number;
   /** 'fp16': send the gradient as IEEE binary16 (`grads16` instead of `grads`; --compress fp16). */
   compress?: 'fp16';
+  /**
+   * --objective dpo (docs/dpo.md): the B rows are B/2 preference pairs (chosen, rejected, ...);
+   * compute the DPO loss and gradient (shared/model/dpo.ts) instead of the LM loss. `tokens` and
+   * the result's `tokens` are then the number of pairs, and `sampleIds` has one id per pair.
+   */
+  dpo?: TaskDpo;
+}
+
+export interface TaskDpo {
+  beta: number;
+  /** The frozen reference model's sequence log-probs of the B rows (computed by the coordinator). */
+  refLogProbs: Float32Array;
 }
 
 export interface AckMsg {

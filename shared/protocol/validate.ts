@@ -14,6 +14,7 @@ import {
   type HelloMsg,
   type ParamsMsg,
   type ResultMsg,
+  type TaskDpo,
   type TaskMsg,
   type WelcomeMsg,
 } from './messages.ts';
@@ -202,6 +203,21 @@ function compress(o: Record<string, unknown>): boolean {
   return true;
 }
 
+/** task.dpo (--objective dpo): B even (pairs of rows), beta > 0, B reference log-probs <= 0. */
+function taskDpo(o: Record<string, unknown>, B: number): TaskDpo | undefined {
+  if (o.dpo === undefined) return undefined;
+  const d = obj(o.dpo, 'task.dpo');
+  if (B % 2 !== 0) throw new Bad('BAD_LENGTH', `task.B: ${B} rows, a preference task has 2 per pair`);
+  const beta = num(d, 'beta', 'task.dpo', 0, 1e6);
+  if (!(beta > 0)) throw new Bad('OUT_OF_RANGE', 'task.dpo.beta: must be > 0');
+  const refLogProbs = typed(d, 'refLogProbs', 'task.dpo', Float32Array, B);
+  for (let i = 0; i < B; i++) {
+    if (!Number.isFinite(refLogProbs[i])) throw new Bad('NON_FINITE', `task.dpo.refLogProbs[${i}]: not finite`);
+    if (refLogProbs[i] > 1e-3) throw new Bad('OUT_OF_RANGE', `task.dpo.refLogProbs[${i}]: ${refLogProbs[i]} is not a log-probability`);
+  }
+  return { beta, refLogProbs };
+}
+
 export function validateTask(x: unknown, model: ModelConfig): Checked<TaskMsg> {
   return run(() => {
     const o = obj(x, 'task');
@@ -215,6 +231,7 @@ export function validateTask(x: unknown, model: ModelConfig): Checked<TaskMsg> {
         throw new Bad('OUT_OF_RANGE', `task: token id at ${i} outside [0, ${model.vocabSize})`);
       }
     }
+    const dpo = taskDpo(o, B);
     return {
       taskId: str(o, 'taskId', 'task', MAX_TASK_ID)!,
       step: int(o, 'step', 'task')!,
@@ -225,9 +242,10 @@ export function validateTask(x: unknown, model: ModelConfig): Checked<TaskMsg> {
       targets,
       mask,
       tokens: int(o, 'tokens', 'task')!,
-      sampleIds: typed(o, 'sampleIds', 'task', Uint32Array, B),
+      sampleIds: typed(o, 'sampleIds', 'task', Uint32Array, dpo ? B / 2 : B),
       leaseMs: int(o, 'leaseMs', 'task', 1)!,
       ...(compress(o) ? { compress: 'fp16' as const } : {}),
+      ...(dpo ? { dpo } : {}),
     };
   });
 }

@@ -25,6 +25,7 @@ import * as ops from '../../shared/model/cpu/ops.ts';
 import { createCpuBackend, gradStats } from '../../shared/model/cpu-backend.ts';
 import { adamwStep, createAdamWState } from '../../shared/optim/adamw.ts';
 import { parseFixtureBytes, type FixtureData } from './fixture-bytes.ts';
+import { dpoCases } from './dpo.case.ts';
 
 export interface ConformanceEnv {
   /** Which backend the suite runs against, for messages: 'cpu' | 'webgpu-node' | 'webgpu-chromium'. */
@@ -35,6 +36,8 @@ export interface ConformanceEnv {
   harness?: KernelHarness;
   /** Bytes of tests/reference/gpt2_tiny.bin (Node: fs.readFile; browser: fetch). Absent: fixture cases skipped. */
   loadFixture?: () => Promise<ArrayBuffer | Uint8Array>;
+  /** Bytes of tests/reference/dpo_tiny.bin (the PyTorch DPO fixture). Absent: the DPO case is skipped. */
+  loadDpoFixture?: () => Promise<ArrayBuffer | Uint8Array>;
 }
 
 export interface ConformanceCase {
@@ -47,6 +50,7 @@ export function conformanceCases(env: ConformanceEnv): ConformanceCase[] {
   const h = env.harness;
   if (h) cases.push(...matmulCases(h), ...kernelCases(h));
   cases.push(...modelCases(env));
+  if (env.loadDpoFixture) cases.push(...dpoCases({ ...env, loadDpoFixture: env.loadDpoFixture }, assertClose, assertSameBits));
   return cases;
 }
 

@@ -22,6 +22,7 @@ import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
 
 const loadFixture = async () => readFileSync(FIXTURE_PATH);
 const loadLongFixture = async () => readFileSync(LONG_FIXTURE_PATH);
+const loadDpoFixture = async () => readFileSync(new URL('../reference/dpo_tiny.bin', import.meta.url));
 
 describe('fixture parser (browser-safe) agrees with the Node reader', () => {
   it('parses the same values as readFixture', () => {
@@ -36,7 +37,7 @@ describe('fixture parser (browser-safe) agrees with the Node reader', () => {
 });
 
 describe('conformance: cpu', () => {
-  const cpuEnv = { label: 'cpu', createBackend: async (cfg: ModelConfig) => createCpuBackend(cfg), loadFixture };
+  const cpuEnv = { label: 'cpu', createBackend: async (cfg: ModelConfig) => createCpuBackend(cfg), loadFixture, loadDpoFixture };
   for (const c of [...conformanceCases(cpuEnv), ...stageCases({ ...cpuEnv, createStageBackend: async (cfg, spec) => createCpuStageBackend(cfg, spec) })]) {
     it(c.name, c.run);
   }
@@ -61,6 +62,7 @@ describe('conformance: webgpu (Node, Dawn)', () => {
     createBackend: (cfg: ModelConfig) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info }),
     harness,
     loadFixture,
+    loadDpoFixture,
   };
   const cases = conformanceCases(env);
   cases.push(...stageCases({ ...env, createStageBackend: (cfg, spec) => createWebGpuStageBackend(cfg, spec, { device: dev.device, adapterInfo: dev.info }) }));

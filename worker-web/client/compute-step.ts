@@ -5,6 +5,8 @@
 import type { TrainingBackend, GradientResult, MicroBatch } from '../../shared/backend.ts';
 import { l2Norm } from '../../shared/optim/clip.ts';
 import { DEFAULT_HEARTBEAT_MS, type TaskMsg, type WirePlan } from '../../shared/protocol/messages.ts';
+import { computePreferenceTask } from './compute-preference.ts';
+import { rowsOf } from './task-rows.ts';
 
 /** A task's gradient from a backend, as micro-batches of at most `mb` rows (computeTask's signature). */
 export type ComputeStep = (backend: TrainingBackend, task: TaskMsg, mb: number, fixedShape?: boolean) => Promise<GradientResult>;
@@ -19,6 +21,7 @@ export type ComputeStep = (backend: TrainingBackend, task: TaskMsg, mb: number, 
  * kernels are specialised per (B, T) and cost ~30 s to compile on SwiftShader, compiles once.
  */
 export async function computeTask(backend: TrainingBackend, task: TaskMsg, mb: number, fixedShape = false): Promise<GradientResult> {
+  if (task.dpo) return computePreferenceTask(backend, task, mb, fixedShape);
   const { B, T } = task;
   if (mb >= B && !(fixedShape && B < mb)) {
     const r = await backend.forwardBackward({ B, T, inputs: task.inputs, targets: task.targets, mask: task.mask });
@@ -67,23 +70,6 @@ export function microBatchRows(plan: WirePlan, task: TaskMsg, fixed: boolean, he
     mb = Math.min(mb, msPerRow > 0 ? Math.max(1, Math.floor(sliceMs / msPerRow)) : 1);
   }
   return mb;
-}
-
-/** Rows [b0, b0+rows) of a task as a micro-batch of `padTo` rows (extra rows masked out). */
-function rowsOf(task: TaskMsg, b0: number, rows: number, padTo: number): MicroBatch {
-  const T = task.T;
-  const lo = b0 * T;
-  const hi = (b0 + rows) * T;
-  if (padTo === rows) {
-    return { B: rows, T, inputs: task.inputs.subarray(lo, hi), targets: task.targets.subarray(lo, hi), mask: task.mask.subarray(lo, hi) };
-  }
-  const inputs = new Int32Array(padTo * T);
-  const targets = new Int32Array(padTo * T);
-  const mask = new Uint8Array(padTo * T); // zeros: padding rows never count
-  inputs.set(task.inputs.subarray(lo, hi));
-  targets.set(task.targets.subarray(lo, hi));
-  mask.set(task.mask.subarray(lo, hi));
-  return { B: padTo, T, inputs, targets, mask };
 }
 
 /** A throwaway micro-batch of the plan's shape, to compile the engine's kernels before taking work. */

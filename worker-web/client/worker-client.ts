@@ -45,6 +45,11 @@ export type { LogLevel, WorkerStats } from './stats.ts';
 
 export interface WorkerClientOptions {
   url: string;
+  /**
+   * Several coordinator processes of one run (--redis): tried in turn, the next one after a
+   * failed connection or a lost one (`url` is the first when absent).
+   */
+  urls?: string[];
   host: EngineHost;
   name?: string;
   userCapBytes?: number;
@@ -81,6 +86,8 @@ export class WorkerClient {
   private stopped = false;
   private paused = false;
   private stopResolvers: Array<() => void> = [];
+  /** Which of the coordinator URLs the next connection goes to. */
+  private urlIndex = 0;
   private readonly book: StatsBook;
   readonly stats: WorkerStats;
 
@@ -167,8 +174,10 @@ export class WorkerClient {
     clearTimeout(this.reconnectTimer);
     this.teardownSocket();
     const epoch = ++this.epoch;
-    this.book.update({ state: 'connecting', detail: `connecting to ${this.opts.url}` });
-    const socket: WorkerSocket = io(this.opts.url, {
+    const urls = this.opts.urls?.length ? this.opts.urls : [this.opts.url];
+    const url = urls[this.urlIndex % urls.length];
+    this.book.update({ state: 'connecting', detail: `connecting to ${url}` });
+    const socket: WorkerSocket = io(url, {
       parser: msgpackParser,
       transports: ['websocket'],
       reconnection: false, // ours: backoff with jitter and a fresh hello
@@ -195,7 +204,7 @@ export class WorkerClient {
     });
     socket.on('connect_error', (err) => {
       if (!live()) return;
-      this.log('warn', `cannot connect to ${this.opts.url}: ${err.message}`);
+      this.log('warn', `cannot connect to ${url}: ${err.message}`);
       this.scheduleReconnect(epoch, err.message);
     });
     socket.on('disconnect', (reason) => {
@@ -222,6 +231,7 @@ export class WorkerClient {
   private scheduleReconnect(epoch: number, why: string): void {
     if (epoch !== this.epoch) return;
     this.epoch++; // invalidates queued work and late events of the dead socket
+    this.urlIndex++; // with several coordinator URLs, the next attempt goes to the next one
     this.teardownSocket();
     const delay = this.backoff.next();
     this.book.count('reconnects');

@@ -3,6 +3,9 @@
 // the gradient, loss, norm and non-finite count come back. The contract (WebGpuBackend, options,
 // loss report) is in backend-types.ts. The engine runs a pipeline stage (blocks [from, to),
 // stage-backend.ts wraps it as a StageBackend); the whole model is the stage [0, L).
+// Why this file is long: every entry point (forward, forwardBackward, the preference pair
+// sequenceLogProbs / forwardBackwardWeighted, AdamW, profiling) runs on the same private device
+// buffers and serial queue of one class; splitting it would expose them.
 
 import type { ForwardResult, GradientResult, MicroBatch } from '../../shared/backend.ts';
 import { AppError, isAppError } from '../../shared/errors.ts';
@@ -287,6 +290,64 @@ export class Engine implements WebGpuBackend {
     const t3 = performance.now();
     return {
       loss: res[0], tokens, grads, gradNorm: Math.sqrt(res[1]), nonFinite,
+      timings: { totalMs: t3 - t0, uploadMs: t1 - t0, readbackMs: t3 - t2 },
+    };
+  }
+
+  sequenceLogProbs(batch: MicroBatch): Promise<Float64Array> {
+    return this.serial(() => this.sequenceLogProbsNow(batch));
+  }
+
+  private async sequenceLogProbsNow(batch: MicroBatch): Promise<Float64Array> {
+    this.checked(batch, 'sequenceLogProbs()');
+    const step = await this.ensurePlan(batch.B, batch.T);
+    const lists = await step.preference();
+    this.upload(step, batch);
+    const enc = this.device.createCommandEncoder({ label: 'sequence-logprobs' });
+    const pass = enc.beginComputePass({ label: 'sequence-logprobs' });
+    for (const d of lists.sequenceLogProbs) this.rt.encode(pass, d);
+    pass.end();
+    const [raw] = await this.submitAndRead(enc, [{ src: step.buffers.seqLogProbs, bytes: batch.B * 4 }], 'sequenceLogProbs()');
+    return Float64Array.from(new Float32Array(raw));
+  }
+
+  forwardBackwardWeighted(batch: MicroBatch, rowWeights: Float32Array): Promise<GradientResult> {
+    return this.serial(() => this.forwardBackwardWeightedNow(batch, rowWeights));
+  }
+
+  private async forwardBackwardWeightedNow(batch: MicroBatch, rowWeights: Float32Array): Promise<GradientResult> {
+    this.checked(batch, 'forwardBackwardWeighted()');
+    if (!(rowWeights instanceof Float32Array) || rowWeights.length !== batch.B || !rowWeights.every(Number.isFinite)) {
+      throw new AppError('ERR_BATCH_SHAPE', `webgpu backend: rowWeights must be ${batch.B} finite float32 values (one per row), got ${rowWeights?.length}`, 400);
+    }
+    const t0 = performance.now();
+    const step = await this.ensurePlan(batch.B, batch.T);
+    const lists = await step.preference();
+    const tokens = this.upload(step, batch);
+    this.device.queue.writeBuffer(step.buffers.rowWeights, 0, rowWeights.buffer, rowWeights.byteOffset, rowWeights.byteLength);
+    const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
+    this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
+    this.device.queue.writeBuffer(step.buffers.positions, 0, idx.positions.buffer, 0, idx.positions.byteLength);
+    const t1 = performance.now();
+    const enc = this.device.createCommandEncoder({ label: 'forward-backward-weighted' });
+    const pass = enc.beginComputePass({ label: 'forward-backward-weighted' });
+    for (const d of lists.forwardBackwardWeighted) this.rt.encode(pass, d);
+    pass.end();
+    const [rawRes, rawSeq, rawGrads] = await this.submitAndRead(enc, [
+      { src: step.buffers.results, bytes: 16 }, { src: step.buffers.seqLogProbs, bytes: batch.B * 4 }, { src: this.grads, bytes: this.layout.floats * 4 },
+    ], 'forwardBackwardWeighted()');
+    const t2 = performance.now();
+    const res = new Float32Array(rawRes);
+    const seq = new Float32Array(rawSeq);
+    let loss = 0; // sum_b w_b * (-log p(sequence b)), as the CPU backend reports it
+    for (let b = 0; b < batch.B; b++) loss -= rowWeights[b] * seq[b];
+    const padded = new Float32Array(rawGrads);
+    const grads = new Float32Array(this.table.total);
+    this.table.tensors.forEach((t, i) => grads.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));
+    this.haveGrads = true;
+    const t3 = performance.now();
+    return {
+      loss, tokens, grads, gradNorm: Math.sqrt(res[1]), nonFinite: new Uint32Array(rawRes)[2],
       timings: { totalMs: t3 - t0, uploadMs: t1 - t0, readbackMs: t3 - t2 },
     };
   }

@@ -24,7 +24,7 @@ import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec } fr
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
 import { biasBackwardSpec, colSumPartialSpec, COL_BLOCK, layernormParamFinalSpec, layernormParamGradSpec, layernormParamPartialSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
-import { crossEntropySpec, lossReduceSpec } from './kernels/loss.ts';
+import { crossEntropySpec, crossEntropyWeightedSpec, lossReduceSpec, seqLogProbSpec } from './kernels/loss.ts';
 import { attentionMatmulSpecs } from './kernels/attention-mm.ts';
 
 export interface StepBuffers {
@@ -43,6 +43,17 @@ export interface StepBuffers {
   stageOut: GPUBuffer;
   /** [N, C] residual gradient: dOut is written here for a non-head stage; dIn after the backward. */
   dres: GPUBuffer;
+  /** Preference tuning: a weight per sequence (B floats) in, sequence log-probs (B floats) out. */
+  rowWeights: GPUBuffer;
+  seqLogProbs: GPUBuffer;
+}
+
+/** The preference-tuning (DPO) dispatch lists of a plan, prepared on first use. */
+export interface PreferenceDispatches {
+  /** Forward + per-position CE + per-sequence sums into seqLogProbs. */
+  sequenceLogProbs: Dispatch[];
+  /** Forward + CE with dlogits weighted per sequence (rowWeights) + seqLogProbs + backward + norm. */
+  forwardBackwardWeighted: Dispatch[];
 }
 
 export interface RecordedStep {
@@ -54,6 +65,8 @@ export interface RecordedStep {
   forward: Dispatch[];
   /** Forward (+ loss) + backward + gradient norm (logits become dlogits in place). */
   forwardBackward: Dispatch[];
+  /** DPO lists: compiled only when first asked for, so LM training pays nothing for them. */
+  preference(): Promise<PreferenceDispatches>;
   destroy(): void;
 }
 
@@ -127,6 +140,8 @@ export async function recordStage(
     results: buf(4, 'results'),
     logits: head ? a.logits : undefined,
     stageIn: a.encoded, stageOut: a.res3[L - 1], dres: a.dres,
+    rowWeights: buf(B, 'row_weights'),
+    seqLogProbs: buf(B, 'seq_logprobs'),
   };
   owned.push(sb.batch);
 
@@ -274,10 +289,25 @@ export async function recordStage(
     if (!x) prepared.set(p, (x = rt.prepare(p.spec, p.bufs)));
     return x;
   };
+  let preference: Promise<PreferenceDispatches> | undefined;
   return {
     B, T, spec: { from, to }, buffers: sb,
     forward: [...fwd, ...lossFwd].map(prep),
     forwardBackward: [...fwd, ...lossBwd, ...bwd].map(prep),
+    preference() {
+      preference ??= (async () => {
+        // The sequence log-probs need the loss, the weighted backward the whole model: a stage has neither.
+        if (!head || from !== 0) throw new Error(`webgpu engine: the preference (DPO) lists need the whole model, this plan is the stage [${from}, ${to}) (bug)`);
+        const seq = d(seqLogProbSpec(B, T), [a.losses, sb.seqLogProbs]);
+        const ceW = d(crossEntropyWeightedSpec(N, V, T), [a.logits, sb.targets, sb.mask, sb.rowWeights, a.losses]);
+        await rt.warm([seq.spec, ceW.spec]);
+        return {
+          sequenceLogProbs: [...fwd, lossFwd[0], seq].map(prep),
+          forwardBackwardWeighted: [...fwd, ceW, seq, ...bwd].map(prep),
+        };
+      })();
+      return preference;
+    },
     destroy() {
       for (const b of owned) b.destroy();
     },

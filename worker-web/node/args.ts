@@ -11,7 +11,8 @@ import { parseFault, FAULT_FORMS, type FaultSpec } from '../client/faults.ts';
 
 export const USAGE = `usage: npm run worker -- --url http://HOST:PORT [options]
 
-  --url URL            coordinator address (http or https)             (required)
+  --url URL[,URL...]   coordinator address (http or https); several processes of one
+                       run (coordinator --redis): tried in turn after a lost connection (required)
   --backend B          webgpu | cpu                                     (default webgpu)
   --memory SIZE        cap on the memory this worker offers, e.g. 2GiB  (default: probed)
   --fault F            ${FAULT_FORMS}  (default none)
@@ -27,6 +28,8 @@ export const USAGE = `usage: npm run worker -- --url http://HOST:PORT [options]
 
 export interface NodeWorkerArgs {
   url: string;
+  /** Every --url given (comma-separated), in order; url is the first. */
+  urls: string[];
   backend: 'webgpu' | 'cpu';
   memoryCap?: number;
   fault: FaultSpec;
@@ -43,14 +46,14 @@ export interface NodeWorkerArgs {
 const schema = z.object({
   url: z
     .string({ error: '--url is required (e.g. --url http://127.0.0.1:8080)' })
-    .refine((u) => {
+    .refine((list) => list.split(',').every((u) => {
       try {
-        const p = new URL(u);
+        const p = new URL(u.trim());
         return p.protocol === 'http:' || p.protocol === 'https:';
       } catch {
         return false;
       }
-    }, '--url must be an http:// or https:// address, e.g. http://127.0.0.1:8080'),
+    }), '--url must be an http:// or https:// address (or several, comma-separated), e.g. http://127.0.0.1:8080'),
   backend: z.enum(['webgpu', 'cpu'], { error: '--backend must be webgpu or cpu' }),
   name: z
     .string()
@@ -85,7 +88,7 @@ export function parseWorkerArgs(argv: string[], defaultName: string): NodeWorker
     throw new AppError('ERR_WORKER_ARGS', `worker: ${(e as Error).message}`, 400, 'run with --help for the flags');
   }
   if (values.help) {
-    return { url: '', backend: 'webgpu', fault: { kind: 'none' }, name: defaultName, seed: 1, quiet: false, help: true };
+    return { url: '', urls: [], backend: 'webgpu', fault: { kind: 'none' }, name: defaultName, seed: 1, quiet: false, help: true };
   }
   const seedText = String(values.seed);
   const parsed = schema.safeParse({
@@ -104,5 +107,6 @@ export function parseWorkerArgs(argv: string[], defaultName: string): NodeWorker
   const trace = values.trace === undefined ? undefined : String(values.trace);
   if (trace === '') throw new AppError('ERR_WORKER_ARGS', 'worker: --trace needs a file path', 400, 'run with --help for the flags');
   const link = values.link === undefined ? undefined : parseLink(String(values.link));
-  return { ...parsed.data, memoryCap, fault, joinToken, trace, link, quiet: Boolean(values.quiet), help: false };
+  const urls = parsed.data.url.split(',').map((u) => u.trim());
+  return { ...parsed.data, url: urls[0], urls, memoryCap, fault, joinToken, trace, link, quiet: Boolean(values.quiet), help: false };
 }

@@ -1,4 +1,4 @@
-// `npm run worker -- --url http://HOST:PORT [--backend webgpu|cpu] [--memory 2GiB] [--fault F] [--name N]`
+// `npm run worker -- --url http://HOST:PORT[,http://HOST2:PORT2] [--backend webgpu|cpu] [--memory 2GiB] [--fault F] [--name N]`
 // The Node worker: the same loop and engine as the browser tab, for GPU servers, tests and the
 // chaos suite. Exit codes: 0 after a clean stop (SIGINT/SIGTERM, or kicked), 2 on bad flags,
 // 1 if the engine cannot start.
@@ -37,6 +37,7 @@ async function main(): Promise<number> {
   const host = await createNodeHost(args.backend, args.memoryCap);
   const client = new WorkerClient({
     url: args.url,
+    urls: args.urls,
     host,
     name: args.name,
     userCapBytes: args.memoryCap,

@@ -53,6 +53,7 @@ async function handle(m: PageToWorker): Promise<void> {
       if (client) await client.stop('restarted');
       const c = new WorkerClient({
         url: m.url,
+        urls: m.urls,
         host: getHost(m.cpu),
         userCapBytes: m.capBytes,
         name: m.name,

@@ -28,16 +28,19 @@ const joinInput = $<HTMLInputElement>('join-token');
 const joinRefused = $('join-refused');
 
 const params = new URLSearchParams(location.search);
-let coordinatorUrl = location.origin;
-const override = params.get('coordinator');
-if (override) {
+// `?coordinator=URL[,URL...]`: another coordinator, or several processes of one run (--redis),
+// tried in turn after a lost connection. Unusable entries are skipped; none left: our origin.
+const coordinatorUrls: string[] = [];
+for (const entry of (params.get('coordinator') ?? '').split(',')) {
   try {
-    const u = new URL(override);
-    if (u.protocol === 'http:' || u.protocol === 'https:') coordinatorUrl = u.origin;
+    const u = new URL(entry.trim());
+    if (u.protocol === 'http:' || u.protocol === 'https:') coordinatorUrls.push(u.origin);
   } catch {
-    /* keep our origin */
+    /* skipped */
   }
 }
+if (coordinatorUrls.length === 0) coordinatorUrls.push(location.origin);
+const coordinatorUrl = coordinatorUrls[0];
 
 // A share link for a closed cluster carries its join token as `?join=`. It only fills the input:
 // the token is never written to the log, the status or the page's text.
@@ -249,7 +252,7 @@ startBtn.addEventListener('click', () => {
   startBtn.disabled = true;
   stopBtn.disabled = false;
   setPageState('starting');
-  send({ type: 'start', url: coordinatorUrl, cpu: useCpu, capBytes: cap, name: name || undefined, joinToken, trace: new URLSearchParams(location.search).get('trace') === '1' });
+  send({ type: 'start', url: coordinatorUrl, urls: coordinatorUrls, cpu: useCpu, capBytes: cap, name: name || undefined, joinToken, trace: new URLSearchParams(location.search).get('trace') === '1' });
 });
 
 stopBtn.addEventListener('click', () => {

@@ -8,7 +8,7 @@ import type { LogLevel, WorkerStats } from '../client/worker-client.ts';
 export type PageToWorker =
   | { type: 'probe'; cpu: boolean }
   /** `trace`: forward the audit trace (trace.ts) to the page (`/worker/?trace=1`, for outside auditors). */
-  | { type: 'start'; url: string; cpu: boolean; capBytes?: number; name?: string; joinToken?: string; trace?: boolean }
+  | { type: 'start'; url: string; urls?: string[]; cpu: boolean; capBytes?: number; name?: string; joinToken?: string; trace?: boolean }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'stop'; reason: string };

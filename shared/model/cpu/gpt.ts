@@ -11,6 +11,7 @@ import { buildParameterTable, type ParameterTable } from '../parameters.ts';
 import { blockViews, type BlockViews, type FloatArrayCtor } from './blocks.ts';
 import type { FloatArray } from './ops.ts';
 import { CpuStage, type LossResult } from './stage.ts';
+import { sequenceLogProbs } from './sequence-ops.ts';
 
 export type { BlockViews, FloatArrayCtor } from './blocks.ts';
 export type { LossResult } from './stage.ts';
@@ -80,6 +81,8 @@ export function checkBatch(config: ModelConfig, batch: MicroBatch): void {
 export class CpuGpt {
   readonly table: ParameterTable;
   private readonly stage: CpuStage;
+  /** T of the last forward (the stage's per-position losses are [B*T]). */
+  private lastT = 1;
 
   constructor(readonly config: ModelConfig, readonly Ctor: FloatArrayCtor = Float32Array) {
     this.table = buildParameterTable(config);
@@ -97,6 +100,7 @@ export class CpuGpt {
       throw new AppError('ERR_PARAM_SIZE', `cpu model: parameter vector has ${params.length} values, the model needs ${this.table.total}`,
         400, 'the vector must be laid out as buildParameterTable(config)');
     }
+    this.lastT = batch.T;
     return this.stage.run(params, batch).loss!;
   }
 
@@ -115,5 +119,38 @@ export class CpuGpt {
    */
   backward(grads: FloatArray): void {
     this.stage.backward(grads);
+  }
+
+  /**
+   * Per-sequence log-probabilities of the last forward: out[b] = sum over masked-in positions of
+   * row b of log p(target). Float64 (DPO margins are differences of such sums).
+   */
+  sequenceLogProbs(): Float64Array {
+    let losses: FloatArray;
+    try {
+      losses = this.stage.losses();
+    } catch {
+      throw new AppError('ERR_NO_FORWARD', 'cpu model: sequenceLogProbs() needs a forward() first', 500);
+    }
+    const B = losses.length / this.lastT;
+    const out = new Float64Array(B);
+    sequenceLogProbs(out, losses, B, this.lastT);
+    return out;
+  }
+
+  /**
+   * Weighted backward of the last forward: OVERWRITES grads with the gradient of
+   * sum_b rowWeights[b] * sum_t mask * CE(b, t) = -sum_b rowWeights[b] * log p(sequence b), the
+   * generalisation of the mean loss (every weight 1/tokens) that DPO needs (shared/model/dpo.ts).
+   */
+  backwardWeighted(grads: FloatArray, rowWeights: ArrayLike<number>): void {
+    const B = this.stage.losses().length / this.lastT;
+    if (rowWeights.length !== B) {
+      throw new AppError('ERR_BATCH_SHAPE', `cpu model: rowWeights has ${rowWeights.length} entries, the batch has B = ${B} rows`);
+    }
+    for (let b = 0; b < B; b++) {
+      if (!Number.isFinite(rowWeights[b])) throw new AppError('ERR_BATCH_SHAPE', `cpu model: rowWeights[${b}] = ${rowWeights[b]} is not finite`);
+    }
+    this.stage.backward(grads, undefined, rowWeights);
   }
 }

@@ -16,6 +16,7 @@ import {
   crossEntropyBackward, crossEntropyForward, encoderBackward, encoderForward, layernormBackward, layernormForward,
   lmHeadBackward, lmHeadForward, softmaxForward, type FloatArray,
 } from './ops.ts';
+import { weightedCrossEntropyBackward } from './sequence-ops.ts';
 
 export interface StageViews {
   wte: FloatArray | null; // first or last stage
@@ -127,12 +128,20 @@ export class CpuStage {
     return this.io.logits;
   }
 
+  /** Per-position losses [B*T] of the last forward of a head stage (0 where mask is 0; a view). */
+  losses(): FloatArray {
+    if (!this.last || !this.io?.losses) throw new AppError('ERR_NO_FORWARD', 'cpu stage: losses() needs a forward() of a head stage first', 500);
+    return this.io.losses;
+  }
+
   /**
    * Backward of the last forward: OVERWRITES grads (stage-table layout, same float type) with
    * d(mean masked loss)/d(stage params). A non-head stage needs dOut [BT,C]. Returns dIn [BT,C]
    * (a view into reused storage) unless the stage is the first. No masked-in position: all zeros.
+   * With `rowWeights` (head stage, DPO: sequence-ops.ts), the objective is instead
+   * sum_b rowWeights[b] * sum_t mask * CE(b, t): each row's positions weigh its weight, not 1/tokens.
    */
-  backward(grads: FloatArray, dOut?: FloatArray): FloatArray | null {
+  backward(grads: FloatArray, dOut?: FloatArray, rowWeights?: ArrayLike<number>): FloatArray | null {
     const last = this.last;
     if (!last || !this.io) throw new AppError('ERR_NO_FORWARD', 'cpu stage: backward() needs a forward() first', 500);
     const { params, input, fwd, y } = last;
@@ -151,7 +160,8 @@ export class CpuStage {
       if (tokens === 0) return this.table.embeddings ? null : dres;
       softmaxForward(io.probs!, io.logits!, BT, V);
       io.dlogits!.fill(0);
-      crossEntropyBackward(io.dlogits!, io.probs!, input.targets!, input.mask!, BT, V, tokens);
+      if (rowWeights) weightedCrossEntropyBackward(io.dlogits!, io.probs!, input.targets!, input.mask!, B, T, V, rowWeights);
+      else crossEntropyBackward(io.dlogits!, io.probs!, input.targets!, input.mask!, BT, V, tokens);
       io.dlnf!.fill(0);
       lmHeadBackward(io.dlnf!, g.wte!, io.dlogits!, io.lnf!, w.wte!, BT, C, V);
       layernormBackward(dres, g.lnfw!, g.lnfb!, io.dlnf!, y, w.lnfw!, io.lnfMean!, io.lnfRstd!, BT, C);

@@ -35,6 +35,11 @@ async function setup(): Promise<{ info: PageInfo; cases: Map<string, Conformance
       if (!r.ok) throw new Error(`fixture: GET /fixture/gpt2_tiny.bin gave HTTP ${r.status} (run npm run fixture)`);
       return r.arrayBuffer();
     },
+    loadDpoFixture: async () => {
+      const r = await fetch('/fixture/dpo_tiny.bin');
+      if (!r.ok) throw new Error(`dpo fixture: GET /fixture/dpo_tiny.bin gave HTTP ${r.status} (run npm run fixture:dpo)`);
+      return r.arrayBuffer();
+    },
   };
   // The stage cases: three stage backends on the same device, chained (tests/engine/stage.case.ts).
   const list = [...conformanceCases(env), ...stageCases({ ...env, createStageBackend: (c, spec) => createWebGpuStageBackend(c, spec, { device: ed.device, adapterInfo: ed.info }) })];

@@ -77,3 +77,73 @@ fn main(@builtin(local_invocation_index) li: u32) {
 }`,
   };
 }
+
+/**
+ * Preference tuning (DPO, shared/model/dpo.ts): the masked cross-entropy with a weight per
+ * SEQUENCE instead of 1/tokens. Per row n (sequence b = n / T): losses[n] = mask ? CE : 0
+ * (unweighted, so seq_logprob can sum it), and logits[n,:] becomes
+ * dlogits = (softmax - onehot(target)) * mask * rowWeights[b]. Reference: weightedCrossEntropyBackward
+ * (shared/model/cpu/sequence-ops.ts).
+ */
+export function crossEntropyWeightedSpec(N: number, V: number, T: number): KernelSpec {
+  return {
+    label: `cross_entropy_weighted_${N}x${V}_t${T}`,
+    bindings: ['rw', 'read', 'read', 'read', 'rw'],
+    grid: grid1d(N),
+    code: `@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<i32>;
+@group(0) @binding(2) var<storage, read> mask: array<u32>;
+@group(0) @binding(3) var<storage, read> rowWeights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> losses: array<f32>;
+const V = ${V}u;
+${treeReduce(WG)}
+@compute @workgroup_size(${WG})
+fn main(${ROW_MAIN_ARGS}) {
+  ${ROW_INDEX}
+  if (row >= ${N}u) { return; }
+  let base = row * V;
+  let t = min(u32(targets[row]), V - 1u);
+  let on = mask[row] != 0u;
+  let tl = logits[base + t];
+  var mx = -3.0e38;
+  for (var i = li; i < V; i += ${WG}u) { mx = max(mx, logits[base + i]); }
+  mx = red_max(mx, li);
+  var s = 0.0;
+  for (var i = li; i < V; i += ${WG}u) { s += exp(logits[base + i] - mx); }
+  s = red_sum(s, li);
+  if (li == 0u) { losses[row] = select(0.0, log(s) + mx - tl, on); }
+  // Every thread has read the target logit before anyone overwrites the row.
+  storageBarrier();
+  let scale = select(0.0, rowWeights[row / ${T}u], on);
+  let inv = 1.0 / s;
+  for (var i = li; i < V; i += ${WG}u) {
+    let p = exp(logits[base + i] - mx) * inv;
+    logits[base + i] = (p - select(0.0, 1.0, i == t)) * scale;
+  }
+}`,
+  };
+}
+
+/**
+ * seqLogProbs[b] = -sum_t losses[b*T + t] (losses are 0 where mask is 0): the sequence
+ * log-probability of row b. One thread per sequence, summing its T positions in order
+ * (deterministic). Reference: sequenceLogProbs (shared/model/cpu/sequence-ops.ts).
+ */
+export function seqLogProbSpec(B: number, T: number): KernelSpec {
+  const wg = 64;
+  return {
+    label: `seq_logprob_${B}x${T}`,
+    bindings: ['read', 'rw'],
+    grid: grid1d(Math.ceil(B / wg)),
+    code: `@group(0) @binding(0) var<storage, read> losses: array<f32>;
+@group(0) @binding(1) var<storage, read_write> seqLogProbs: array<f32>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let b = gid.x;
+  if (b >= ${B}u) { return; }
+  var s = 0.0;
+  for (var t = 0u; t < ${T}u; t++) { s += losses[b * ${T}u + t]; }
+  seqLogProbs[b] = -s;
+}`,
+  };
+}
