@@ -11,9 +11,10 @@
 // between shares (rebalanceCheck).
 // Why this file is long: formation, leasing, relaying, churn and the hand-over to the trainer all
 // change the same pipeline records; the share's own state machine lives in pipeline-relay.ts, the
-// CPU re-computation in stage-verify.ts.
+// CPU re-computation in stage-verify.ts / security/stage-recompute.ts (on the verification threads).
 
 import type { Logger } from 'pino';
+import { AppError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { buildStageTable, gatherStage, type StageTable } from '../../shared/model/stage.ts';
 import { estimatePipelineTokensPerSec, formPipelines, REBALANCE_RATIO, shouldRebalance, type PlannedPipeline } from '../../shared/memory/pipeline-plan.ts';
@@ -29,7 +30,7 @@ import type { Trainer } from '../train/trainer.ts';
 import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
 import { ShareRun, type Outgoing } from './pipeline-relay.ts';
-import { verifyShare } from './stage-verify.ts';
+import { shareCheckOf, type StageMismatch } from './stage-verify.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
 
 /** Rebalancing needs this many clearly-faster checks in a row (one per finished share). */
@@ -113,10 +114,14 @@ export class StageAssigner implements WorkAssigner {
     }));
   }
 
-  /** `fill`: an unmeasured worker counts at the median measured speed (as formPipelines counts it), so the plan has an estimate. */
+  /**
+   * `fill`: an unmeasured worker counts at REBALANCE_RATIO x the median measured speed, so the plan
+   * has an estimate: its speed is a guess, so a re-forming that relies on it must win clearly even
+   * then (at the plain median, the noise of a loaded machine alone re-formed for an equal newcomer).
+   */
   private candidates(ws: WorkerView[], fill = false) {
     const known = ws.map((w) => this.speed.get(w.id) ?? 0).filter((v) => v > 0).sort((a, b) => a - b);
-    const median = fill && known.length ? known[Math.floor(known.length / 2)] : 0;
+    const median = fill && known.length ? REBALANCE_RATIO * known[Math.floor(known.length / 2)] : 0;
     return ws.map((w) => ({
       id: w.id, budgetBytes: w.plan.budgetBytes,
       ...(this.speed.get(w.id) || median ? { tokensPerSec: this.speed.get(w.id) || median } : {}),
@@ -187,7 +192,7 @@ export class StageAssigner implements WorkAssigner {
    * Rebalancing with hysteresis (Petals' 1/0.75 rule), checked after each finished share while
    * stage workers wait outside the pipelines: the planner's estimate for the running pipelines
    * (their cuts, their members' measured speeds) against its estimate for re-forming from every
-   * live stage worker (an unmeasured one at the median measured speed). Both sides come from the
+   * live stage worker (an unmeasured one at 0.75 x the median measured speed). Both sides come from the
    * same estimator, so relay latency and the bubble cancel out (a measured wall-clock rate against
    * the planner's ideal made every proposal look faster). One share's speed is noisy, so only
    * REBALANCE_CHECKS clearly faster answers in a row stop the leasing; the running shares finish,
@@ -394,19 +399,35 @@ export class StageAssigner implements WorkAssigner {
 
   private async finishShare(p: Pipeline, share: ShareRun): Promise<void> {
     // Re-computation as for replicas (coordinator/security): every stage worker on probation, or
-    // one with a failed check, has its shares checked; later ones at the adaptive rate.
+    // one with a failed check, has its shares checked; later ones at the adaptive rate. It runs on
+    // the verification threads (--verify-threads), off the event loop.
     const rep = this.security.reputation;
-    const chance = this.cfg.verifyRate > 0 ? Math.max(...p.stages.map((s) => rep.verifyProbability(s.workerId))) : 0;
-    if (chance > 0 && this.rng.next() < chance) {
+    const verifier = this.security.verifier;
+    const chance = verifier && this.cfg.verifyRate > 0 ? Math.max(...p.stages.map((s) => rep.verifyProbability(s.workerId))) : 0;
+    if (verifier && chance > 0 && this.rng.next() < chance) {
       const hold = this.trainer.current?.hold(share.lease);
-      let bad;
+      let bad: StageMismatch | null = null;
+      let failed: unknown;
       try {
-        bad = await verifyShare(share, this.trainer.params, this.cfg.verifyTolerance);
+        // The parameters are copied for the thread now, at the share's version (its lease holds the step open).
+        if (this.trainer.version !== share.lease.version) throw new AppError('ERR_VERIFY', `the parameters are at version ${this.trainer.version}, the share at ${share.lease.version} (bug)`, 500);
+        bad = await verifier.checkShare(this.trainer.params, share.lease.version, shareCheckOf(share));
+      } catch (e) {
+        failed = e;
       } finally {
         hold?.();
       }
       if (p.share !== share) return; // withdrawn meanwhile
-      if (bad) {
+      if (failed !== undefined) {
+        // A coordinator fault, not the workers' (as for replicas): --verify-fail closed re-leases the share, open lets it through unverified.
+        const open = this.cfg.verifyFail === 'open';
+        this.log.error({ err: failed, share: share.id, verifyFail: this.cfg.verifyFail }, `pipeline share's re-computation could not run; ${open ? 'it goes on unverified' : 'its samples are re-leased'}`);
+        if (!open) {
+          this.abortShare(p, 'its re-computation could not run');
+          this.host.schedule();
+          return;
+        }
+      } else if (bad) {
         const culprit = this.workers.byId.get(p.stages[bad.stage].workerId);
         this.abortShare(p, `re-computation disagrees: ${bad.message}`);
         this.trainer.countRejectedResult();
@@ -417,8 +438,7 @@ export class StageAssigner implements WorkAssigner {
         }
         this.host.schedule();
         return;
-      }
-      for (const s of p.stages) rep.recordVerified(s.workerId, true);
+      } else for (const s of p.stages) rep.recordVerified(s.workerId, true);
     }
     if (p.share !== share) return;
     const c = this.trainer.check(share.id, p.id);

@@ -67,6 +67,9 @@ describe('pipeline verification', () => {
     for (const w of [...honest, spare]) expect(Object.keys(w.stats.rejectedByCode)).toEqual([]);
     expect(s.samplesTrained).toBe(STEPS * G);
     expect(s.accounting.doubled).toBe(0);
+    // The shares were re-computed by the verification threads' Verifier (the replicas' pool), off the event loop.
+    expect(s.security!.mismatches).toBeGreaterThanOrEqual(2);
+    expect(s.security!.verified).toBeGreaterThan(s.security!.mismatches);
   }, 60_000);
 
   it("a banned stage worker's pipeline shares already in the step are discarded, re-leased and trained once", async () => {
