@@ -6,7 +6,7 @@
 //
 //   npx tsx bench/comm.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 2] [--link 10mbit/50mbit]
 //                         [--codecs int8,sparse] [--outer-lr X] [--outer-momentum X] [--lease-ms 120000] [--curve]
-//                         [--sync-link paced|none] [--wall-rows-per-step 1] [--dense-rounds N]
+//                         [--sync-link paced|none] [--wall-rows-per-step 1] [--dense-rounds N] [--sparse-topk K]
 // Outer lr / momentum default to the coordinator's (0.7 / 0.9; sparse: 1 / 0, SparseLoCo).
 // --curve: the held-out loss (64 samples) of the coordinator's weights at every round boundary
 // (every H sync steps: the same tokens) with the wall time it was reached, printed per run and
@@ -26,7 +26,11 @@
 // ratio (the one that stands for GPU workers); cpuBoundWallRatio the main runs' (null when sync
 // ran unpaced). --sync-link none runs the main sync run without pacing (its loss does not depend on
 // the link): for long equal-token loss comparisons; its wall time is then not compared.
-// --dense-rounds N: passed to the sparse runs' coordinator (the first N rounds send int8: a dense warm-up).
+// The learning-rate schedule spans the run in both modes (decaySteps 0: sync over its steps,
+// diloco over rounds * H inner steps), so both train at the same rate per token; with the
+// coordinator's default (1500) a 1000-step sync run decayed to a quarter of its peak while the
+// diloco inner steps stayed at the peak (75 000 inner steps): sync's late loss drop was the decay.
+// --dense-rounds N, --sparse-topk K: passed to the sparse runs' coordinator (docs/diloco.md).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,7 +47,7 @@ const { values } = parseArgs({ options: {
   workers: { type: 'string', default: '2' }, 'rows-per-step': { type: 'string', default: '4' }, 'inner-steps': { type: 'string', default: '50' },
   rounds: { type: 'string', default: '2' }, link: { type: 'string', default: '10mbit/50mbit' },
   codecs: { type: 'string', default: 'int8,sparse' }, one: { type: 'string' }, 'outer-lr': { type: 'string' }, 'outer-momentum': { type: 'string' }, 'lease-ms': { type: 'string', default: '120000' }, curve: { type: 'boolean', default: false },
-  'sync-link': { type: 'string', default: 'paced' }, 'wall-rows-per-step': { type: 'string', default: '1' }, 'dense-rounds': { type: 'string' },
+  'sync-link': { type: 'string', default: 'paced' }, 'wall-rows-per-step': { type: 'string', default: '1' }, 'dense-rounds': { type: 'string' }, 'sparse-topk': { type: 'string' },
 } });
 const codecs = String(values.codecs).split(',');
 for (const x of codecs) if (!['none', 'fp16', 'int8', 'sparse'].includes(x)) throw new Error(`bench:comm: --codecs: unknown codec '${x}' (none, fp16, int8, sparse)`);
@@ -51,6 +55,7 @@ if (!['paced', 'none'].includes(String(values['sync-link']))) throw new Error(`b
 const outerLr = values['outer-lr'] === undefined ? undefined : Number(values['outer-lr']);
 const outerMomentum = values['outer-momentum'] === undefined ? undefined : Number(values['outer-momentum']);
 const denseRounds = values['dense-rounds'] === undefined ? undefined : Number(values['dense-rounds']);
+const sparseTopk = values['sparse-topk'] === undefined ? undefined : Number(values['sparse-topk']);
 const K = Number(values.workers), mainB = Number(values['rows-per-step']), H = Number(values['inner-steps']), R = Number(values.rounds);
 const wallB = Number(values['wall-rows-per-step']);
 if (!(Number.isInteger(wallB) && wallB >= 0)) throw new Error(`bench:comm: --wall-rows-per-step must be an integer >= 0, got '${values['wall-rows-per-step']}'`);
@@ -71,9 +76,10 @@ async function run(mode: 'sync' | 'diloco', compress: string, b: number, paced: 
   const c = await startCoordinator({
     port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false,
     adminToken: 'bench-comm-token', mode, compress: compress as 'none', outerLr, outerMomentum, seed: 1, lr: 3e-3, warmupSteps: sync ? 10 : 10, maxMicroBatch: b,
-    globalBatch: K * b, maxSteps: sync ? rowsBudget / (K * b) : R, innerSteps: H, minWorkers: K, quorum: K,
+    globalBatch: K * b, maxSteps: sync ? rowsBudget / (K * b) : R, decaySteps: 0, innerSteps: H, minWorkers: K, quorum: K,
     leaseMs: Number(values['lease-ms']), heartbeatMs: 2_000, deadAfterMs: 60_000, maxShare: 1,
     ...(compress !== 'sparse' || denseRounds === undefined ? {} : { denseRounds }),
+    ...(compress !== 'sparse' || sparseTopk === undefined ? {} : { sparseTopk }),
   });
   const links: Array<{ up: { bytes: number } }> = [];
   const workers = Array.from({ length: K }, (_, i) => new WorkerClient({

@@ -42,7 +42,7 @@ const warm = Number(v['warmup-rounds']);
 const sparse = codec === 'sparse';
 const cfg = validateConfig({
   preset: 'tiny', runDir: '/tmp/diloco-sim', mode: v.sync ? 'sync' : 'diloco', compress: v.sync ? 'none' : codec === 'sparse' ? 'sparse' : codec as 'int8', seed: 1, lr: 3e-3, warmupSteps: 10,
-  maxMicroBatch: b, globalBatch: K * b, maxSteps: v.sync ? R * H : R, innerSteps: H, minWorkers: K,
+  maxMicroBatch: b, globalBatch: K * b, maxSteps: v.sync ? R * H : R, decaySteps: 0, innerSteps: H, minWorkers: K,
   outerLr: v['outer-lr'] === undefined ? undefined : Number(v['outer-lr']), outerMomentum: v['outer-momentum'] === undefined ? undefined : Number(v['outer-momentum']),
 });
 const model = presetConfig('tiny');

@@ -80,6 +80,7 @@ const OPTIONS = {
     help: 'diloco: outer Nesterov momentum (sparse: must be 0, the workers\' error feedback stands in for it)' },
   compress: { arg: 'C', type: 'string', schema: z.enum(COMPRESS, { error: `--compress must be one of: ${COMPRESS.join(', ')}` }).optional(), unset: 'int8 in diloco, none in sync',
     help: 'diloco: how deltas are packed (int8 = blockwise absmax; sparse = top-k + 2-bit values\nwith error feedback); sync: none or fp16 (gradients sent as IEEE binary16)' },
+  sparseTopk: { arg: 'K', type: 'int', schema: int('--sparse-topk', 1, 4096).default(64), help: 'diloco --compress sparse: values kept of every 4096 (64 = 1.56%, SparseLoCo)' },
   denseRounds: { arg: 'N', type: 'int', schema: int('--dense-rounds', 0).default(0), help: 'diloco --compress sparse: the first N rounds send int8 deltas and publish an\nint8 outer step (a dense warm-up; docs/diloco.md)' },
   quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
     help: 'diloco: deltas after which a round closes once the grace window has passed' },

@@ -89,7 +89,7 @@ export class RoundTrainer {
   pool: Row[] = [];
   current: RoundState | null = null;
   readonly compress: CodecName;
-  readonly codec: CodecParams = DEFAULT_CODEC_PARAMS;
+  readonly codec: CodecParams;
   /** Inner learning-rate schedule, in inner steps. */
   readonly innerSchedule: LrSchedule;
   private seq = 0;
@@ -108,6 +108,7 @@ export class RoundTrainer {
     this.outer = new OuterNesterov(trainer.paramCount);
     this.published = new Float32Array(trainer.params);
     this.compress = (cfg.compress ?? 'int8') as CodecName;
+    this.codec = { ...DEFAULT_CODEC_PARAMS, topk: cfg.sparseTopk };
     const s = trainer.schedule;
     this.innerSchedule = { ...s, warmupSteps: s.warmupSteps, totalSteps: s.totalSteps * cfg.innerSteps, stableSteps: (s.stableSteps ?? 0) * cfg.innerSteps };
   }
