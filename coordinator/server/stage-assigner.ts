@@ -180,7 +180,7 @@ export class StageAssigner implements WorkAssigner {
     const key = free.map((w) => w.id).sort().join(',');
     if (key === this.formedFor) return;
     this.formedFor = key;
-    const fresh = this.plan(free);
+    const fresh = this.plan(free, true); // counted as rebalanceCheck counts them, so a re-forming builds what it proposed
     for (const pp of fresh.pipelines) this.create(pp);
     for (const l of fresh.leftOver) {
       const w = this.workers.byId.get(l.id);
