@@ -254,7 +254,7 @@ export class RoundTrainer {
    */
   private sparseStep(g: Float64Array | Float32Array, lr: number, codec: 'sparse32' | 'int8', mean: Array<{ packed: PackedVector; tokens: number }> | null = null): PackedVector {
     const P = this.trainer.paramCount;
-    let u = new Float32Array(P);
+    let u: Float32Array = new Float32Array(P);
     // With the plain token-weighted mean the step is also sparsesum(the deltas as received): the
     // same float64 sums (its decode is the one applied here), 2.25 B per kept value instead of
     // 6 B per nonzero of the union; whichever is smaller goes down.
