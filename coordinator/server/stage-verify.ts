@@ -3,7 +3,9 @@
 // with the CPU reference stage backend and compare what the worker claimed: its outputs (what it
 // sent on), its dIn and its gradient sum. A stage whose answer differs by more than the tolerance
 // (relative L2) is named; the share is then refused and that worker judged like a replica whose
-// re-computation disagreed (VERIFY_FAILED).
+// re-computation disagreed (VERIFY_FAILED). --objective dpo: the head's re-computation gets the
+// micro-batch's pairs (reference log-probs, beta) as the worker did, so it re-computes the DPO loss,
+// its weighted backward and dIn; every stage's sum is weighted by pairs.
 
 import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
 import { gatherStage } from '../../shared/model/stage.ts';
@@ -41,7 +43,7 @@ export async function verifyShare(share: ShareRun, params: Float32Array, toleran
         const input = {
           B: mi.batch.B, T: mi.batch.T,
           ...(s === 0 ? { inputs: mi.batch.inputs } : { acts: share.inputs[s][m] }),
-          ...(s === S - 1 ? { targets: mi.batch.targets, mask: mi.batch.mask } : {}),
+          ...(s === S - 1 ? { targets: mi.batch.targets, mask: mi.batch.mask, ...(mi.dpo ? { dpo: mi.dpo } : {}) } : {}),
         };
         if (s < S - 1) {
           const out = await cpu.forward(input);
