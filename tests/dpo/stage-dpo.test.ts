@@ -5,14 +5,21 @@
 // (shared/model/dpo.ts dpoForwardBackward on the CPU backend) within 1e-6: the whole batch in one
 // micro-batch, and cut into micro-batches of whole pairs (the last padded) summed by pairs, as the
 // coordinator assembles a share. Bad pair fields are refused with a named code, on the stage and
-// on the wire (validateHop).
+// on the wire (validateHop). And the coordinator's side in process: a preference share relayed by
+// ShareRun (cut into micro-batches of whole pairs) through three CPU stages assembles to the whole
+// model's DPO gradient, its CPU re-computation (stage-verify.ts) agrees, and names the head stage
+// when the head's gradient or loss is not the DPO one.
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { MicroBatch, StageBackend, StageDpo, StageInput } from '../../shared/backend.ts';
 import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
 import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
 import { dpoForwardBackward } from '../../shared/model/dpo.ts';
 import { buildStageTable, gatherStage, scatterAddStage, type StageSpec } from '../../shared/model/stage.ts';
+import { packActivations, unpackActivations } from '../../shared/pipeline/activation-codec.ts';
 import { validateHop } from '../../shared/protocol/stage.ts';
+import { ShareRun, type Outgoing } from '../../coordinator/server/pipeline-relay.ts';
+import { verifyShare } from '../../coordinator/server/stage-verify.ts';
+import type { Lease } from '../../coordinator/train/step-work.ts';
 import { dpoFixtureSetup } from '../reference/dpo-fixture.ts';
 
 const s = dpoFixtureSetup();
@@ -129,5 +136,68 @@ describe('DPO on the head stage (CPU)', () => {
     const r1 = await head.forwardBackward({ ...base, dpo: { beta: s.beta, refLogProbs: ref } });
     const r2 = await head.forwardBackward({ ...base, dpo: { beta: s.beta, refLogProbs: ref } });
     expect(Buffer.from(r1.grads.buffer).equals(Buffer.from(r2.grads.buffer))).toBe(true);
+  });
+
+  it('a preference share relayed by ShareRun assembles to the whole model\'s gradient; re-computation passes it and names a lying head', async () => {
+    const lease = { id: 'n.1', step: 0, version: 0, ids: [0, 1, 2] } as unknown as Lease;
+    const share = new ShareRun(lease, tables, { ...s.batch, dpo: { beta: s.beta, refLogProbs: ref } }, 4, 2, 0);
+    expect(share.micros.map((m) => m.tokens)).toEqual([2, 1]); // pairs; the second is padded to 4 rows
+    expect(share.micros[1].batch.B).toBe(4);
+    expect(share.tokens).toBe(3);
+    const C = s.config.nEmbd;
+    const kept = new Map<string, StageInput>();
+    const acc = tables.map((t) => new Float32Array(t.total));
+    const done = tables.map(() => 0);
+    const grad = (st: number, k: number, g: Float32Array) => {
+      for (let i = 0; i < g.length; i++) acc[st][i] += k * g[i];
+      done[st]++;
+    };
+    const queue: Outgoing[] = share.admit();
+    while (queue.length) {
+      const { stage: st, hop } = queue.shift()!;
+      const rows = hop.B * hop.T;
+      const head = st === tables.length - 1;
+      let out: Outgoing[] | { code: string };
+      if (hop.kind === 'fwd') {
+        const input: StageInput = {
+          B: hop.B, T: hop.T, ...(st === 0 ? { inputs: hop.inputs } : { acts: unpackActivations(hop.acts!) }),
+          ...(head ? { targets: hop.targets, mask: hop.mask, dpo: hop.dpo } : {}),
+        };
+        if (head) {
+          expect(hop.dpo!.refLogProbs.length).toBe(2 * hop.tokens);
+          const r = await stages[st].forwardBackward(input);
+          grad(st, r.tokens!, r.grads);
+          out = share.onBwd(st, hop.micro, packActivations(r.dIn!, rows, C, 'fp32'), r.dIn!, r.loss, r.tokens, 1);
+        } else {
+          kept.set(`${st}:${hop.micro}`, input);
+          const y = await stages[st].forward(input);
+          out = share.onFwd(st, hop.micro, packActivations(y, rows, C, 'fp32'), y, 1);
+        }
+      } else {
+        const r = await stages[st].forwardBackward(kept.get(`${st}:${hop.micro}`)!, unpackActivations(hop.grad!));
+        grad(st, hop.tokens, r.grads);
+        out = share.onBwd(st, hop.micro, r.dIn ? packActivations(r.dIn, rows, C, 'fp32') : undefined, r.dIn, undefined, undefined, 1);
+      }
+      if (!Array.isArray(out)) throw new Error(`relay refused: ${out.code}`);
+      queue.push(...out);
+      // After its last micro-batch, the stage uploads its sum (sum_m pairs_m x g_m) and the pairs.
+      if (done[st] === share.micros.length && !share.grads[st]) expect(share.onGrad(st, acc[st], 3)).toBeNull();
+    }
+    expect(share.complete).toBe(true);
+    const a = share.assemble(s.policy.length);
+    expect(a.tokens).toBe(3);
+    expect(Math.abs(a.loss - whole.loss) / whole.loss).toBeLessThan(1e-6);
+    expect(relDiff(a.grads, whole.grads)).toBeLessThan(1e-6);
+    expect(await verifyShare(share, s.policy, 1e-5)).toBeNull();
+    // A head that sends a scaled gradient sum, or reports the LM loss of its rows, is named.
+    const honest = share.grads[2]!.grads;
+    share.grads[2]!.grads = honest.map((g) => 1.5 * g);
+    expect((await verifyShare(share, s.policy, 1e-5))?.stage).toBe(2);
+    share.grads[2]!.grads = honest;
+    const loss0 = share.micros[0].loss;
+    share.micros[0].loss = lm.loss;
+    expect((await verifyShare(share, s.policy, 1e-5))?.message).toMatch(/stage 2 micro-batch 0: loss/);
+    share.micros[0].loss = loss0;
+    expect(await verifyShare(share, s.policy, 1e-5)).toBeNull();
   });
 });
