@@ -24,7 +24,7 @@ import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec } fr
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
 import { biasBackwardSpec, colSumPartialSpec, COL_BLOCK, layernormParamFinalSpec, layernormParamGradSpec, layernormParamPartialSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
-import { crossEntropySpec, crossEntropyWeightedSpec, lossReduceSpec, seqLogProbSpec } from './kernels/loss.ts';
+import { crossEntropySpec, lossReduceSpec, seqLogProbSpec } from './kernels/loss.ts';
 import { attentionMatmulSpecs } from './kernels/attention-mm.ts';
 
 export interface StepBuffers {
@@ -304,7 +304,7 @@ export async function recordStage(
         // The sequence log-probs need the loss: only the head stage (or the whole model) has it.
         if (!head) throw new Error(`webgpu engine: the preference (DPO) lists need the head, this plan is the stage [${from}, ${to}) (bug)`);
         const seq = d(seqLogProbSpec(B, T), [a.losses, sb.seqLogProbs]);
-        const ceW = d(crossEntropyWeightedSpec(N, V, T), [a.logits, sb.targets, sb.mask, sb.rowWeights, a.losses]);
+        const ceW = d(crossEntropySpec(N, V, true, { T }), [a.logits, sb.targets, sb.mask, sb.rowWeights, a.losses]);
         await rt.warm([seq.spec, ceW.spec]);
         return {
           sequenceLogProbs: [...fwd, lossFwd[0], seq].map(prep),
