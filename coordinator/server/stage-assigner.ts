@@ -7,7 +7,8 @@
 // a stage that dies or leaves mid-share sends the whole share back to the step's pool (the same
 // exactly-once ledger as replicas), and its pipeline takes a waiting worker that fits the empty
 // stage (which downloads its slice) or is dissolved so the rest re-form. Pipelines are re-formed
-// from scratch only with hysteresis (shouldRebalance: clearly faster), between shares.
+// from scratch only with hysteresis (shouldRebalance: clearly faster, several checks in a row),
+// between shares (rebalanceCheck).
 // Why this file is long: formation, leasing, relaying, churn and the hand-over to the trainer all
 // change the same pipeline records; the share's own state machine lives in pipeline-relay.ts, the
 // CPU re-computation in stage-verify.ts.
@@ -15,7 +16,7 @@
 import type { Logger } from 'pino';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { buildStageTable, gatherStage, type StageTable } from '../../shared/model/stage.ts';
-import { formPipelines, shouldRebalance, type PlannedPipeline } from '../../shared/memory/pipeline-plan.ts';
+import { estimatePipelineTokensPerSec, formPipelines, REBALANCE_RATIO, shouldRebalance, type PlannedPipeline } from '../../shared/memory/pipeline-plan.ts';
 import { stageBytes, stageShape, wholeModelTokensPerSec } from '../../shared/memory/stage-memory.ts';
 import { l2Norm } from '../../shared/optim/clip.ts';
 import type { PipelineStatus } from '../../shared/protocol/dashboard.ts';
@@ -30,6 +31,9 @@ import type { EventBus } from './events.ts';
 import { ShareRun, type Outgoing } from './pipeline-relay.ts';
 import { verifyShare } from './stage-verify.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
+
+/** Rebalancing needs this many clearly-faster checks in a row (one per finished share). */
+const REBALANCE_CHECKS = 3;
 
 interface Stage {
   workerId: string;
@@ -73,8 +77,14 @@ export class StageAssigner implements WorkAssigner {
   private readonly compiled = new Map<string, { conn: object | null; key: string }>();
   /** The latest reject function of each worker's connection (a share's verdict may name any stage). */
   private readonly rejects = new Map<string, Reject>();
-  /** Per worker: measured speed on the whole-model scale (tokens/s), for formation. */
+  /** Per worker: measured speed on the whole-model scale (tokens/s, EMA over its shares), for formation. */
   private readonly speed = new Map<string, number>();
+  /** A share finished since the last rebalancing check (speeds changed). */
+  private checkDue = false;
+  /** Consecutive checks that found re-forming clearly faster (REBALANCE_CHECKS in a row re-form). */
+  private clearlyFaster = 0;
+  /** Shares of the running step the trainer accepted, with their stage workers: a ban of one discards them (gateway.ban). */
+  private accepted = { step: -1, shares: new Map<string, { pipeline: string; workers: string[] }>() };
   private seq = 0;
   private formedFor = '';
   private rebalancing = false;
@@ -112,17 +122,20 @@ export class StageAssigner implements WorkAssigner {
     }));
   }
 
-  private candidates(ws: WorkerView[]) {
+  /** `fill`: an unmeasured worker counts at the median measured speed (as formPipelines counts it), so the plan has an estimate. */
+  private candidates(ws: WorkerView[], fill = false) {
+    const known = ws.map((w) => this.speed.get(w.id) ?? 0).filter((v) => v > 0).sort((a, b) => a - b);
+    const median = fill && known.length ? known[Math.floor(known.length / 2)] : 0;
     return ws.map((w) => ({
       id: w.id, budgetBytes: w.plan.budgetBytes,
-      ...(this.speed.get(w.id) ? { tokensPerSec: this.speed.get(w.id) } : {}),
+      ...(this.speed.get(w.id) || median ? { tokensPerSec: this.speed.get(w.id) || median } : {}),
       ...(w.hello.limits.maxBufferSize ? { maxBufferSize: w.hello.limits.maxBufferSize } : {}),
       ...(w.hello.limits.maxStorageBufferBindingSize ? { maxStorageBufferBindingSize: w.hello.limits.maxStorageBufferBindingSize } : {}),
     }));
   }
 
-  private plan(ws: WorkerView[]) {
-    return formPipelines(this.model, this.candidates(ws), { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
+  private plan(ws: WorkerView[], fill = false) {
+    return formPipelines(this.model, this.candidates(ws, fill), { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
   }
 
   private create(pp: PlannedPipeline): Pipeline {
@@ -164,7 +177,7 @@ export class StageAssigner implements WorkAssigner {
     this.bus.logEntry({ level: 'info', kind: 'info', message: `pipeline ${p.id} dissolved: ${why}` });
   }
 
-  /** Form pipelines from the workers in none; re-form everything when clearly faster (hysteresis). */
+  /** Form pipelines from the workers in none (a join alone never moves a worker of a running pipeline). */
   private form(live: WorkerView[]): void {
     const free = live.filter((w) => !this.memberOf.has(w.id));
     if (free.length === 0) return;
@@ -177,15 +190,37 @@ export class StageAssigner implements WorkAssigner {
       const w = this.workers.byId.get(l.id);
       if (w) this.host.wait(w, 'no-task', `no pipeline yet: ${l.reason}`);
     }
-    if (fresh.leftOver.length === 0 || this.pipelines.size === 0) return;
-    // Workers are left over: would re-forming everything be clearly faster? (Measured speeds only.)
-    const current = [...this.pipelines.values()].reduce((a, p) => a + p.tokensPerSec, 0);
-    const all = this.plan(live);
-    const proposed = all.pipelines.every((pp) => pp.tokensPerSec !== undefined) ? all.pipelines.reduce((a, pp) => a + pp.tokensPerSec!, 0) : 0;
-    if (current > 0 && shouldRebalance(current, proposed)) {
-      this.rebalancing = true;
-      this.log.info({ current, proposed }, 'pipelines will be re-formed after their shares (clearly faster)');
+  }
+
+  /**
+   * Rebalancing with hysteresis (Petals' 1/0.75 rule), checked after each finished share while
+   * stage workers wait outside the pipelines: the planner's estimate for the running pipelines
+   * (their cuts, their members' measured speeds) against its estimate for re-forming from every
+   * live stage worker (an unmeasured one at the median measured speed). Both sides come from the
+   * same estimator, so relay latency and the bubble cancel out (a measured wall-clock rate against
+   * the planner's ideal made every proposal look faster). One share's speed is noisy, so only
+   * REBALANCE_CHECKS clearly faster answers in a row stop the leasing; the running shares finish,
+   * then every pipeline is re-formed (assign).
+   */
+  private rebalanceCheck(live: WorkerView[]): void {
+    if (!this.checkDue || this.rebalancing) return;
+    this.checkDue = false;
+    const no = () => void (this.clearlyFaster = 0);
+    if (this.pipelines.size === 0 || live.every((w) => this.memberOf.has(w.id))) return no();
+    let current = 0;
+    for (const p of this.pipelines.values()) {
+      const stages = p.stages.map((s) => ({ layers: [s.table.spec.from, s.table.spec.to] as [number, number], tokensPerSec: this.speed.get(s.workerId) ?? 0 }));
+      if (stages.some((s) => !(s.tokensPerSec > 0))) return no(); // a member not measured yet
+      current += estimatePipelineTokensPerSec(this.model, stages, p.inFlight);
     }
+    const proposed = this.plan(live, true).pipelines.reduce((a, pp) => a + (pp.tokensPerSec ?? 0), 0);
+    if (!shouldRebalance(current, proposed)) return no();
+    if (++this.clearlyFaster < REBALANCE_CHECKS) return;
+    this.clearlyFaster = 0;
+    this.rebalancing = true;
+    const tps = (v: number) => Math.round(v * 10) / 10;
+    this.log.info({ current: tps(current), proposed: tps(proposed) }, 'pipelines will be re-formed after their shares (clearly faster)');
+    this.bus.logEntry({ level: 'info', kind: 'info', message: `pipelines will be re-formed after their running shares: the planner expects ${tps(proposed)} tokens/s against ${tps(current)} now (more than 1/${REBALANCE_RATIO}, ${REBALANCE_CHECKS} checks in a row)` });
   }
 
   /** The empty stage of `p` (worker `gone` left): a free worker that fits takes it, else null. */
@@ -211,6 +246,7 @@ export class StageAssigner implements WorkAssigner {
       for (const p of [...this.pipelines.values()]) this.dissolve(p, 're-forming: the proposed pipelines are clearly faster');
     }
     this.form(live);
+    this.rebalanceCheck(live);
     if (this.rebalancing) return;
     const work = this.trainer.startStep();
     if (!work) return;
@@ -406,6 +442,8 @@ export class StageAssigner implements WorkAssigner {
     const ok = this.trainer.accept(c, r, share.tokens, p.id);
     if (!ok.ok) return this.abortShare(p, `the trainer refused it (${ok.code}: ${ok.message})`);
     p.share = null;
+    if (this.accepted.step !== share.lease.step) this.accepted = { step: share.lease.step, shares: new Map() };
+    this.accepted.shares.set(share.id, { pipeline: p.id, workers: p.stages.map((s) => s.workerId) });
     const sec = Math.max(1e-3, (now - share.startedAt) / 1000);
     const alpha = p.tokensPerSec > 0 ? 0.5 : 1;
     p.tokensPerSec = (1 - alpha) * p.tokensPerSec + alpha * (a.tokens / sec);
@@ -417,7 +455,9 @@ export class StageAssigner implements WorkAssigner {
       const busy = share.busyMs[i] / 1000;
       if (busy > 0) {
         const t = s.table.spec;
-        this.speed.set(s.workerId, wholeModelTokensPerSec(this.model, stageShape(this.model, t.from, t.to), a.tokens / busy));
+        const v = wholeModelTokensPerSec(this.model, stageShape(this.model, t.from, t.to), a.tokens / busy);
+        const old = this.speed.get(s.workerId);
+        this.speed.set(s.workerId, old ? 0.5 * old + 0.5 * v : v);
       }
       if (!w?.socket) return;
       this.workers.measure(w, n, a.tokens, share.startedAt, now);
@@ -426,8 +466,30 @@ export class StageAssigner implements WorkAssigner {
       this.port.send(w, 'ack', { taskId: share.id, step: share.lease.step });
       this.workers.publish(w);
     });
+    this.checkDue = true;
     if (this.trainer.current?.done) this.host.advance();
     else this.host.schedule();
+  }
+
+  // ------------------------------------------------------------------ bans
+
+  /** This step's accepted shares (none once the step has moved on). */
+  private acceptedNow() {
+    return this.accepted.step === this.trainer.current?.step ? this.accepted.shares : new Map<string, { pipeline: string; workers: string[] }>();
+  }
+
+  /**
+   * The pipelines whose accepted shares of the running step `workerId` computed a stage of: a ban
+   * discards every accepted share of those pipelines in the step (the trainer keeps them under the
+   * pipeline's id, so a share it had no part in after a refill goes too: redone, never doubled).
+   */
+  unitsOf(workerId: string): string[] {
+    return [...new Set([...this.acceptedNow().values()].filter((a) => a.workers.includes(workerId)).map((a) => a.pipeline))];
+  }
+
+  /** The stage workers acknowledged for an accepted share of the running step (told `discard` when it is thrown away). */
+  ackedFor(taskId: string): string[] | undefined {
+    return this.acceptedNow().get(taskId)?.workers;
   }
 
   // ------------------------------------------------------------------ churn

@@ -101,10 +101,14 @@ export class HopHandler implements TaskHandler<CheckedHop> {
   readonly event = 'hop' as const;
   readonly ownEngine = true;
 
-  /** `corrupt`: the fault seam on the gradient sum (fault-wrappers.ts stageGrads; honest: identity). */
+  /**
+   * `corrupt`: the fault seam on the gradient sum (fault-wrappers.ts stageGrads; honest: identity).
+   * `delayMs`: --fault slow:MS, each hop computes that much longer (a slow device; honest: 0).
+   */
   constructor(
     private readonly st: StageState,
     private readonly corrupt: (grads: Float32Array, version: number) => Float32Array = (g) => g,
+    private readonly delayMs = 0,
   ) {}
 
   validate(raw: unknown, welcome: WelcomeMsg): Checked<CheckedHop> {
@@ -131,6 +135,10 @@ export class HopHandler implements TaskHandler<CheckedHop> {
     const first = task.index === 0;
     const head = task.index === task.stages - 1;
     const t0 = now();
+    if (this.delayMs > 0) {
+      await new Promise((r) => setTimeout(r, this.delayMs));
+      if (!ctx.channel.live()) return;
+    }
     let out: StageOutMsg;
     if (hop.kind === 'fwd' && !head) {
       const input: StageInput = { B: hop.B, T: hop.T, ...(first ? { inputs: hop.inputs } : { acts: hop.actsValues }) };
