@@ -5,7 +5,7 @@
 // gradient sum. The first stage whose answer differs by more than the tolerance (relative L2) is
 // named. coordinator/server/stage-verify.ts turns a ShareRun into a ShareCheck.
 
-import type { MicroBatch } from '../../shared/backend.ts';
+import type { MicroBatch, StageDpo } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
 import { buildStageTable, gatherStage, type StageSpec } from '../../shared/model/stage.ts';
@@ -18,7 +18,7 @@ export interface StageMismatch {
 /** What a share's check needs: per stage its blocks, per micro-batch the rows and what was relayed. */
 export interface ShareCheck {
   specs: StageSpec[];
-  micros: Array<{ batch: MicroBatch; tokens: number; loss?: number }>;
+  micros: Array<{ batch: MicroBatch; tokens: number; loss?: number; dpo?: StageDpo }>;
   /** Stage inputs relayed, [stage][micro] (stage 0: the token ids of the micro-batch, so unused). */
   inputs: Array<Array<Float32Array | undefined>>;
   /** Gradients w.r.t. each non-head stage's output, [stage][micro]. */
@@ -51,7 +51,7 @@ export async function recomputeShare(model: ModelConfig, c: ShareCheck, params: 
         const input = {
           B: mi.batch.B, T: mi.batch.T,
           ...(s === 0 ? { inputs: mi.batch.inputs } : { acts: c.inputs[s][m] }),
-          ...(s === S - 1 ? { targets: mi.batch.targets, mask: mi.batch.mask } : {}),
+          ...(s === S - 1 ? { targets: mi.batch.targets, mask: mi.batch.mask, ...(mi.dpo ? { dpo: mi.dpo } : {}) } : {}),
         };
         if (s < S - 1) {
           const out = await cpu.forward(input);

@@ -59,6 +59,15 @@ interface Pipeline {
   bubble: number;
 }
 
+/**
+ * --objective dpo: a micro-batch holds whole pairs (the head weights a pair's two rows by both of
+ * their log-probs), so the planner's size is rounded down to even, and 1 up to 2 (one row more
+ * than planned: the smallest unit of preference data).
+ */
+export function pairMicroBatch(mb: number): number {
+  return Math.max(2, mb - (mb % 2));
+}
+
 export class StageAssigner implements WorkAssigner {
   readonly role = 'stage' as const;
   private readonly pipelines = new Map<string, Pipeline>();
@@ -138,7 +147,7 @@ export class StageAssigner implements WorkAssigner {
     const p: Pipeline = {
       id: `p${++this.seq}`,
       stages: pp.stages.map((s) => ({ workerId: s.workerId, table: buildStageTable(this.model, { from: s.layers[0], to: s.layers[1] }) })),
-      microBatch: pp.microBatch, inFlight: pp.inFlight, share: null, compiling: null, tokensPerSec: 0, samplesPerSec: 0, bubble: 0,
+      microBatch: this.trainer.objective === 'dpo' ? pairMicroBatch(pp.microBatch) : pp.microBatch, inFlight: pp.inFlight, share: null, compiling: null, tokensPerSec: 0, samplesPerSec: 0, bubble: 0,
     };
     this.pipelines.set(p.id, p);
     for (const s of p.stages) this.join(p, s);
@@ -304,6 +313,7 @@ export class StageAssigner implements WorkAssigner {
         taskId: lease.id, pipelineId: p.id, step: lease.step, version: lease.version,
         layers: [s.table.spec.from, s.table.spec.to], index: i, stages: p.stages.length, micros: share.micros.length,
         dtype: this.cfg.activations, leaseMs: lease.expiresAt - now, microBatch: p.microBatch, seqLen: this.seqLen, ...(params ? { params } : {}),
+        ...(batch.dpo ? { dpo: true as const } : {}),
       };
       this.port.send(w, 'stage', msg);
       this.workers.markComputing(w, lease.id, lease.ids.length, now);

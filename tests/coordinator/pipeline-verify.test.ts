@@ -128,24 +128,32 @@ describe('pipeline verification', () => {
     expect(st.security?.counters.discardedResults).toBeGreaterThanOrEqual(1);
     expect(st.workers.find((w) => w.name === 'spare')!.layers).toEqual(s2.layers);
     // Exactly once, from the workers' side: rows of every acknowledged (not discarded) share or task.
-    const rows = new Map<string, number[]>();
-    const kept = new Map<string, number>();
-    for (const [name, t] of traces) {
-      for (const e of t) {
-        const ids = (h: number[][]) => h.filter((r) => r.some((x) => x !== 0)).map((r) => syntheticId(r)); // padding rows: all 0
-        if (e.ev === 'hop') rows.set(`${e.taskId}#${e.micro}`, ids(e.heads));
-        if (e.ev === 'task') rows.set(`${e.taskId}#t`, ids(e.heads));
+    const perEpoch = () => {
+      const rows = new Map<string, number[]>();
+      const kept = new Map<string, number>();
+      for (const [name, t] of traces) {
+        for (const e of t) {
+          const ids = (h: number[][]) => h.filter((r) => r.some((x) => x !== 0)).map((r) => syntheticId(r)); // padding rows: all 0
+          if (e.ev === 'hop') rows.set(`${e.taskId}#${e.micro}`, ids(e.heads));
+          if (e.ev === 'task') rows.set(`${e.taskId}#t`, ids(e.heads));
+        }
+        // The banned worker is not told `discard` (it is gone): what counts is what the others were acknowledged for.
+        if (name !== 's2') for (const [id, step] of acked(name)) kept.set(id, step);
       }
-      // The banned worker is not told `discard` (it is gone): what counts is what the others were acknowledged for.
-      if (name !== 's2') for (const [id, step] of acked(name)) kept.set(id, step);
-    }
-    expect(kept.has(share)).toBe(false);
-    const per = new Map<number, number[]>();
-    for (const [id, step] of kept) {
-      const ids = [...rows].filter(([k]) => k.startsWith(`${id}#`)).flatMap(([, v]) => v);
-      per.set(Math.floor(step / (SIZE / G)), [...(per.get(Math.floor(step / (SIZE / G))) ?? []), ...ids]);
-    }
-    for (let e = 0; e < Math.floor(STEPS / (SIZE / G)); e++) {
+      expect(kept.has(share)).toBe(false);
+      const per = new Map<number, number[]>();
+      for (const [id, step] of kept) {
+        const ids = [...rows].filter(([k]) => k.startsWith(`${id}#`)).flatMap(([, v]) => v);
+        per.set(Math.floor(step / (SIZE / G)), [...(per.get(Math.floor(step / (SIZE / G))) ?? []), ...ids]);
+      }
+      return per;
+    };
+    const EPOCHS = Math.floor(STEPS / (SIZE / G));
+    // The replica's ack of the last step may reach it after the stage workers' acks: wait until every epoch has
+    // its SIZE rows acknowledged somewhere (a lost row times out here), then check that each is there exactly once.
+    await until(() => Array.from({ length: EPOCHS }, (_, e) => perEpoch().get(e)?.length ?? 0).every((n) => n >= SIZE), 10_000, 'every epoch acknowledged');
+    const per = perEpoch();
+    for (let e = 0; e < EPOCHS; e++) {
       expect([...(per.get(e) ?? [])].sort((a, b) => a - b), `epoch ${e}`).toEqual(Array.from({ length: SIZE }, (_, i) => i));
     }
     expect(st.samplesTrained).toBe(STEPS * G);
