@@ -93,8 +93,16 @@ async function run(mode: 'sync' | 'diloco', compress: string, b: number, paced: 
   const snaps: Array<{ tokens: number; params: Float32Array; wallSeconds: number }> = [];
   const every = sync ? H : 1;
   let mark = every;
+  let lastStep = -1, lastMove = Date.now();
   while (!c.trainer.finished) {
     await new Promise((r) => setTimeout(r, 20));
+    if (c.trainer.step !== lastStep) [lastStep, lastMove] = [c.trainer.step, Date.now()];
+    else if (Date.now() - lastMove > 60_000) {
+      // A run that stops moving says why (bans, owed rows, the running round) instead of hanging silently.
+      const st = c.ctx.status() as unknown as Record<string, unknown>;
+      console.error(`bench:comm: ${mode}:${compress} no step for 60 s at step ${lastStep}: ${JSON.stringify({ security: st.security, diloco: st.diloco, workers: st.workers }).slice(0, 3000)}`);
+      lastMove = Date.now();
+    }
     if (values.curve && c.trainer.step >= mark && !c.trainer.finished) {
       snaps.push({ tokens: c.trainer.tokensTrained, params: new Float32Array(c.trainer.params), wallSeconds: (Date.now() - t0) / 1000 });
       mark += every;
