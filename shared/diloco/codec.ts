@@ -27,6 +27,8 @@
 //
 // Packed vectors are plain objects of typed arrays (msgpack carries them raw); validatePacked()
 // checks one from the wire (lengths, index ranges, finiteness) before decode() trusts it.
+// Why this file is long: each codec's encode, decode and wire check sit side by side, so the
+// wire format of a packed vector is defined in one place (a change to one codec touches all three).
 
 import { decodeHalf, encodeHalf } from './fp16.ts';
 
