@@ -5,11 +5,10 @@
 // off-by-one ones, prompts of the task's train split). Judged from the outside:
 //  - preference accuracy on the held-out pairs, computed by THIS file (its own log-softmax over
 //    the CPU model's logits) on the start weights and on the weights GET /api/export serves, must
-//    rise to >= 0.9, and GET /api/status must report the same figure (objective "dpo"); the
-//    same on every held-out addition of the built-in task with both off-by-one answers (400
-//    pairs of prompts neither stage trained on: a less noisy measure) is reported and must not
-//    fall by more than 2 points. The start model is ALREADY above 0.9 (0.933 on the 60 pairs,
-//    0.930 on the 400): a start below 0.9 that DPO lifts above it was not found (docs/dpo.md);
+//    start below 0.9 and rise, and GET /api/status must report the same figure (objective
+//    "dpo"); on every held-out addition of the built-in task with both off-by-one answers (400
+//    pairs of prompts neither stage trained on: the less noisy measure) it must start below 0.9
+//    and reach >= 0.9 (0.885 -> 0.917 in one process; data-order seeds 2, 3: 0.915, 0.905);
 //  - greedy exact match on the built-in task's held-out additions, computed here too, must not fall
 //    by more than 5 points;
 //  - exactly once: the pairs the workers were acknowledged for (their audit traces: each row's
@@ -44,13 +43,13 @@ const START_DIR = fileURLToPath(new URL('./start-tiny', import.meta.url));
 const model = presetConfig('tiny');
 const T = 16;
 const SEED = 1;
-const PAIRS = 1200;
-const STEPS = 20;
-const BATCH = 32;
+const PAIRS = 2700; // 2,565 train pairs: the 40 steps of 64 are one epoch
+const STEPS = 40;
+const BATCH = 64;
 const rows = offByOnePreferences(PAIRS, 3);
 const prefsFile = join(root, 'prefs.jsonl');
 writeFileSync(prefsFile, toJsonl(rows));
-/** The coordinator's held-out split of the file (a seeded 5%: 60 pairs), never trained on. */
+/** The coordinator's held-out split of the file (a seeded 5%: 135 pairs), never trained on. */
 const heldOut = preferenceDataset(rows, 'prefs.jsonl', { T, seed: SEED }).held;
 const arithHeldOut = arithRevPairs(1, 200, 6000, ['addition']).heldOut;
 /** Every held-out addition of the built-in task with both off-by-one answers rejected (400 pairs). */
@@ -93,7 +92,7 @@ async function servedParams(c: CoordinatorHandle): Promise<Float32Array> {
 
 const base = {
   port: 0, host: '127.0.0.1', preset: 'tiny', logLevel: 'silent', objective: 'dpo', data: prefsFile, initFrom: START_DIR,
-  reference: 'init', seqLen: T, seed: SEED, globalBatch: BATCH, lr: 5e-5, minLr: 5e-5, warmupSteps: 0, dpoBeta: 0.1,
+  reference: 'init', seqLen: T, seed: SEED, globalBatch: BATCH, lr: 1e-4, minLr: 1e-4, warmupSteps: 0, dpoBeta: 1,
   heartbeatMs: 250, deadAfterMs: 5000, adminToken: 'dpo-e2e-token',
 } as const;
 
@@ -122,7 +121,7 @@ function promptOf(head: number[]): string {
 }
 
 describe('--objective dpo end to end', () => {
-  it(`${STEPS} steps on ${PAIRS} off-by-one pairs raise held-out preference accuracy to >= 0.9, exact match holds, exactly once`, async () => {
+  it(`${STEPS} steps on ${PAIRS} off-by-one pairs raise held-out preference accuracy from below 0.9 to >= 0.9, exact match holds, exactly once`, async () => {
     const start = importModel(START_DIR).params;
     const startAcc = preferenceAccuracy(start, heldOut);
     const startArith = preferenceAccuracy(start, arithPairs);
@@ -132,7 +131,7 @@ describe('--objective dpo end to end', () => {
     const ws = workers(c, trace);
     try {
       for (const w of ws) await w.start();
-      await untilFinished(c, 120_000);
+      await untilFinished(c, 300_000);
       // The last evaluation runs after the last step (afterStep): wait for it.
       const t0 = Date.now();
       let s: StatusSnapshot = c.ctx.status();
@@ -150,9 +149,10 @@ describe('--objective dpo end to end', () => {
         + `(status ${s.eval?.accuracy}), verified ${s.security?.verified} mismatches ${s.security?.mismatches}`);
       expect(s.objective).toBe('dpo');
       expect(s.eval).toMatchObject({ step: STEPS - 1, pairs: heldOut.length });
-      expect(endAcc).toBeGreaterThanOrEqual(0.9);
+      expect(startAcc).toBeLessThan(0.9);
       expect(endAcc).toBeGreaterThan(startAcc);
-      expect(endArith).toBeGreaterThanOrEqual(startArith - 0.02);
+      expect(startArith).toBeLessThan(0.9);
+      expect(endArith).toBeGreaterThanOrEqual(0.9);
       expect(s.eval!.preferenceAccuracy).toBeCloseTo(endAcc, 10);
       expect(s.eval!.rewardMargin).toBeGreaterThan(0);
       expect(endEm).toBeGreaterThanOrEqual(startEm - 0.05);
@@ -184,13 +184,13 @@ describe('--objective dpo end to end', () => {
       for (const w of ws) w.stop('test over');
       await c.close();
     }
-  }, 240_000);
+  }, 420_000);
 
   it('resumes from a checkpoint in dpo mode: the same reference (the starting weights, not the checkpoint), training continues', async () => {
     const runDir = join(root, 'resume');
     const data = join(root, 'prefs-small.jsonl'); // 240 pairs: the reference pass runs at each start
     writeFileSync(data, toJsonl(offByOnePreferences(240, 5)));
-    const c1 = await startCoordinator({ ...base, data, runDir, maxSteps: 3, evalEvery: 0, checkpointEvery: 3, verifyRate: 0 });
+    const c1 = await startCoordinator({ ...base, globalBatch: 32, data, runDir, maxSteps: 3, evalEvery: 0, checkpointEvery: 3, verifyRate: 0 });
     const ws1 = workers(c1, []);
     let ref1: Float32Array;
     try {
@@ -201,7 +201,7 @@ describe('--objective dpo end to end', () => {
       for (const w of ws1) w.stop('test over');
       await c1.close();
     }
-    const c2 = await startCoordinator({ ...base, data, runDir, maxSteps: 6, evalEvery: 0, checkpointEvery: 0, verifyRate: 0 });
+    const c2 = await startCoordinator({ ...base, globalBatch: 32, data, runDir, maxSteps: 6, evalEvery: 0, checkpointEvery: 0, verifyRate: 0 });
     const ws2 = workers(c2, []);
     try {
       expect(c2.resumedFrom).toMatch(/ckpt-000000003/);
@@ -212,7 +212,7 @@ describe('--objective dpo end to end', () => {
       await untilFinished(c2, 60_000);
       const s = c2.ctx.status();
       expect(s.step).toBe(6);
-      expect(s.samplesTrained).toBe(6 * BATCH);
+      expect(s.samplesTrained).toBe(6 * 32);
       expect(s.accounting.doubled).toBe(0);
     } finally {
       for (const w of ws2) w.stop('test over');
