@@ -71,6 +71,8 @@ describe('conformance: webgpu (Node, Dawn)', () => {
     createBackend: (cfg) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info, deviceClass: 'gpu' }),
     loadFixture: loadLongFixture,
     expectGpuPaths: true,
+    // docs/engine.md: matmul attention (30L + 13), 4L + 1 split-K reductions, 6L + 1 second passes of column sums
+    expectDispatches: (cfg) => 30 * cfg.nLayer + 13 + (4 * cfg.nLayer + 1) + (6 * cfg.nLayer + 1),
   }));
   for (const c of cases) {
     it(c.name, async () => {
