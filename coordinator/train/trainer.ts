@@ -199,9 +199,14 @@ export class Trainer {
     if (r.tokens !== expectedTokens) return { ok: false, code: 'TOKENS_MISMATCH', message: `result.tokens ${r.tokens} != ${expectedTokens} masked-in positions of the task` };
     w.accept(l);
     this.aggregator.add(r.grads, r.tokens, workerId);
-    this.lossSum += r.loss * r.tokens;
-    this.lossByWorker.set(workerId, (this.lossByWorker.get(workerId) ?? 0) + r.loss * r.tokens);
+    this.addLoss(workerId, r.loss * r.tokens);
     return { ok: true };
+  }
+
+  /** Adds an accepted result's token-weighted loss to the step's sums (a gateway keeps its slice's own). */
+  protected addLoss(workerId: string, weighted: number): void {
+    this.lossSum += weighted;
+    this.lossByWorker.set(workerId, (this.lossByWorker.get(workerId) ?? 0) + weighted);
   }
 
   /**
