@@ -40,9 +40,10 @@ export interface ConformanceEnv {
   loadDpoFixture?: () => Promise<ArrayBuffer | Uint8Array>;
   /**
    * false: leave out the ragged whole-model case (B=3 T=7 vs the CPU backend, all-masked batch, bad
-   * input). Chromium does: that case is a full compile of its own shapes (~35 pipelines, ~30 s on
-   * SwiftShader) and checks the engine's JS logic, which is the same code the Node run checks; the
-   * ragged kernel shapes still run in the page through the per-kernel cases. Default true.
+   * input): a full compile of its own shapes (~35 pipelines, ~30 s on SwiftShader). webgpu-node
+   * does (tests/engine/device.node.test.ts runs the same checks on a ragged shape it compiles
+   * anyway), and Chromium (the same engine code; the ragged kernel shapes still run in the page
+   * through the per-kernel cases). Default true (the cpu environment).
    */
   raggedModelCase?: boolean;
 }
