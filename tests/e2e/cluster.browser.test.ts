@@ -75,8 +75,7 @@ async function openWorkerTab(name: string): Promise<Page> {
   traces.set(page, trace);
   await page.exposeFunction('__workerTrace', (e: Omit<TraceLine, 't'>) => void trace.push({ t: Date.now(), ...e } as TraceLine));
   await page.goto(`${coord.url}/worker/?trace=1`);
-  await page.waitForSelector('body[data-state="ready"]', { timeout: 60_000 });
-  expect(await page.isDisabled('#start')).toBe(false);
+  await page.waitForFunction(() => !(document.getElementById('start') as HTMLButtonElement).disabled, null, { timeout: 60_000 });
   expect(await text(page, 'backend')).toBe('WebGPU');
   expect(await text(page, 'adapter-architecture')).toMatch(/swiftshader/i);
   expect(await text(page, 'adapter-software')).toMatch(/software/);
