@@ -6,13 +6,31 @@
 //
 //   npx tsx bench/comm.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 2] [--link 10mbit/50mbit]
 //                         [--codecs int8,sparse] [--outer-lr X] [--outer-momentum X] [--lease-ms 120000] [--curve]
+//                         [--sync-link paced|none] [--wall-rows-per-step 1] [--dense-rounds N] [--sparse-topk K]
 // Outer lr / momentum default to the coordinator's (0.7 / 0.9; sparse: 1 / 0, SparseLoCo).
 // --curve: the held-out loss (64 samples) of the coordinator's weights at every round boundary
 // (every H sync steps: the same tokens) with the wall time it was reached, printed per run and
 // kept in the JSON ("curve"). With it, wallToLoss compares the wall time each run needed to reach
 // the same loss: the worse of the two final losses (sync's and the diloco run's), first curve point
-// at or below it; bestWallRatio is then the best sync/diloco ratio of those (without --curve:
-// total wall times).
+// at or below it (without --curve: total wall times).
+//
+// Two regimes of wall time. Sync's step costs the workers' compute plus the upload of a full fp32
+// gradient (0.4 MB for tiny: 0.32 s at 10 Mbit/s); DiLoCo removes the upload, not the compute, so
+// the ratio is bounded by (link + compute) / compute. On this CPU bench the compute of 4 rows per
+// step is of the order of the link time (CPU-bound regime: the main runs); a GPU worker computes a
+// step in a small fraction of its gradient's upload (GPT-2 small: ~1 s of GPU work against ~400 s
+// of upload at 10 Mbit/s, issue 13). --wall-rows-per-step N (default 1; 0: off) therefore runs a
+// second paced pair (sync and each codec, same H and rounds) at N rows per step, where the link
+// dominates sync's wall time (linkShare: the upload seconds of a worker's link over the run's wall
+// time, printed for every run). bestWallRatio in the JSON line is that link-bound regime's best
+// ratio (the one that stands for GPU workers); cpuBoundWallRatio the main runs' (null when sync
+// ran unpaced). --sync-link none runs the main sync run without pacing (its loss does not depend on
+// the link): for long equal-token loss comparisons; its wall time is then not compared.
+// The learning-rate schedule spans the run in both modes (decaySteps 0: sync over its steps,
+// diloco over rounds * H inner steps), so both train at the same rate per token; with the
+// coordinator's default (1500) a 1000-step sync run decayed to a quarter of its peak while the
+// diloco inner steps stayed at the peak (75 000 inner steps): sync's late loss drop was the decay.
+// --dense-rounds N, --sparse-topk K: passed to the sparse runs' coordinator (docs/diloco.md).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,29 +47,44 @@ const { values } = parseArgs({ options: {
   workers: { type: 'string', default: '2' }, 'rows-per-step': { type: 'string', default: '4' }, 'inner-steps': { type: 'string', default: '50' },
   rounds: { type: 'string', default: '2' }, link: { type: 'string', default: '10mbit/50mbit' },
   codecs: { type: 'string', default: 'int8,sparse' }, one: { type: 'string' }, 'outer-lr': { type: 'string' }, 'outer-momentum': { type: 'string' }, 'lease-ms': { type: 'string', default: '120000' }, curve: { type: 'boolean', default: false },
+  'sync-link': { type: 'string', default: 'paced' }, 'wall-rows-per-step': { type: 'string', default: '1' }, 'dense-rounds': { type: 'string' }, 'sparse-topk': { type: 'string' },
 } });
 const codecs = String(values.codecs).split(',');
 for (const x of codecs) if (!['none', 'fp16', 'int8', 'sparse'].includes(x)) throw new Error(`bench:comm: --codecs: unknown codec '${x}' (none, fp16, int8, sparse)`);
+if (!['paced', 'none'].includes(String(values['sync-link']))) throw new Error(`bench:comm: --sync-link must be paced or none, got '${values['sync-link']}'`);
 const outerLr = values['outer-lr'] === undefined ? undefined : Number(values['outer-lr']);
 const outerMomentum = values['outer-momentum'] === undefined ? undefined : Number(values['outer-momentum']);
-const K = Number(values.workers), b = Number(values['rows-per-step']), H = Number(values['inner-steps']), R = Number(values.rounds);
+const denseRounds = values['dense-rounds'] === undefined ? undefined : Number(values['dense-rounds']);
+const sparseTopk = values['sparse-topk'] === undefined ? undefined : Number(values['sparse-topk']);
+const K = Number(values.workers), mainB = Number(values['rows-per-step']), H = Number(values['inner-steps']), R = Number(values.rounds);
+const wallB = Number(values['wall-rows-per-step']);
+if (!(Number.isInteger(wallB) && wallB >= 0)) throw new Error(`bench:comm: --wall-rows-per-step must be an integer >= 0, got '${values['wall-rows-per-step']}'`);
 const link = parseLink(String(values.link));
-const rowsBudget = K * b * H * R;
 
-interface Run { mode: string; compress: string; innerSteps: number; bytesIn: number; bytesOut: number; tokens: number; bytesPerToken: number; evalLoss: number; wallSeconds: number; steps: number; curve: Array<{ tokens: number; evalLoss: number; wallSeconds: number }> }
+interface Run {
+  mode: string; compress: string; innerSteps: number; rowsPerStep: number; paced: boolean; bytesIn: number; bytesOut: number; tokens: number; bytesPerToken: number;
+  evalLoss: number; wallSeconds: number; steps: number;
+  /** Upload seconds of the busiest worker's link (bytes sent * 8 / rate) over the run's wall time. */
+  linkShare: number | null;
+  curve: Array<{ tokens: number; evalLoss: number; wallSeconds: number }>;
+}
 
-async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
+async function run(mode: 'sync' | 'diloco', compress: string, b: number, paced: boolean): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-comm-'));
   const sync = mode === 'sync';
+  const rowsBudget = K * b * H * R;
   const c = await startCoordinator({
     port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false,
     adminToken: 'bench-comm-token', mode, compress: compress as 'none', outerLr, outerMomentum, seed: 1, lr: 3e-3, warmupSteps: sync ? 10 : 10, maxMicroBatch: b,
-    globalBatch: K * b, maxSteps: sync ? rowsBudget / (K * b) : R, innerSteps: H, minWorkers: K, quorum: K,
+    globalBatch: K * b, maxSteps: sync ? rowsBudget / (K * b) : R, decaySteps: 0, innerSteps: H, minWorkers: K, quorum: K,
     leaseMs: Number(values['lease-ms']), heartbeatMs: 2_000, deadAfterMs: 60_000, maxShare: 1,
+    ...(compress !== 'sparse' || denseRounds === undefined ? {} : { denseRounds }),
+    ...(compress !== 'sparse' || sparseTopk === undefined ? {} : { sparseTopk }),
   });
+  const links: Array<{ up: { bytes: number } }> = [];
   const workers = Array.from({ length: K }, (_, i) => new WorkerClient({
     url: c.url, name: `w${i}`, host: createCpuHost({ description: 'bench cpu', probedBytes: 256 * 2 ** 20 }), seed: i + 1,
-    log: () => undefined, wrapSocket: (s) => void paceSocket(s, link),
+    log: () => undefined, wrapSocket: paced ? (s) => void links.push(paceSocket(s, link)) : undefined,
   }));
   const t0 = Date.now();
   for (const w of workers) await w.start();
@@ -60,8 +93,16 @@ async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
   const snaps: Array<{ tokens: number; params: Float32Array; wallSeconds: number }> = [];
   const every = sync ? H : 1;
   let mark = every;
+  let lastStep = -1, lastMove = Date.now();
   while (!c.trainer.finished) {
     await new Promise((r) => setTimeout(r, 20));
+    if (c.trainer.step !== lastStep) [lastStep, lastMove] = [c.trainer.step, Date.now()];
+    else if (Date.now() - lastMove > 60_000) {
+      // A run that stops moving says why (bans, owed rows, the running round) instead of hanging silently.
+      const st = c.ctx.status() as unknown as Record<string, unknown>;
+      console.error(`bench:comm: ${mode}:${compress} no step for 60 s at step ${lastStep}: ${JSON.stringify({ security: st.security, diloco: st.diloco, workers: st.workers }).slice(0, 3000)}`);
+      lastMove = Date.now();
+    }
     if (values.curve && c.trainer.step >= mark && !c.trainer.finished) {
       snaps.push({ tokens: c.trainer.tokensTrained, params: new Float32Array(c.trainer.params), wallSeconds: (Date.now() - t0) / 1000 });
       mark += every;
@@ -69,6 +110,7 @@ async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
   }
   const wallSeconds = (Date.now() - t0) / 1000;
   const status = c.ctx.status();
+  const upSeconds = Math.max(0, ...links.map((l) => (l.up.bytes * 8) / link.upBps));
   const ev = new Evaluator(c.trainer.model, c.trainer.dataset, 64);
   const curve: Run['curve'] = [];
   for (const x of snaps) curve.push({ tokens: x.tokens, evalLoss: (await ev.run(x.params)).loss, wallSeconds: x.wallSeconds });
@@ -79,40 +121,77 @@ async function run(mode: 'sync' | 'diloco', compress: string): Promise<Run> {
   await c.close();
   rmSync(dir, { recursive: true, force: true });
   const wire = status.wire!;
-  return { mode, compress, innerSteps: sync ? 1 : H, bytesIn: wire.bytesIn, bytesOut: wire.bytesOut, tokens: status.tokensTrained, bytesPerToken: (wire.bytesIn + wire.bytesOut) / status.tokensTrained, evalLoss, wallSeconds, steps: c.trainer.step, curve };
+  return {
+    mode, compress, innerSteps: sync ? 1 : H, rowsPerStep: b, paced, bytesIn: wire.bytesIn, bytesOut: wire.bytesOut, tokens: status.tokensTrained,
+    bytesPerToken: (wire.bytesIn + wire.bytesOut) / status.tokensTrained, evalLoss, wallSeconds, steps: c.trainer.step,
+    linkShare: paced ? upSeconds / wallSeconds : null, curve,
+  };
 }
 
 // Each configuration runs in a child process of its own (a second coordinator + workers in one
 // process stalled on a lease until it expired: a fresh process measures each run alone).
+// --one mode:codec:rowsPerStep:paced|none
 if (values.one) {
-  const [m, cmp] = values.one.split(':');
-  console.log(JSON.stringify(await run(m as 'sync' | 'diloco', cmp)));
+  const [m, cmp, rows, pacing] = values.one.split(':');
+  console.log(JSON.stringify(await run(m as 'sync' | 'diloco', cmp, Number(rows ?? mainB), pacing !== 'none')));
   process.exit(0);
 }
-const runs: Run[] = [];
+
 const self = process.argv.slice(1).filter((a) => !a.startsWith('--one'));
-for (const [m, cmp] of [['sync', 'none'] as const, ...codecs.map((x) => ['diloco', x] as const)]) {
-  const text = execFileSync(process.execPath, [...process.execArgv, ...self, '--one', `${m}:${cmp}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+function child(m: string, cmp: string, b: number, paced: boolean): Run {
+  const text = execFileSync(process.execPath, [...process.execArgv, ...self, '--one', `${m}:${cmp}:${b}:${paced ? 'paced' : 'none'}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
   const r = JSON.parse(text.trim().split('\n').at(-1)!) as Run;
-  runs.push(r);
-  console.log(`${r.mode.padEnd(6)} ${r.compress.padEnd(6)} H=${String(r.innerSteps).padEnd(3)} steps ${String(r.steps).padStart(4)}  tokens ${String(r.tokens).padStart(6)}  in ${(r.bytesIn / 1e6).toFixed(2).padStart(8)} MB  out ${(r.bytesOut / 1e6).toFixed(2).padStart(8)} MB  ${r.bytesPerToken.toFixed(1).padStart(9)} B/token  eval loss ${r.evalLoss.toFixed(4)}  wall ${r.wallSeconds.toFixed(1)} s`);
+  const share = r.linkShare === null ? 'unpaced' : `link ${(100 * r.linkShare).toFixed(0)}% of wall`;
+  console.log(`${r.mode.padEnd(6)} ${r.compress.padEnd(6)} H=${String(r.innerSteps).padEnd(3)} B=${r.rowsPerStep} steps ${String(r.steps).padStart(4)}  tokens ${String(r.tokens).padStart(6)}  in ${(r.bytesIn / 1e6).toFixed(2).padStart(8)} MB  out ${(r.bytesOut / 1e6).toFixed(2).padStart(8)} MB  ${r.bytesPerToken.toFixed(1).padStart(9)} B/token  eval loss ${r.evalLoss.toFixed(4)}  wall ${r.wallSeconds.toFixed(1)} s (${share})`);
   if (values.curve) console.log(`  curve (tokens: eval loss @ wall s) ${r.curve.map((p) => `${p.tokens}: ${p.evalLoss.toFixed(4)} @ ${p.wallSeconds.toFixed(1)}`).join(', ')}`);
+  return r;
 }
-const [s, ...d] = runs;
+
 /** Wall seconds at which `r` first reached `loss` on its curve (null: never). */
 const wallAt = (r: Run, loss: number) => r.curve.find((p) => p.evalLoss <= loss)?.wallSeconds ?? null;
-const toLoss = d.map((r) => {
-  const target = Math.max(s.evalLoss, r.evalLoss);
-  const a = wallAt(s, target), b = wallAt(r, target);
-  return { compress: r.compress, loss: target, syncSeconds: a, dilocoSeconds: b, ratio: a !== null && b ? a / b : null };
-});
-if (values.curve) for (const x of toLoss) console.log(`wall to eval loss ${x.loss.toFixed(4)}: sync ${x.syncSeconds?.toFixed(1)} s, diloco ${x.compress} ${x.dilocoSeconds?.toFixed(1)} s: ${x.ratio?.toFixed(2)}x`);
+/** Per diloco run: wall time to the worse of the two final losses, sync / diloco (null: sync unpaced). */
+function wallRatios(s: Run, d: Run[]) {
+  return d.map((r) => {
+    if (!s.paced) return { compress: r.compress, loss: null, syncSeconds: null, dilocoSeconds: null, ratio: null };
+    if (!values.curve) return { compress: r.compress, loss: null, syncSeconds: s.wallSeconds, dilocoSeconds: r.wallSeconds, ratio: s.wallSeconds / r.wallSeconds };
+    const target = Math.max(s.evalLoss, r.evalLoss);
+    const a = wallAt(s, target), b = wallAt(r, target);
+    return { compress: r.compress, loss: target, syncSeconds: a, dilocoSeconds: b, ratio: a !== null && b ? a / b : null };
+  });
+}
+function printRatios(label: string, xs: ReturnType<typeof wallRatios>): void {
+  for (const x of xs) {
+    if (x.ratio === null) console.log(`${label}: diloco ${x.compress}: no wall ratio (sync ran unpaced)`);
+    else console.log(`${label}: wall${x.loss === null ? '' : ` to eval loss ${x.loss.toFixed(4)}`}: sync ${x.syncSeconds?.toFixed(1)} s, diloco ${x.compress} ${x.dilocoSeconds?.toFixed(1)} s: ${x.ratio.toFixed(2)}x`);
+  }
+}
+const best = (xs: ReturnType<typeof wallRatios>) => (xs.some((x) => x.ratio !== null) ? Math.max(...xs.map((x) => x.ratio ?? 0)) : null);
+
+const syncPaced = values['sync-link'] !== 'none';
+console.log(`main runs: ${mainB} rows per step${syncPaced ? '' : ' (sync unpaced: losses and bytes only)'}`);
+const s = child('sync', 'none', mainB, syncPaced);
+const d = codecs.map((x) => child('diloco', x, mainB, true));
+const mainRatios = wallRatios(s, d);
+printRatios(`main (${mainB} rows/step)`, mainRatios);
+let linkBound: { rowsPerStep: number; sync: Run; diloco: Run[]; ratios: ReturnType<typeof wallRatios> } | null = null;
+if (wallB > 0 && (wallB !== mainB || !syncPaced)) {
+  console.log(`link-bound wall runs: ${wallB} rows per step, all paced`);
+  const ls = child('sync', 'none', wallB, true);
+  const ld = codecs.map((x) => child('diloco', x, wallB, true));
+  linkBound = { rowsPerStep: wallB, sync: ls, diloco: ld, ratios: wallRatios(ls, ld) };
+  printRatios(`link-bound (${wallB} rows/step)`, linkBound.ratios);
+}
+const brief = (r: Run) => ({ bytesPerToken: r.bytesPerToken, evalLoss: r.evalLoss, wallSeconds: r.wallSeconds, tokens: r.tokens, rowsPerStep: r.rowsPerStep, linkShare: r.linkShare, ...(values.curve ? { curve: r.curve } : {}) });
+const cpuBoundWallRatio = best(mainRatios);
 const out = {
   preset: 'tiny', tokens: s.tokens, link: String(values.link),
-  sync: { bytesPerToken: s.bytesPerToken, evalLoss: s.evalLoss, wallSeconds: s.wallSeconds, ...(values.curve ? { curve: s.curve } : {}) },
-  diloco: d.map((r, i) => ({ compress: r.compress, innerSteps: r.innerSteps, bytesPerToken: r.bytesPerToken, evalLoss: r.evalLoss, wallSeconds: r.wallSeconds, ...(values.curve ? { curve: r.curve, wallToLoss: toLoss[i] } : {}) })),
+  sync: { ...brief(s), paced: s.paced },
+  diloco: d.map((r, i) => ({ compress: r.compress, innerSteps: r.innerSteps, ...brief(r), wallToLoss: mainRatios[i] })),
   bestBytesRatio: Math.max(...d.map((r) => s.bytesPerToken / r.bytesPerToken)),
-  bestWallRatio: values.curve ? Math.max(...toLoss.map((x) => x.ratio ?? 0)) : Math.max(...d.map((r) => s.wallSeconds / r.wallSeconds)),
+  // The link-bound regime stands for GPU workers (see the header); without it, the main runs'.
+  bestWallRatio: linkBound ? best(linkBound.ratios) : cpuBoundWallRatio,
+  cpuBoundWallRatio,
+  ...(linkBound ? { linkBound: { rowsPerStep: linkBound.rowsPerStep, sync: brief(linkBound.sync), diloco: linkBound.diloco.map((r, i) => ({ compress: r.compress, innerSteps: r.innerSteps, ...brief(r), wallToLoss: linkBound!.ratios[i] })) } } : {}),
 };
 console.log(JSON.stringify(out));
 process.exit(0);

@@ -80,6 +80,8 @@ const OPTIONS = {
     help: 'diloco: outer Nesterov momentum (sparse: must be 0, the workers\' error feedback stands in for it)' },
   compress: { arg: 'C', type: 'string', schema: z.enum(COMPRESS, { error: `--compress must be one of: ${COMPRESS.join(', ')}` }).optional(), unset: 'int8 in diloco, none in sync',
     help: 'diloco: how deltas are packed (int8 = blockwise absmax; sparse = top-k + 2-bit values\nwith error feedback); sync: none or fp16 (gradients sent as IEEE binary16)' },
+  sparseTopk: { arg: 'K', type: 'int', schema: int('--sparse-topk', 1, 4096).default(64), help: 'diloco --compress sparse: values kept of every 4096 (64 = 1.56%, SparseLoCo)' },
+  denseRounds: { arg: 'N', type: 'int', schema: int('--dense-rounds', 0).default(0), help: 'diloco --compress sparse: the first N rounds send int8 deltas and publish an\nint8 outer step (a dense warm-up; docs/diloco.md)' },
   quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
     help: 'diloco: deltas after which a round closes once the grace window has passed' },
   roundGraceMs: { arg: 'N', type: 'int', schema: int('--round-grace-ms', 0).default(5_000), help: 'diloco: wait after the quorum for the rest of the round' },
@@ -166,6 +168,7 @@ export const configSchema = z
   .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] })
   // SparseLoCo: the published outer step must stay sparse (workers hold exactly the outer weights);
   // a momentum buffer would make it dense. The workers' error feedback plays the momentum's part.
+  .refine((c) => c.denseRounds === 0 || c.compress === 'sparse', { message: '--dense-rounds needs --mode diloco --compress sparse (it is the dense warm-up of a sparse run)', path: ['denseRounds'] })
   .refine((c) => c.compress !== 'sparse' || !c.outerMomentum, { message: '--outer-momentum must be 0 with --compress sparse (the outer step is published exactly as a sparse update; the workers\' error feedback stands in for momentum)', path: ['outerMomentum'] });
 
 /** The outer step's hyper-parameters: the flags, or the defaults of the codec (docs/diloco.md). */

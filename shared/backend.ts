@@ -89,10 +89,26 @@ export interface StageInput {
   targets?: Int32Array;
   /** [B*T]: head stage only. */
   mask?: Uint8Array;
+  /**
+   * Head stage, --objective dpo (docs/dpo.md): the micro-batch's rows 2i, 2i+1 are pair i (chosen,
+   * rejected) for i < refLogProbs.length / 2, the rows after them padding (mask 0). The head then
+   * computes the DPO objective itself (shared/model/dpo.ts stageDpo) instead of the mean masked CE.
+   */
+  dpo?: StageDpo;
+}
+
+/** A head stage's preference pairs: beta and the frozen reference's sequence log-probs of the pair rows. */
+export interface StageDpo {
+  beta: number;
+  /** 2 x pairs values (<= B): rows 0 .. 2 pairs - 1. */
+  refLogProbs: Float32Array;
 }
 
 export interface StageGradientResult {
-  /** d(mean masked loss of this micro-batch)/d(stage params), stage-table layout. */
+  /**
+   * d(mean masked loss of this micro-batch)/d(stage params), stage-table layout. With `dpo` (head
+   * stage), the loss is the mean DPO loss over the micro-batch's pairs and `tokens` the pairs.
+   */
   grads: Float32Array;
   /** [B*T*C], d(loss)/d(acts input); absent for the first stage. */
   dIn?: Float32Array;
@@ -121,8 +137,8 @@ export interface StageBackend {
   forwardBackward(input: StageInput, dOut?: Float32Array): Promise<StageGradientResult>;
   /**
    * Fixed-shape engines: compile the stage for micro-batches of B x T now (before the first hop);
-   * absent where nothing is compiled per shape (CPU).
+   * absent where nothing is compiled per shape (CPU). `dpo`: the head also compiles the DPO kernels.
    */
-  prepare?(B: number, T: number): Promise<void>;
+  prepare?(B: number, T: number, opts?: { dpo?: boolean }): Promise<void>;
   dispose(): void;
 }

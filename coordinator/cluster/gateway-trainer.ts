@@ -148,9 +148,10 @@ export class GatewayTrainer extends Trainer {
     this.lossOf.set(workerId, (this.lossOf.get(workerId) ?? 0) + weighted);
   }
 
-  override discardWorker(workerId: string): Lease[] {
+  override discardWorker(workerId: string, units: readonly string[] = []): Lease[] {
     const w = this.current;
-    if (!w || ![...w.doneLeases.values()].some((l) => l.workerId === workerId)) return [];
+    const keys = new Set([workerId, ...units]);
+    if (!w || ![...w.doneLeases.values()].some((l) => keys.has(l.workerId))) return [];
     // The streaming mean cannot subtract one worker: the slice's accumulation restarts.
     this.aggregator.begin(w.step);
     this.sliceLoss = 0;

@@ -3,6 +3,7 @@
 // own loop it stalled heartbeats (honest workers declared dead), the dashboard and the API. Jobs
 // queue FIFO; a thread is started on first need (tests and runs that never verify pay nothing) and
 // again after a crash. Threads are unref'd: a coordinator never closed still lets the process end.
+// Two kinds of job: a replica's result (run) and a pipeline share, every stage re-run (runShare).
 
 import type { Worker } from 'node:worker_threads';
 import type { MicroBatch } from '../../shared/backend.ts';
@@ -10,6 +11,7 @@ import { AppError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import type { TaskDpo } from '../../shared/protocol/messages.ts';
 import { startTsWorker } from '../threads/ts-worker.ts';
+import type { ShareCheck, StageMismatch } from './stage-recompute.ts';
 import type { VerifyFigures } from './verify-compare.ts';
 
 /** One parameter version, copied once into shared memory; `key` names the copy. */
@@ -33,7 +35,19 @@ export interface VerifyRequest {
   dpo?: TaskDpo;
 }
 
-export type VerifyReply = ({ id: number } & VerifyFigures & { ms: number }) | { id: number; error: string };
+/** A pipeline share to re-run at the version's parameters (stage-recompute.ts). */
+export interface ShareVerifyRequest {
+  kind: 'share';
+  id: number;
+  paramsKey: number;
+  params: SharedArrayBuffer;
+  check: ShareCheck;
+  tolerance: number;
+}
+
+export type ShareVerdict = { mismatch: StageMismatch | null; ms: number };
+type Answer = (VerifyFigures & { ms: number }) | ShareVerdict;
+export type VerifyReply = ({ id: number } & Answer) | { id: number; error: string };
 
 export interface VerifyJob {
   params: SharedParams;
@@ -43,8 +57,8 @@ export interface VerifyJob {
 }
 
 interface Pending {
-  msg: VerifyRequest;
-  resolve(f: VerifyFigures & { ms: number }): void;
+  msg: VerifyRequest | ShareVerifyRequest;
+  resolve(f: Answer): void;
   reject(e: Error): void;
 }
 
@@ -93,7 +107,17 @@ export class VerifyPool {
       ...(batch.dpo ? { dpo: { beta: batch.dpo.beta, refLogProbs: batch.dpo.refLogProbs.slice() } } : {}),
     };
     return new Promise((resolve, reject) => {
-      this.queue.push({ msg, resolve, reject });
+      this.queue.push({ msg, resolve: (f) => resolve(f as VerifyFigures & { ms: number }), reject });
+      this.dispatch();
+    });
+  }
+
+  /** Re-run a pipeline share (every stage) at `params`; its arrays are copied when posted. */
+  runShare(params: SharedParams, check: ShareCheck, tolerance: number): Promise<ShareVerdict> {
+    if (this.closed) return Promise.reject(closedError());
+    const msg: ShareVerifyRequest = { kind: 'share', id: ++this.seq, paramsKey: params.key, params: params.buffer, check, tolerance };
+    return new Promise((resolve, reject) => {
+      this.queue.push({ msg, resolve: (f) => resolve(f as ShareVerdict), reject });
       this.dispatch();
     });
   }
@@ -108,7 +132,8 @@ export class VerifyPool {
       const p = this.queue.shift()!;
       slot.job = p;
       const m = p.msg;
-      slot.worker.postMessage(m, [m.inputs.buffer, m.targets.buffer, m.mask.buffer, m.grads.buffer] as ArrayBuffer[]);
+      if ('kind' in m) slot.worker.postMessage(m); // structured clone: the share's arrays stay the relay's
+      else slot.worker.postMessage(m, [m.inputs.buffer, m.targets.buffer, m.mask.buffer, m.grads.buffer] as ArrayBuffer[]);
     }
   }
 
@@ -122,6 +147,7 @@ export class VerifyPool {
       if (!p || p.msg.id !== r.id) return;
       slot.job = null;
       if ('error' in r) p.reject(new AppError('ERR_VERIFY', `verification thread: ${r.error}`, 500));
+      else if ('mismatch' in r) p.resolve({ mismatch: r.mismatch, ms: r.ms });
       else p.resolve({ relErr: r.relErr, lossErr: r.lossErr, biasErr: r.biasErr, ms: r.ms });
       this.dispatch();
     });

@@ -14,6 +14,7 @@
 import type { MicroBatch } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import type { TaskDpo } from '../../shared/protocol/messages.ts';
+import type { ShareCheck, StageMismatch } from './stage-recompute.ts';
 import { VerifyPool, type SharedParams } from './verify-pool.ts';
 import { BIAS_TOLERANCE_DIVISOR } from './verify-compare.ts';
 
@@ -70,6 +71,25 @@ export class Verifier {
         if (!ok) this.mismatches++;
         this.totalMs += f.ms;
         return { ok, relErr: f.relErr, lossErr: f.lossErr, biasErr: f.biasErr, ms: f.ms };
+      },
+      (e: unknown) => {
+        this.failures++;
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * Re-run a pipeline share's stages (stage-recompute.ts) at `params`, which must be at `version`
+   * now (copied synchronously, as for check()); the first stage that disagrees, or null.
+   */
+  checkShare(params: Float32Array, version: number, share: ShareCheck): Promise<StageMismatch | null> {
+    return this.pool.runShare(this.sharedParams(params, version), share, this.tolerance).then(
+      (v) => {
+        this.checks++;
+        if (v.mismatch) this.mismatches++;
+        this.totalMs += v.ms;
+        return v.mismatch;
       },
       (e: unknown) => {
         this.failures++;

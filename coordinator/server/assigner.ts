@@ -55,4 +55,11 @@ export interface WorkAssigner {
   release(workerId: string): number;
   /** Monitor tick: work past its deadline goes back to the pool. */
   expire(now: number): void;
+  /**
+   * Keys other than its own id under which `workerId`'s work of the running step was accepted (a
+   * pipeline's id): a ban discards those results too (gateway.ban).
+   */
+  unitsOf?(workerId: string): string[];
+  /** The workers acknowledged for the accepted task `taskId` when that is not its lease's key (a pipeline's stages). */
+  ackedFor?(taskId: string): string[] | undefined;
 }

@@ -87,10 +87,14 @@ export class WorkerGateway implements WorkerPort {
   /** Carry out a ban: discard its unverified results of the running step, tell it, disconnect it. */
   ban(w: WorkerView, reason: string): void {
     const socket = w.socket;
-    const discarded = this.trainer.discardWorker(w.id);
-    // Honest workers whose acknowledged results were thrown with the step's accumulation are told.
+    // Its pipelines' shares of the step go too (each was one result under the pipeline's id).
+    const discarded = this.trainer.discardWorker(w.id, this.scheduler.unitsOf(w.id));
+    // Honest workers whose acknowledged results were thrown with the step's accumulation are told
+    // (every stage of a discarded pipeline share).
     const byWorker = new Map<string, Lease[]>();
-    for (const l of discarded) byWorker.set(l.workerId, [...(byWorker.get(l.workerId) ?? []), l]);
+    for (const l of discarded) {
+      for (const id of this.scheduler.ackedFor(l.id, l.workerId)) byWorker.set(id, [...(byWorker.get(id) ?? []), l]);
+    }
     for (const [id, ls] of byWorker) {
       const other = this.workers.byId.get(id);
       if (other && id !== w.id) this.send(other, 'discard', { step: ls[0].step, taskIds: ls.map((l) => l.id), reason: `${w.id} was banned; the step's accumulation restarts` });

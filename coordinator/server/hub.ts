@@ -63,9 +63,9 @@ export class WorkerHub {
     this.gateway = new WorkerGateway(o.io, o.trainer, o.config, o.preset, o.seqLen, this.workers, this.security, o.bus, o.log);
     const port = o.port ? o.port(this.gateway, this.workers) : this.gateway;
     this.scheduler = new Scheduler(o.trainer, o.config, this.workers, port, o.bus, o.log, o.hooks);
-    // --objective dpo: no pipelines yet (a DPO step needs every pair's sequence log-probs before its
-    // weighted backward, a second relay through the stages; docs/dpo.md): stage workers wait.
-    if (!o.rounds && o.stages !== false && o.config.objective !== 'dpo') {
+    // --objective dpo trains through pipelines too: the head stage computes the DPO loss of each
+    // micro-batch's pairs (docs/dpo.md "Pipeline stages").
+    if (!o.rounds && o.stages !== false) {
       // Registered first: each pass leases the pipelines their throughput share of the step before
       // the replicas (whose lease sizes count replicas only) take what is left.
       this.stages = new StageAssigner(o.trainer, o.config, o.seqLen, this.workers, this.security, port, this.scheduler, o.bus, o.log);

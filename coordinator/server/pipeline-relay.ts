@@ -7,20 +7,30 @@
 // its last micro-batch; assemble() scatters the stages' sums into one full-size gradient (wte: the
 // first stage's embedding part + the head's LM-head part) divided by the share's tokens.
 //
+// --objective dpo (docs/dpo.md): the lease's rows are pairs (chosen, rejected) with the reference's
+// log-probs. Micro-batches are cut on pair boundaries (an even micro-batch size), a micro-batch's
+// `tokens` is its pairs, and the head's fwd hop carries the pairs' reference log-probs and beta, so
+// the head computes the DPO loss of its micro-batch itself (it runs forward and backward at once);
+// the stages below it see an ordinary dIn. The share's result is then weighted by pairs.
+//
 // Every message is checked against what this share expects (the right stage, a hop that was sent
 // and not yet answered, the tokens of the micro-batch): anything else is refused with a code and
 // changes nothing.
 
-import type { MicroBatch } from '../../shared/backend.ts';
+import type { MicroBatch, StageDpo } from '../../shared/backend.ts';
 import { scatterAddStage, type StageTable } from '../../shared/model/stage.ts';
 import type { PackedActivations } from '../../shared/pipeline/activation-codec.ts';
 import type { RejectCode } from '../../shared/protocol/messages.ts';
 import type { HopMsg } from '../../shared/protocol/stage.ts';
 import type { Lease } from '../train/step-work.ts';
+import type { LeaseBatch } from '../train/trainer.ts';
 
 export interface Micro {
   batch: MicroBatch;
+  /** Masked-in positions; --objective dpo: pairs. */
   tokens: number;
+  /** --objective dpo: the micro-batch's pairs (rows 0 .. 2 pairs - 1) for the head. */
+  dpo?: StageDpo;
   /** Head's answer for this micro-batch. */
   loss?: number;
 }
@@ -56,12 +66,14 @@ export class ShareRun {
   constructor(
     readonly lease: Lease,
     readonly tables: StageTable[],
-    batch: MicroBatch,
+    batch: LeaseBatch,
     microBatch: number,
     readonly inFlight: number,
     now: number,
   ) {
     const { B, T } = batch;
+    const dpo = batch.dpo;
+    if (dpo && microBatch % 2 !== 0) throw new Error(`pipeline-relay: a preference share needs an even micro-batch (whole pairs), got ${microBatch} (bug)`);
     this.micros = [];
     // Every micro-batch has `microBatch` rows: a short last one is padded with mask-0 rows (token
     // 0, no loss, so zero gradient and no tokens), so a fixed-shape stage engine compiles ONE
@@ -75,6 +87,11 @@ export class ShareRun {
       mb.inputs.set(batch.inputs.subarray(lo, hi));
       mb.targets.set(batch.targets.subarray(lo, hi));
       mb.mask.set(batch.mask.subarray(lo, hi));
+      if (dpo) {
+        // Whole pairs: rows b0 .. b0 + rows - 1 are pairs b0/2 .. (b0 + rows)/2 - 1.
+        this.micros.push({ batch: mb, tokens: rows / 2, dpo: { beta: dpo.beta, refLogProbs: dpo.refLogProbs.slice(b0, b0 + rows) } });
+        continue;
+      }
       let tokens = 0;
       for (let i = 0; i < mb.mask.length; i++) tokens += mb.mask[i];
       this.micros.push({ batch: mb, tokens });
@@ -118,7 +135,7 @@ export class ShareRun {
     const hop: HopMsg = {
       taskId: this.id, micro: m, kind: 'fwd', B, T, tokens: mi.tokens,
       ...(s === 0 ? { inputs: mi.batch.inputs } : { acts }),
-      ...(head ? { targets: mi.batch.targets, mask: mi.batch.mask } : {}),
+      ...(head ? { targets: mi.batch.targets, mask: mi.batch.mask, ...(mi.dpo ? { dpo: mi.dpo } : {}) } : {}),
     };
     this.waiting.add(`${s}:fwd:${m}`);
     return { stage: s, hop };

@@ -90,7 +90,7 @@ export class RoundAssigner implements WorkAssigner {
         inputs: b.inputs, targets: b.targets, mask: b.mask, tokens, sampleIds: Uint32Array.from(rows, (x) => x.id),
         lrs: rt.lrs(r.round, H),
         hyper: { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps, weightDecay: this.cfg.weightDecay, gradClip: this.cfg.gradClip },
-        compress: rt.compress, codec: rt.codec, leaseMs: Math.round(leaseMs),
+        compress: rt.codecOf(r.round), codec: rt.codec, leaseMs: Math.round(leaseMs),
       };
     } catch (e) {
       rt.pool.unshift(...rows);
@@ -141,7 +141,7 @@ export class RoundAssigner implements WorkAssigner {
         this.host.schedule();
       }
     };
-    const v = validateDelta(raw, { paramCount: this.trainer.paramCount, codecs: [rt.compress] });
+    const v = validateDelta(raw, { paramCount: this.trainer.paramCount, codecs: rt.cfg.denseRounds > 0 ? [rt.compress, 'int8'] : [rt.compress] });
     if (!v.ok) {
       if (v.code === 'NON_FINITE') {
         // An honest worker never sends one (round-handler.ts keeps a round with NaN/Inf gradients
@@ -160,12 +160,13 @@ export class RoundAssigner implements WorkAssigner {
     if ('code' in c) return refuse(c.code, c.message);
     if (d.round !== c.round) return refuse('WRONG_STEP', `delta.round ${d.round} != round ${c.round}`);
     if (d.version !== c.version) return refuse('STALE_VERSION', `delta.version ${d.version} != ${c.version}`);
+    if (d.delta.codec !== rt.codecOf(c.round)) return refuse('BAD_SCHEMA', `delta: codec ${d.delta.codec}, round ${c.round} takes ${rt.codecOf(c.round)}`);
     if (d.tokens !== c.tokens) return refuse('TOKENS_MISMATCH', `delta.tokens ${d.tokens} != ${c.tokens} masked-in positions of the round`);
     const delta = decode(d.delta);
     let verdict = await this.judge.judge(c, rt.published, delta);
     if (verdict.ok && c.recompute && rt.current?.active.get(c.id) === c) {
       const h = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps, weightDecay: this.cfg.weightDecay, gradClip: this.cfg.gradClip };
-      verdict = (await this.judge.recompute(c, rt.published, delta, { lrs: rt.lrs(c.round, c.H), hyper: h, compress: rt.compress, codec: rt.codec })) ?? verdict;
+      verdict = (await this.judge.recompute(c, rt.published, delta, { lrs: rt.lrs(c.round, c.H), hyper: h, compress: rt.codecOf(c.round), codec: rt.codec })) ?? verdict;
     }
     if (rt.current?.active.get(c.id) !== c) return refuse('LATE', `round lease ${c.id} closed while its delta was scored`);
     if (!verdict.ok) {

@@ -88,6 +88,20 @@ export class Scheduler implements AssignerHost {
     return n;
   }
 
+  /** Keys besides its own id under which `workerId`'s work of the running step was accepted (assigner.ts unitsOf). */
+  unitsOf(workerId: string): string[] {
+    return [...this.assigners.values()].flatMap((a) => a.unitsOf?.(workerId) ?? []);
+  }
+
+  /** Who was acknowledged for the accepted task `taskId` of unit `key` (a replica: the key itself). */
+  ackedFor(taskId: string, key: string): string[] {
+    for (const a of this.assigners.values()) {
+      const ids = a.ackedFor?.(taskId);
+      if (ids) return ids;
+    }
+    return [key];
+  }
+
   /** Monitor tick: expired work goes back to the pool. */
   expire(now: number): void {
     for (const a of this.assigners.values()) a.expire(now);

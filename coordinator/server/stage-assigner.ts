@@ -7,15 +7,17 @@
 // a stage that dies or leaves mid-share sends the whole share back to the step's pool (the same
 // exactly-once ledger as replicas), and its pipeline takes a waiting worker that fits the empty
 // stage (which downloads its slice) or is dissolved so the rest re-form. Pipelines are re-formed
-// from scratch only with hysteresis (shouldRebalance: clearly faster), between shares.
+// from scratch only with hysteresis (shouldRebalance: clearly faster, several checks in a row),
+// between shares (rebalanceCheck).
 // Why this file is long: formation, leasing, relaying, churn and the hand-over to the trainer all
 // change the same pipeline records; the share's own state machine lives in pipeline-relay.ts, the
-// CPU re-computation in stage-verify.ts.
+// CPU re-computation in stage-verify.ts / security/stage-recompute.ts (on the verification threads).
 
 import type { Logger } from 'pino';
+import { AppError } from '../../shared/errors.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { buildStageTable, gatherStage, type StageTable } from '../../shared/model/stage.ts';
-import { formPipelines, shouldRebalance, type PlannedPipeline } from '../../shared/memory/pipeline-plan.ts';
+import { estimatePipelineTokensPerSec, formPipelines, REBALANCE_RATIO, shouldRebalance, type PlannedPipeline } from '../../shared/memory/pipeline-plan.ts';
 import { stageBytes, stageShape, wholeModelTokensPerSec } from '../../shared/memory/stage-memory.ts';
 import { l2Norm } from '../../shared/optim/clip.ts';
 import type { PipelineStatus } from '../../shared/protocol/dashboard.ts';
@@ -28,8 +30,11 @@ import type { Trainer } from '../train/trainer.ts';
 import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
 import { ShareRun, type Outgoing } from './pipeline-relay.ts';
-import { verifyShare } from './stage-verify.ts';
+import { shareCheckOf, type StageMismatch } from './stage-verify.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
+
+/** Rebalancing needs this many clearly-faster checks in a row (one per finished share). */
+const REBALANCE_CHECKS = 3;
 
 interface Stage {
   workerId: string;
@@ -54,6 +59,15 @@ interface Pipeline {
   bubble: number;
 }
 
+/**
+ * --objective dpo: a micro-batch holds whole pairs (the head weights a pair's two rows by both of
+ * their log-probs), so the planner's size is rounded down to even, and 1 up to 2 (one row more
+ * than planned: the smallest unit of preference data).
+ */
+export function pairMicroBatch(mb: number): number {
+  return Math.max(2, mb - (mb % 2));
+}
+
 export class StageAssigner implements WorkAssigner {
   readonly role = 'stage' as const;
   private readonly pipelines = new Map<string, Pipeline>();
@@ -64,8 +78,14 @@ export class StageAssigner implements WorkAssigner {
   private readonly compiled = new Map<string, { conn: object | null; key: string }>();
   /** The latest reject function of each worker's connection (a share's verdict may name any stage). */
   private readonly rejects = new Map<string, Reject>();
-  /** Per worker: measured speed on the whole-model scale (tokens/s), for formation. */
+  /** Per worker: measured speed on the whole-model scale (tokens/s, EMA over its shares), for formation. */
   private readonly speed = new Map<string, number>();
+  /** A share finished since the last rebalancing check (speeds changed). */
+  private checkDue = false;
+  /** Consecutive checks that found re-forming clearly faster (REBALANCE_CHECKS in a row re-form). */
+  private clearlyFaster = 0;
+  /** Shares of the running step the trainer accepted, with their stage workers: a ban of one discards them (gateway.ban). */
+  private accepted = { step: -1, shares: new Map<string, { pipeline: string; workers: string[] }>() };
   private seq = 0;
   private formedFor = '';
   private rebalancing = false;
@@ -103,24 +123,31 @@ export class StageAssigner implements WorkAssigner {
     }));
   }
 
-  private candidates(ws: WorkerView[]) {
+  /**
+   * `fill`: an unmeasured worker counts at REBALANCE_RATIO x the median measured speed, so the plan
+   * has an estimate: its speed is a guess, so a re-forming that relies on it must win clearly even
+   * then (at the plain median, the noise of a loaded machine alone re-formed for an equal newcomer).
+   */
+  private candidates(ws: WorkerView[], fill = false) {
+    const known = ws.map((w) => this.speed.get(w.id) ?? 0).filter((v) => v > 0).sort((a, b) => a - b);
+    const median = fill && known.length ? REBALANCE_RATIO * known[Math.floor(known.length / 2)] : 0;
     return ws.map((w) => ({
       id: w.id, budgetBytes: w.plan.budgetBytes,
-      ...(this.speed.get(w.id) ? { tokensPerSec: this.speed.get(w.id) } : {}),
+      ...(this.speed.get(w.id) || median ? { tokensPerSec: this.speed.get(w.id) || median } : {}),
       ...(w.hello.limits.maxBufferSize ? { maxBufferSize: w.hello.limits.maxBufferSize } : {}),
       ...(w.hello.limits.maxStorageBufferBindingSize ? { maxStorageBufferBindingSize: w.hello.limits.maxStorageBufferBindingSize } : {}),
     }));
   }
 
-  private plan(ws: WorkerView[]) {
-    return formPipelines(this.model, this.candidates(ws), { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
+  private plan(ws: WorkerView[], fill = false) {
+    return formPipelines(this.model, this.candidates(ws, fill), { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
   }
 
   private create(pp: PlannedPipeline): Pipeline {
     const p: Pipeline = {
       id: `p${++this.seq}`,
       stages: pp.stages.map((s) => ({ workerId: s.workerId, table: buildStageTable(this.model, { from: s.layers[0], to: s.layers[1] }) })),
-      microBatch: pp.microBatch, inFlight: pp.inFlight, share: null, compiling: null, tokensPerSec: 0, samplesPerSec: 0, bubble: 0,
+      microBatch: this.trainer.objective === 'dpo' ? pairMicroBatch(pp.microBatch) : pp.microBatch, inFlight: pp.inFlight, share: null, compiling: null, tokensPerSec: 0, samplesPerSec: 0, bubble: 0,
     };
     this.pipelines.set(p.id, p);
     for (const s of p.stages) this.join(p, s);
@@ -155,28 +182,50 @@ export class StageAssigner implements WorkAssigner {
     this.bus.logEntry({ level: 'info', kind: 'info', message: `pipeline ${p.id} dissolved: ${why}` });
   }
 
-  /** Form pipelines from the workers in none; re-form everything when clearly faster (hysteresis). */
+  /** Form pipelines from the workers in none (a join alone never moves a worker of a running pipeline). */
   private form(live: WorkerView[]): void {
     const free = live.filter((w) => !this.memberOf.has(w.id));
     if (free.length === 0) return;
     const key = free.map((w) => w.id).sort().join(',');
     if (key === this.formedFor) return;
     this.formedFor = key;
-    const fresh = this.plan(free);
+    const fresh = this.plan(free, true); // counted as rebalanceCheck counts them, so a re-forming builds what it proposed
     for (const pp of fresh.pipelines) this.create(pp);
     for (const l of fresh.leftOver) {
       const w = this.workers.byId.get(l.id);
       if (w) this.host.wait(w, 'no-task', `no pipeline yet: ${l.reason}`);
     }
-    if (fresh.leftOver.length === 0 || this.pipelines.size === 0) return;
-    // Workers are left over: would re-forming everything be clearly faster? (Measured speeds only.)
-    const current = [...this.pipelines.values()].reduce((a, p) => a + p.tokensPerSec, 0);
-    const all = this.plan(live);
-    const proposed = all.pipelines.every((pp) => pp.tokensPerSec !== undefined) ? all.pipelines.reduce((a, pp) => a + pp.tokensPerSec!, 0) : 0;
-    if (current > 0 && shouldRebalance(current, proposed)) {
-      this.rebalancing = true;
-      this.log.info({ current, proposed }, 'pipelines will be re-formed after their shares (clearly faster)');
+  }
+
+  /**
+   * Rebalancing with hysteresis (Petals' 1/0.75 rule), checked after each finished share while
+   * stage workers wait outside the pipelines: the planner's estimate for the running pipelines
+   * (their cuts, their members' measured speeds) against its estimate for re-forming from every
+   * live stage worker (an unmeasured one at 0.75 x the median measured speed). Both sides come from the
+   * same estimator, so relay latency and the bubble cancel out (a measured wall-clock rate against
+   * the planner's ideal made every proposal look faster). One share's speed is noisy, so only
+   * REBALANCE_CHECKS clearly faster answers in a row stop the leasing; the running shares finish,
+   * then every pipeline is re-formed (assign).
+   */
+  private rebalanceCheck(live: WorkerView[]): void {
+    if (!this.checkDue || this.rebalancing) return;
+    this.checkDue = false;
+    const no = () => void (this.clearlyFaster = 0);
+    if (this.pipelines.size === 0 || live.every((w) => this.memberOf.has(w.id))) return no();
+    let current = 0;
+    for (const p of this.pipelines.values()) {
+      const stages = p.stages.map((s) => ({ layers: [s.table.spec.from, s.table.spec.to] as [number, number], tokensPerSec: this.speed.get(s.workerId) ?? 0 }));
+      if (stages.some((s) => !(s.tokensPerSec > 0))) return no(); // a member not measured yet
+      current += estimatePipelineTokensPerSec(this.model, stages, p.inFlight);
     }
+    const proposed = this.plan(live, true).pipelines.reduce((a, pp) => a + (pp.tokensPerSec ?? 0), 0);
+    if (!shouldRebalance(current, proposed)) return no();
+    if (++this.clearlyFaster < REBALANCE_CHECKS) return;
+    this.clearlyFaster = 0;
+    this.rebalancing = true;
+    const tps = (v: number) => Math.round(v * 10) / 10;
+    this.log.info({ current: tps(current), proposed: tps(proposed) }, 'pipelines will be re-formed after their shares (clearly faster)');
+    this.bus.logEntry({ level: 'info', kind: 'info', message: `pipelines will be re-formed after their running shares: the planner expects ${tps(proposed)} tokens/s against ${tps(current)} now (more than 1/${REBALANCE_RATIO}, ${REBALANCE_CHECKS} checks in a row)` });
   }
 
   /** The empty stage of `p` (worker `gone` left): a free worker that fits takes it, else null. */
@@ -202,6 +251,7 @@ export class StageAssigner implements WorkAssigner {
       for (const p of [...this.pipelines.values()]) this.dissolve(p, 're-forming: the proposed pipelines are clearly faster');
     }
     this.form(live);
+    this.rebalanceCheck(live);
     if (this.rebalancing) return;
     const work = this.trainer.startStep();
     if (!work) return;
@@ -263,6 +313,7 @@ export class StageAssigner implements WorkAssigner {
         taskId: lease.id, pipelineId: p.id, step: lease.step, version: lease.version,
         layers: [s.table.spec.from, s.table.spec.to], index: i, stages: p.stages.length, micros: share.micros.length,
         dtype: this.cfg.activations, leaseMs: lease.expiresAt - now, microBatch: p.microBatch, seqLen: this.seqLen, ...(params ? { params } : {}),
+        ...(batch.dpo ? { dpo: true as const } : {}),
       };
       this.port.send(w, 'stage', msg);
       this.workers.markComputing(w, lease.id, lease.ids.length, now);
@@ -358,19 +409,35 @@ export class StageAssigner implements WorkAssigner {
 
   private async finishShare(p: Pipeline, share: ShareRun): Promise<void> {
     // Re-computation as for replicas (coordinator/security): every stage worker on probation, or
-    // one with a failed check, has its shares checked; later ones at the adaptive rate.
+    // one with a failed check, has its shares checked; later ones at the adaptive rate. It runs on
+    // the verification threads (--verify-threads), off the event loop.
     const rep = this.security.reputation;
-    const chance = this.cfg.verifyRate > 0 ? Math.max(...p.stages.map((s) => rep.verifyProbability(s.workerId))) : 0;
-    if (chance > 0 && this.rng.next() < chance) {
+    const verifier = this.security.verifier;
+    const chance = verifier && this.cfg.verifyRate > 0 ? Math.max(...p.stages.map((s) => rep.verifyProbability(s.workerId))) : 0;
+    if (verifier && chance > 0 && this.rng.next() < chance) {
       const hold = this.trainer.current?.hold(share.lease);
-      let bad;
+      let bad: StageMismatch | null = null;
+      let failed: unknown;
       try {
-        bad = await verifyShare(share, this.trainer.params, this.cfg.verifyTolerance);
+        // The parameters are copied for the thread now, at the share's version (its lease holds the step open).
+        if (this.trainer.version !== share.lease.version) throw new AppError('ERR_VERIFY', `the parameters are at version ${this.trainer.version}, the share at ${share.lease.version} (bug)`, 500);
+        bad = await verifier.checkShare(this.trainer.params, share.lease.version, shareCheckOf(share));
+      } catch (e) {
+        failed = e;
       } finally {
         hold?.();
       }
       if (p.share !== share) return; // withdrawn meanwhile
-      if (bad) {
+      if (failed !== undefined) {
+        // A coordinator fault, not the workers' (as for replicas): --verify-fail closed re-leases the share, open lets it through unverified.
+        const open = this.cfg.verifyFail === 'open';
+        this.log.error({ err: failed, share: share.id, verifyFail: this.cfg.verifyFail }, `pipeline share's re-computation could not run; ${open ? 'it goes on unverified' : 'its samples are re-leased'}`);
+        if (!open) {
+          this.abortShare(p, 'its re-computation could not run');
+          this.host.schedule();
+          return;
+        }
+      } else if (bad) {
         const culprit = this.workers.byId.get(p.stages[bad.stage].workerId);
         this.abortShare(p, `re-computation disagrees: ${bad.message}`);
         this.trainer.countRejectedResult();
@@ -381,8 +448,7 @@ export class StageAssigner implements WorkAssigner {
         }
         this.host.schedule();
         return;
-      }
-      for (const s of p.stages) rep.recordVerified(s.workerId, true);
+      } else for (const s of p.stages) rep.recordVerified(s.workerId, true);
     }
     if (p.share !== share) return;
     const c = this.trainer.check(share.id, p.id);
@@ -396,6 +462,8 @@ export class StageAssigner implements WorkAssigner {
     const ok = this.trainer.accept(c, r, share.tokens, p.id);
     if (!ok.ok) return this.abortShare(p, `the trainer refused it (${ok.code}: ${ok.message})`);
     p.share = null;
+    if (this.accepted.step !== share.lease.step) this.accepted = { step: share.lease.step, shares: new Map() };
+    this.accepted.shares.set(share.id, { pipeline: p.id, workers: p.stages.map((s) => s.workerId) });
     const sec = Math.max(1e-3, (now - share.startedAt) / 1000);
     const alpha = p.tokensPerSec > 0 ? 0.5 : 1;
     p.tokensPerSec = (1 - alpha) * p.tokensPerSec + alpha * (a.tokens / sec);
@@ -407,7 +475,9 @@ export class StageAssigner implements WorkAssigner {
       const busy = share.busyMs[i] / 1000;
       if (busy > 0) {
         const t = s.table.spec;
-        this.speed.set(s.workerId, wholeModelTokensPerSec(this.model, stageShape(this.model, t.from, t.to), a.tokens / busy));
+        const v = wholeModelTokensPerSec(this.model, stageShape(this.model, t.from, t.to), a.tokens / busy);
+        const old = this.speed.get(s.workerId);
+        this.speed.set(s.workerId, old ? 0.5 * old + 0.5 * v : v);
       }
       if (!w?.socket) return;
       this.workers.measure(w, n, a.tokens, share.startedAt, now);
@@ -416,8 +486,30 @@ export class StageAssigner implements WorkAssigner {
       this.port.send(w, 'ack', { taskId: share.id, step: share.lease.step });
       this.workers.publish(w);
     });
+    this.checkDue = true;
     if (this.trainer.current?.done) this.host.advance();
     else this.host.schedule();
+  }
+
+  // ------------------------------------------------------------------ bans
+
+  /** This step's accepted shares (none once the step has moved on). */
+  private acceptedNow() {
+    return this.accepted.step === this.trainer.current?.step ? this.accepted.shares : new Map<string, { pipeline: string; workers: string[] }>();
+  }
+
+  /**
+   * The pipelines whose accepted shares of the running step `workerId` computed a stage of: a ban
+   * discards every accepted share of those pipelines in the step (the trainer keeps them under the
+   * pipeline's id, so a share it had no part in after a refill goes too: redone, never doubled).
+   */
+  unitsOf(workerId: string): string[] {
+    return [...new Set([...this.acceptedNow().values()].filter((a) => a.workers.includes(workerId)).map((a) => a.pipeline))];
+  }
+
+  /** The stage workers acknowledged for an accepted share of the running step (told `discard` when it is thrown away). */
+  ackedFor(taskId: string): string[] | undefined {
+    return this.acceptedNow().get(taskId)?.workers;
   }
 
   // ------------------------------------------------------------------ churn

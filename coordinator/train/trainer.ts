@@ -210,20 +210,20 @@ export class Trainer {
   }
 
   /**
-   * Discard a banned worker's results already folded into the running step and re-lease their
-   * samples (coordinator/security). Robust aggregators drop exactly its vectors; the streaming mean
-   * cannot subtract one worker, so it restarts the step's accumulation and re-leases every accepted
-   * lease (honest work is redone; nothing is lost or doubled, the ledger records at finishStep).
-   * Returns the accepted leases reopened (their workers are told: `discard`).
+   * Discard a banned worker's results already folded into the running step (and those under `units`:
+   * its pipelines' ids) and re-lease their samples (coordinator/security). Robust aggregators drop exactly
+   * those vectors; the streaming mean cannot subtract one worker, so it restarts the step's accumulation
+   * and re-leases every accepted lease (redone: nothing lost or doubled). Returns the leases reopened.
    */
-  discardWorker(workerId: string): Lease[] {
+  discardWorker(workerId: string, units: readonly string[] = []): Lease[] {
     const w = this.current;
-    if (!w || ![...w.doneLeases.values()].some((l) => l.workerId === workerId)) return [];
+    const keys = new Set([workerId, ...units]);
+    if (!w || ![...w.doneLeases.values()].some((l) => keys.has(l.workerId))) return [];
     if (this.aggregator.remove) {
-      this.aggregator.remove(workerId);
-      this.lossSum -= this.lossByWorker.get(workerId) ?? 0;
-      this.lossByWorker.delete(workerId);
-      return w.reopen((l) => l.workerId === workerId);
+      for (const k of keys) this.aggregator.remove(k);
+      for (const k of keys) this.lossSum -= this.lossByWorker.get(k) ?? 0;
+      for (const k of keys) this.lossByWorker.delete(k);
+      return w.reopen((l) => keys.has(l.workerId));
     }
     this.aggregator.begin(w.step);
     this.lossSum = 0;

@@ -17,16 +17,25 @@
 //           publishes the SparseLoCo outer step with it (the aggregate of sparse deltas is sparse:
 //           its support is the union of theirs), so workers and coordinator hold the same weights.
 //                                                          6 B/nonzero + 4/chunk B/value
+//   sparsesum  the same SparseLoCo step as the workers' packed sparse deltas themselves: `parts`
+//           (each a sparse vector), `coef` (float64, one per part) and `scale`; decodes to
+//           float32(scale * sum_j coef_j * decode(part_j)), summed in float64 in part order: the
+//           arithmetic of the coordinator's token-weighted mean and outer step, so the worker's
+//           weights stay bit-identical. Costs the parts' bytes (2.25 B per kept value): with K
+//           workers K * k entries against sparse32's 6 B per nonzero of the union (up to K * k).
+//           The coordinator publishes whichever of the two is smaller.
 //
 // Packed vectors are plain objects of typed arrays (msgpack carries them raw); validatePacked()
 // checks one from the wire (lengths, index ranges, finiteness) before decode() trusts it.
+// Why this file is long: each codec's encode, decode and wire check sit side by side, so the
+// wire format of a packed vector is defined in one place (a change to one codec touches all three).
 
 import { decodeHalf, encodeHalf } from './fp16.ts';
 
 /** What a worker's delta may be packed with (--compress). */
 export const DELTA_CODECS = ['none', 'fp16', 'int8', 'sparse'] as const;
 /** Every packed form: the deltas' and sparse32 (published SparseLoCo updates only). */
-export const CODECS = [...DELTA_CODECS, 'sparse32'] as const;
+export const CODECS = [...DELTA_CODECS, 'sparse32', 'sparsesum'] as const;
 export type CodecName = (typeof CODECS)[number];
 
 export interface CodecParams {
@@ -64,7 +73,14 @@ export interface PackedVector {
   vals?: Float32Array;
   chunk?: number;
   k?: number;
+  /** sparsesum: the sparse parts, their float64 coefficients and the common scale. */
+  parts?: PackedVector[];
+  coef?: Float64Array;
+  scale?: number;
 }
+
+/** Most parts a sparsesum vector may carry (one per worker of a round). */
+export const MAX_SUM_PARTS = 1024;
 
 export class CodecError extends Error {
   readonly code = 'ERR_CODEC';
@@ -73,7 +89,8 @@ export class CodecError extends Error {
 /** Bytes of the typed arrays of a packed vector (what it costs on the wire, headers aside). */
 export function packedBytes(p: PackedVector): number {
   let b = 0;
-  for (const a of [p.f32, p.f16, p.q, p.scales, p.idx, p.codes, p.levels, p.counts, p.vals]) if (a) b += a.byteLength;
+  for (const a of [p.f32, p.f16, p.q, p.scales, p.idx, p.codes, p.levels, p.counts, p.vals, p.coef]) if (a) b += a.byteLength;
+  for (const q of p.parts ?? []) b += packedBytes(q);
   return b;
 }
 
@@ -108,6 +125,8 @@ export function encode(x: Float32Array, codec: CodecName, params: CodecParams = 
       return encodeSparse(x, params.chunk, params.topk);
     case 'sparse32':
       return encodeSparse32(x, params.chunk);
+    case 'sparsesum':
+      throw new CodecError('codec: sparsesum is built from packed sparse vectors (sparseSum), not encoded from a dense one');
     default:
       throw new CodecError(`codec: unknown codec ${JSON.stringify(codec)}; allowed: ${CODECS.join(', ')}`);
   }
@@ -198,6 +217,17 @@ function encodeSparse32(x: Float32Array, chunk: number): PackedVector {
   return { codec: 'sparse32', n, counts, idx, vals, chunk };
 }
 
+/**
+ * A sparsesum vector: float32(scale * sum_j coef[j] * decode(parts[j])). The parts must be sparse
+ * vectors of the same n (they are the packed deltas as received).
+ */
+export function sparseSum(parts: PackedVector[], coef: ArrayLike<number>, scale: number): PackedVector {
+  if (parts.length === 0 || parts.length !== coef.length || parts.length > MAX_SUM_PARTS) throw new CodecError(`codec: sparsesum of ${parts.length} parts with ${coef.length} coefficients`);
+  const n = parts[0].n;
+  for (const q of parts) if (q.codec !== 'sparse' || q.n !== n) throw new CodecError(`codec: sparsesum parts must be sparse vectors of ${n} values, got ${q.codec} of ${q.n}`);
+  return { codec: 'sparsesum', n, parts, coef: Float64Array.from(coef), scale };
+}
+
 /** The dense vector a packed one stands for. `out` (length n) is overwritten if given. */
 export function decode(p: PackedVector, out = new Float32Array(p.n)): Float32Array {
   if (out.length !== p.n) throw new CodecError(`codec: decode into ${out.length} values, the vector has ${p.n}`);
@@ -237,6 +267,20 @@ export function decode(p: PackedVector, out = new Float32Array(p.n)): Float32Arr
       out.fill(0);
       let at = 0;
       for (let c = 0; c < counts.length; c++) for (let j = 0; j < counts[c]; j++, at++) out[c * chunk + idx[at]] = vals[at];
+      return out;
+    }
+    case 'sparsesum': {
+      // As weightedMean (shared/diloco/outer.ts) then the outer step: float64 acc += w * x, part
+      // by part, then float32(scale * acc). Keep the two in step (tests/shared/diloco/codec.test.ts).
+      const { parts, coef, scale } = p as Required<PackedVector>;
+      const acc = new Float64Array(p.n);
+      const d = new Float32Array(p.n);
+      for (let j = 0; j < parts.length; j++) {
+        decode(parts[j], d);
+        const w = coef[j];
+        for (let i = 0; i < p.n; i++) acc[i] += w * d[i];
+      }
+      for (let i = 0; i < p.n; i++) out[i] = scale * acc[i];
       return out;
     }
   }
@@ -328,6 +372,15 @@ export function validatePacked(x: unknown, n: number, where: string, allowed: re
         }
       }
       return { codec, n, counts, idx, vals, chunk };
+    }
+    case 'sparsesum': {
+      const parts = o.parts;
+      if (!Array.isArray(parts) || parts.length < 1 || parts.length > MAX_SUM_PARTS) bad(`parts: expected an array of 1..${MAX_SUM_PARTS} sparse vectors`);
+      const checked = (parts as unknown[]).map((q, j) => validatePacked(q, n, `${where}.parts[${j}]`, ['sparse'], limits));
+      const coef = arr('coef', Float64Array, checked.length);
+      for (let j = 0; j < coef.length; j++) if (coef[j] - coef[j] !== 0) bad(`coef[${j}] is ${coef[j]}`);
+      if (typeof o.scale !== 'number' || !Number.isFinite(o.scale)) bad('scale: expected a finite number');
+      return { codec, n, parts: checked, coef, scale: o.scale as number };
     }
   }
 }

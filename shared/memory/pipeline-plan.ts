@@ -3,8 +3,9 @@
 // workers that cannot be replicas; `npm run simulate` (cluster.ts) calls the same function, so
 // both answer the same for the same inputs.
 //
-// 1. Candidates sorted by budget (largest first) are grouped until the group can hold a complete
-//    chain (fewest stages: every boundary costs a relay and a bubble).
+// 1. Candidates sorted by budget (largest first; equal budgets: measured-faster first, so a slow
+//    worker is the one left over) are grouped until the group can hold a complete chain (fewest
+//    stages: every boundary costs a relay and a bubble).
 // 2. A group's order: the ends (first and last stage) both hold wte, so the largest budgets go
 //    there; with measured speeds the fastest are tried at the ends as well; each order also
 //    reversed. Every order is cut and the best kept.
@@ -150,7 +151,7 @@ export function formPipelines(c: ModelConfig, candidates: StageCandidate[], opts
   const members: Member[] = candidates.map((k) => ({
     id: k.id, budget: Math.floor(k.budgetBytes), speed: (k.tokensPerSec ?? fallback) * 6 * modelParams(c), known: k.tokensPerSec !== undefined,
     limits: { maxBufferSize: k.maxBufferSize, maxStorageBufferBindingSize: k.maxStorageBufferBindingSize },
-  })).sort((a, b) => b.budget - a.budget || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  })).sort((a, b) => b.budget - a.budget || b.speed - a.speed || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
   const bytesOf = (s: StageShape, mb: number, inFlight: number) => infer !== undefined
     ? infer * stageParams(c, s) : 20 * stageParams(c, s) + stageActivations(c, s, mb, seq, inFlight).total;

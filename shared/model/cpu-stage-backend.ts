@@ -1,12 +1,17 @@
 // StageBackend on the CPU reference (shared/model/cpu/stage.ts): what a Node stage worker without
 // a GPU runs, the ground truth the WebGPU stage backend is compared with, and what the coordinator
-// re-computes a stage's gradient with from the stage inputs it relayed.
+// re-computes a stage's gradient with from the stage inputs it relayed. With `dpo` on the head's
+// input (--objective dpo), the head computes the DPO objective of its micro-batch's pairs itself:
+// the policy sequence log-probs from its forward's per-position losses, the pair weights
+// (shared/model/dpo.ts) and ONE weighted backward; the stages below are unchanged.
 
 import type { StageBackend, StageGradientResult, StageInput } from '../backend.ts';
 import { AppError } from '../errors.ts';
 import { validateModelConfig, type ModelConfig } from './config.ts';
 import { gradStats } from './cpu-backend.ts';
 import { CpuStage } from './cpu/stage.ts';
+import { sequenceLogProbs } from './cpu/sequence-ops.ts';
+import { stagePairFigures } from './dpo.ts';
 import { checkStageDOut, checkStageInput, type StageSpec } from './stage.ts';
 
 export class CpuStageBackend implements StageBackend {
@@ -57,13 +62,25 @@ export class CpuStageBackend implements StageBackend {
     const fwd = this.stage.run(params, input);
     const t1 = performance.now();
     const grads = new Float32Array(this.stage.table.total);
-    const dIn = this.stage.backward(grads, dOut);
+    let head = fwd.loss ? { loss: fwd.loss.loss, tokens: fwd.loss.tokens } : null;
+    let dIn;
+    if (head && input.dpo) {
+      // DPO head: log pi(row) = -sum of the row's masked CE, float64 in position order (as CpuGpt's
+      // sequenceLogProbs), then the pair weights and one weighted backward; tokens = pairs.
+      const policy = new Float64Array(input.B);
+      sequenceLogProbs(policy, this.stage.losses(), input.B, input.T);
+      const fig = stagePairFigures(policy, input.B, input.dpo);
+      dIn = this.stage.backward(grads, undefined, fig.rowWeights);
+      head = { loss: fig.loss, tokens: fig.d.length };
+    } else {
+      dIn = this.stage.backward(grads, dOut);
+    }
     const t2 = performance.now();
     const { gradNorm, nonFinite } = gradStats(grads);
     return {
       grads, gradNorm, nonFinite,
       ...(dIn ? { dIn: new Float32Array(dIn) } : {}),
-      ...(fwd.loss ? { loss: fwd.loss.loss, tokens: fwd.loss.tokens } : {}),
+      ...(head ?? {}),
       timings: { totalMs: t2 - t0, forwardMs: t1 - t0, backwardMs: t2 - t1, uploadMs: 0, readbackMs: 0 },
     };
   }

@@ -12,7 +12,7 @@
 // +beta sigmoid(-beta d) / P for the chosen row and the negative for the rejected one; rows past
 // the pairs (padding) weigh 0. One forward gives d, one forward+backward applies the weights.
 
-import type { GradientResult, MicroBatch, TrainingBackend } from '../backend.ts';
+import type { GradientResult, MicroBatch, StageDpo, TrainingBackend } from '../backend.ts';
 import { AppError } from '../errors.ts';
 
 export interface PreferenceBatch {
@@ -47,27 +47,55 @@ export function sigmoid(x: number): number {
 
 /** Checks a preference batch's shape and numbers; throws ERR_DPO_BATCH naming the field. */
 export function checkPreferenceBatch(p: PreferenceBatch): void {
-  const bad = (m: string) => new AppError('ERR_DPO_BATCH', `dpo: ${m}`, 400, 'a preference batch is rows (chosen, rejected) per pair with their reference log-probs');
-  if (!Number.isInteger(p.pairs) || p.pairs < 1 || 2 * p.pairs > p.batch.B) throw bad(`pairs = ${p.pairs} does not fit B = ${p.batch.B} rows (2 per pair)`);
-  if (p.ref.length !== 2 * p.pairs) throw bad(`ref has ${p.ref.length} entries, expected 2 * pairs = ${2 * p.pairs}`);
-  for (let i = 0; i < p.ref.length; i++) if (!Number.isFinite(p.ref[i]) || p.ref[i] > 1e-3) throw bad(`ref[${i}] = ${p.ref[i]} is not a log-probability`);
-  if (!(Number.isFinite(p.beta) && p.beta > 0)) throw bad(`beta = ${p.beta} must be a positive number`);
+  checkPairs(p.batch.B, p.pairs, p.ref, p.beta, 'dpo');
+}
+
+function checkPairs(B: number, pairs: number, ref: ArrayLike<number>, beta: number, where: string): void {
+  const bad = (m: string) => new AppError('ERR_DPO_BATCH', `${where}: ${m}`, 400, 'a preference batch is rows (chosen, rejected) per pair with their reference log-probs');
+  if (!Number.isInteger(pairs) || pairs < 1 || 2 * pairs > B) throw bad(`pairs = ${pairs} does not fit B = ${B} rows (2 per pair)`);
+  if (ref.length !== 2 * pairs) throw bad(`ref has ${ref.length} entries, expected 2 * pairs = ${2 * pairs}`);
+  for (let i = 0; i < ref.length; i++) if (!Number.isFinite(ref[i]) || ref[i] > 1e-3) throw bad(`ref[${i}] = ${ref[i]} is not a log-probability`);
+  if (!(Number.isFinite(beta) && beta > 0)) throw bad(`beta = ${beta} must be a positive number`);
+}
+
+/**
+ * Checks a head stage's pairs (StageInput.dpo) against its micro-batch of B rows; throws
+ * ERR_DPO_BATCH naming the field (refLogProbs: a Float32Array of 2 x pairs <= B values).
+ */
+export function checkStageDpo(dpo: StageDpo, B: number, where: string): void {
+  const bad = (m: string) => new AppError('ERR_DPO_BATCH', `${where}: ${m}`, 400, 'dpo = { beta, refLogProbs: Float32Array(2 x pairs) }');
+  if (dpo === null || typeof dpo !== 'object') throw bad('dpo must be an object { beta, refLogProbs }');
+  if (!(dpo.refLogProbs instanceof Float32Array)) throw bad('dpo.refLogProbs must be a Float32Array');
+  if (dpo.refLogProbs.length % 2 !== 0) throw bad(`dpo.refLogProbs has ${dpo.refLogProbs.length} values, 2 per pair`);
+  checkPairs(B, dpo.refLogProbs.length / 2, dpo.refLogProbs, dpo.beta, where);
 }
 
 /** Loss, margins and backward row weights from the policy's sequence log-probs. */
 export function pairFigures(policy: ArrayLike<number>, p: PreferenceBatch): PairFigures {
-  const P = p.pairs;
+  return pairFiguresOf(policy, p.batch.B, p.pairs, p.ref, p.beta);
+}
+
+/**
+ * The DPO figures of a head stage's micro-batch (StageInput.dpo) from its policy sequence
+ * log-probs (B rows): the same as pairFigures of the whole model's batch, so a pipeline's last
+ * stage weights its backward exactly as dpoForwardBackward does.
+ */
+export function stagePairFigures(policy: ArrayLike<number>, B: number, dpo: StageDpo): PairFigures {
+  return pairFiguresOf(policy, B, dpo.refLogProbs.length / 2, dpo.refLogProbs, dpo.beta);
+}
+
+function pairFiguresOf(policy: ArrayLike<number>, B: number, P: number, ref: ArrayLike<number>, beta: number): PairFigures {
   const d = new Float64Array(P);
   const policyMargin = new Float64Array(P);
-  const rowWeights = new Float32Array(p.batch.B);
+  const rowWeights = new Float32Array(B);
   let loss = 0;
   for (let i = 0; i < P; i++) {
     const w = 2 * i;
     const l = w + 1;
-    d[i] = policy[w] - p.ref[w] - (policy[l] - p.ref[l]);
+    d[i] = policy[w] - ref[w] - (policy[l] - ref[l]);
     policyMargin[i] = policy[w] - policy[l];
-    loss += softplus(-p.beta * d[i]);
-    const g = (p.beta * sigmoid(-p.beta * d[i])) / P;
+    loss += softplus(-beta * d[i]);
+    const g = (beta * sigmoid(-beta * d[i])) / P;
     rowWeights[w] = g;
     rowWeights[l] = -g;
   }

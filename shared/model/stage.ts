@@ -9,6 +9,7 @@
 import type { StageInput } from '../backend.ts';
 import { AppError } from '../errors.ts';
 import type { ModelConfig } from './config.ts';
+import { checkStageDpo } from './dpo.ts';
 import { buildParameterTable, type ParamKind } from './parameters.ts';
 
 /** Blocks [from, to) of the model. */
@@ -139,7 +140,7 @@ export type AnyStageInput = Omit<StageInput, 'acts'> & { acts?: Float32Array | F
 /**
  * Checks a stage's micro-batch input; throws AppError naming the bad field, changes nothing.
  * The first stage needs `inputs` (token ids), every other stage `acts` [B*T*C]; the head stage
- * also needs `targets` and `mask`. Fields a stage does not use are ignored. `acts` must be a
+ * also needs `targets` and `mask`, and checks `dpo` when given (ERR_DPO_BATCH). Fields a stage does not use are ignored. `acts` must be a
  * Float32Array (the wire type); `float64` also admits a Float64Array (CPU float64 stage chains).
  */
 export function checkStageInput(st: StageTable, input: AnyStageInput, float64 = false): void {
@@ -179,6 +180,7 @@ export function checkStageInput(st: StageTable, input: AnyStageInput, float64 = 
         throw new AppError('ERR_TOKEN_RANGE', `${where}: targets[${i}] = ${y} is outside the vocabulary 0..${V - 1} where mask is 1`, 400, 'set mask to 0 at padding positions');
       }
     }
+    if (input.dpo !== undefined) checkStageDpo(input.dpo, B, where);
   }
 }
 

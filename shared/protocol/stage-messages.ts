@@ -47,6 +47,8 @@ export interface StageTaskMsg {
    */
   microBatch?: number;
   seqLen?: number;
+  /** --objective dpo: the head's hops carry pairs (HopMsg.dpo); it compiles the DPO kernels too. */
+  dpo?: true;
 }
 
 export interface HopMsg {
@@ -56,7 +58,10 @@ export interface HopMsg {
   kind: 'fwd' | 'bwd';
   B: number;
   T: number;
-  /** Masked-in positions of this micro-batch (each stage weights its gradient by it). */
+  /**
+   * Masked-in positions of this micro-batch (each stage weights its gradient by it); with
+   * --objective dpo its PAIRS (the share's result is weighted by pairs, as a replica's).
+   */
   tokens: number;
   /** fwd, first stage: token ids [B*T]. */
   inputs?: Int32Array;
@@ -65,6 +70,11 @@ export interface HopMsg {
   /** fwd, head stage: next-token targets and loss mask [B*T]. */
   targets?: Int32Array;
   mask?: Uint8Array;
+  /**
+   * fwd, head stage, --objective dpo: rows 2i, 2i+1 are pair i (chosen, rejected) for i <
+   * refLogProbs.length / 2 (the rest padding); the head computes their DPO loss (docs/dpo.md).
+   */
+  dpo?: { beta: number; refLogProbs: Float32Array };
   /** bwd: d(loss of the micro-batch)/d(this stage's output) [B*T, C]. */
   grad?: PackedActivations;
 }
@@ -86,7 +96,7 @@ export interface StageBwdMsg {
   micro: number;
   /** Absent for the first stage. */
   dIn?: PackedActivations;
-  /** Head stage: the micro-batch's mean masked loss and its tokens. */
+  /** Head stage: the micro-batch's mean masked loss and its tokens (dpo: mean DPO loss and pairs). */
   loss?: number;
   tokens?: number;
   ms: number;

@@ -74,6 +74,7 @@ export function validateStageTask(x: unknown, model: ModelConfig): Checked<Stage
       ...(o.microBatch !== undefined || o.seqLen !== undefined
         ? { microBatch: int(o, 'microBatch', 'stage', 1, MAX_ROWS), seqLen: int(o, 'seqLen', 'stage', 1, model.contextLength) }
         : {}),
+      ...(o.dpo !== undefined ? { dpo: flagTrue(o.dpo, 'stage.dpo') } : {}),
     };
   });
 }
@@ -111,9 +112,17 @@ export function validateHop(x: unknown, model: ModelConfig, spec: StageSpec): Ch
         hop.targets = typed(o, 'targets', 'hop', Int32Array, n);
         hop.mask = typed(o, 'mask', 'hop', Uint8Array, n);
         tokenRange(hop.targets, model.vocabSize, 'hop.targets');
-        let t = 0;
-        for (let i = 0; i < n; i++) t += hop.mask[i] ? 1 : 0;
-        if (t !== hop.tokens) throw new Bad('TOKENS_MISMATCH', `hop: mask has ${t} positions, tokens says ${hop.tokens}`);
+        if (o.dpo !== undefined) {
+          // --objective dpo: tokens counts the pairs (rows 2i, 2i+1), the rows after them are padding.
+          hop.dpo = hopDpo(o.dpo, B);
+          const pairs = hop.dpo.refLogProbs.length / 2;
+          if (pairs !== hop.tokens) throw new Bad('TOKENS_MISMATCH', `hop: dpo has ${pairs} pairs, tokens says ${hop.tokens}`);
+          for (let i = 2 * pairs * T; i < n; i++) if (hop.mask[i]) throw new Bad('OUT_OF_RANGE', `hop.mask[${i}]: row ${Math.floor(i / T)} is past the ${pairs} pairs (padding) and must be masked out`);
+        } else {
+          let t = 0;
+          for (let i = 0; i < n; i++) t += hop.mask[i] ? 1 : 0;
+          if (t !== hop.tokens) throw new Bad('TOKENS_MISMATCH', `hop: mask has ${t} positions, tokens says ${hop.tokens}`);
+        }
       }
     } else {
       if (head) throw new Bad('BAD_SCHEMA', 'hop: the head stage takes no "bwd" hop (it runs forward+backward on "fwd")');
@@ -123,6 +132,25 @@ export function validateHop(x: unknown, model: ModelConfig, spec: StageSpec): Ch
     }
     return hop;
   });
+}
+
+function flagTrue(v: unknown, where: string): true {
+  if (v !== true) throw new Bad('BAD_SCHEMA', `${where}: expected true or absent`);
+  return true;
+}
+
+/** hop.dpo: beta > 0 and the pair rows' reference log-probs (2 per pair, at most B rows, finite, <= 0). */
+function hopDpo(x: unknown, B: number): { beta: number; refLogProbs: Float32Array } {
+  const d = obj(x, 'hop.dpo');
+  const beta = num(d, 'beta', 'hop.dpo', 0, 1e6);
+  if (!(beta > 0)) throw new Bad('OUT_OF_RANGE', 'hop.dpo.beta: must be > 0');
+  const refLogProbs = typed(d, 'refLogProbs', 'hop.dpo', Float32Array);
+  const len = refLogProbs.length;
+  if (len < 2 || len % 2 !== 0 || len > B) throw new Bad('BAD_LENGTH', `hop.dpo.refLogProbs: ${len} values, expected 2 per pair and at most B = ${B}`);
+  for (let i = 0; i < refLogProbs.length; i++) {
+    if (!Number.isFinite(refLogProbs[i]) || refLogProbs[i] > 1e-3) throw new Bad('OUT_OF_RANGE', `hop.dpo.refLogProbs[${i}] = ${refLogProbs[i]} is not a log-probability`);
+  }
+  return { beta, refLogProbs };
 }
 
 function tokenRange(a: Int32Array, V: number, where: string): void {

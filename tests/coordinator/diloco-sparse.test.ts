@@ -5,7 +5,10 @@
 // stale point) kept being applied to theta. Checked from the outside: each worker's weights are
 // rebuilt here from the `params` / `update` messages it received (its socket), and must equal the
 // coordinator's outer weights bit for bit; each published update's support lies in the union of the
-// round's sparse deltas (what the workers sent, seen on their sockets).
+// round's sparse deltas (what the workers sent, seen on their sockets). The run starts with one
+// dense round (--dense-rounds 1: int8 deltas, int8 outer step applied as published), and the sparse
+// rounds' steps go down as sparsesum (the workers' packed deltas themselves, smaller than
+// sparse32 with 2 workers), decoded by the workers to the same float32 bits.
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -62,13 +65,13 @@ function observe(seen: Seen) {
 }
 
 describe('--mode diloco --compress sparse', () => {
-  it('workers hold the outer weights exactly (published sparse32 update = -lr * mean of the sparse deltas), and the loss falls', async () => {
+  it('workers hold the outer weights exactly (int8 warm-up round, then sparsesum updates = -lr * mean of the sparse deltas), and the loss falls', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'diloco-sparse-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const c = await startCoordinator({
       port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false,
       adminToken: 'diloco-sparse-token', mode: 'diloco', compress: 'sparse', innerSteps: 4, maxMicroBatch: 2, lr: 3e-3, warmupSteps: 0,
-      roundGraceMs: 300, heartbeatMs: 500, deadAfterMs: 20_000, seqLen: 16, maxSteps: 5, verifyRate: 0, minWorkers: 2,
+      roundGraceMs: 300, heartbeatMs: 500, deadAfterMs: 20_000, seqLen: 16, maxSteps: 5, verifyRate: 0, minWorkers: 2, denseRounds: 1,
     }, { dataset: (t) => syntheticDataset(64, t) });
     cleanups.push(() => c.close());
     const rt = c.hub.rounds!.rounds;
@@ -90,23 +93,25 @@ describe('--mode diloco --compress sparse', () => {
     expect(rt.published).toEqual(c.trainer.params);
     // The last update (after round 4) was not sent (no round 5): apply it here to what the workers hold.
     const last = rt.lastUpdate!;
-    expect(last.update.codec).toBe('sparse32');
+    expect(last.update.codec).toBe('sparsesum');
     for (const s of seen) {
       expect(s.version).toBe(last.fromVersion);
       const d = decode(last.update);
       const theta = Float32Array.from(s.held!, (x, i) => x + d[i]);
       expect(theta).toEqual(c.trainer.params);
-      // Every update that arrived was sparse32 (the first weights came as full params; a worker
-      // that missed a round on a loaded machine gets full params again, so count >= 1, not 4).
+      // Every update that arrived was int8 (after the dense round 0) or sparsesum (the first
+      // weights came as full params; a worker that missed a round on a loaded machine gets full
+      // params again, so count >= 1, not 4).
       expect(s.updates.length).toBeGreaterThan(0);
-      for (const u of s.updates) expect(u.update.codec).toBe('sparse32');
+      for (const u of s.updates) expect(u.update.codec).toBe(u.round === 0 ? 'int8' : 'sparsesum');
     }
     // Each published update is supported on the union of the deltas sent in its round (the accepted
     // ones are among them), so it stays sparse: at most 2 workers x top-k.
     const updates = new Map<number, PackedVector>([...seen[0].updates, ...seen[1].updates].map((u) => [u.round, u.update]));
     updates.set(last.round, last.update);
     const kept = sparseCount(c.trainer.paramCount, DEFAULT_CODEC_PARAMS.chunk, DEFAULT_CODEC_PARAMS.topk);
-    expect(updates.size).toBeGreaterThanOrEqual(2);
+    expect(updates.size).toBeGreaterThanOrEqual(3);
+    updates.delete(0); // the dense round's int8 step
     for (const [r, update] of updates) {
       const union = new Set([...(seen[0].sent.get(r) ?? []), ...(seen[1].sent.get(r) ?? [])]);
       const u = decode(update);
@@ -122,5 +127,6 @@ describe('--mode diloco --compress sparse', () => {
     expect(outerHyper(validateConfig({ mode: 'diloco', compress: 'sparse' }))).toEqual({ lr: 1, momentum: 0 });
     expect(outerHyper(validateConfig({ mode: 'diloco', compress: 'sparse', outerLr: 0.5, outerMomentum: 0 }))).toEqual({ lr: 0.5, momentum: 0 });
     expect(() => validateConfig({ mode: 'diloco', compress: 'sparse', outerMomentum: 0.9 })).toThrow(/outerMomentum: --outer-momentum must be 0 with --compress sparse/);
+    expect(() => validateConfig({ mode: 'diloco', compress: 'int8', denseRounds: 1 })).toThrow(/--dense-rounds needs --mode diloco --compress sparse/);
   });
 });

@@ -18,17 +18,24 @@ afterAll(async () => {
   for (const f of cleanups.reverse()) await f();
 });
 
-export async function run(o: { stages: boolean; steps: number; activations: 'fp32' | 'fp16' | 'int8'; batch?: number; replicaToo?: boolean; lr?: number }) {
+export async function run(o: {
+  stages: boolean; steps: number; activations: 'fp32' | 'fp16' | 'int8'; batch?: number; replicaToo?: boolean; lr?: number;
+  /** More coordinator options (e.g. --objective dpo and its data); they win over the defaults here. */
+  extra?: Record<string, unknown>;
+  /** Memory cap of each stage worker (default 1 MiB). */
+  stageCap?: number;
+}) {
   const batch = o.batch ?? G;
   const dir = mkdtempSync(join(tmpdir(), 'coord-pipe-eq-'));
   const c: CoordinatorHandle = await startCoordinator({
     port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, globalBatch: batch, maxSteps: o.steps, lr: o.lr ?? 3e-3, warmupSteps: 2,
     evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false, verifyRate: 0, activations: o.activations,
-    maxMicroBatch: o.stages ? 64 : batch,
+    maxMicroBatch: o.stages ? 64 : batch, ...o.extra,
   });
   const params: Float32Array[] = [];
   c.bus.on('step', () => params.push(new Float32Array(c.trainer.params)));
-  const caps = o.stages ? [STAGE_CAP, STAGE_CAP, STAGE_CAP, ...(o.replicaToo ? [undefined] : [])] : [undefined];
+  const cap = o.stageCap ?? STAGE_CAP;
+  const caps = o.stages ? [cap, cap, cap, ...(o.replicaToo ? [undefined] : [])] : [undefined];
   /** Steps each worker was acknowledged for (its audit trace). */
   const acked = caps.map(() => new Set<number>());
   const ws = caps.map((cap, i) => new WorkerClient({

@@ -5,7 +5,11 @@
 // off-by-one ones, prompts of the task's train split). Judged from the outside:
 //  - preference accuracy on the held-out pairs, computed by THIS file (its own log-softmax over
 //    the CPU model's logits) on the start weights and on the weights GET /api/export serves, must
-//    rise to >= 0.9, and GET /api/status must report the same figure (objective "dpo");
+//    rise to >= 0.9, and GET /api/status must report the same figure (objective "dpo"); the
+//    same on every held-out addition of the built-in task with both off-by-one answers (400
+//    pairs of prompts neither stage trained on: a less noisy measure) is reported and must not
+//    fall by more than 2 points. The start model is ALREADY above 0.9 (0.933 on the 60 pairs,
+//    0.930 on the 400): a start below 0.9 that DPO lifts above it was not found (docs/dpo.md);
 //  - greedy exact match on the built-in task's held-out additions, computed here too, must not fall
 //    by more than 5 points;
 //  - exactly once: the pairs the workers were acknowledged for (their audit traces: each row's
@@ -49,6 +53,8 @@ writeFileSync(prefsFile, toJsonl(rows));
 /** The coordinator's held-out split of the file (a seeded 5%: 60 pairs), never trained on. */
 const heldOut = preferenceDataset(rows, 'prefs.jsonl', { T, seed: SEED }).held;
 const arithHeldOut = arithRevPairs(1, 200, 6000, ['addition']).heldOut;
+/** Every held-out addition of the built-in task with both off-by-one answers rejected (400 pairs). */
+const arithPairs: PreferenceRow[] = arithHeldOut.flatMap((p) => [1, -1].map((o) => ({ prompt: p.prompt, chosen: p.response, rejected: String(Number(p.response) + o) })));
 
 /** log pi(response + EOS | prompt), from the CPU model's logits with this file's own log-softmax. */
 function sequenceLogProb(gpt: CpuGpt, params: Float32Array, prompt: string, response: string): number {
@@ -119,6 +125,7 @@ describe('--objective dpo end to end', () => {
   it(`${STEPS} steps on ${PAIRS} off-by-one pairs raise held-out preference accuracy to >= 0.9, exact match holds, exactly once`, async () => {
     const start = importModel(START_DIR).params;
     const startAcc = preferenceAccuracy(start, heldOut);
+    const startArith = preferenceAccuracy(start, arithPairs);
     const startEm = exactMatch(start);
     const c = await startCoordinator({ ...base, runDir: join(root, 'run'), maxSteps: STEPS, evalEvery: STEPS, checkpointEvery: 0, verifyRate: 0.2, resume: false });
     const trace: TraceEvent[][] = [];
@@ -135,14 +142,17 @@ describe('--objective dpo end to end', () => {
       }
       const endParams = await servedParams(c);
       const endAcc = preferenceAccuracy(endParams, heldOut);
+      const endArith = preferenceAccuracy(endParams, arithPairs);
       const endEm = exactMatch(endParams);
-      console.log(`dpo e2e: held-out preference accuracy ${startAcc.toFixed(3)} -> ${endAcc.toFixed(3)} (status ${s.eval?.preferenceAccuracy}), `
+      console.log(`dpo e2e: held-out preference accuracy ${startAcc.toFixed(3)} -> ${endAcc.toFixed(3)} (status ${s.eval?.preferenceAccuracy}; `
+        + `${heldOut.length} pairs), on the ${arithPairs.length} held-out additions ${startArith.toFixed(3)} -> ${endArith.toFixed(3)}, `
         + `reward margin ${s.eval?.rewardMargin?.toFixed(4)}, dpo loss ${s.eval?.loss.toFixed(4)}, exact match ${startEm.toFixed(3)} -> ${endEm.toFixed(3)} `
         + `(status ${s.eval?.accuracy}), verified ${s.security?.verified} mismatches ${s.security?.mismatches}`);
       expect(s.objective).toBe('dpo');
       expect(s.eval).toMatchObject({ step: STEPS - 1, pairs: heldOut.length });
       expect(endAcc).toBeGreaterThanOrEqual(0.9);
       expect(endAcc).toBeGreaterThan(startAcc);
+      expect(endArith).toBeGreaterThanOrEqual(startArith - 0.02);
       expect(s.eval!.preferenceAccuracy).toBeCloseTo(endAcc, 10);
       expect(s.eval!.rewardMargin).toBeGreaterThan(0);
       expect(endEm).toBeGreaterThanOrEqual(startEm - 0.05);

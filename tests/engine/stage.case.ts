@@ -7,6 +7,11 @@
 // Each stage's activations and dIn are also checked against the CPU reference stages; re-runs give
 // identical bits (the first stage's wte gradient is written, not accumulated), and an all-masked
 // micro-batch gives zeros.
+// DPO on the last stage (--objective dpo through a pipeline, docs/dpo.md): the same three stages on
+// the PyTorch DPO fixture's pairs, the head given the pairs' reference log-probs and beta
+// (StageInput.dpo), must give the fixture's DPO loss and every gradient (summed) within 1e-4; with
+// the last pair as padding (masked out, no reference value) the head equals the CPU head. Same
+// model and shapes as the whole-model DPO case, so on WebGPU most pipelines are already compiled.
 
 import type { StageBackend, StageGradientResult, StageInput } from '../../shared/backend.ts';
 import { createCpuStageBackend } from '../../shared/model/cpu-stage-backend.ts';
@@ -14,6 +19,7 @@ import type { ModelConfig } from '../../shared/model/config.ts';
 import { buildStageTable, checkStageCover, gatherStage, scatterAddStage, type StageSpec } from '../../shared/model/stage.ts';
 import { assertClose, assertSameBits, type ConformanceCase, type ConformanceEnv } from './conformance.case.ts';
 import { parseFixtureBytes, type FixtureData } from './fixture-bytes.ts';
+import { parseDpoFixture } from '../reference/dpo-fixture.ts';
 
 export interface StageConformanceEnv extends ConformanceEnv {
   /** A fresh stage backend on the environment's device (the case disposes it). */
@@ -44,6 +50,61 @@ async function runChain(stages: StageBackend[], fx: FixtureData): Promise<ChainR
 }
 
 export function stageCases(env: StageConformanceEnv): ConformanceCase[] {
+  return [...lmStageCases(env), ...dpoStageCases(env)];
+}
+
+function dpoStageCases(env: StageConformanceEnv): ConformanceCase[] {
+  const load = env.loadDpoFixture;
+  if (!load) return [];
+  const specs: StageSpec[] = [{ from: 0, to: 1 }, { from: 1, to: 2 }, { from: 2, to: 3 }];
+  return [{
+    name: `${env.label}: DPO on the last of stages [0,1) [1,2) [2,3) vs the PyTorch DPO fixture (loss, every gradient summed, within 1e-4); padding pair vs the CPU head`,
+    run: async () => {
+      const f = parseDpoFixture(await load());
+      const { config, batch, policy, pairs, beta } = f.setup;
+      const { B, T } = batch;
+      const tables = specs.map((s) => buildStageTable(config, s));
+      const stages: StageBackend[] = [];
+      const cpuHead = createCpuStageBackend(config, specs[2]);
+      try {
+        for (let i = 0; i < specs.length; i++) {
+          stages.push(await env.createStageBackend(config, specs[i]));
+          await stages[i].setParams(gatherStage(tables[i], policy));
+        }
+        await cpuHead.setParams(gatherStage(tables[2], policy));
+        const refLogProbs = Float32Array.from(f.refLogProbs); // float32, as on the wire
+        const ins: StageInput[] = [{ B, T, inputs: batch.inputs }];
+        for (let i = 0; i < 2; i++) ins.push({ B, T, acts: await stages[i].forward(ins[i]) });
+        const headIn: StageInput = { ...ins[2], targets: batch.targets, mask: batch.mask, dpo: { beta, refLogProbs } };
+        const head = await stages[2].forwardBackward(headIn);
+        assertClose('dpo stage loss', [head.loss!], [f.loss], 1e-4, 0);
+        if (head.tokens !== pairs) throw new Error(`dpo stage tokens: got ${head.tokens}, expected the ${pairs} pairs`);
+        const mid = await stages[1].forwardBackward(ins[1], head.dIn);
+        const first = await stages[0].forwardBackward(ins[0], mid.dIn);
+        const full = new Float32Array(policy.length);
+        [first, mid, head].forEach((r, i) => {
+          if (r.nonFinite !== 0) throw new Error(`dpo stage ${i}: ${r.nonFinite} non-finite gradient values`);
+          scatterAddStage(tables[i], r.grads, full);
+        });
+        assertClose('dpo stage grads (summed)', full, f.grads, 1e-4, 1e-6);
+        // The last pair as padding (a short last micro-batch): masked out, no reference values.
+        const mask = Uint8Array.from(batch.mask);
+        mask.fill(0, 4 * T);
+        const padIn: StageInput = { ...headIn, mask, dpo: { beta, refLogProbs: refLogProbs.slice(0, 4) } };
+        const got = await stages[2].forwardBackward(padIn);
+        const want = await cpuHead.forwardBackward(padIn);
+        if (got.tokens !== 2) throw new Error(`dpo stage, 2 pairs + padding: tokens ${got.tokens}, expected 2`);
+        assertClose('dpo stage loss, 2 pairs + padding', [got.loss!], [want.loss!], 1e-4, 0);
+        assertClose('dpo stage grads, 2 pairs + padding', got.grads, want.grads, 1e-4, 1e-6);
+        assertClose('dpo stage dIn, 2 pairs + padding', got.dIn!, want.dIn!, 1e-3, 1e-7);
+      } finally {
+        for (const s of [...stages, cpuHead]) s.dispose();
+      }
+    },
+  }];
+}
+
+function lmStageCases(env: StageConformanceEnv): ConformanceCase[] {
   if (!env.loadFixture) return [];
   const specs: StageSpec[] = [{ from: 0, to: 1 }, { from: 1, to: 2 }, { from: 2, to: 3 }];
   return [{

@@ -130,6 +130,18 @@ describe('formPipelines', () => {
     for (const id of [...'abcdefg'].filter((x) => !used.includes(x))) expect(why.get(id)).toMatch(/left over/);
   });
 
+  it('equal budgets: the measured-slowest worker is the one left over (what rebalancing re-forms without)', () => {
+    const cands: StageCandidate[] = [
+      { id: 'a', budgetBytes: 9 * MiB, tokensPerSec: 40 }, { id: 'b', budgetBytes: 9 * MiB, tokensPerSec: 400 },
+      { id: 'c', budgetBytes: 9 * MiB, tokensPerSec: 420 }, { id: 'd', budgetBytes: 9 * MiB, tokensPerSec: 410 },
+    ];
+    const r = formPipelines(small, cands, { seqLen: 16 });
+    expect(r.pipelines).toHaveLength(1);
+    expect(r.leftOver.map((l) => l.id)).toEqual(['a']);
+    const withSlow = formPipelines(small, cands.filter((k) => k.id !== 'd'), { seqLen: 16 }).pipelines[0];
+    expect(shouldRebalance(withSlow.tokensPerSec!, r.pipelines[0].tokensPerSec!)).toBe(true);
+  });
+
   it('adapter limits: wte over the binding limit keeps a worker off the ends; the parameter buffer must fit maxBufferSize', () => {
     const c = PRESETS.gpt2;
     const defaults = { maxBufferSize: 256 * MiB, maxStorageBufferBindingSize: 128 * MiB };

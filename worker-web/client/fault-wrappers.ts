@@ -14,6 +14,8 @@
 //             int8/sparse packers would drop a NaN value silently).
 //   stageGrads  a pipeline stage's gradient sum before it is sent (stage-handler.ts): the gradient
 //             faults (sign-flip, scale, nan, random, bias, collude) act on it.
+//   stageHopDelayMs  a pipeline stage's hops: slow (each hop's compute takes MS ms longer, counted
+//             in the compute time it reports: a slow device; the coordinator balances by it).
 //   compute, composed: sleeper (honest for N results, then its inner fault's compute wrapper);
 //   sybil is its inner fault plus rejoinAfterBan (the client forgets its id on a ban).
 //
@@ -42,6 +44,8 @@ export interface FaultWrappers {
   deltaSender(send: DeltaSender): DeltaSender;
   /** A pipeline stage's gradient sum at `version`, as this worker sends it. */
   stageGrads(grads: Float32Array, version: number): Float32Array;
+  /** Extra ms each pipeline stage hop computes (slow: a slow device; honest: 0). */
+  readonly stageHopDelayMs: number;
   /** A faulty worker expects refusals: it logs them at debug level, an honest one warns. */
   readonly rejectionLevel: LogLevel;
   /** Sybil: after a ban, come back under a fresh identity instead of leaving. */
@@ -65,6 +69,7 @@ const HONEST: FaultWrappers = {
   sender: (send) => send,
   deltaSender: (send) => send,
   stageGrads: (g) => g,
+  stageHopDelayMs: 0,
   rejectionLevel: 'warn',
 };
 
@@ -144,6 +149,7 @@ export function faultWrappers(spec: FaultSpec, seed: number, env: FaultEnv): Fau
     case 'slow':
       return {
         ...faulty,
+        stageHopDelayMs: spec.ms,
         sender: (send) => async (msg, ch) => {
           await sleep(spec.ms);
           if (!ch.live()) return false; // left meanwhile: the lease is already returned

@@ -12,7 +12,8 @@
 //               replays its previous result message before each new one
 //   garbage     before each honest result, sends malformed messages from a catalog (wrong types,
 //               truncated tensors, bad ids, out-of-range numbers, unknown events)
-//   slow:MS     waits MS ms before sending each result (a straggler)
+//   slow:MS     waits MS ms before sending each result (a straggler); a pipeline stage computes each
+//               hop MS ms longer (a slow device)
 // Attackers that try not to be caught (issue 17):
 //   bias:EPS    adds EPS to every gradient entry (a small consistent push; norm reported honestly)
 //   collude:GROUP[:NORM]  every worker of GROUP sends the SAME crafted update for a parameter

@@ -24,6 +24,6 @@ export function roleHandlers(faults: FaultWrappers): TaskHandler[] {
     new UpdateHandler(round),
     // Pipeline stages: a share of the step for this stage, then one hop per micro-batch.
     new StageTaskHandler(stage),
-    new HopHandler(stage, (g, version) => faults.stageGrads(g, version)),
+    new HopHandler(stage, (g, version) => faults.stageGrads(g, version), faults.stageHopDelayMs),
   ];
 }

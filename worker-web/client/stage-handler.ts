@@ -4,7 +4,8 @@
 // `hop` is one micro-batch:
 //   fwd, not the head: forward(input) -> its output goes back as stageOut 'fwd'; the input is kept
 //   fwd, the head:     forwardBackward(input) at once (it has targets and mask) -> stageOut 'bwd'
-//                      with dIn, the loss and the tokens
+//                      with dIn, the loss and the tokens (--objective dpo: the hop's pairs, whose
+//                      DPO loss the head computes; tokens = pairs)
 //   bwd:               forwardBackward(kept input, dOut): the forward is recomputed (no saved
 //                      activations: re-materialisation) -> stageOut 'bwd' with dIn (none at the
 //                      first stage); the input is dropped
@@ -75,7 +76,7 @@ export class StageTaskHandler implements TaskHandler<StageTaskMsg> {
     if (task.microBatch && task.seqLen && backend.prepare) {
       const t0 = now();
       ctx.stats.update({ state: 'computing', detail: `compiling blocks [${spec.from}, ${spec.to}) for micro-batch ${task.microBatch} x ${task.seqLen}` });
-      await backend.prepare(task.microBatch, task.seqLen);
+      await backend.prepare(task.microBatch, task.seqLen, { dpo: task.dpo === true });
       const ms = now() - t0;
       if (ms > 1000) ctx.log('info', `stage [${spec.from}, ${spec.to}) compiled for ${task.microBatch} x ${task.seqLen} in ${(ms / 1000).toFixed(1)} s`);
     }
@@ -100,10 +101,14 @@ export class HopHandler implements TaskHandler<CheckedHop> {
   readonly event = 'hop' as const;
   readonly ownEngine = true;
 
-  /** `corrupt`: the fault seam on the gradient sum (fault-wrappers.ts stageGrads; honest: identity). */
+  /**
+   * `corrupt`: the fault seam on the gradient sum (fault-wrappers.ts stageGrads; honest: identity).
+   * `delayMs`: --fault slow:MS, each hop computes that much longer (a slow device; honest: 0).
+   */
   constructor(
     private readonly st: StageState,
     private readonly corrupt: (grads: Float32Array, version: number) => Float32Array = (g) => g,
+    private readonly delayMs = 0,
   ) {}
 
   validate(raw: unknown, welcome: WelcomeMsg): Checked<CheckedHop> {
@@ -130,6 +135,10 @@ export class HopHandler implements TaskHandler<CheckedHop> {
     const first = task.index === 0;
     const head = task.index === task.stages - 1;
     const t0 = now();
+    if (this.delayMs > 0) {
+      await new Promise((r) => setTimeout(r, this.delayMs));
+      if (!ctx.channel.live()) return;
+    }
     let out: StageOutMsg;
     if (hop.kind === 'fwd' && !head) {
       const input: StageInput = { B: hop.B, T: hop.T, ...(first ? { inputs: hop.inputs } : { acts: hop.actsValues }) };
@@ -139,7 +148,10 @@ export class HopHandler implements TaskHandler<CheckedHop> {
     } else {
       let input: StageInput | undefined;
       if (hop.kind === 'fwd') {
-        input = { B: hop.B, T: hop.T, ...(first ? { inputs: hop.inputs } : { acts: hop.actsValues }), targets: hop.targets, mask: hop.mask };
+        input = {
+          B: hop.B, T: hop.T, ...(first ? { inputs: hop.inputs } : { acts: hop.actsValues }), targets: hop.targets, mask: hop.mask,
+          ...(hop.dpo ? { dpo: hop.dpo } : {}),
+        };
       } else {
         input = st.inputs.get(hop.micro);
         if (!input) throw new Error(`share ${task.taskId}: backward of micro-batch ${hop.micro} without its kept input; skipped`);

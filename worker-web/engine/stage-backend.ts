@@ -5,10 +5,15 @@
 // re-runs the forward (no activations are kept between calls: re-materialisation), runs the
 // backward from the loss (head) or from dOut written into dres, and reads back the gradient, the
 // loss/norm/non-finite results and, after the first stage, dres as dIn.
+// With `dpo` on the head's input (--objective dpo), forwardBackward is two submits: the forward +
+// per-position CE + per-row sums (seq_logprob), read back; the pair weights on the CPU
+// (shared/model/dpo.ts stagePairFigures); then the weighted CE over the logits still in place and
+// the backward (step.ts PreferenceDispatches.weightedBackward): no second forward.
 
 import type { StageGradientResult, StageInput } from '../../shared/backend.ts';
 import { AppError } from '../../shared/errors.ts';
 import { validateModelConfig, type ModelConfig } from '../../shared/model/config.ts';
+import { stagePairFigures } from '../../shared/model/dpo.ts';
 import { checkStageDOut, checkStageInput, checkStageSpec, type StageSpec } from '../../shared/model/stage.ts';
 import { Engine, engineDevice } from './backend.ts';
 import type { DeviceLossReport, WebGpuBackendOptions, WebGpuStageBackend } from './backend-types.ts';
@@ -64,11 +69,12 @@ class StageEngine extends Engine {
     return this.table.head ? this.writeLoss(step, input.targets!, input.mask!, N) : 0;
   }
 
-  /** Compiles (records) the stage for B x T now, so the first hop of that shape does not. */
-  prepareShape(B: number, T: number): Promise<void> {
+  /** Compiles (records) the stage for B x T now, so the first hop of that shape does not; `dpo`: the head's DPO lists too. */
+  prepareShape(B: number, T: number, dpo = false): Promise<void> {
     return this.serial(async () => {
       this.usable('prepare()');
-      await this.ensurePlan(B, T);
+      const step = await this.ensurePlan(B, T);
+      if (dpo && this.table.head) await step.preference();
     });
   }
 
@@ -95,11 +101,26 @@ class StageEngine extends Engine {
       this.ready(input, 'forwardBackward()', dOut, true);
       const t0 = performance.now();
       const step = await this.ensurePlan(input.B, input.T);
-      const tokens = this.write(step, input, dOut, true);
+      let tokens = this.write(step, input, dOut, true);
+      let dpoLoss: number | undefined;
+      let list = step.forwardBackward;
+      if (this.table.head && input.dpo) {
+        const lists = await step.preference();
+        const fwd = this.device.createCommandEncoder({ label: 'stage-sequence-logprobs' });
+        const fp = fwd.beginComputePass({ label: 'stage-sequence-logprobs' });
+        for (const d of lists.sequenceLogProbs) this.rt.encode(fp, d);
+        fp.end();
+        const [raw] = await this.submitAndRead(fwd, [{ src: step.buffers.seqLogProbs, bytes: input.B * 4 }], 'stage sequence log-probs');
+        const fig = stagePairFigures(Float64Array.from(new Float32Array(raw)), input.B, input.dpo);
+        this.device.queue.writeBuffer(step.buffers.rowWeights, 0, fig.rowWeights.buffer, fig.rowWeights.byteOffset, fig.rowWeights.byteLength);
+        dpoLoss = fig.loss;
+        tokens = fig.d.length;
+        list = lists.weightedBackward;
+      }
       const t1 = performance.now();
       const enc = this.device.createCommandEncoder({ label: 'stage-forward-backward' });
       const pass = enc.beginComputePass({ label: 'stage-forward-backward' });
-      for (const d of step.forwardBackward) this.rt.encode(pass, d);
+      for (const d of list) this.rt.encode(pass, d);
       pass.end();
       const copies = [{ src: step.buffers.results, bytes: 16 }, { src: this.grads, bytes: this.layout.floats * 4 }];
       if (!this.table.embeddings) copies.push({ src: step.buffers.dres, bytes: input.B * input.T * this.config.nEmbd * 4 });
@@ -113,7 +134,7 @@ class StageEngine extends Engine {
       return {
         grads, gradNorm: Math.sqrt(res[1]), nonFinite: new Uint32Array(rawRes)[2],
         ...(rawDIn ? { dIn: new Float32Array(rawDIn) } : {}),
-        ...(this.table.head ? { loss: res[0], tokens } : {}),
+        ...(this.table.head ? { loss: dpoLoss ?? res[0], tokens } : {}),
         timings: { totalMs: t3 - t0, uploadMs: t1 - t0, readbackMs: t3 - t2 },
       };
     });
@@ -136,6 +157,6 @@ class WebGpuStage implements WebGpuStageBackend {
   setParams(stageParams: Float32Array): Promise<void> { return this.e.setParams(stageParams); }
   forward(input: StageInput): Promise<Float32Array> { return this.e.stageForward(input); }
   forwardBackward(input: StageInput, dOut?: Float32Array): Promise<StageGradientResult> { return this.e.stageForwardBackward(input, dOut); }
-  prepare(B: number, T: number): Promise<void> { return this.e.prepareShape(B, T); }
+  prepare(B: number, T: number, opts?: { dpo?: boolean }): Promise<void> { return this.e.prepareShape(B, T, opts?.dpo === true); }
   dispose(): void { this.e.dispose(); }
 }

@@ -24,7 +24,7 @@ import { encoderBackwardWpeSpec, encoderBackwardWteSpec, encoderForwardSpec } fr
 import { layernormBackwardSpec, layernormForwardSpec } from './kernels/layernorm.ts';
 import { biasBackwardSpec, colSumPartialSpec, COL_BLOCK, layernormParamFinalSpec, layernormParamGradSpec, layernormParamPartialSpec, NORM_CHUNK, normFinalSpec, normPartialSpec } from './kernels/reduce.ts';
 import { attentionBackwardQkvSpec, attentionBackwardScoresSpec, attentionForwardSpec } from './kernels/attention.ts';
-import { crossEntropySpec, crossEntropyWeightedSpec, lossReduceSpec, seqLogProbSpec } from './kernels/loss.ts';
+import { crossEntropySpec, lossReduceSpec, seqLogProbSpec } from './kernels/loss.ts';
 import { attentionMatmulSpecs } from './kernels/attention-mm.ts';
 
 export interface StepBuffers {
@@ -54,6 +54,11 @@ export interface PreferenceDispatches {
   sequenceLogProbs: Dispatch[];
   /** Forward + CE with dlogits weighted per sequence (rowWeights) + seqLogProbs + backward + norm. */
   forwardBackwardWeighted: Dispatch[];
+  /**
+   * A pipeline's head stage (DPO): right after `sequenceLogProbs` (its logits are still in place),
+   * the weighted CE + the backward + norm, without a second forward.
+   */
+  weightedBackward: Dispatch[];
 }
 
 export interface RecordedStep {
@@ -296,14 +301,15 @@ export async function recordStage(
     forwardBackward: [...fwd, ...lossBwd, ...bwd].map(prep),
     preference() {
       preference ??= (async () => {
-        // The sequence log-probs need the loss, the weighted backward the whole model: a stage has neither.
-        if (!head || from !== 0) throw new Error(`webgpu engine: the preference (DPO) lists need the whole model, this plan is the stage [${from}, ${to}) (bug)`);
+        // The sequence log-probs need the loss: only the head stage (or the whole model) has it.
+        if (!head) throw new Error(`webgpu engine: the preference (DPO) lists need the head, this plan is the stage [${from}, ${to}) (bug)`);
         const seq = d(seqLogProbSpec(B, T), [a.losses, sb.seqLogProbs]);
-        const ceW = d(crossEntropyWeightedSpec(N, V, T), [a.logits, sb.targets, sb.mask, sb.rowWeights, a.losses]);
+        const ceW = d(crossEntropySpec(N, V, true, { T }), [a.logits, sb.targets, sb.mask, sb.rowWeights, a.losses]);
         await rt.warm([seq.spec, ceW.spec]);
         return {
           sequenceLogProbs: [...fwd, lossFwd[0], seq].map(prep),
           forwardBackwardWeighted: [...fwd, ceW, seq, ...bwd].map(prep),
+          weightedBackward: [ceW, ...bwd].map(prep),
         };
       })();
       return preference;

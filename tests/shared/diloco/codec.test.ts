@@ -1,7 +1,8 @@
 // Codecs of DiLoCo rounds: round trips, the int8 error bound, sparse top-k + 2-bit values with
 // error feedback summing to the dense deltas over rounds, fp16 rounding, wire validation.
 import { describe, expect, it } from 'vitest';
-import { CodecError, decode, encode, ErrorFeedback, packedBytes, validatePacked, DEFAULT_CODEC_PARAMS } from '../../../shared/diloco/codec.ts';
+import { CodecError, decode, encode, ErrorFeedback, packedBytes, sparseSum, validatePacked, DEFAULT_CODEC_PARAMS } from '../../../shared/diloco/codec.ts';
+import { weightedMean } from '../../../shared/diloco/outer.ts';
 import { fromHalf, toHalf } from '../../../shared/diloco/fp16.ts';
 import { Rng } from '../../../shared/rng.ts';
 
@@ -114,6 +115,27 @@ describe('codecs', () => {
       scale = Math.max(scale, Math.abs(sumDense[i]));
     }
     expect(worst).toBeLessThan(scale * 12 * 2 ** -23 * 4);
+  });
+
+  it('sparsesum decodes to the coordinator\'s -lr * token-weighted mean of the sparse deltas, bit for bit, in the parts\' bytes', () => {
+    const parts = [encode(randomVec(n, 7), 'sparse'), encode(randomVec(n, 8), 'sparse'), encode(randomVec(n, 9), 'sparse')];
+    const tokens = [37, 41, 12];
+    const total = tokens.reduce((a, b) => a + b, 0);
+    const g = weightedMean(parts.map((p, j) => ({ delta: decode(p), tokens: tokens[j] })), n);
+    const want = Float32Array.from(g, (v) => -0.7 * v);
+    const p = sparseSum(parts, tokens.map((t) => t / total), -0.7);
+    expect(decode(p)).toEqual(want);
+    expect(packedBytes(p)).toBe(parts.reduce((a, q) => a + packedBytes(q), 0) + 8 * parts.length);
+    // Through the wire check: accepted as an update, never as a delta.
+    const v = validatePacked(p, n, 'update');
+    expect(decode(v)).toEqual(want);
+    expect(() => validatePacked(p, n, 'delta', ['none', 'fp16', 'int8', 'sparse'])).toThrow(/codec "sparsesum"/);
+    expect(() => validatePacked({ ...p, parts: [...parts, encode(randomVec(n, 1), 'int8')], coef: new Float64Array(4) }, n, 'update')).toThrow(/parts\[3\]: codec "int8"/);
+    expect(() => validatePacked({ ...p, coef: new Float64Array(2) }, n, 'update')).toThrow(/coef: length 2, expected 3/);
+    expect(() => validatePacked({ ...p, coef: Float64Array.from([1, NaN, 1]) }, n, 'update')).toThrow(/coef\[1\]/);
+    expect(() => validatePacked({ ...p, scale: Infinity }, n, 'update')).toThrow(/scale/);
+    expect(() => validatePacked({ ...p, parts: [] }, n, 'update')).toThrow(/parts: expected/);
+    expect(() => sparseSum([encode(randomVec(n, 1), 'int8')], [1], 1)).toThrow(CodecError);
   });
 
   it('sparse32 is lossless: the sum of sparse deltas round-trips exactly in 6 B per nonzero', () => {

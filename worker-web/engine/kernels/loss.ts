@@ -1,5 +1,6 @@
 // Fused softmax + masked cross-entropy (+ its gradient written over the logits in place, as
-// llm.c does), and the deterministic loss reduction. The batch uniform carries 1/tokens, which
+// llm.c does; scaled by 1/tokens, or per sequence for DPO), the deterministic loss reduction and
+// the per-sequence log-prob sums. The batch uniform carries 1/tokens, which
 // changes per micro-batch (the mask), so the shaders stay shape-specialised but batch-agnostic.
 
 import { grid1d, ROW_INDEX, ROW_MAIN_ARGS, treeReduce, type KernelSpec } from './wgsl-util.ts';
@@ -11,18 +12,27 @@ export const BATCH_UNIFORM = `struct Batch { invTokens: f32, pad0: f32, pad1: f3
 
 /**
  * Per row n: losses[n] = mask ? logsumexp(logits) - logits[target] : 0. With `backward`,
- * logits[n,:] becomes dlogits = (softmax - onehot(target)) * mask * invTokens.
+ * logits[n,:] becomes dlogits = (softmax - onehot(target)) * mask * scale, where scale is
+ * batch.invTokens (the LM loss: binding 3 is the Batch uniform), or with `weighted` (preference
+ * tuning, DPO: shared/model/dpo.ts) the weight of the row's SEQUENCE, rowWeights[n / T] (binding 3
+ * is a storage array of B weights). losses stay unweighted either way, so seq_logprob can sum them.
+ * Reference: crossEntropyBackward (ops.ts), weightedCrossEntropyBackward (cpu/sequence-ops.ts).
  */
-export function crossEntropySpec(N: number, V: number, backward: boolean): KernelSpec {
+export function crossEntropySpec(N: number, V: number, backward: boolean, weighted?: { T: number }): KernelSpec {
+  if (weighted && !backward) throw new Error('crossEntropySpec: the weighted variant is a backward (bug)');
+  const scaleDecl = weighted
+    ? '@group(0) @binding(3) var<storage, read> rowWeights: array<f32>;'
+    : `${BATCH_UNIFORM}
+@group(0) @binding(3) var<uniform> batch: Batch;`;
+  const scale = weighted ? `rowWeights[row / ${weighted.T}u]` : 'batch.invTokens';
   return {
-    label: `cross_entropy_${backward ? 'fwd_bwd' : 'fwd'}_${N}x${V}`,
-    bindings: [backward ? 'rw' : 'read', 'read', 'read', 'uniform', 'rw'],
+    label: weighted ? `cross_entropy_weighted_${N}x${V}_t${weighted.T}` : `cross_entropy_${backward ? 'fwd_bwd' : 'fwd'}_${N}x${V}`,
+    bindings: [backward ? 'rw' : 'read', 'read', 'read', weighted ? 'read' : 'uniform', 'rw'],
     grid: grid1d(N),
     code: `@group(0) @binding(0) var<storage, ${backward ? 'read_write' : 'read'}> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
 @group(0) @binding(2) var<storage, read> mask: array<u32>;
-${BATCH_UNIFORM}
-@group(0) @binding(3) var<uniform> batch: Batch;
+${scaleDecl}
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 const V = ${V}u;
 ${treeReduce(WG)}
@@ -45,7 +55,7 @@ ${
   backward
     ? `  // Every thread has read the target logit before anyone overwrites the row.
   storageBarrier();
-  let scale = select(0.0, batch.invTokens, on);
+  let scale = select(0.0, ${scale}, on);
   let inv = 1.0 / s;
   for (var i = li; i < V; i += ${WG}u) {
     let p = exp(logits[base + i] - mx) * inv;
@@ -74,52 +84,6 @@ fn main(@builtin(local_invocation_index) li: u32) {
   for (var i = li; i < ${N}u; i += ${WG}u) { s += losses[i]; }
   s = red_sum(s, li);
   if (li == 0u) { results[0] = bitcast<u32>(s * batch.invTokens); }
-}`,
-  };
-}
-
-/**
- * Preference tuning (DPO, shared/model/dpo.ts): the masked cross-entropy with a weight per
- * SEQUENCE instead of 1/tokens. Per row n (sequence b = n / T): losses[n] = mask ? CE : 0
- * (unweighted, so seq_logprob can sum it), and logits[n,:] becomes
- * dlogits = (softmax - onehot(target)) * mask * rowWeights[b]. Reference: weightedCrossEntropyBackward
- * (shared/model/cpu/sequence-ops.ts).
- */
-export function crossEntropyWeightedSpec(N: number, V: number, T: number): KernelSpec {
-  return {
-    label: `cross_entropy_weighted_${N}x${V}_t${T}`,
-    bindings: ['rw', 'read', 'read', 'read', 'rw'],
-    grid: grid1d(N),
-    code: `@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> targets: array<i32>;
-@group(0) @binding(2) var<storage, read> mask: array<u32>;
-@group(0) @binding(3) var<storage, read> rowWeights: array<f32>;
-@group(0) @binding(4) var<storage, read_write> losses: array<f32>;
-const V = ${V}u;
-${treeReduce(WG)}
-@compute @workgroup_size(${WG})
-fn main(${ROW_MAIN_ARGS}) {
-  ${ROW_INDEX}
-  if (row >= ${N}u) { return; }
-  let base = row * V;
-  let t = min(u32(targets[row]), V - 1u);
-  let on = mask[row] != 0u;
-  let tl = logits[base + t];
-  var mx = -3.0e38;
-  for (var i = li; i < V; i += ${WG}u) { mx = max(mx, logits[base + i]); }
-  mx = red_max(mx, li);
-  var s = 0.0;
-  for (var i = li; i < V; i += ${WG}u) { s += exp(logits[base + i] - mx); }
-  s = red_sum(s, li);
-  if (li == 0u) { losses[row] = select(0.0, log(s) + mx - tl, on); }
-  // Every thread has read the target logit before anyone overwrites the row.
-  storageBarrier();
-  let scale = select(0.0, rowWeights[row / ${T}u], on);
-  let inv = 1.0 / s;
-  for (var i = li; i < V; i += ${WG}u) {
-    let p = exp(logits[base + i] - mx) * inv;
-    logits[base + i] = (p - select(0.0, 1.0, i == t)) * scale;
-  }
 }`,
   };
 }

@@ -1,0 +1,122 @@
+// npx tsx bench/diloco-sim.ts — DiLoCo rounds without sockets, links or verification: the same
+// inner steps (shared/diloco/inner.ts runRound + HostInnerEngine, CPU backend), codecs, error
+// feedback and outer step as a --mode diloco run, driven in one loop, to compare outer-step
+// variants (sparse aggregation, error-feedback decay, top-k, warm-up) quickly on held-out loss.
+// Not a substitute for npm run bench:comm (which measures bytes at the sockets and wall time on
+// the paced link); it measures loss only. Workers keep their AdamW moments between rounds (as
+// real workers do, minus the 10% re-computed rounds that restart them).
+//
+//   npx tsx bench/diloco-sim.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 5]
+//     [--codec sparse|int8|none] [--topk 64] [--ef-decay 1] [--aggregate mean|sum|cover]
+//     [--outer-lr 1] [--outer-momentum 0] [--warmup-rounds 0] [--sync]
+// --aggregate cover: per coordinate, the token-weighted mean over the workers that sent it
+// (a coordinate only one worker picked is not diluted by the others' zeros).
+// --warmup-rounds N: the first N rounds send int8 (dense) deltas, the rest --codec.
+// --sync: the synchronous baseline instead (AdamW on the mean gradient of K x rows-per-step rows
+// per step, the coordinator's schedule), evaluated at the same token marks.
+
+import { parseArgs } from 'node:util';
+import { validateConfig } from '../coordinator/config.ts';
+import { Evaluator } from '../coordinator/train/evaluate.ts';
+import { Trainer } from '../coordinator/train/trainer.ts';
+import { RoundTrainer } from '../coordinator/train/round-trainer.ts';
+import { buildMicroBatch, loadDataset } from '../shared/data/index.ts';
+import { decode, encode, DEFAULT_CODEC_PARAMS, type CodecName } from '../shared/diloco/codec.ts';
+import { HostInnerEngine, runRound } from '../shared/diloco/inner.ts';
+import { presetConfig } from '../shared/model/config.ts';
+import { createCpuBackend } from '../shared/model/cpu-backend.ts';
+import { buildParameterTable } from '../shared/model/parameters.ts';
+import { AdamW, clipGradNorm, lrAt } from '../shared/optim/index.ts';
+
+const { values: v } = parseArgs({ options: {
+  workers: { type: 'string', default: '2' }, 'rows-per-step': { type: 'string', default: '4' }, 'inner-steps': { type: 'string', default: '50' },
+  rounds: { type: 'string', default: '5' }, codec: { type: 'string', default: 'sparse' }, topk: { type: 'string', default: '64' },
+  'ef-decay': { type: 'string', default: '1' }, aggregate: { type: 'string', default: 'mean' }, 'outer-lr': { type: 'string' },
+  'outer-momentum': { type: 'string' }, 'warmup-rounds': { type: 'string', default: '0' }, sync: { type: 'boolean', default: false },
+} });
+const K = Number(v.workers), b = Number(v['rows-per-step']), H = Number(v['inner-steps']), R = Number(v.rounds);
+const codec = v.codec as CodecName;
+const params = { ...DEFAULT_CODEC_PARAMS, topk: Number(v.topk) };
+const beta = Number(v['ef-decay']);
+const warm = Number(v['warmup-rounds']);
+const sparse = codec === 'sparse';
+const cfg = validateConfig({
+  preset: 'tiny', runDir: '/tmp/diloco-sim', mode: v.sync ? 'sync' : 'diloco', compress: v.sync ? 'none' : codec === 'sparse' ? 'sparse' : codec as 'int8', seed: 1, lr: 3e-3, warmupSteps: 10,
+  maxMicroBatch: b, globalBatch: K * b, maxSteps: v.sync ? R * H : R, decaySteps: 0, innerSteps: H, minWorkers: K,
+  outerLr: v['outer-lr'] === undefined ? undefined : Number(v['outer-lr']), outerMomentum: v['outer-momentum'] === undefined ? undefined : Number(v['outer-momentum']),
+});
+const model = presetConfig('tiny');
+const dataset = loadDataset({ data: cfg.data, T: Math.min(16, model.contextLength), seed: cfg.seed });
+const trainer = new Trainer(cfg, model, dataset);
+const rt = new RoundTrainer(trainer, cfg);
+const table = buildParameterTable(model);
+const ev = new Evaluator(model, dataset, 64);
+const P = trainer.paramCount;
+const theta = new Float32Array(trainer.params);
+const curve: string[] = [];
+let tokens = 0;
+const t0 = Date.now();
+const take = (n: number) => rt.takeRows(n).map((r) => r.id);
+
+if (v.sync) {
+  const be = createCpuBackend(model);
+  const opt = new AdamW(table, { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay });
+  const g = new Float32Array(P);
+  for (let s = 0; s < R * H; s++) {
+    g.fill(0);
+    let tok = 0;
+    const parts = [];
+    for (let w = 0; w < K; w++) {
+      await be.setParams(theta);
+      const r = await be.forwardBackward(buildMicroBatch(dataset, take(b)));
+      parts.push(r);
+      tok += r.tokens;
+    }
+    for (const r of parts) for (let i = 0; i < P; i++) g[i] += (r.grads[i] * r.tokens) / tok;
+    if (cfg.gradClip > 0) clipGradNorm(g, cfg.gradClip);
+    opt.step(theta, g, lrAt(s, trainer.schedule));
+    tokens += tok;
+    if ((s + 1) % H === 0) curve.push(`${tokens}: ${(await ev.run(theta)).loss.toFixed(4)}`);
+  }
+} else {
+  const hyper = { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, gradClip: cfg.gradClip };
+  const workers = Array.from({ length: K }, () => ({ engine: new HostInnerEngine(createCpuBackend(model), table), ef: new Float32Array(P) }));
+  const buf = new Float32Array(P);
+  const outer = { lr: cfg.outerLr ?? (sparse ? 1 : 0.7), mu: cfg.outerMomentum ?? (sparse ? 0 : 0.9) };
+  for (let round = 0; round < R; round++) {
+    const c: CodecName = round < warm ? 'int8' : codec;
+    const sent: Array<{ d: Float32Array; tokens: number }> = [];
+    for (const w of workers) {
+      const bt = buildMicroBatch(dataset, take(H * b));
+      const r = await runRound(w.engine, theta, { B: b, T: bt.T, inputs: bt.inputs, targets: bt.targets, mask: bt.mask }, { ...hyper, lrs: rt.lrs(round, H) });
+      let d: Float32Array;
+      if (c === 'sparse' || (sparse && c === 'int8')) {
+        // Error feedback: e = beta e + delta; send C(e); e -= C(e).
+        for (let i = 0; i < P; i++) w.ef[i] = beta * w.ef[i] + r.delta[i];
+        d = decode(encode(w.ef, c, params));
+        for (let i = 0; i < P; i++) w.ef[i] -= d[i];
+      } else d = decode(encode(r.delta, c, params));
+      sent.push({ d, tokens: r.tokens });
+      tokens += r.tokens;
+    }
+    const tot = sent.reduce((a, x) => a + x.tokens, 0);
+    const g = new Float64Array(P);
+    for (let i = 0; i < P; i++) {
+      let s = 0, wsum = 0;
+      for (const x of sent) {
+        s += x.d[i] * x.tokens;
+        if (x.d[i] !== 0) wsum += x.tokens;
+      }
+      g[i] = v.aggregate === 'sum' ? s / (tot / K) : v.aggregate === 'cover' ? (wsum > 0 ? s / wsum : 0) : s / tot;
+    }
+    for (let i = 0; i < P; i++) {
+      const bi = outer.mu * buf[i] + g[i];
+      buf[i] = bi;
+      theta[i] -= outer.lr * (g[i] + outer.mu * bi);
+    }
+    curve.push(`${tokens}: ${(await ev.run(theta)).loss.toFixed(4)}`);
+  }
+}
+const final = (await ev.run(theta)).loss;
+console.log(`${process.argv.slice(2).join(' ')} | tokens ${tokens} eval ${final.toFixed(4)} | ${((Date.now() - t0) / 1000).toFixed(0)} s | ${curve.join(', ')}`);
+process.exit(0);
