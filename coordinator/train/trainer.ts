@@ -6,6 +6,9 @@
 // cut (StepWork) -> each accepted result is recorded in the coverage ledger and folded into the
 // aggregator -> when every position is in, finishStep(): token-weighted mean, global-norm clip,
 // AdamW at lrAt(step), version + 1.
+// Why this file is long: the step lifecycle, result acceptance (shared with the cluster's
+// GatewayTrainer through addLoss), ban discards and checkpoint snapshot/restore all work on the
+// same private step state of one class; splitting it would expose that state.
 
 import { randomBytes } from 'node:crypto';
 import type { MicroBatch } from '../../shared/backend.ts';
