@@ -68,7 +68,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined |
 const text = async (p: Page, id: string) => ((await p.textContent(`#${id}`)) ?? '').trim();
 const CAP = 256 * 2 ** 20;
 
-/** Opens a worker tab ready to start (tab-A with a memory cap), set to keep training while in the background. */
+/** Opens a worker tab, keeps it training while in the background, and starts it (tab-A with a memory cap). */
 async function openWorkerTab(name: string): Promise<Page> {
   const page = await browser.newPage();
   const trace: TraceLine[] = [];
@@ -87,6 +87,7 @@ async function openWorkerTab(name: string): Promise<Page> {
   await page.fill('#worker-name', name);
   // Several tabs share one headless window, so all but one are "hidden": keep them working.
   await page.uncheck('#pause-hidden');
+  await page.click('#start');
   return page;
 }
 
@@ -171,10 +172,7 @@ describe('cluster in a real browser', () => {
   });
 
   it('trains with two WebGPU tabs: both listed, steps advance, loss falls, chart drawn', async () => {
-    // Both tabs find their adapter before either starts: a started tab's kernel compile holds the
-    // shared GPU process, which would keep the other tab's adapter request waiting.
     tabs.push(await openWorkerTab('tab-A'), await openWorkerTab('tab-B'));
-    for (const t of tabs) await t.click('#start');
     // Both tabs welcomed as WebGPU replicas, listed on the dashboard.
     const ids = await waitFor('two webgpu workers', async () => {
       const s = await status();
