@@ -142,17 +142,10 @@ export class GatewayTrainer extends Trainer {
     return r;
   }
 
-  override accept(l: Lease, r: ResultMsg, expectedTokens: number, workerId: string): { ok: true } | { ok: false; code: RejectCode; message: string } {
-    const w = this.current;
-    if (!w || l.step !== w.step) return { ok: false, code: 'LATE', message: `task ${l.id}: its step is over` };
-    if (r.step !== l.step) return { ok: false, code: 'WRONG_STEP', message: `result.step ${r.step} != task step ${l.step}` };
-    if (r.version !== l.version) return { ok: false, code: 'STALE_VERSION', message: `result.version ${r.version} != task version ${l.version}` };
-    if (r.tokens !== expectedTokens) return { ok: false, code: 'TOKENS_MISMATCH', message: `result.tokens ${r.tokens} != ${expectedTokens} masked-in positions of the task` };
-    w.accept(l);
-    this.aggregator.add(r.grads, r.tokens, workerId);
-    this.sliceLoss += r.loss * r.tokens;
-    this.lossOf.set(workerId, (this.lossOf.get(workerId) ?? 0) + r.loss * r.tokens);
-    return { ok: true };
+  /** The Trainer's acceptance checks; the loss goes to this slice's sums (published per slice). */
+  protected override addLoss(workerId: string, weighted: number): void {
+    this.sliceLoss += weighted;
+    this.lossOf.set(workerId, (this.lossOf.get(workerId) ?? 0) + weighted);
   }
 
   override discardWorker(workerId: string, units: readonly string[] = []): Lease[] {

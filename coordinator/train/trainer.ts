@@ -6,6 +6,9 @@
 // cut (StepWork) -> each accepted result is recorded in the coverage ledger and folded into the
 // aggregator -> when every position is in, finishStep(): token-weighted mean, global-norm clip,
 // AdamW at lrAt(step), version + 1.
+// Why this file is long: the step lifecycle, result acceptance (shared with the cluster's
+// GatewayTrainer through addLoss), ban discards and checkpoint snapshot/restore all work on the
+// same private step state of one class; splitting it would expose that state.
 
 import { randomBytes } from 'node:crypto';
 import type { MicroBatch } from '../../shared/backend.ts';
@@ -199,9 +202,14 @@ export class Trainer {
     if (r.tokens !== expectedTokens) return { ok: false, code: 'TOKENS_MISMATCH', message: `result.tokens ${r.tokens} != ${expectedTokens} masked-in positions of the task` };
     w.accept(l);
     this.aggregator.add(r.grads, r.tokens, workerId);
-    this.lossSum += r.loss * r.tokens;
-    this.lossByWorker.set(workerId, (this.lossByWorker.get(workerId) ?? 0) + r.loss * r.tokens);
+    this.addLoss(workerId, r.loss * r.tokens);
     return { ok: true };
+  }
+
+  /** Adds an accepted result's token-weighted loss to the step's sums (a gateway keeps its slice's own). */
+  protected addLoss(workerId: string, weighted: number): void {
+    this.lossSum += weighted;
+    this.lossByWorker.set(workerId, (this.lossByWorker.get(workerId) ?? 0) + weighted);
   }
 
   /**

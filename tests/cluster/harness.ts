@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTrace, type TraceLine } from '../chaos/accounting.ts';
+import { until, untilAsync } from '../coordinator/test-worker.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -54,22 +55,8 @@ export function startWorkerProc(name: string, urls: string[], trace: string, ext
   return spawnTs(name, 'worker-web/node/main.ts', ['--url', urls.join(','), '--backend', 'cpu', '--name', name, '--trace', trace, '--quiet', ...extra]);
 }
 
-export async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-export async function untilAsync(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await cond().catch(() => false)) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+// The polling waits are the coordinator tests' (one definition for both harnesses).
+export { until, untilAsync };
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Status = any;

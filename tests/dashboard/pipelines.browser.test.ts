@@ -7,47 +7,31 @@
 // test-artifacts/dashboard-pipelines.png.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { startCoordinator, type CoordinatorHandle } from '../../coordinator/coordinator.ts';
-import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
+import type { CoordinatorHandle } from '../../coordinator/coordinator.ts';
 import { WorkerClient } from '../../worker-web/client/worker-client.ts';
 import { createNodeHost } from '../../worker-web/node/host.ts';
-import { launchBrowser, type Browser } from '../e2e/chromium.ts';
+import type { Browser } from '../e2e/chromium.ts';
+import { ROOT, startBrowserRig, type BrowserRig } from '../e2e/browser-rig.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const CAP = 9 * 2 ** 20;
+let rig: BrowserRig;
 let coord: CoordinatorHandle;
 let browser: Browser;
-let runDir: string;
 let dash: Page;
 const clients: WorkerClient[] = [];
-
-async function status(): Promise<StatusSnapshot> {
-  return (await (await fetch(`${coord.url}/api/status`)).json()) as StatusSnapshot;
-}
+const status = () => rig.status();
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist/dashboard/index.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'dashboard/vite.config.ts', '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  runDir = mkdtempSync(join(tmpdir(), 'dash-pipelines-'));
-  coord = await startCoordinator({
-    preset: 'small', port: 0, host: '127.0.0.1', runDir, resume: false, checkpointEvery: 0, evalEvery: 0,
-    logLevel: 'silent', globalBatch: 8, maxMicroBatch: 4,
-  });
-  browser = await launchBrowser();
-  dash = await browser.newPage();
+  rig = await startBrowserRig('dash-pipelines', { preset: 'small', evalEvery: 0, globalBatch: 8, maxMicroBatch: 4 });
+  ({ coord, dash, browser } = rig);
 });
 
 afterAll(async () => {
   for (const c of clients) await c.stop('test over').catch(() => undefined);
-  await browser?.close();
-  await coord?.close();
-  if (runDir) rmSync(runDir, { recursive: true, force: true });
+  await rig?.close();
 });
 
 describe('dashboard Pipelines panel', () => {

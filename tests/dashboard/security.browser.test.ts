@@ -7,28 +7,21 @@
 // test-artifacts/dashboard-security.png.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import type { Page } from 'playwright-core';
-import { startCoordinator, type CoordinatorHandle } from '../../coordinator/coordinator.ts';
-import type { StatusSnapshot } from '../../shared/protocol/dashboard.ts';
+import type { CoordinatorHandle } from '../../coordinator/coordinator.ts';
 import { WorkerClient } from '../../worker-web/client/worker-client.ts';
 import { parseFault } from '../../worker-web/client/faults.ts';
 import { createNodeHost } from '../../worker-web/node/host.ts';
-import { launchBrowser, type Browser } from '../e2e/chromium.ts';
+import { join } from 'node:path';
+import type { Browser } from '../e2e/chromium.ts';
+import { ROOT, startBrowserRig, type BrowserRig } from '../e2e/browser-rig.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
+let rig: BrowserRig;
 let coord: CoordinatorHandle;
-let browser: Browser;
-let runDir: string;
 let dash: Page;
+let browser: Browser;
 const clients: WorkerClient[] = [];
-
-async function status(): Promise<StatusSnapshot> {
-  return (await (await fetch(`${coord.url}/api/status`)).json()) as StatusSnapshot;
-}
+const status = () => rig.status();
 
 async function worker(name: string, fault: string): Promise<WorkerClient> {
   const w = new WorkerClient({ url: coord.url, host: await createNodeHost('cpu'), name, fault: parseFault(fault), seed: name.length, agent: 'dashboard-security-test', log: () => {} });
@@ -38,23 +31,15 @@ async function worker(name: string, fault: string): Promise<WorkerClient> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist/dashboard/index.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'dashboard/vite.config.ts', '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  runDir = mkdtempSync(join(tmpdir(), 'dash-security-'));
-  coord = await startCoordinator({
-    preset: 'tiny', port: 0, host: '127.0.0.1', runDir, resume: false, checkpointEvery: 0, evalEvery: 0, adminToken: 'dash-security-admin',
-    logLevel: 'silent', globalBatch: 8, maxMicroBatch: 4, verifyRate: 1,
+  rig = await startBrowserRig('dash-security', {
+    evalEvery: 0, adminToken: 'dash-security-admin', globalBatch: 8, maxMicroBatch: 4, verifyRate: 1,
   });
-  browser = await launchBrowser();
-  dash = await browser.newPage();
+  ({ coord, dash, browser } = rig);
 });
 
 afterAll(async () => {
   for (const c of clients) await c.stop('test over').catch(() => undefined);
-  await browser?.close();
-  await coord?.close();
-  if (runDir) rmSync(runDir, { recursive: true, force: true });
+  await rig?.close();
 });
 
 const text = async (sel: string) => ((await dash.textContent(sel)) ?? '').trim();

@@ -8,6 +8,10 @@
 //  - the playground answers from the trained parameters;
 //  - a worker whose adapter description and name contain markup is shown as text, not HTML;
 //  - the admin controls are hidden without a token (their full flow: tests/dashboard/pages.browser.test.ts);
+//  - the worker tab's own panel (moved here from tests/worker/tab.browser.test.ts, so that the suite
+//    pays one Chromium kernel compile less): the software adapter, the cap preview under the
+//    20 B/param rule, the replica plan, GPU time and loss, the hello the coordinator got, and Stop
+//    drops the worker at once;
 //  - no page hits a Content-Security-Policy violation or an uncaught error.
 // SwiftShader runs at ~0.3 GFLOP/s, so the run is kept to a handful of small steps.
 
@@ -61,7 +65,10 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined |
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
 }
 
-/** Opens a worker tab, keeps it training while in the background, and starts it. */
+const text = async (p: Page, id: string) => ((await p.textContent(`#${id}`)) ?? '').trim();
+const CAP = 256 * 2 ** 20;
+
+/** Opens a worker tab, keeps it training while in the background, and starts it (tab-A with a memory cap). */
 async function openWorkerTab(name: string): Promise<Page> {
   const page = await browser.newPage();
   const trace: TraceLine[] = [];
@@ -69,7 +76,14 @@ async function openWorkerTab(name: string): Promise<Page> {
   await page.exposeFunction('__workerTrace', (e: Omit<TraceLine, 't'>) => void trace.push({ t: Date.now(), ...e } as TraceLine));
   await page.goto(`${coord.url}/worker/?trace=1`);
   await page.waitForFunction(() => !(document.getElementById('start') as HTMLButtonElement).disabled, null, { timeout: 60_000 });
-  expect(await page.textContent('#backend')).toMatch(/webgpu/i);
+  expect(await text(page, 'backend')).toBe('WebGPU');
+  expect(await text(page, 'adapter-architecture')).toMatch(/swiftshader/i);
+  expect(await text(page, 'adapter-software')).toMatch(/software/);
+  expect(await text(page, 'probed-memory')).toMatch(/MiB|GiB/);
+  if (name === 'tab-A') {
+    await page.fill('#memory-cap', '256MiB');
+    expect(await text(page, 'cap-preview')).toContain(Math.floor(CAP / 20).toLocaleString('en-US'));
+  }
   await page.fill('#worker-name', name);
   // Several tabs share one headless window, so all but one are "hidden": keep them working.
   await page.uncheck('#pause-hidden');
@@ -191,6 +205,24 @@ describe('cluster in a real browser', () => {
     await dash.waitForFunction((n) => Number(document.getElementById('stat-step')?.textContent?.replace(/,/g, '')) >= n, 6, { timeout: 10_000 });
     expect(await dash.$$eval('#memory-plan [data-testid="mem-bar"]', (rows) => rows.length)).toBeGreaterThanOrEqual(2);
     await dash.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+
+    // Each tab's own panel: accepted WebGPU work as a replica, with its plan, GPU time and loss;
+    // the coordinator got the hello the page meant to send (tab-A's cap included).
+    for (const [i, page] of tabs.entries()) {
+      await page.waitForFunction(() => Number(document.getElementById('accepted')?.textContent) >= 1, null, { timeout: 60_000 });
+      expect(Number((await text(page, 'tasks-done')).replace(/,/g, ''))).toBeGreaterThanOrEqual(1);
+      expect(await text(page, 'rejected')).toBe('0');
+      expect(await text(page, 'plan-role')).toBe('replica');
+      expect(await page.$$eval('#plan-breakdown li', (l) => l.map((x) => (x as HTMLElement).dataset.part))).toEqual(
+        expect.arrayContaining(['weights', 'gradients', 'optimizer', 'activations']),
+      );
+      expect(Number((await text(page, 'gpu-time')).replace(/ s$/, ''))).toBeGreaterThan(0);
+      expect(Number(await text(page, 'last-loss'))).toBeGreaterThan(0);
+      const rec = coord.hub.workers.byId.get(await text(page, 'worker-id'))!;
+      expect(rec.hello).toMatchObject({ backend: 'webgpu', name: i === 0 ? 'tab-A' : 'tab-B', agent: 'web-worker/0.1' });
+      if (i === 0) expect(rec.hello.userCapBytes).toBe(CAP);
+      expect(rec.hello.adapter.isSoftware).toBe(true);
+    }
   }, 300_000);
 
   it('closing a tab mid-step loses no sample', async () => {
@@ -235,6 +267,17 @@ describe('cluster in a real browser', () => {
     await dash.waitForSelector(`tr[data-worker-id="${victimId}"] td[data-col="state"]:text-matches("left|dead")`, { timeout: 20_000 });
     await dash.waitForSelector('#event-log li[data-kind="leave"], #event-log li[data-kind="dead"]', { timeout: 20_000 });
   }, 200_000);
+
+  it('Stop on the remaining tab drops the worker at once', async () => {
+    const page = tabs[0];
+    const id = await text(page, 'worker-id');
+    await page.click('#stop');
+    const t0 = Date.now();
+    await waitFor('Stop to drop the worker', async () => coord.hub.workers.byId.get(id)?.socket === null, 3_000, 50);
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    await page.waitForSelector('body[data-state="stopped"]', { timeout: 10_000 });
+    expect(await page.isDisabled('#start')).toBe(false);
+  });
 
   it('queries the trained model from the playground', async () => {
     const page = await browser.newPage();

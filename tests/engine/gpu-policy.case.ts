@@ -20,10 +20,13 @@ export interface GpuPolicyEnv {
   loadFixture(): Promise<ArrayBuffer | Uint8Array>;
   /** The engine's plan must show split-K and two-pass scratch (false for the CPU reference, which has no plan). */
   expectGpuPaths: boolean;
+  /** Dispatches one recorded step must hold for this config (the engine's count; absent: not checked). */
+  expectDispatches?: (config: ModelConfig) => number;
 }
 
 interface PlannedBackend extends TrainingBackend {
   plan?: { buffers: Array<{ name: string; bytes: number }> };
+  dispatchesPerStep?: number;
 }
 
 function batchOf(f: FixtureData): MicroBatch {
@@ -48,6 +51,10 @@ export function gpuPolicyCases(env: GpuPolicyEnv): ConformanceCase[] {
           const bytes = (name: string) => b.plan?.buffers.find((x) => x.name === name)?.bytes ?? 0;
           if (!(bytes('split-K partials') > 0)) throw new Error(`GPU policy: the plan has no split-K scratch (${bytes('split-K partials')} bytes): split-K was not chosen`);
           if (!(bytes('column partials') > 0)) throw new Error(`GPU policy: the plan has no two-pass column scratch (${bytes('column partials')} bytes): two-pass sums were not chosen`);
+        }
+        if (env.expectDispatches) {
+          const want = env.expectDispatches(f.config);
+          if (b.dispatchesPerStep !== want) throw new Error(`GPU policy: ${b.dispatchesPerStep} dispatches per step, expected ${want}`);
         }
         assertClose('long fixture loss', [r1.loss], [f.loss], 1e-4, 0);
         let tokens = 0;

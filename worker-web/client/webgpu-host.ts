@@ -46,6 +46,24 @@ export interface WebGpuHost extends EngineHost {
   currentDevice(): EngineDevice | undefined;
 }
 
+/**
+ * Reports a loss of `d` through `onLost` unless `backend` was disposed first: a loss after our own
+ * dispose() is expected; any other (driver reset, OOM, someone destroying the device) is reported
+ * so the loop rebuilds.
+ */
+function reportLoss<B extends { dispose(): void }>(d: EngineDevice, backend: B, onLost: (reason: string) => void): B {
+  let disposed = false;
+  const dispose = backend.dispose.bind(backend);
+  backend.dispose = () => {
+    disposed = true;
+    dispose();
+  };
+  void d.device.lost.then((info) => {
+    if (!disposed) onLost(`${info.reason ?? 'unknown'}: ${info.message || 'no message'}`);
+  });
+  return backend;
+}
+
 export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHostOptions): WebGpuHost {
   let dev: EngineDevice | undefined;
   let lost = false;
@@ -92,34 +110,12 @@ export function createWebGpuHost(getGpu: () => GPU | undefined, opts: WebGpuHost
     },
     async create(model: ModelConfig, onLost: (reason: string) => void, o: CreateOptions = {}): Promise<TrainingBackend> {
       const d = await device();
-      const backend = await opts.createBackend(d, model, o.memoryCapBytes);
-      // A loss after our own dispose() is expected; any other (driver reset, OOM, someone
-      // destroying the device) is reported so the loop rebuilds.
-      let disposed = false;
-      const dispose = backend.dispose.bind(backend);
-      backend.dispose = () => {
-        disposed = true;
-        dispose();
-      };
-      void d.device.lost.then((info) => {
-        if (!disposed) onLost(`${info.reason ?? 'unknown'}: ${info.message || 'no message'}`);
-      });
-      return backend;
+      return reportLoss(d, await opts.createBackend(d, model, o.memoryCapBytes), onLost);
     },
     async createStage(model: ModelConfig, spec: StageSpec, onLost: (reason: string) => void, o: CreateOptions = {}): Promise<StageBackend> {
       if (!opts.createStageBackend) return createCpuStageBackend(model, spec);
       const d = await device();
-      const backend = await opts.createStageBackend(d, model, spec, o.memoryCapBytes);
-      let disposed = false;
-      const dispose = backend.dispose.bind(backend);
-      backend.dispose = () => {
-        disposed = true;
-        dispose();
-      };
-      void d.device.lost.then((info) => {
-        if (!disposed) onLost(`${info.reason ?? 'unknown'}: ${info.message || 'no message'}`);
-      });
-      return backend;
+      return reportLoss(d, await opts.createStageBackend(d, model, spec, o.memoryCapBytes), onLost);
     },
   };
 }

@@ -12,7 +12,7 @@ import { AppError, isAppError } from '../../shared/errors.ts';
 import { validateModelConfig, type ModelConfig } from '../../shared/model/config.ts';
 import { buildStageTable, type StageSpec, type StageTable } from '../../shared/model/stage.ts';
 import { checkBatch } from '../../shared/model/cpu/gpt.ts';
-import { KernelRuntime } from './kernel.ts';
+import { KernelRuntime, type Dispatch } from './kernel.ts';
 import { STORAGE } from './buffers.ts';
 import { paddedLayout, planEngine, type EnginePlan, type PaddedLayout } from './plan.ts';
 import { recordStage, type RecordedStep } from './step.ts';
@@ -252,10 +252,7 @@ export class Engine implements WebGpuBackend {
     this.checked(batch, 'forward()');
     const step = await this.ensurePlan(batch.B, batch.T);
     const tokens = this.upload(step, batch);
-    const enc = this.device.createCommandEncoder({ label: 'forward' });
-    const pass = enc.beginComputePass({ label: 'forward' });
-    for (const d of step.forward) this.rt.encode(pass, d);
-    pass.end();
+    const enc = this.encodePass('forward', step.forward);
     const N = batch.B * batch.T;
     const V = this.config.vocabSize;
     const [res, logits] = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: step.buffers.logits!, bytes: N * V * 4 }], 'forward()');
@@ -271,21 +268,14 @@ export class Engine implements WebGpuBackend {
     const t0 = performance.now();
     const step = await this.ensurePlan(batch.B, batch.T);
     const tokens = this.upload(step, batch);
-    const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
-    this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
-    this.device.queue.writeBuffer(step.buffers.positions, 0, idx.positions.buffer, 0, idx.positions.byteLength);
+    this.writeEmbeddingIndex(step, batch);
     const t1 = performance.now();
-    const enc = this.device.createCommandEncoder({ label: 'forward-backward' });
-    const pass = enc.beginComputePass({ label: 'forward-backward' });
-    for (const d of step.forwardBackward) this.rt.encode(pass, d);
-    pass.end();
+    const enc = this.encodePass('forward-backward', step.forwardBackward);
     const [rawRes, rawGrads] = await this.submitAndRead(enc, [{ src: step.buffers.results, bytes: 16 }, { src: this.grads, bytes: this.layout.floats * 4 }], 'forwardBackward()');
     const t2 = performance.now();
     const res = new Float32Array(rawRes);
     const nonFinite = new Uint32Array(rawRes)[2];
-    const padded = new Float32Array(rawGrads);
-    const grads = new Float32Array(this.table.total);
-    this.table.tensors.forEach((t, i) => grads.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));
+    const grads = this.unpad(rawGrads);
     this.haveGrads = true;
     const t3 = performance.now();
     return {
@@ -303,10 +293,7 @@ export class Engine implements WebGpuBackend {
     const step = await this.ensurePlan(batch.B, batch.T);
     const lists = await step.preference();
     this.upload(step, batch);
-    const enc = this.device.createCommandEncoder({ label: 'sequence-logprobs' });
-    const pass = enc.beginComputePass({ label: 'sequence-logprobs' });
-    for (const d of lists.sequenceLogProbs) this.rt.encode(pass, d);
-    pass.end();
+    const enc = this.encodePass('sequence-logprobs', lists.sequenceLogProbs);
     const [raw] = await this.submitAndRead(enc, [{ src: step.buffers.seqLogProbs, bytes: batch.B * 4 }], 'sequenceLogProbs()');
     return Float64Array.from(new Float32Array(raw));
   }
@@ -325,14 +312,9 @@ export class Engine implements WebGpuBackend {
     const lists = await step.preference();
     const tokens = this.upload(step, batch);
     this.device.queue.writeBuffer(step.buffers.rowWeights, 0, rowWeights.buffer, rowWeights.byteOffset, rowWeights.byteLength);
-    const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
-    this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
-    this.device.queue.writeBuffer(step.buffers.positions, 0, idx.positions.buffer, 0, idx.positions.byteLength);
+    this.writeEmbeddingIndex(step, batch);
     const t1 = performance.now();
-    const enc = this.device.createCommandEncoder({ label: 'forward-backward-weighted' });
-    const pass = enc.beginComputePass({ label: 'forward-backward-weighted' });
-    for (const d of lists.forwardBackwardWeighted) this.rt.encode(pass, d);
-    pass.end();
+    const enc = this.encodePass('forward-backward-weighted', lists.forwardBackwardWeighted);
     const [rawRes, rawSeq, rawGrads] = await this.submitAndRead(enc, [
       { src: step.buffers.results, bytes: 16 }, { src: step.buffers.seqLogProbs, bytes: batch.B * 4 }, { src: this.grads, bytes: this.layout.floats * 4 },
     ], 'forwardBackwardWeighted()');
@@ -341,9 +323,7 @@ export class Engine implements WebGpuBackend {
     const seq = new Float32Array(rawSeq);
     let loss = 0; // sum_b w_b * (-log p(sequence b)), as the CPU backend reports it
     for (let b = 0; b < batch.B; b++) loss -= rowWeights[b] * seq[b];
-    const padded = new Float32Array(rawGrads);
-    const grads = new Float32Array(this.table.total);
-    this.table.tensors.forEach((t, i) => grads.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));
+    const grads = this.unpad(rawGrads);
     this.haveGrads = true;
     const t3 = performance.now();
     return {
@@ -368,9 +348,7 @@ export class Engine implements WebGpuBackend {
     }
     const step = await this.ensurePlan(batch.B, batch.T);
     this.upload(step, batch);
-    const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
-    this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
-    this.device.queue.writeBuffer(step.buffers.positions, 0, idx.positions.buffer, 0, idx.positions.byteLength);
+    this.writeEmbeddingIndex(step, batch);
     const list = step.forwardBackward;
     const n = list.length;
     const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 * n, label: 'profile' });
@@ -436,6 +414,27 @@ export class Engine implements WebGpuBackend {
     this.usable('getParams()');
     const enc = this.device.createCommandEncoder({ label: 'get-params' });
     const [raw] = await this.submitAndRead(enc, [{ src: this.params, bytes: this.layout.floats * 4 }], 'getParams()');
+    return this.unpad(raw);
+  }
+
+  /** One command encoder with one compute pass holding `list`, in order (not yet submitted). */
+  protected encodePass(label: string, list: Dispatch[]): GPUCommandEncoder {
+    const enc = this.device.createCommandEncoder({ label });
+    const pass = enc.beginComputePass({ label });
+    for (const d of list) this.rt.encode(pass, d);
+    pass.end();
+    return enc;
+  }
+
+  /** The embedding backward's index of the batch's tokens (rows per token, their positions). */
+  protected writeEmbeddingIndex(step: RecordedStep, batch: MicroBatch): void {
+    const idx = buildEmbeddingIndex(Int32Array.from(batch.inputs), this.config.vocabSize);
+    this.device.queue.writeBuffer(step.buffers.rowStart, 0, idx.rowStart.buffer, 0, idx.rowStart.byteLength);
+    this.device.queue.writeBuffer(step.buffers.positions, 0, idx.positions.buffer, 0, idx.positions.byteLength);
+  }
+
+  /** The padded device layout (read back) to the table's packed order. */
+  protected unpad(raw: ArrayBuffer): Float32Array {
     const padded = new Float32Array(raw);
     const out = new Float32Array(this.table.total);
     this.table.tensors.forEach((t, i) => out.set(padded.subarray(this.layout.offsets[i], this.layout.offsets[i] + t.size), t.offset));
