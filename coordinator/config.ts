@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AppError } from '../shared/errors.ts';
+import { ARITH_REV_ANSWER_FORMATS } from '../shared/data/arith-rev.ts';
 import { PRESET_NAMES } from '../shared/model/config.ts';
 
 const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -49,6 +50,8 @@ const OPTIONS = {
   preset: { arg: 'P', type: 'string', schema: z.enum(PRESET_NAMES as [string, ...string[]], { error: `--preset must be one of: ${PRESET_NAMES.join(', ')}` }).default('small'), help: `model: ${PRESET_NAMES.join(' | ')}` },
   data: { arg: 'FILE', type: 'string', schema: z.string().min(1, '--data must be a file path').optional(), unset: 'built-in arith-rev task',
     help: '.txt or .jsonl training data; with --objective dpo a .jsonl of {prompt, chosen, rejected}\nrows, or `preferences` = the run dir\'s collected preferences.jsonl' },
+  answers: { arg: 'F', type: 'string', schema: z.enum(ARITH_REV_ANSWER_FORMATS, { error: `--answers must be one of: ${ARITH_REV_ANSWER_FORMATS.join(', ')}` }).default('padded-reversed'),
+    help: 'built-in task: how arithmetic answers are written: plain ("12+34=" -> "46"), padded ("046")\nor padded-reversed ("640": units first, the default; docs/model.md); ignored with --data' },
   objective: { arg: 'O', type: 'string', schema: z.enum(OBJECTIVES, { error: `--objective must be one of: ${OBJECTIVES.join(', ')}` }).default('lm'),
     help: 'lm = next-token loss; dpo = preference tuning on pairs (DPO, docs/dpo.md)' },
   dpoBeta: { arg: 'X', type: 'float', schema: pos('--dpo-beta').default(0.1), help: 'dpo: beta, the strength of the pull toward the reference' },
@@ -58,14 +61,14 @@ const OPTIONS = {
   runDir: { arg: 'DIR', type: 'string', schema: z.string().min(1, '--run-dir must not be empty').default('./runs/default'), help: 'checkpoints and logs' },
   checkpointEvery: { arg: 'N', type: 'int', schema: int('--checkpoint-every', 0).default(50), help: 'steps between checkpoints; 0 = only on exit/admin' },
   keepCheckpoints: { arg: 'K', type: 'int', schema: int('--keep-checkpoints', 1, 1000).default(3), help: 'newest checkpoints kept' },
-  globalBatch: { arg: 'N', type: 'int', schema: int('--global-batch', 1, 1 << 20).default(32), help: 'sequences per optimizer step' },
+  globalBatch: { arg: 'N', type: 'int', schema: int('--global-batch', 1, 1 << 20).default(8), help: 'sequences per optimizer step' },
   maxSteps: { arg: 'N', type: 'int', schema: int('--max-steps', 0).default(0), help: 'stop training after N steps; 0 = no limit' },
   seed: { arg: 'N', type: 'int', schema: int('--seed', 0, 2 ** 32 - 1).default(1), help: 'init, data order' },
-  lr: { arg: 'X', type: 'float', schema: pos('--lr').default(2e-3), help: 'peak learning rate' },
-  minLr: { arg: 'X', type: 'float', schema: nonneg('--min-lr').default(2e-5), help: 'final learning rate of the schedule' },
-  warmupSteps: { arg: 'N', type: 'int', schema: int('--warmup-steps', 0).default(50), help: 'linear warm-up steps' },
-  decaySteps: { arg: 'N', type: 'int', schema: int('--decay-steps', 0).default(1500), help: 'schedule length (warmup, peak, decay), then min-lr; 0 = max-steps or 10000' },
-  stableFraction: { arg: 'X', type: 'float', schema: z.number().min(0, '--stable-fraction must be in [0, 1]').max(1, '--stable-fraction must be in [0, 1]').default(0),
+  lr: { arg: 'X', type: 'float', schema: pos('--lr').default(1e-3), help: 'peak learning rate' },
+  minLr: { arg: 'X', type: 'float', schema: nonneg('--min-lr').default(1e-5), help: 'final learning rate of the schedule' },
+  warmupSteps: { arg: 'N', type: 'int', schema: int('--warmup-steps', 0).default(200), help: 'linear warm-up steps' },
+  decaySteps: { arg: 'N', type: 'int', schema: int('--decay-steps', 0).default(6000), help: 'schedule length (warmup, peak, decay), then min-lr; 0 = max-steps or 10000' },
+  stableFraction: { arg: 'X', type: 'float', schema: z.number().min(0, '--stable-fraction must be in [0, 1]').max(1, '--stable-fraction must be in [0, 1]').default(0.8),
     help: 'warmup-stable-decay: hold the peak lr for this fraction of --decay-steps, then linear to min-lr; 0 = cosine' },
   weightDecay: { arg: 'X', type: 'float', schema: nonneg('--weight-decay').default(0.01), help: 'AdamW decoupled weight decay' },
   beta1: { arg: 'X', type: 'float', schema: z.number().min(0, '--beta1 must be in [0, 1)').lt(1, '--beta1 must be in [0, 1)').default(0.9), help: 'AdamW first moment decay' },

@@ -115,7 +115,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   // Its trainer is a gateway's (slices leased by the leader); the leader's trainer, checkpoints
   // and evaluation live in the ClusterNode while this process holds the lease.
   const redis = config.redis ? await openRedis(config.redis, 'vt-coordinator') : null;
-  const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : preferences ?? loadDataset({ data: config.data, T: seqLen, seed: config.seed });
+  const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : preferences ?? loadDataset({ data: config.data, T: seqLen, seed: config.seed, answers: config.answers });
   const trainer = redis ? new GatewayTrainer(config, model, dataset) : new Trainer(config, model, dataset);
   const rounds = config.mode === 'diloco' ? new RoundTrainer(trainer, config) : null;
 
@@ -281,7 +281,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
         step: ev.step, loss: ev.loss, accuracy: ev.accuracy, tasks: ev.tasks, samples: ev.samples,
         ...(ev.preferenceAccuracy !== undefined ? { preferenceAccuracy: ev.preferenceAccuracy, rewardMargin: ev.rewardMargin, pairs: ev.pairs } : {}),
       } : null,
-      task: { name: dataset.name, builtIn: dataset.builtIn === true, examplePrompts: dataset.examplePrompts ?? [] },
+      task: { name: dataset.name, builtIn: dataset.builtIn === true, examplePrompts: dataset.examplePrompts ?? [], ...(dataset.answerNote ? { answerNote: dataset.answerNote } : {}) },
       accounting: trainer.accounting(),
       globalBatch: config.globalBatch,
       uptimeSec: Math.round((Date.now() - startedAt) / 1000),

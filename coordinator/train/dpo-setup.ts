@@ -48,7 +48,7 @@ export async function setUpPreferenceTraining(
   // Fewer than 20 pairs hold none out (preference-data.ts): nothing to evaluate on.
   if (config.evalEvery > 0 && ds.heldOut.size === 0) log.warn(`dpo: ${ds.size} pairs, none held out (20 or more are needed): no preference evaluation`);
   const evaluator = config.evalEvery > 0 && ds.heldOut.size > 0
-    ? new PreferenceEvaluator(model, ds, reference, config.dpoBeta, { samples: config.evalSamples, seed: config.seed })
+    ? new PreferenceEvaluator(model, ds, reference, config.dpoBeta, { samples: config.evalSamples, seed: config.seed, answers: config.answers })
     : null;
   return { reference, evaluator };
 }

@@ -56,17 +56,23 @@ export class Evaluator {
       parts.push(`exact match ${pct(r.accuracy)} of ${r.pairs} held-out`);
       if (r.tasks.length) parts.push(`(${r.tasks.map((t) => `${t.task} ${pct(t.accuracy)}`).join(', ')})`);
       const s = r.samples.find((x) => x.correct) ?? r.samples[0];
-      if (s) parts.push(`e.g. ${JSON.stringify(s.prompt)} -> ${JSON.stringify(s.output)}${s.correct ? '' : ` (want ${JSON.stringify(s.response)})`}`);
+      if (s) parts.push(`e.g. ${JSON.stringify(s.prompt)} -> ${this.shown(s.prompt, s.output)}${s.correct ? '' : ` (want ${JSON.stringify(s.response)})`}`);
     }
     let ready: string | null = null;
     if (r.accuracy !== null && r.accuracy >= READY_ACCURACY && this.readyAt === null) {
       this.readyAt = step;
       const s = r.samples.find((x) => x.correct);
       ready = `the model answers ${pct(r.accuracy)} of held-out prompts exactly at step ${step}`
-        + (s ? ` (${JSON.stringify(s.prompt)} -> ${JSON.stringify(s.output)})` : '')
+        + (s ? ` (${JSON.stringify(s.prompt)} -> ${this.shown(s.prompt, s.output)})` : '')
         + `: try it now in the dashboard's playground (/playground.html) or with \`npm run generate -- --prompt ${JSON.stringify(s?.prompt ?? '12+34=')}\``;
     }
     return { line: parts.join(', ').replace(', (', ' ('), ready };
+  }
+
+  /** An answer as logged: as written, and how it reads when the task writes it otherwise ("640" (= 46)). */
+  private shown(prompt: string, output: string): string {
+    const reads = this.dataset.readAnswer?.(prompt, output) ?? null;
+    return JSON.stringify(output) + (reads === null ? '' : ` (= ${reads})`);
   }
 
   /**

@@ -5,7 +5,7 @@
 // at start. When every prompt of the pairs is a prompt of the built-in task, also that task's
 // exact match on its own held-out split (Evaluator), which preference tuning must not collapse.
 
-import { arithRevDataset, arithRevTaskOf, ARITH_REV_MAX_POSITIONS, type ArithRevTask, type EvalExample, type TaskAccuracy } from '../../shared/data/index.ts';
+import { arithAnswer, arithRevDataset, arithRevTaskOf, ARITH_REV_ANSWER_FORMATS, ARITH_REV_MAX_POSITIONS, type ArithRevAnswers, type ArithRevTask, type EvalExample, type TaskAccuracy } from '../../shared/data/index.ts';
 import type { PreferenceDataset } from '../../shared/data/preference-data.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import { createCpuBackend, type CpuBackend } from '../../shared/model/cpu-backend.ts';
@@ -40,6 +40,26 @@ export function builtInTasksOf(ds: PreferenceDataset): ArithRevTask[] | null {
   return [...tasks];
 }
 
+/**
+ * The answer format the pairs' chosen answers are written in (the built-in task's `--answers`): the
+ * format under which most chosen arithmetic answers are the correct result (a model trained with
+ * one format is judged in it), `fallback` when no arithmetic pair tells.
+ */
+export function answersOf(ds: PreferenceDataset, fallback: ArithRevAnswers): ArithRevAnswers {
+  const hits = new Map<ArithRevAnswers, number>();
+  for (const r of [...ds.train, ...ds.held]) {
+    const m = /^(\d+)([+-])(\d+)=$/.exec(r.prompt);
+    if (!m) continue;
+    const value = m[2] === '+' ? Number(m[1]) + Number(m[3]) : Number(m[1]) - Number(m[3]);
+    for (const f of ARITH_REV_ANSWER_FORMATS) {
+      if (r.chosen === arithAnswer(value, m[2] === '+' ? 'addition' : 'subtraction', f)) hits.set(f, (hits.get(f) ?? 0) + 1);
+    }
+  }
+  let best = fallback;
+  for (const [f, n] of hits) if (n > (hits.get(best) ?? 0)) best = f;
+  return best;
+}
+
 export class PreferenceEvaluator {
   private readonly backend: CpuBackend;
   /** Exact match of the built-in task the pairs are prompts of (null: none). */
@@ -51,13 +71,13 @@ export class PreferenceEvaluator {
     private readonly ds: PreferenceDataset,
     private readonly reference: ReferenceLogProbs,
     private readonly beta: number,
-    opts: { samples?: number; seed: number },
+    opts: { samples?: number; seed: number; answers?: ArithRevAnswers },
   ) {
     this.backend = createCpuBackend(model);
     this.samples = Math.min(opts.samples ?? ds.heldOut.size, ds.heldOut.size);
     const tasks = builtInTasksOf(ds);
     this.exact = tasks && ds.T >= ARITH_REV_MAX_POSITIONS
-      ? new Evaluator(model, arithRevDataset({ seed: opts.seed, T: ds.T, tasks }), opts.samples ?? 200)
+      ? new Evaluator(model, arithRevDataset({ seed: opts.seed, T: ds.T, tasks, answers: answersOf(ds, opts.answers ?? 'plain') }), opts.samples ?? 200)
       : null;
   }
 

@@ -120,5 +120,8 @@ statusReq.then((snap) => {
     });
     box.append(b);
   }
+  // How the task writes its answers when not as people do (the built-in task: units first, zero-padded).
+  const note = snap.task?.answerNote;
+  if (typeof note === 'string' && note.length > 0) box.append(el('p', { className: 'hint', attrs: { 'data-answer-note': '' } }, note));
   box.hidden = false;
 }, () => undefined);

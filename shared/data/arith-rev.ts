@@ -57,6 +57,15 @@ export function arithAnswer(value: number, task: 'addition' | 'subtraction', ans
 }
 
 /**
+ * How a person reads an arithmetic answer written in `answers` ("640" in padded-reversed reads 46), or
+ * null when it reads as written (plain answers, reversal prompts, or an output that is not digits).
+ */
+export function readArithAnswer(prompt: string, output: string, answers: ArithRevAnswers): string | null {
+  if (answers === 'plain' || !/^\d+[+-]\d+=$/.test(prompt) || !/^\d+$/.test(output)) return null;
+  return String(Number(answers === 'padded' ? output : [...output].reverse().join('')));
+}
+
+/**
  * The default data mix of the training split (docs/model.md, "Teaching the built-in task"): the held-out
  * split is drawn from the whole pool first, so it does not depend on the mix.
  */
@@ -149,15 +158,24 @@ export function arithRevDataset(opts: ArithRevOptions): Dataset {
     for (let k = task === 'subtraction' ? repeat : 1; k > 0; k--) train.push(p);
   }
   const reduced = tasks.length !== ARITH_REV_TASKS.length || opts.words !== undefined || opts.heldOut !== undefined;
-  const mixed = trainWords !== ARITH_REV_MIX.trainWords || repeat !== ARITH_REV_MIX.subtractionRepeat || answers !== ARITH_REV_ANSWERS;
+  const mixed = trainWords !== ARITH_REV_MIX.trainWords || repeat !== ARITH_REV_MIX.subtractionRepeat;
+  // The answer format is part of the name (so of the fingerprint: a checkpoint of one format is not
+  // resumed on another) but not of "built-in": the coordinator's --answers picks it for the built-in task.
+  const format = answers === ARITH_REV_ANSWERS ? '' : `, answers=${answers}`;
   const name = reduced || mixed
-    ? `arith-rev(seed=${seed}, ${tasks.join('+')}, words=${opts.words ?? 6000}, heldOut=${split.heldOut.length}, trainWords=${trainWords}, subtractionRepeat=${repeat}${answers === ARITH_REV_ANSWERS ? '' : `, answers=${answers}`})`
-    : `arith-rev(seed=${seed})`;
+    ? `arith-rev(seed=${seed}, ${tasks.join('+')}, words=${opts.words ?? 6000}, heldOut=${split.heldOut.length}, trainWords=${trainWords}, subtractionRepeat=${repeat}${format})`
+    : `arith-rev(seed=${seed}${format})`;
   return {
     name,
     kind: 'instruction',
     builtIn: !reduced && !mixed,
     examplePrompts: ARITH_REV_EXAMPLE_PROMPTS,
+    ...(answers === 'plain' ? {} : {
+      readAnswer: (prompt: string, output: string) => readArithAnswer(prompt, output, answers),
+      answerNote: answers === 'padded'
+        ? 'arithmetic answers are zero-padded to a fixed width: "12+34=" -> "046" (= 46)'
+        : 'arithmetic answers are zero-padded and written units first: "12+34=" -> "640" (= 46), "57-23=" -> "43" (= 34)',
+    }),
     T,
     size: train.length,
     fingerprint: fnv1a([name, String(T), String(train.length), String(split.heldOut.length)]),

@@ -1,7 +1,7 @@
 // One entry point for the coordinator: `--data` absent -> the built-in arith-rev task,
 // `--data file.txt|file.jsonl` -> the user's file (see files.ts for the rules).
 
-import { arithRevDataset } from './arith-rev.ts';
+import { arithRevDataset, type ArithRevAnswers } from './arith-rev.ts';
 import { loadDataFile } from './files.ts';
 import type { Dataset } from './types.ts';
 
@@ -12,14 +12,16 @@ export interface DataSpec {
   T: number;
   /** Seed of the built-in generator and of held-out choices. */
   seed: number;
+  /** Built-in task: how arithmetic answers are written (default the task's ARITH_REV_ANSWERS). */
+  answers?: ArithRevAnswers;
 }
 
 export function loadDataset(spec: DataSpec): Dataset {
-  return spec.data ? loadDataFile(spec.data, { T: spec.T, seed: spec.seed }) : arithRevDataset({ seed: spec.seed, T: spec.T });
+  return spec.data ? loadDataFile(spec.data, { T: spec.T, seed: spec.seed }) : arithRevDataset({ seed: spec.seed, T: spec.T, ...(spec.answers ? { answers: spec.answers } : {}) });
 }
 
 export * from './types.ts';
-export { arithAnswer, arithRevDataset, arithRevPairs, arithRevTaskOf, ARITH_REV_ANSWER_FORMATS, ARITH_REV_ANSWERS, ARITH_REV_EXAMPLE_PROMPTS, ARITH_REV_MAX_POSITIONS, ARITH_REV_TASKS, type ArithRevAnswers, type ArithRevTask } from './arith-rev.ts';
+export { arithAnswer, arithRevDataset, readArithAnswer, arithRevPairs, arithRevTaskOf, ARITH_REV_ANSWER_FORMATS, ARITH_REV_ANSWERS, ARITH_REV_EXAMPLE_PROMPTS, ARITH_REV_MAX_POSITIONS, ARITH_REV_TASKS, type ArithRevAnswers, type ArithRevTask } from './arith-rev.ts';
 export { loadDataFile, parseDataBytes } from './files.ts';
 export { buildMicroBatch, instructionRow, pairRow, textRow, PAD_ID } from './sequences.ts';
 export { EpochSampler, CoverageLedger, epochPermutation, type SamplerCursor, type Shard } from './sampler.ts';

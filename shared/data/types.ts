@@ -81,6 +81,10 @@ export interface Dataset extends SampleSource {
   builtIn?: boolean;
   /** Example prompts of the task, for the playground (built-in task only). */
   examplePrompts?: string[];
+  /** How a person reads an answer when it is not written as people write it (e.g. digits units first), else null. */
+  readAnswer?(prompt: string, output: string): string | null;
+  /** One line on how the task's answers are written, for the playground and the log (when not plain). */
+  answerNote?: string;
   /** Exact-match accuracy on heldOut.pairs (instruction datasets only). */
   evaluate?(generate: GenerateFn, opts?: EvalOptions): Promise<EvalResult>;
 }

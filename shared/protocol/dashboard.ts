@@ -96,7 +96,7 @@ export interface StatusSnapshot {
   model: { preset: string; params: number; config: import('../model/config.ts').ModelConfig };
   eval: { step: number; loss: number; accuracy: number | null; tasks?: EvalTaskAccuracy[]; samples?: EvalSample[] } & PreferenceEvalFigures | null;
   /** The training data, and prompts of it a person can try in the playground (built-in task). */
-  task?: { name: string; builtIn: boolean; examplePrompts: string[] };
+  task?: { name: string; builtIn: boolean; examplePrompts: string[]; answerNote?: string };
   /** Exactly-once accounting for the current epoch (see docs/protocol.md). */
   accounting: EpochAccounting;
   globalBatch: number;

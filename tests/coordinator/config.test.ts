@@ -12,7 +12,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('coordinator config', () => {
   it('has documented defaults', () => {
     const { config, adminTokenGenerated } = loadConfig([], {});
-    expect(config).toMatchObject({ port: 8080, preset: 'small', runDir: './runs/default', globalBatch: 32, checkpointEvery: 50, keepCheckpoints: 3, maxSteps: 0, seed: 1, deadAfterMs: 10_000 });
+    expect(config).toMatchObject({ port: 8080, preset: 'small', runDir: './runs/default', globalBatch: 8, lr: 1e-3, minLr: 1e-5, warmupSteps: 200, decaySteps: 6000, stableFraction: 0.8, answers: 'padded-reversed', checkpointEvery: 50, keepCheckpoints: 3, maxSteps: 0, seed: 1, deadAfterMs: 10_000 });
     expect(adminTokenGenerated).toBe(true);
   });
 
@@ -40,7 +40,7 @@ describe('coordinator config', () => {
       expect(entry, flag).toMatch(/\(default[: ]/);
     }
     // The defaults shown are the ones validation applies.
-    expect(USAGE).toMatch(/--global-batch N .*\(default 32\)/);
+    expect(USAGE).toMatch(/--global-batch N .*\(default 8\)/);
     expect(USAGE).toMatch(/--port N .*\(default 8080\)/);
     expect(USAGE).toMatch(/--no-resume/);
     expect(loadConfig(['--seq-len', '8', '--rate-limit', '2.5', '--aggregate', 'trimmed-mean'], {}).config).toMatchObject({ seqLen: 8, rateLimit: 2.5, aggregate: 'trimmed-mean' });

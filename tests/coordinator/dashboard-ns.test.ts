@@ -34,7 +34,7 @@ describe('dashboard namespace', () => {
         expect(e.samples!.length).toBeGreaterThan(0);
         for (const x of e.samples!) expect(typeof x.output).toBe('string');
       }
-      expect(got.status.at(-1)!.task).toMatchObject({ name: 'arith-rev(seed=1)', builtIn: true });
+      expect(got.status.at(-1)!.task).toMatchObject({ name: 'arith-rev(seed=1, answers=padded-reversed)', builtIn: true, answerNote: expect.stringContaining('units first') });
       expect(got.status.at(-1)!.task!.examplePrompts).toContain('12+34=');
       expect(got.worker.find((x) => x.op === 'join')?.worker).toMatchObject({ name: 'dash-w', backend: 'cpu', role: 'replica' });
       expect(got.log.some((e) => e.kind === 'join')).toBe(true);

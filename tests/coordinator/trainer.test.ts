@@ -19,12 +19,14 @@ function result(t: Trainer, l: Lease): { r: ResultMsg; tokens: number } {
 }
 
 describe('trainer', () => {
-  it('follows --stable-fraction: the cosine by default, warmup-stable-decay over --decay-steps when set', () => {
-    expect(make().schedule).toEqual({ lr: 2e-3, minLr: 2e-5, warmupSteps: 50, totalSteps: 1500, stableSteps: 0 });
-    const wsd = new Trainer({ ...cfg, stableFraction: 0.8 }, presetConfig('tiny'), syntheticDataset(15, 16));
-    expect(wsd.schedule.stableSteps).toBe(1200);
-    expect(wsd.lr(1199)).toBe(2e-3);
-    expect(wsd.lr(1350)).toBeCloseTo((2e-3 + 2e-5) / 2, 12);
+  it('follows --stable-fraction: warmup-stable-decay by default (0.8), the cosine at 0', () => {
+    expect(make().schedule).toEqual({ lr: 1e-3, minLr: 1e-5, warmupSteps: 200, totalSteps: 6000, stableSteps: 4800 });
+    const wsd = make();
+    expect(wsd.lr(4799)).toBe(1e-3);
+    expect(wsd.lr(5400)).toBeCloseTo((1e-3 + 1e-5) / 2, 12);
+    const cosine = new Trainer({ ...cfg, stableFraction: 0 }, presetConfig('tiny'), syntheticDataset(15, 16));
+    expect(cosine.schedule.stableSteps).toBe(0);
+    expect(cosine.lr(3100)).toBeCloseTo(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + Math.cos(Math.PI * (3100 - 200) / 5800)), 12);
   });
 
   it('classifies results: live lease, other worker, expired (LATE), done (DUPLICATE), foreign (UNKNOWN_TASK)', () => {

@@ -107,5 +107,10 @@ describe('coordinator evaluation defaults and log line', () => {
     expect(ev.readyAt).toBe(199);
     expect(ev.describe(299, outcome(0.97)).ready).toBeNull(); // said once
     ev.dispose();
+    // The default run writes arithmetic answers units first: the log says how the answer reads.
+    const rev = new Evaluator(presetConfig('tiny'), arithRevDataset({ seed: 1, T: 16, answers: 'padded-reversed' }), undefined);
+    const r = rev.describe(99, { ...outcome(0.5), samples: [{ prompt: '12+34=', response: '640', output: '640', correct: true }] });
+    expect(r.line).toMatch(/e\.g\. "12\+34=" -> "640" \(= 46\)$/);
+    rev.dispose();
   });
 });

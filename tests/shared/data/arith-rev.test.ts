@@ -44,8 +44,13 @@ describe('built-in arith-rev dataset', () => {
       expect(p.response).toBe(p.prompt.startsWith('rev ') ? q : q.padStart(p.prompt.includes('+') ? 3 : 2, '0'));
     }
     const ds = arithRevDataset({ seed: 1, T: 16, answers: 'padded' });
-    expect(ds.builtIn).toBe(false);
-    expect(ds.name).toContain('answers=padded');
+    // The format is the coordinator's --answers for the built-in task: still built in, but named (fingerprinted) apart.
+    expect(ds.builtIn).toBe(true);
+    expect(ds.name).toBe('arith-rev(seed=1, answers=padded)');
+    expect(ds.readAnswer!('12+34=', '046')).toBe('46');
+    expect(arithRevDataset({ seed: 1, T: 16, answers: 'padded-reversed' }).readAnswer!('12+34=', '640')).toBe('46');
+    expect(arithRevDataset({ seed: 1, T: 16, answers: 'padded-reversed' }).readAnswer!('rev cat=', 'tac')).toBeNull();
+    expect(arithRevDataset({ seed: 1, T: 16, answers: 'plain' }).readAnswer).toBeUndefined();
     expect(ds.heldOut.pairs).toEqual(padded.heldOut);
     expect(arithRevDataset({ seed: 1, T: 16, answers: 'plain' }).name).toBe('arith-rev(seed=1)');
     const reversed = arithRevPairs(1, 200, 6000, undefined, 'padded-reversed');
