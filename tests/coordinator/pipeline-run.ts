@@ -53,7 +53,7 @@ export async function run(o: {
   return { c, losses: c.trainer.history.map((h) => h.loss), params, ws, acked, status: c.ctx.status() };
 }
 
-export function relDiff(a: Float32Array, b: Float32Array): number {
+export function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0;
   let n = 0;
   for (let i = 0; i < a.length; i++) {

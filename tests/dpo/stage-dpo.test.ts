@@ -20,22 +20,13 @@ import { validateHop } from '../../shared/protocol/stage.ts';
 import { ShareRun, type Outgoing } from '../../coordinator/server/pipeline-relay.ts';
 import { recomputeShare } from '../../coordinator/security/stage-recompute.ts';
 import { shareCheckOf } from '../../coordinator/server/stage-verify.ts';
+import { relDiff } from '../coordinator/pipeline-run.ts';
 import type { Lease } from '../../coordinator/train/step-work.ts';
 import { dpoFixtureSetup } from '../reference/dpo-fixture.ts';
 
 const s = dpoFixtureSetup();
 const specs: StageSpec[] = [{ from: 0, to: 1 }, { from: 1, to: 2 }, { from: 2, to: 3 }];
 const tables = specs.map((sp) => buildStageTable(s.config, sp));
-
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / n);
-}
 
 /** Rows [r0, r0 + rows) of the batch, padded with mask-0 rows to `B` (as pipeline-relay.ts cuts a share). */
 function cut(b: MicroBatch, r0: number, rows: number, B: number): MicroBatch {
