@@ -23,7 +23,6 @@ export const SECONDS: Record<string, number> = {
   'tests/engine/device.node.test.ts': 47,
   'tests/chaos/chaos.test.ts': 43,
   'tests/worker/webgpu-worker.test.ts': 34,
-  'tests/engine/diloco-inner.node.test.ts': 33,
   'tests/hardening/verify-offloop.test.ts': 32,
   'tests/cluster/failover.test.ts': 28,
   'tests/worker/worker-loop.test.ts': 24,
