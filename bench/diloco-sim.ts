@@ -33,6 +33,7 @@ const { values: v } = parseArgs({ options: {
   rounds: { type: 'string', default: '5' }, codec: { type: 'string', default: 'sparse' }, topk: { type: 'string', default: '64' },
   'ef-decay': { type: 'string', default: '1' }, aggregate: { type: 'string', default: 'mean' }, 'outer-lr': { type: 'string' },
   'outer-momentum': { type: 'string' }, 'warmup-rounds': { type: 'string', default: '0' }, sync: { type: 'boolean', default: false },
+  'round-warmup': { type: 'string', default: '' }, 'outer-lr-end': { type: 'string' }, 'outer-momentum-end': { type: 'string' }, lr: { type: 'string', default: '3e-3' },
 } });
 const K = Number(v.workers), b = Number(v['rows-per-step']), H = Number(v['inner-steps']), R = Number(v.rounds);
 const codec = v.codec as CodecName;
@@ -40,8 +41,18 @@ const params = { ...DEFAULT_CODEC_PARAMS, topk: Number(v.topk) };
 const beta = Number(v['ef-decay']);
 const warm = Number(v['warmup-rounds']);
 const sparse = codec === 'sparse';
+// --round-warmup 5,10,25: the H of the first rounds (then --inner-steps); rounds go on until the
+// run has taken R * H inner steps per worker (equal tokens), the last one possibly shorter.
+const ramp = String(v['round-warmup']).split(',').filter((x) => x !== '').map(Number);
+const budget = R * H;
+const roundH: number[] = [];
+for (let used = 0; used < budget; ) {
+  const h = Math.min(ramp[roundH.length] ?? H, budget - used);
+  roundH.push(h);
+  used += h;
+}
 const cfg = validateConfig({
-  preset: 'tiny', runDir: '/tmp/diloco-sim', mode: v.sync ? 'sync' : 'diloco', compress: v.sync ? 'none' : codec === 'sparse' ? 'sparse' : codec as 'int8', seed: 1, lr: 3e-3, warmupSteps: 10,
+  preset: 'tiny', runDir: '/tmp/diloco-sim', mode: v.sync ? 'sync' : 'diloco', compress: v.sync ? 'none' : codec === 'sparse' ? 'sparse' : codec as 'int8', seed: 1, lr: Number(v.lr), warmupSteps: 10,
   maxMicroBatch: b, globalBatch: K * b, maxSteps: v.sync ? R * H : R, decaySteps: 0, innerSteps: H, minWorkers: K,
   outerLr: v['outer-lr'] === undefined ? undefined : Number(v['outer-lr']), outerMomentum: v['outer-momentum'] === undefined ? undefined : Number(v['outer-momentum']),
 });
@@ -83,12 +94,18 @@ if (v.sync) {
   const workers = Array.from({ length: K }, () => ({ engine: new HostInnerEngine(createCpuBackend(model), table), ef: new Float32Array(P) }));
   const buf = new Float32Array(P);
   const outer = { lr: cfg.outerLr ?? (sparse ? 1 : 0.7), mu: cfg.outerMomentum ?? (sparse ? 0 : 0.9) };
-  for (let round = 0; round < R; round++) {
+  let pos = 0;
+  const lerp = (a: number, z: string | undefined, round: number) => (z === undefined || roundH.length < 2 ? a : a + ((Number(z) - a) * round) / (roundH.length - 1));
+  for (let round = 0; round < roundH.length; round++) {
+    const Hr = roundH[round];
+    const lrs = Array.from({ length: Hr }, (_, j) => lrAt(pos + j, rt.innerSchedule));
+    pos += Hr;
+    const olr = lerp(outer.lr, v['outer-lr-end'], round), omu = lerp(outer.mu, v['outer-momentum-end'], round);
     const c: CodecName = round < warm ? 'int8' : codec;
     const sent: Array<{ d: Float32Array; tokens: number }> = [];
     for (const w of workers) {
-      const bt = buildMicroBatch(dataset, take(H * b));
-      const r = await runRound(w.engine, theta, { B: b, T: bt.T, inputs: bt.inputs, targets: bt.targets, mask: bt.mask }, { ...hyper, lrs: rt.lrs(round, H) });
+      const bt = buildMicroBatch(dataset, take(Hr * b));
+      const r = await runRound(w.engine, theta, { B: b, T: bt.T, inputs: bt.inputs, targets: bt.targets, mask: bt.mask }, { ...hyper, lrs });
       let d: Float32Array;
       if (c === 'sparse' || (sparse && c === 'int8')) {
         // Error feedback: e = beta e + delta; send C(e); e -= C(e).
@@ -110,9 +127,9 @@ if (v.sync) {
       g[i] = v.aggregate === 'sum' ? s / (tot / K) : v.aggregate === 'cover' ? (wsum > 0 ? s / wsum : 0) : s / tot;
     }
     for (let i = 0; i < P; i++) {
-      const bi = outer.mu * buf[i] + g[i];
+      const bi = omu * buf[i] + g[i];
       buf[i] = bi;
-      theta[i] -= outer.lr * (g[i] + outer.mu * bi);
+      theta[i] -= olr * (g[i] + omu * bi);
     }
     curve.push(`${tokens}: ${(await ev.run(theta)).loss.toFixed(4)}`);
   }

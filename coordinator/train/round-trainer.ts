@@ -31,7 +31,7 @@ import { encodeOnce } from '../../shared/protocol/parser.ts';
 import type { UpdateMsg } from '../../shared/protocol/round.ts';
 import type { DilocoStatus } from '../../shared/protocol/dashboard.ts';
 import type { CheckpointData } from '../checkpoint/format.ts';
-import { outerHyper, type CoordinatorConfig } from '../config.ts';
+import { outerHyper, outerHyperAt, roundLength, roundStart, type CoordinatorConfig } from '../config.ts';
 import { createAggregator } from './aggregate.ts';
 import type { StepSummary, Trainer } from './trainer.ts';
 
@@ -110,16 +110,23 @@ export class RoundTrainer {
     this.compress = (cfg.compress ?? 'int8') as CodecName;
     this.codec = { ...DEFAULT_CODEC_PARAMS, topk: cfg.sparseTopk };
     const s = trainer.schedule;
-    this.innerSchedule = { ...s, warmupSteps: s.warmupSteps, totalSteps: s.totalSteps * cfg.innerSteps, stableSteps: (s.stableSteps ?? 0) * cfg.innerSteps };
+    // The schedule's round counts in inner steps (rounds of --round-warmup's lengths count as such).
+    this.innerSchedule = { ...s, warmupSteps: s.warmupSteps, totalSteps: roundStart(cfg, s.totalSteps), stableSteps: roundStart(cfg, s.stableSteps ?? 0) };
   }
 
   get round(): number {
     return this.trainer.step;
   }
 
-  /** Learning rates of inner steps [j0, j0 + H) of `round` (the schedule runs over round * innerSteps + j). */
+  /** Learning rates of inner steps [0, H) of `round` (the schedule runs over the inner steps of the rounds before + j). */
   lrs(round: number, H: number): number[] {
-    return Array.from({ length: H }, (_, j) => lrAt(round * this.cfg.innerSteps + j, this.innerSchedule));
+    const j0 = roundStart(this.cfg, round);
+    return Array.from({ length: H }, (_, j) => lrAt(j0 + j, this.innerSchedule));
+  }
+
+  /** Inner steps of `round` for the fastest worker: --round-warmup's entry, else --inner-steps. */
+  roundH(round: number): number {
+    return roundLength(this.cfg, round);
   }
 
   /**
@@ -231,7 +238,7 @@ export class RoundTrainer {
     }
     let ss = 0;
     for (let i = 0; i < P; i++) ss += g[i] * g[i];
-    const hyper = outerHyper(this.cfg);
+    const hyper = outerHyperAt(this.cfg, r.round, this.trainer.schedule.totalSteps);
     const sparseUpdate = publishCodec(this.compress) !== 'sparse32' ? null
       : this.codecOf(r.round) === 'int8' ? this.sparseStep(g, hyper.lr, 'int8')
       : this.sparseStep(g, hyper.lr, 'sparse32', this.cfg.aggregate === 'mean' ? r.accepted : null);
