@@ -1,5 +1,5 @@
 // `npm run loadtest -- --workers N [--preset tiny] [--steps S] [--processes P] [--mode sync|diloco]
-//  [--global-batch G] [--compute-ms MS] [--url URL]`
+//  [--global-batch G] [--compute-ms MS] [--url URL] [--workers-nice N]`
 //
 // Starts a real coordinator in its own process (bench/loadtest/coordinator-proc.ts; or targets
 // --url), then N simulated workers spread over P child processes (bench/loadtest/workers-proc.ts):
@@ -9,10 +9,14 @@
 // /healthz latency polled while training; the coordinator process reports its own CPU time, RSS
 // and event-loop delay. Prints a table, then one JSON line (the last line). Exit code 1 when the
 // run did not complete its steps, or lost / doubled a sample.
+//
+// The simulated workers' processes run at a lower CPU priority (--workers-nice, default 10): real
+// volunteers compute on their own machines, so on one shared box the simulator must not take the
+// coordinator's CPU; what is measured is the coordinator. --workers-nice 0 shares the CPU evenly.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, setPriority, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -34,13 +38,15 @@ export interface LoadTestOptions {
   mode: 'sync' | 'diloco';
   globalBatch: number;
   computeMs: number;
+  /** Niceness of the simulated workers' processes (0-19): they stand for remote machines. */
+  workersNice: number;
   url?: string;
   /** Give up after this long (connect + train). */
   timeoutMs: number;
 }
 
 const USAGE = `usage: npm run loadtest -- --workers N [--preset tiny] [--steps S] [--processes P] [--mode sync|diloco]
-                        [--global-batch G] [--compute-ms MS] [--url URL] [--timeout-s T]
+                        [--global-batch G] [--compute-ms MS] [--url URL] [--timeout-s T] [--workers-nice N]
   --workers N        simulated workers (socket.io clients)
   --preset P         model preset of the coordinator it starts (default tiny)
   --steps S          optimizer steps to run (default 5)
@@ -50,7 +56,9 @@ const USAGE = `usage: npm run loadtest -- --workers N [--preset tiny] [--steps S
   --compute-ms MS    simulated compute time per task before the result is sent, 0.5x..1.5x at
                      random (default 0: results come back at once, the coordinator is saturated)
   --url URL          target a running coordinator instead of starting one (it must serve synthetic data)
-  --timeout-s T      give up after T seconds (default 600)`;
+  --timeout-s T      give up after T seconds (default 600)
+  --workers-nice N   CPU niceness of the simulated workers' processes, 0-19 (default 10: they stand
+                     for remote machines, the coordinator under test gets the CPU first)`;
 
 function bad(message: string): AppError {
   return new AppError('ERR_LOADTEST_ARGS', `loadtest: ${message}`, 400, 'see --help');
@@ -63,7 +71,7 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions | null {
       args: argv, strict: true, allowPositionals: false,
       options: {
         workers: { type: 'string' }, preset: { type: 'string' }, steps: { type: 'string' }, processes: { type: 'string' }, mode: { type: 'string' },
-        'global-batch': { type: 'string' }, 'compute-ms': { type: 'string' }, url: { type: 'string' }, 'timeout-s': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'global-batch': { type: 'string' }, 'compute-ms': { type: 'string' }, url: { type: 'string' }, 'timeout-s': { type: 'string' }, 'workers-nice': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | undefined> });
   } catch (e) {
@@ -95,6 +103,7 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions | null {
     mode,
     globalBatch: int('global-batch', 1, 1 << 20, Math.max(1024, workers)),
     computeMs: int('compute-ms', 0, 600_000, 0),
+    workersNice: int('workers-nice', 0, 19, 10),
     url,
     timeoutMs: 1000 * int('timeout-s', 1, 86_400, 600),
   };
@@ -175,7 +184,9 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
     let first = 0;
     for (let i = 0; i < o.processes; i++) {
       const count = per + (i < o.workers % o.processes ? 1 : 0);
-      kids.push(fork(join(HERE, 'loadtest/workers-proc.ts'), [JSON.stringify({ url, count, first, computeMs: o.computeMs, seed: i + 1 })], { ...tsx, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+      const kid = fork(join(HERE, 'loadtest/workers-proc.ts'), [JSON.stringify({ url, count, first, computeMs: o.computeMs, seed: i + 1 })], { ...tsx, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      kids.push(kid);
+      if (o.workersNice > 0 && kid.pid !== undefined) setPriority(kid.pid, o.workersNice);
       first += count;
     }
     await Promise.all(kids.map((k) => onceMessage(k, 'started', left(), 'worker processes start')));
@@ -287,6 +298,7 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
       mode: o.mode,
       globalBatch: G,
       processes: o.processes,
+      workersNice: o.workersNice,
       trainSeconds: r1(trainMs / 1000),
       coordinatorCpuShare: r3(final.cpuMs / Math.max(1, final.wallMs)),
       healthzSamples: healthz.length,

@@ -26,7 +26,7 @@ import type { RoundLease } from '../train/round-trainer.ts';
  * Relative L2 difference allowed between a worker's decoded delta and the CPU reference's
  * (||d_w - d_ref|| / ||d_ref||, both int8-packed when the run packs int8). Measured: a CPU worker
  * reproduces the reference exactly (0: the same code, the same order); WebGPU (SwiftShader) vs CPU
- * rounds of H = 4, int8 packed: 2.0e-4 .. 3.2e-4 (tests/engine/diloco-inner.node.test.ts prints
+ * rounds of H = 4, int8 packed: 2.0e-4 .. 3.2e-4 (tests/engine/diloco-inner.case.ts, run by conformance.node.test.ts, prints
  * it). Allowed: 1e-2 (30x the largest measured, for longer rounds whose float32 differences grow
  * with H; not measured beyond H = 4). A delta scaled by 1.1 is 1e-1 off.
  */

@@ -1,6 +1,7 @@
 // The conformance suite (conformance.case.ts) under vitest: once against the CPU reference
 // backend, once against the WebGPU engine in Node (Dawn; SwiftShader on machines without a GPU),
-// plus the GPU kernel policy forced on, against the long PyTorch fixture (gpu-policy.case.ts).
+// plus the GPU kernel policy forced on, against the long PyTorch fixture (gpu-policy.case.ts),
+// and DiLoCo inner rounds on the engine vs the CPU reference (diloco-inner.case.ts).
 // One device for the whole webgpu block: pipelines compile once (~0.5 s each on SwiftShader).
 
 import { readFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conformanceCases } from './conformance.case.ts';
 import { stageCases } from './stage.case.ts';
 import { gpuPolicyCases } from './gpu-policy.case.ts';
+import { dilocoInnerCase } from './diloco-inner.case.ts';
 import { LONG_FIXTURE_PATH } from '../reference/fixture-long.ts';
 import { parseFixtureBytes } from './fixture-bytes.ts';
 import { FIXTURE_PATH, readFixture } from '../reference/fixture.ts';
@@ -69,6 +71,9 @@ describe('conformance: webgpu (Node, Dawn)', () => {
   };
   const cases = conformanceCases(env);
   cases.push(...stageCases({ ...env, createStageBackend: (cfg, spec) => createWebGpuStageBackend(cfg, spec, { device: dev.device, adapterInfo: dev.info }) }));
+  // DiLoCo inner rounds vs the CPU reference (was tests/engine/diloco-inner.node.test.ts): on the
+  // fixture's shapes, after the fixture case, so its step reuses the pipelines compiled above.
+  cases.push(dilocoInnerCase('webgpu-node', (cfg, maxMicroBatch) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info, maxMicroBatch })));
   cases.push(...gpuPolicyCases({
     label: 'webgpu-node',
     createBackend: (cfg) => createWebGpuBackend(cfg, { device: dev.device, adapterInfo: dev.info, deviceClass: 'gpu' }),

@@ -31,6 +31,8 @@ describe('load generator (reduced)', () => {
   it('refuses bad arguments and an unsupported mode by name', async () => {
     expect(() => parseLoadTestArgs(['--workers', '0'])).toThrow(/ERR_LOADTEST_ARGS|--workers must be an integer/);
     expect(() => parseLoadTestArgs(['--workers', '10', '--mode', 'async'])).toThrow(/--mode must be sync or diloco/);
+    expect(() => parseLoadTestArgs(['--workers', '10', '--workers-nice', '20'])).toThrow(/--workers-nice must be an integer in \[0, 19\]/);
+    expect(parseLoadTestArgs(['--workers', '10'])!.workersNice).toBe(10);
     try {
       parseLoadTestArgs(['--workers', 'x']);
       expect.unreachable();
