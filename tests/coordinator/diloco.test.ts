@@ -203,7 +203,8 @@ describe('--mode diloco', () => {
     expect(mid.momentum).toBeCloseTo(0.45, 12);
     expect(outerHyperAt(c, 4, 5)).toEqual({ lr: 0.35, momentum: 0 });
     expect(outerHyperAt(c, 9, 5)).toEqual({ lr: 0.35, momentum: 0 });
-    // Unset: constant (the coordinator's defaults per codec).
+    // The coordinator's default lands the momentum at 0; unset in the function: constant.
+    expect(validateConfig({ mode: 'diloco' }).outerMomentumEnd).toBe(0);
     expect(outerHyperAt({ compress: 'int8' }, 4, 5)).toEqual({ lr: 0.7, momentum: 0.9 });
     expect(outerHyperAt({ compress: 'sparse' }, 4, 5)).toEqual({ lr: 1, momentum: 0 });
     expect(() => validateConfig({ mode: 'diloco', compress: 'sparse', outerMomentumEnd: 0.5 })).toThrow(/--outer-momentum-end must be 0 with --compress sparse/);
