@@ -9,6 +9,9 @@ import { io } from 'socket.io-client';
 import { startCoordinator, type CoordinatorHandle } from '../../coordinator/coordinator.ts';
 import { outerHyperAt, roundLength, roundStart, validateConfig, type CoordinatorConfigInput } from '../../coordinator/config.ts';
 import { syntheticDataset, syntheticId } from '../../shared/data/synthetic.ts';
+import { Trainer } from '../../coordinator/train/trainer.ts';
+import { RoundTrainer } from '../../coordinator/train/round-trainer.ts';
+import { lrAt, runSchedule } from '../../shared/optim/index.ts';
 import { decode, encode } from '../../shared/diloco/codec.ts';
 import { msgpackParser } from '../../shared/protocol/parser.ts';
 import { PROTOCOL_VERSION } from '../../shared/protocol/messages.ts';
@@ -209,5 +212,16 @@ describe('--mode diloco', () => {
     expect(outerHyperAt({ compress: 'sparse' }, 4, 5)).toEqual({ lr: 1, momentum: 0 });
     expect(() => validateConfig({ mode: 'diloco', compress: 'sparse', outerMomentumEnd: 0.5 })).toThrow(/--outer-momentum-end must be 0 with --compress sparse/);
     expect(() => validateConfig({ mode: 'diloco', outerMomentumEnd: 1 })).toThrow(/--outer-momentum-end must be in \[0, 1\)/);
+  });
+  it('inner learning rates: the run\'s schedule over its inner steps, as a sync run of the same tokens (WSD decays in a 5-round run too)', () => {
+    for (const roundWarmup of [undefined, '10,15,25']) {
+      const cfg = validateConfig({ preset: 'tiny', runDir: '/tmp/unused', mode: 'diloco', lr: 3e-3, warmupSteps: 10, maxSteps: roundWarmup ? 7 : 5, decaySteps: 0, innerSteps: 50, stableFraction: 0.8, ...(roundWarmup ? { roundWarmup } : {}) });
+      const rt = new RoundTrainer(new Trainer(cfg, presetConfig('tiny'), syntheticDataset(SIZE, T)), cfg);
+      const sync = runSchedule(cfg, 250);
+      const lrs = Array.from({ length: cfg.maxSteps }, (_, r) => rt.lrs(r, rt.roundH(r))).flat();
+      expect(lrs.length).toBe(250);
+      expect(lrs).toEqual(Array.from({ length: 250 }, (_, s) => lrAt(s, sync)));
+      expect(lrs.at(-1)!).toBeLessThan(1e-4);
+    }
   });
 });
