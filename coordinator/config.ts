@@ -187,7 +187,7 @@ export const configSchema = z
  * --outer-lr / --outer-momentum at round 0, linearly to --outer-lr-end / --outer-momentum-end (when
  * set) at round rounds - 1, held there after.
  */
-export function outerHyperAt(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' | 'outerMomentum' | 'outerLrEnd' | 'outerMomentumEnd'>, round: number, rounds: number): { lr: number; momentum: number } {
+export function outerHyperAt(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' | 'outerMomentum' | 'outerLrEnd'> & { outerMomentumEnd?: number }, round: number, rounds: number): { lr: number; momentum: number } {
   const h = outerHyper(c);
   const f = rounds > 1 ? Math.min(1, Math.max(0, round / (rounds - 1))) : 1;
   const at = (a: number, z: number | undefined) => (z === undefined ? a : a + (z - a) * f);
