@@ -115,7 +115,7 @@ const OPTIONS = {
   leaseMs: { arg: 'N', type: 'int', schema: int('--lease-ms', 100).default(30_000), help: 'a task not returned within N ms is re-leased' },
   heartbeatMs: { arg: 'N', type: 'int', schema: int('--heartbeat-ms', 50).default(2_000), help: 'worker heartbeat interval' },
   deadAfterMs: { arg: 'N', type: 'int', schema: int('--dead-after-ms', 200).default(10_000), help: 'silence after which a worker is dead' },
-  maxMicroBatch: { arg: 'N', type: 'int', schema: int('--max-micro-batch', 1).default(64), help: "cap on any worker's task size (sequences)" },
+  maxMicroBatch: { arg: 'N', type: 'int', schema: int('--max-micro-batch', 1).default(64), help: "cap on any worker's task size (sequences); in sync mode plans are also capped at one step's rows (the global batch)" },
   minWorkers: { arg: 'N', type: 'int', schema: int('--min-workers', 1).default(1), help: 'start training once N replica workers joined' },
   adminToken: { arg: 'T', type: 'string', schema: z.string().min(8, '--admin-token must be at least 8 characters').optional(), help: 'bearer token for /api/admin/* (env ADMIN_TOKEN)', unset: 'generated, printed' },
   joinToken: { arg: 'T', type: 'string', schema: z.string().min(1).max(128, '--join-token must be at most 128 characters').optional(), help: 'workers must present it in hello', unset: 'open cluster' },
@@ -215,6 +215,18 @@ export function roundStart(c: Pick<CoordinatorConfig, 'innerSteps' | 'roundWarmu
 export function outerHyper(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' | 'outerMomentum'>): { lr: number; momentum: number } {
   const sparse = c.compress === 'sparse';
   return { lr: c.outerLr ?? (sparse ? 1 : 0.7), momentum: c.outerMomentum ?? (sparse ? 0 : 0.9) };
+}
+
+/**
+ * The micro-batch cap a replica's plan is made with. In sync mode no task is larger than one
+ * optimizer step's rows (the global batch; two rows per preference pair), and a fixed-shape engine
+ * (WebGPU) pads every task to its plan's micro-batch: a 64-row plan under a batch of 8 computed 8x
+ * the rows (measured 5.0x slower per step on SwiftShader, docs/model.md). DiLoCo rounds size their
+ * inner steps from the plan and keep the flag's cap.
+ */
+export function plannedMicroBatchCap(c: Pick<CoordinatorConfig, 'mode' | 'objective' | 'globalBatch' | 'maxMicroBatch'>): number {
+  if (c.mode === 'diloco') return c.maxMicroBatch;
+  return Math.min(c.maxMicroBatch, c.globalBatch * (c.objective === 'dpo' ? 2 : 1));
 }
 
 export type CoordinatorConfig = z.output<typeof configSchema>;

@@ -11,7 +11,9 @@ Mirrors our system exactly where it matters (see docs/model.md, "Teaching the bu
             linear warmup + WSD or cosine to min-lr (shared/optim), one epoch = one permutation of train;
   eval      greedy decoding of every held-out prompt, exact match, per task.
 
-Defaults = coordinator/config.ts defaults (peak 2e-3, warmup 50, cosine to 2e-5 over 1500 steps, beta2 0.99).
+Defaults = the coordinator's batch-32 defaults of an earlier stage (peak 2e-3, warmup 50, cosine to 2e-5 over
+1500 steps, beta2 0.99). Today's npm start defaults are --batch 8 --lr 1e-3 --min-lr 1e-5 --warmup 200 --decay 6000
+--schedule wsd --stable-end 4800 on a dump made with the padded-reversed format (docs/model.md, Follow-up runs 3).
   npx tsx bench/arith/dump-task.ts 1 small > /tmp/arith-task-small.json   # answers as the task writes them
   /usr/bin/python3 bench/arith/train_mirror.py /tmp/arith-task-small.json --steps 1500
 Prints one JSON line per evaluation and a summary line ("steps to 95%/99%").

@@ -3,6 +3,7 @@
 import { Router } from 'express';
 import { AppError } from '../../shared/errors.ts';
 import { planWorker } from '../../shared/memory/plan.ts';
+import { plannedMicroBatchCap } from '../config.ts';
 import { parseBytes } from '../../shared/memory/units.ts';
 import { toWirePlan } from '../server/wire-plan.ts';
 import type { CoordinatorContext } from './context.ts';
@@ -60,7 +61,7 @@ export function apiRouter(ctx: CoordinatorContext): Router {
         microBatchSum: replicas.reduce((a, w) => a + w.plan.microBatch, 0),
       },
       ...(memory !== undefined || maxBufferSize !== undefined || maxStorageBufferBindingSize !== undefined
-        ? { example: toWirePlan(planWorker(model, { userCapBytes: memory, maxBufferSize, maxStorageBufferBindingSize }, { seqLen: ctx.seqLen, maxMicroBatch: ctx.config.maxMicroBatch })) }
+        ? { example: toWirePlan(planWorker(model, { userCapBytes: memory, maxBufferSize, maxStorageBufferBindingSize }, { seqLen: ctx.seqLen, maxMicroBatch: plannedMicroBatchCap(ctx.config) })) }
         : {}),
     });
   });

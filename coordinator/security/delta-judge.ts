@@ -11,6 +11,11 @@
 // reference (shared/diloco/inner.ts runRound + HostInnerEngine) from the same start weights and
 // rows, packed with the same codec; the worker's decoded delta must be within
 // RECOMPUTE_TOLERANCE (relative L2) of the reference's, else VERIFY_FAILED and a ban.
+// prepare(): what needs only the lease (the score's loss at the start weights; a sampled round's
+// reference delta) is computed when the lease goes out, while its worker computes, so that the
+// delta's arrival waits only for what needs the delta (issue 13: the re-computation of a sampled
+// round, H inner steps, used to start when the delta arrived and held the round's close as long
+// again as the worker's own round).
 
 import { buildMicroBatch, type Dataset } from '../../shared/data/index.ts';
 import { createCpuBackend, type CpuBackend } from '../../shared/model/cpu-backend.ts';
@@ -61,6 +66,9 @@ export const LOSS_BLOWUP = 0.5;
 export const SCORE_ROWS = 8;
 const NORM_WINDOW = 64;
 
+/** What a sampled round's re-computation needs besides the lease and the start weights. */
+export interface RecomputeRound { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }
+
 export type DeltaVerdict = { ok: true; norm: number; before: number; after: number } | { ok: false; code: RejectCode; message: string; ban?: string };
 
 export class DeltaJudge {
@@ -70,6 +78,8 @@ export class DeltaJudge {
   /** Relative L2 differences of the re-computed rounds (the last 64), for the status and the docs. */
   readonly recomputeErrors: number[] = [];
   private inner: HostInnerEngine | null = null;
+  /** prepare()'s results by lease id (dropped when used, or when a later version is prepared). */
+  private readonly prepared = new Map<string, { version: number; before: Promise<number>; want: Promise<Float32Array> | null }>();
 
   constructor(
     model: ModelConfig,
@@ -86,8 +96,11 @@ export class DeltaJudge {
    * Re-run a sampled round's H inner steps on the CPU reference (fresh moments, as the worker was
    * told) and compare the worker's decoded delta with the reference packed by the same codec.
    */
-  recompute(lease: RoundLease, start: Float32Array, delta: Float32Array, round: { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }): Promise<DeltaVerdict | null> {
-    return this.serial(() => this.recomputeNow(lease, start, delta, round));
+  recompute(lease: RoundLease, start: Float32Array, delta: Float32Array, round: RecomputeRound): Promise<DeltaVerdict | null> {
+    // Not itself in the queue: a prepared reference is already in it (awaiting it from a later
+    // place in the queue is fine, but the delta need not wait for score calls queued after it);
+    // an unprepared reference is queued (the inner engine holds one round at a time).
+    return this.recomputeNow(lease, start, delta, round);
   }
 
   /**
@@ -104,14 +117,44 @@ export class DeltaJudge {
 
   private queue: Promise<unknown> = Promise.resolve();
 
-  private async recomputeNow(lease: RoundLease, start: Float32Array, delta: Float32Array, round: { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }): Promise<DeltaVerdict | null> {
-    if (round.lrs.length !== lease.H) return { ok: false, code: 'VERIFY_FAILED', message: `re-computation: ${round.lrs.length} learning rates for H = ${lease.H} (bug)` };
+  /**
+   * Starts, in the judge's queue, what judging `lease`'s delta needs before the delta exists: the
+   * loss score's loss at `start` and, for a sampled round (`round` given), the reference delta.
+   * `start` must be the weights the delta will be judged against (the round's published weights).
+   */
+  prepare(lease: RoundLease, start: Float32Array, round?: RecomputeRound): void {
+    for (const [id, x] of this.prepared) if (x.version < lease.version) this.prepared.delete(id);
+    const before = this.serial(() => this.lossAt(start, this.scoreBatch(lease)));
+    const want = round ? this.serial(() => this.reference(lease, start, round)) : null;
+    // A failure is met again (and reported) by judge()/recompute(), which then compute it themselves.
+    before.catch(() => undefined);
+    want?.catch(() => undefined);
+    this.prepared.set(lease.id, { version: lease.version, before, want });
+  }
+
+  private take(lease: RoundLease): { before: Promise<number>; want: Promise<Float32Array> | null } | null {
+    const x = this.prepared.get(lease.id);
+    return x && x.version === lease.version ? x : null;
+  }
+
+  /** The round's H inner steps on the CPU reference (fresh moments), packed and decoded as the round's codec does. */
+  private async reference(lease: RoundLease, start: Float32Array, round: RecomputeRound): Promise<Float32Array> {
     const b = buildMicroBatch(this.dataset, lease.rows.map((r) => r.id));
     // Its own CPU backend: the loss score's backend holds other weights between calls.
     this.inner ??= new HostInnerEngine(createCpuBackend(this.model), buildParameterTable(this.model));
     this.inner.resetMoments();
-    const ref = await runRound(this.inner, start, { B: lease.B, T: b.T, inputs: b.inputs, targets: b.targets, mask: b.mask }, { ...round.hyper, lrs: round.lrs });
-    const want = round.compress === 'none' ? ref.delta : decode(encode(ref.delta, round.compress, round.codec));
+    // Yields to the event loop between inner steps: heartbeats and deltas are read meanwhile
+    // (the judge's queue keeps the other calls waiting).
+    const ref = await runRound(this.inner, start, { B: lease.B, T: b.T, inputs: b.inputs, targets: b.targets, mask: b.mask }, { ...round.hyper, lrs: round.lrs },
+      { between: () => new Promise<void>((r) => setImmediate(r)) });
+    return round.compress === 'none' ? ref.delta : decode(encode(ref.delta, round.compress, round.codec));
+  }
+
+  private async recomputeNow(lease: RoundLease, start: Float32Array, delta: Float32Array, round: RecomputeRound): Promise<DeltaVerdict | null> {
+    if (round.lrs.length !== lease.H) return { ok: false, code: 'VERIFY_FAILED', message: `re-computation: ${round.lrs.length} learning rates for H = ${lease.H} (bug)` };
+    const early = this.take(lease)?.want;
+    this.prepared.delete(lease.id);
+    const want = (early ? await early.catch(() => null) : null) ?? await this.serial(() => this.reference(lease, start, round));
     const err = relativeL2(delta, want);
     this.counters.recomputed++;
     this.recomputeErrors.push(err);
@@ -124,6 +167,19 @@ export class DeltaJudge {
     return null;
   }
 
+  /** The score's rows of `lease`: SCORE_ROWS evenly spaced over its micro-batches. */
+  private scoreBatch(lease: RoundLease) {
+    const n = lease.rows.length;
+    const pick = Array.from({ length: Math.min(SCORE_ROWS, n) }, (_, i) => lease.rows[Math.floor((i * n) / Math.min(SCORE_ROWS, n))].id);
+    return buildMicroBatch(this.dataset, pick);
+  }
+
+  /** The loss of `batch` at `weights` on the score's backend (called inside the queue only). */
+  private async lossAt(weights: Float32Array, batch: ReturnType<typeof buildMicroBatch>): Promise<number> {
+    await this.cpu.setParams(weights);
+    return (await this.cpu.forward(batch)).loss;
+  }
+
   judge(lease: RoundLease, start: Float32Array, delta: Float32Array): Promise<DeltaVerdict> {
     return this.serial(() => this.judgeNow(lease, start, delta));
   }
@@ -133,11 +189,10 @@ export class DeltaJudge {
     for (let i = 0; i < delta.length; i++) ss += delta[i] * delta[i];
     const norm = Math.sqrt(ss);
     if (!Number.isFinite(norm)) return { ok: false, code: 'NON_FINITE', message: 'delta: not finite' };
-    const n = lease.rows.length;
-    const pick = Array.from({ length: Math.min(SCORE_ROWS, n) }, (_, i) => lease.rows[Math.floor((i * n) / Math.min(SCORE_ROWS, n))].id);
-    const batch = buildMicroBatch(this.dataset, pick);
-    await this.cpu.setParams(start);
-    const before = (await this.cpu.forward(batch)).loss;
+    const batch = this.scoreBatch(lease);
+    const early = this.take(lease)?.before;
+    if (!this.take(lease)?.want) this.prepared.delete(lease.id);
+    const before = (early ? await early.catch(() => null) : null) ?? await this.lossAt(start, batch);
     const moved = new Float32Array(start.length);
     for (let i = 0; i < moved.length; i++) moved[i] = start[i] - delta[i];
     await this.cpu.setParams(moved);

@@ -11,7 +11,7 @@ import { planWorker } from '../../shared/memory/plan.ts';
 import { planRoundWorker } from '../../shared/memory/round-plan.ts';
 import { PROTOCOL_VERSION, type RejectCode, type ServerToClientEvents, type WelcomeMsg } from '../../shared/protocol/messages.ts';
 import { validateBye, validateHeartbeat, validateHello } from '../../shared/protocol/validate.ts';
-import type { CoordinatorConfig } from '../config.ts';
+import { plannedMicroBatchCap, type CoordinatorConfig } from '../config.ts';
 import type { Security } from '../security/security.ts';
 import { tokenMatches } from '../security/token.ts';
 import type { Accept, Ban } from '../security/verdict.ts';
@@ -163,7 +163,7 @@ export class WorkerGateway implements WorkerPort {
           probedBytes: h.value.probedBytes || undefined,
           maxBufferSize: h.value.limits.maxBufferSize,
           maxStorageBufferBindingSize: h.value.limits.maxStorageBufferBindingSize,
-        }, { seqLen: this.seqLen, maxMicroBatch: this.cfg.maxMicroBatch });
+        }, { seqLen: this.seqLen, maxMicroBatch: plannedMicroBatchCap(this.cfg) });
       } catch (e) {
         return reject('hello', 'OUT_OF_RANGE', isAppError(e) ? e.message : String(e));
       }

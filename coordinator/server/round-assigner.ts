@@ -108,6 +108,11 @@ export class RoundAssigner implements WorkAssigner {
     this.workers.markComputing(w, lease.id, rows.length, now);
     this.port.send(w, 'round', task);
     this.workers.publish(w);
+    // While the worker computes: the score's loss at the start weights and, for a sampled round,
+    // the re-computation (delta-judge.ts prepare; after this turn, so the task goes out first).
+    const start = rt.published;
+    const round = lease.recompute ? { lrs: task.lrs, hyper: task.hyper, compress: task.compress, codec: task.codec } : undefined;
+    setImmediate(() => this.judge.prepare(lease, start, round));
   }
 
   /** The published weights of `version` to `w`: a packed update when it holds the previous version, else full. */

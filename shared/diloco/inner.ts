@@ -66,9 +66,15 @@ export class HostInnerEngine implements InnerEngine {
     return this.state.step;
   }
 
+  /** The backend reads this.params itself (CpuBackend.adoptParams): no copy per inner step. */
+  private adopted = false;
+
   async setParams(p: Float32Array): Promise<void> {
     this.params = new Float32Array(p);
-    await this.backend.setParams(this.params);
+    const b = this.backend as TrainingBackend & { adoptParams?: (x: Float32Array) => void };
+    this.adopted = typeof b.adoptParams === 'function';
+    if (this.adopted) b.adoptParams!(this.params);
+    else await this.backend.setParams(this.params);
   }
 
   async step(batch: MicroBatch, lr: number, h: InnerHyper): Promise<InnerStepResult> {
@@ -78,7 +84,7 @@ export class HostInnerEngine implements InnerEngine {
     const g = r.grads;
     if (s !== 1) for (let i = 0; i < g.length; i++) g[i] *= s;
     adamwStep(this.params, g, this.state, lr, h, this.decay);
-    await this.backend.setParams(this.params);
+    if (!this.adopted) await this.backend.setParams(this.params);
     return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, nonFinite: r.nonFinite };
   }
 

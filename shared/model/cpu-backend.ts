@@ -48,6 +48,20 @@ export class CpuBackend implements TrainingBackend {
     this.params = new Float32Array(params);
   }
 
+  /**
+   * Uses `params` itself, no copy: for a caller that changes it only between calls and wants every
+   * change seen (HostInnerEngine's AdamW updates its weights in place after each step; a copy per
+   * inner step was 4 bytes per parameter allocated and copied every step, issue 13).
+   */
+  adoptParams(params: Float32Array): void {
+    if (this.disposed) throw new AppError('ERR_BACKEND_DISPOSED', 'cpu backend: adoptParams() after dispose()', 500);
+    const n = this.model.table.total;
+    if (!(params instanceof Float32Array) || params.length !== n) {
+      throw new AppError('ERR_PARAM_SIZE', `cpu backend: adoptParams got ${params?.length} values, the model needs ${n}`, 400);
+    }
+    this.params = params;
+  }
+
   async forward(batch: MicroBatch): Promise<ForwardResult> {
     const params = this.ready('forward()');
     const { loss, tokens } = this.model.forward(params, batch);

@@ -61,4 +61,32 @@ describe('diloco: CPU re-computation of a sampled round', () => {
     console.log(`recompute relative L2: honest ${honestErr}, scaled 1.1x ${judge.recomputeErrors.at(-2)!.toExponential(3)}, other rows ${judge.recomputeErrors.at(-1)!.toExponential(3)} (allowed ${RECOMPUTE_TOLERANCE})`);
     expect(judge.counters).toMatchObject({ recomputed: 3, recomputeFailed: 2 });
   });
+
+  it('prepared when the lease goes out (prepare), gives the verdicts and scores it gives unprepared', async () => {
+    const start = initParameters(model, 5);
+    const round = { lrs, hyper, compress: 'int8' as const, codec: DEFAULT_CODEC_PARAMS };
+    const honest = await workerDelta(start, 0);
+    const plain = new DeltaJudge(model, data, 1e9);
+    const want = await plain.judge(lease(0), start, honest);
+    const early = new DeltaJudge(model, data, 1e9);
+    const l = lease(0);
+    early.prepare(l, start, round); // before the delta exists
+    const got = await early.judge(l, start, honest);
+    expect(got).toEqual(want);
+    expect(await early.recompute(l, start, honest, round)).toBeNull();
+    expect(early.recomputeErrors.at(-1)).toBe(0);
+    // Prepared, then a scaled delta: refused as unprepared.
+    const l2 = lease(0);
+    early.prepare(l2, start, round);
+    const scaled = honest.map((x) => x * 1.1);
+    expect((await early.judge(l2, start, scaled)).ok).toBe(true);
+    const v = await early.recompute(l2, start, scaled, round);
+    expect(v && !v.ok && v.code).toBe('VERIFY_FAILED');
+    // Prepared for other start weights (an older version): not used, the judge computes afresh.
+    const old = lease(0);
+    early.prepare(old, initParameters(model, 6), round);
+    const moved = { ...old, version: 1 };
+    expect(await early.recompute(moved, start, honest, round)).toBeNull();
+    expect(early.counters).toMatchObject({ recomputed: 3, recomputeFailed: 1 });
+  });
 });

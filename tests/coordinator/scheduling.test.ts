@@ -36,4 +36,23 @@ describe('throughput-proportional leasing', () => {
       await c.close();
     }
   });
+
+  it('plans no micro-batch larger than a step: a big worker under the default batch of 8 gets 8, not 64', async () => {
+    // A fixed-shape engine (WebGPU) pads every task to its plan's micro-batch: a 64-row plan under
+    // a batch of 8 computed 8x the rows. Preference pairs are two rows each.
+    const base = { port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, maxSteps: 0, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false } as const;
+    for (const [extra, want] of [[{}, 8], [{ globalBatch: 100 }, 64], [{ globalBatch: 3, maxMicroBatch: 2 }, 2]] as const) {
+      const c = await startCoordinator({ ...base, ...extra });
+      try {
+        const w = startTestWorker(c.url, { name: 'big', memory: 8 * 2 ** 30 });
+        ws.push(w);
+        expect((await w.welcome).plan.microBatch, JSON.stringify(extra)).toBe(want);
+        const r = await fetch(`${c.url}/api/plan?memory=8GiB`);
+        expect((await r.json()).example.microBatch).toBe(want);
+        w.close();
+      } finally {
+        await c.close();
+      }
+    }
+  });
 });

@@ -1,0 +1,88 @@
+// Test files that run without per-file isolation (vitest `isolate: false`, project 'light' in
+// tests/vitest.config.ts): a worker process is reused across them instead of a fresh fork per file.
+// Why: for small files the fork and the module imports cost more than the tests. These files
+// (each under 3 s in the CI run of 2026-12-02, together ~45 s of test time), run together on 2
+// workers on the dev box (load average 24-28): isolated 253.5 s (vitest: import 122.6 s); reusing
+// workers 77.4 s (import 18.0 s) and, this list through the config, 133.8 s (import 27.7 s).
+//
+// What qualifies: no browser, no WebGPU device, no module mocks, fake timers or process-wide
+// mutation (env, cwd, globals, process handlers), everything it starts closed in its own hooks.
+// Files that start Chromium, Dawn or long child-process runs stay isolated (every file not listed),
+// as do new files until someone lists them. A file here that leaks state into the next one makes
+// that one fail: move it out of the list rather than loosen the test. Left out on purpose:
+// coordinator/scheduling.test.ts (it compares measured worker throughput: with the worker process
+// reused it failed once at load ~28, 27 vs 21 samples against a 1.5x bar).
+
+export const LIGHT_FILES = [
+  'tests/architecture/file-size.test.ts',
+  'tests/chaos/accounting.test.ts',
+  'tests/coordinator/api.test.ts',
+  'tests/coordinator/checkpoint.test.ts',
+  'tests/coordinator/config.test.ts',
+  'tests/coordinator/dashboard-ns.test.ts',
+  'tests/coordinator/delta-judge-score.test.ts',
+  'tests/coordinator/equivalence.test.ts',
+  'tests/coordinator/http-errors.test.ts',
+  'tests/coordinator/node-worker.test.ts',
+  'tests/coordinator/sync-fp16.test.ts',
+  'tests/coordinator/trainer.test.ts',
+  'tests/dashboard/cluster-view.test.ts',
+  'tests/dashboard/compare-view.test.ts',
+  'tests/dashboard/diloco-view.test.ts',
+  'tests/dashboard/pipeline-view.test.ts',
+  'tests/dashboard/view-units.test.ts',
+  'tests/dashboard/workers-pager.test.ts',
+  'tests/dpo/compute-preference.test.ts',
+  'tests/dpo/dpo-verify.test.ts',
+  'tests/dpo/preference-data.test.ts',
+  'tests/dpo/stage-dpo.test.ts',
+  'tests/export/export.test.ts',
+  'tests/export/hf-tokenizer.test.ts',
+  'tests/generate/openai-client.test.ts',
+  'tests/generate/openai.test.ts',
+  'tests/generate/routes.test.ts',
+  'tests/hardening/aggregate.test.ts',
+  'tests/hardening/bans-persist.test.ts',
+  'tests/hardening/disk.test.ts',
+  'tests/hardening/reputation.test.ts',
+  'tests/hardening/unusual.test.ts',
+  'tests/memory/activations-golden.test.ts',
+  'tests/memory/churn.test.ts',
+  'tests/memory/cluster.test.ts',
+  'tests/memory/devices.test.ts',
+  'tests/memory/limits.test.ts',
+  'tests/memory/pipeline-plan.test.ts',
+  'tests/memory/plan.test.ts',
+  'tests/memory/round-plan.test.ts',
+  'tests/memory/routes.test.ts',
+  'tests/memory/rules.test.ts',
+  'tests/memory/simulate-agrees.test.ts',
+  'tests/protocol/parser.test.ts',
+  'tests/protocol/round.test.ts',
+  'tests/protocol/stage.test.ts',
+  'tests/protocol/validate.test.ts',
+  'tests/shared/data/arith-eval.test.ts',
+  'tests/shared/data/arith-rev.test.ts',
+  'tests/shared/data/files.test.ts',
+  'tests/shared/data/sampler.test.ts',
+  'tests/shared/data/sequences.test.ts',
+  'tests/shared/diloco/codec.test.ts',
+  'tests/shared/diloco/outer.test.ts',
+  'tests/shared/model/cpu-backend.test.ts',
+  'tests/shared/model/fixture.test.ts',
+  'tests/shared/model/generate.test.ts',
+  'tests/shared/model/gradcheck.test.ts',
+  'tests/shared/model/model-basics.test.ts',
+  'tests/shared/model/ops.test.ts',
+  'tests/shared/optim/optim.test.ts',
+  'tests/shared/preference-rows.test.ts',
+  'tests/shared/stage-backend.test.ts',
+  'tests/shared/stage-codec.test.ts',
+  'tests/shared/stage.test.ts',
+  'tests/shared/tokenizer.test.ts',
+  'tests/worker/adaptive-faults.test.ts',
+  'tests/worker/client-units.test.ts',
+  'tests/worker/delta-faults.test.ts',
+  'tests/worker/fault-wrappers.test.ts',
+  'tests/worker/micro-batch.test.ts',
+];
