@@ -1,4 +1,4 @@
-// `npm run bench:ingest [-- --presets tiny,small,gpt2 --reps N]`: in one process, what it costs
+// `npm run bench:ingest [-- --presets tiny,small,gpt2 --reps N --threads K]`: in one process, what it costs
 // the coordinator to take one result frame off the socket and fold it in, against memcpy measured
 // in the same run. Ingest = the msgpack parser's Decoder.add (the bytes socket.io hands over for
 // a websocket message) -> validateResult (schema, lengths, every value finite) -> the streaming
@@ -6,6 +6,8 @@
 // Float32Array.set of the same gradient bytes. Security's per-result checks (replay digest,
 // gradient norm) are a policy on top and are measured apart ("withChecks"; the norm comes out of
 // validateResult's finite scan, as in security.judgeResult, so only the digest is an extra pass).
+// `--threads K` (K >= 1) also measures the fold-thread prototype (coordinator/train/fold-pool.ts,
+// not wired into the coordinator: see docs/scale.md) with 4K frames per repetition, as `threaded`.
 // Prints a table, then as the last line: { cases: [{ preset, bytes, memcpyMBps, ingestMBps, ratio }] }.
 
 import { parseArgs } from 'node:util';
@@ -17,6 +19,7 @@ import { measuredNorm, validateResult } from '../shared/protocol/validate.ts';
 import { AppError } from '../shared/errors.ts';
 import { FOLD_BATCH, MeanAggregator } from '../coordinator/train/aggregate.ts';
 import { gradientDigest } from '../coordinator/security/replay.ts';
+import { FoldPool } from '../coordinator/train/fold-pool.ts';
 
 export interface IngestCase { preset: string; bytes: number; memcpyMBps: number; ingestMBps: number; ratio: number; withChecksMBps: number; reps: number; framesPerRep: number; decodedAsViews: number; decodedAsCopies: number }
 
@@ -99,22 +102,98 @@ export function runIngestCase(preset: string, reps: number): IngestCase {
   return c;
 }
 
+export interface ThreadedCase { preset: string; bytes: number; threads: number; frames: number; memcpyMBps: number; ingestMBps: number; ratio: number; withChecksMBps: number; finishMs: number; copies: number }
+
+/**
+ * The fold-thread path (--fold-threads): decode + schema check on this thread, the frame's buffer
+ * transferred to one of `threads` fold threads, which scan it (finite + norm; + SHA-256 with
+ * checks), then fold it into their own accumulators once told to (the judgment in between is
+ * trivially "accept" here). Timed from the first frame handed over to the last one folded.
+ */
+export async function runThreadedCase(preset: string, reps: number, threads: number, framesPerRep: number): Promise<ThreadedCase> {
+  const paramCount = parameterCount(presetConfig(preset));
+  const bytes = paramCount * 4;
+  const bufs: ArrayBuffer[] = Array.from({ length: framesPerRep }, (_, i) => {
+    const f = frameFor(paramCount, i);
+    return f.buffer.byteLength === f.byteLength ? (f.buffer as ArrayBuffer) : (f.slice().buffer as ArrayBuffer);
+  });
+  let back: ArrayBuffer[] = [];
+  const pool = new FoldPool(paramCount, threads, { returnBuffers: true, onBuffer: (b) => back.push(b) });
+  const decoder = new Decoder();
+  let decoded: Packet | null = null;
+  decoder.on('decoded', (p: Packet) => {
+    decoded = p;
+  });
+  const one = async (buf: ArrayBuffer, checks: boolean) => {
+    decoder.add(Buffer.from(buf));
+    const raw = (decoded!.data as unknown[])[1];
+    decoded = null;
+    const v = validateResult(raw, { paramCount, finiteScan: false });
+    if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
+    const { held, outcome } = await pool.check(v.value.grads, checks);
+    if (!outcome.ok || !held) throw new AppError('ERR_BENCH_INGEST', 'bench:ingest: a finite frame was refused');
+    if (checks && (outcome.norm < 0 || !outcome.digest)) throw new AppError('ERR_BENCH_INGEST', 'bench:ingest: no norm/digest');
+    await pool.fold(held, v.value.tokens);
+  };
+  const all = async (checks: boolean) => {
+    await pool.begin();
+    const t = performance.now();
+    await Promise.all(bufs.map((b) => one(b, checks)));
+    await pool.begin(); // flush: every result folded
+    const ms = performance.now() - t;
+    // Buffers come back with the 'folded' replies; wait for the last of them.
+    while (back.length < bufs.length) await new Promise((r) => setImmediate(r));
+    bufs.splice(0, bufs.length, ...back);
+    back = [];
+    return ms;
+  };
+  const src = new Float32Array(paramCount);
+  for (let i = 0; i < paramCount; i++) src[i] = i * 1e-9;
+  const dst = new Float32Array(paramCount);
+  dst.set(src);
+  await all(false);
+  let memcpyMs = Infinity;
+  let ingestMs = Infinity;
+  let checksMs = Infinity;
+  for (let r = 0; r < reps; r++) {
+    memcpyMs = Math.min(memcpyMs, timeBest(1, () => dst.set(src)));
+    ingestMs = Math.min(ingestMs, (await all(false)) / bufs.length);
+    checksMs = Math.min(checksMs, (await all(true)) / bufs.length);
+  }
+  const t = performance.now();
+  await pool.finish(dst);
+  const finishMs = performance.now() - t;
+  await pool.close();
+  const mbps = (ms: number) => Math.round(bytes / 1e6 / (ms / 1000));
+  const c: ThreadedCase = { preset, bytes, threads, frames: bufs.length, memcpyMBps: mbps(memcpyMs), ingestMBps: mbps(ingestMs), ratio: 0, withChecksMBps: mbps(checksMs), finishMs: Math.round(finishMs), copies: pool.copies };
+  c.ratio = Math.round((c.ingestMBps / c.memcpyMBps) * 1000) / 1000;
+  return c;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ args: process.argv.slice(2), options: { presets: { type: 'string' }, reps: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { presets: { type: 'string' }, reps: { type: 'string' }, threads: { type: 'string' } }, strict: true });
   const presets = (values.presets ?? 'tiny,small,gpt2').split(',').map((s) => s.trim()).filter(Boolean);
   const reps = Number(values.reps ?? 7);
   if (!Number.isInteger(reps) || reps < 1 || reps > 1000) throw new AppError('ERR_BENCH_ARGS', `bench:ingest: --reps must be an integer in [1, 1000], got "${values.reps}"`);
+  const threads = Number(values.threads ?? 0);
+  if (!Number.isInteger(threads) || threads < 0 || threads > 64) throw new AppError('ERR_BENCH_ARGS', `bench:ingest: --threads must be an integer in [0, 64], got "${values.threads}"`);
   const cases: IngestCase[] = [];
+  const threaded: ThreadedCase[] = [];
   const load0 = loadavg();
   for (const p of presets) {
     presetConfig(p); // throws a named error for an unknown preset
     // Fewer repetitions for the 0.5 GB frame of GPT-2 small.
     const c = runIngestCase(p, parameterCount(presetConfig(p)) > 1e7 ? Math.min(reps, 3) : reps * 5);
     cases.push(c);
+    if (threads > 0) {
+      const t = await runThreadedCase(p, c.reps, threads, FOLD_BATCH * threads);
+      threaded.push(t);
+      process.stdout.write(`${t.preset.padEnd(6)} fold threads ${t.threads} (${t.frames} frames per rep): memcpy ${t.memcpyMBps} MB/s  ingest ${t.ingestMBps} MB/s  ratio ${t.ratio.toFixed(3)}  (with replay digest + norm: ${t.withChecksMBps} MB/s; step-end sum ${t.finishMs} ms; buffers copied ${t.copies})\n`);
+    }
     process.stdout.write(`${c.preset.padEnd(6)} ${(c.bytes / 1e6).toFixed(1).padStart(8)} MB  memcpy ${String(c.memcpyMBps).padStart(6)} MB/s  ingest ${String(c.ingestMBps).padStart(6)} MB/s  ratio ${c.ratio.toFixed(3)}  (with replay digest + norm: ${c.withChecksMBps} MB/s; typed arrays decoded as views ${c.decodedAsViews}, copied ${c.decodedAsCopies})\n`);
   }
   process.stdout.write(`load average ${load0.map((x) => x.toFixed(2)).join(' ')} -> ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
-  process.stdout.write(JSON.stringify({ cases, loadAverage: loadavg().map((x) => Math.round(x * 100) / 100) }) + '\n');
+  process.stdout.write(JSON.stringify({ cases, ...(threads > 0 ? { threaded } : {}), loadAverage: loadavg().map((x) => Math.round(x * 100) / 100) }) + '\n');
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {

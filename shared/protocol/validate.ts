@@ -109,6 +109,11 @@ export function validateHello(x: unknown): Checked<HelloMsg> {
 export interface ResultLimits {
   /** parameterCount(model): the gradient's exact length. */
   paramCount: number;
+  /**
+   * false: leave the finite scan (and the norm) to the caller, which must run it before the
+   * result counts (the coordinator's fold threads, coordinator/train/fold-pool.ts). Default true.
+   */
+  finiteScan?: boolean;
 }
 
 /**
@@ -139,6 +144,7 @@ export function validateResult(x: unknown, lim: ResultLimits): Checked<ResultMsg
     if (half && o.grads !== undefined) throw new Bad('BAD_SCHEMA', 'result: grads and grads16 both present');
     const grads = half ? decodeHalf(typed(o, 'grads16', 'result', Uint16Array, lim.paramCount)) : typed(o, 'grads', 'result', Float32Array, lim.paramCount);
     if (nonFinite > 0) throw new Bad('NON_FINITE', `result.nonFinite: the worker reports ${nonFinite} NaN/Inf gradient values`);
+    if (lim.finiteScan === false) return { taskId, step, version, loss, tokens, grads, gradNorm, nonFinite, timings, ...(half ? { packed: 'fp16' as const } : {}) };
     const ss = sumOfSquares(grads);
     if (!Number.isFinite(ss)) {
       const bad = firstNonFinite(grads);
