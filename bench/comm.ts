@@ -18,6 +18,7 @@
 //   npx tsx bench/comm.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 2] [--link 10mbit/50mbit]
 //                         [--codecs int8,sparse] [--outer-lr X] [--outer-momentum X] [--lease-ms 120000] [--curve]
 //                         [--sync-link paced|none] [--wall-rows-per-step 1] [--dense-rounds N] [--sparse-topk K] [--in-process]
+//                         [--round-warmup H1,H2,..] [--outer-lr-end X] [--outer-momentum-end X]
 // Outer lr / momentum default to the coordinator's (0.7 / 0.9; sparse: 1 / 0, SparseLoCo).
 // --curve: the held-out loss (64 samples) of the coordinator's weights at every round boundary
 // (every H sync steps: the same tokens) with the wall time it was reached, printed per run and
@@ -61,18 +62,28 @@ const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '2' }, link: { type: 'string', default: '10mbit/50mbit' },
   codecs: { type: 'string', default: 'int8,sparse' }, one: { type: 'string' }, 'outer-lr': { type: 'string' }, 'outer-momentum': { type: 'string' }, 'lease-ms': { type: 'string', default: '120000' }, curve: { type: 'boolean', default: false },
   'sync-link': { type: 'string', default: 'paced' }, 'wall-rows-per-step': { type: 'string', default: '1' }, 'dense-rounds': { type: 'string' }, 'sparse-topk': { type: 'string' }, 'in-process': { type: 'boolean', default: false },
+  'round-warmup': { type: 'string' }, 'outer-lr-end': { type: 'string' }, 'outer-momentum-end': { type: 'string' },
 } });
 const codecs = String(values.codecs).split(',');
 for (const x of codecs) if (!['none', 'fp16', 'int8', 'sparse'].includes(x)) throw new Error(`bench:comm: --codecs: unknown codec '${x}' (none, fp16, int8, sparse)`);
 if (!['paced', 'none'].includes(String(values['sync-link']))) throw new Error(`bench:comm: --sync-link must be paced or none, got '${values['sync-link']}'`);
 const outerLr = values['outer-lr'] === undefined ? undefined : Number(values['outer-lr']);
 const outerMomentum = values['outer-momentum'] === undefined ? undefined : Number(values['outer-momentum']);
+const outerLrEnd = values['outer-lr-end'] === undefined ? undefined : Number(values['outer-lr-end']);
+const outerMomentumEnd = values['outer-momentum-end'] === undefined ? undefined : Number(values['outer-momentum-end']);
 const denseRounds = values['dense-rounds'] === undefined ? undefined : Number(values['dense-rounds']);
 const sparseTopk = values['sparse-topk'] === undefined ? undefined : Number(values['sparse-topk']);
 const K = Number(values.workers), mainB = Number(values['rows-per-step']), H = Number(values['inner-steps']), R = Number(values.rounds);
 const wallB = Number(values['wall-rows-per-step']);
 if (!(Number.isInteger(wallB) && wallB >= 0)) throw new Error(`bench:comm: --wall-rows-per-step must be an integer >= 0, got '${values['wall-rows-per-step']}'`);
 const link = parseLink(String(values.link));
+// --round-warmup H1,H2,..: the diloco runs' first rounds (docs/diloco.md); they run as many rounds as
+// cover the same R * H inner steps per worker (equal tokens), so the list must sum to a multiple of H.
+const roundWarmup = values['round-warmup'];
+const ramp = roundWarmup === undefined ? [] : roundWarmup.split(',').map(Number);
+const rampSteps = ramp.reduce((a, x) => a + x, 0);
+if (rampSteps % H !== 0 || rampSteps > R * H) throw new Error(`bench:comm: --round-warmup must sum to a multiple of --inner-steps, at most rounds x H (got ${rampSteps})`);
+const dilocoRounds = ramp.length + R - rampSteps / H;
 const inProcess = values['in-process'] === true;
 const WORKER_MAIN = fileURLToPath(new URL('../worker-web/node/main.ts', import.meta.url));
 
@@ -108,9 +119,11 @@ async function run(mode: 'sync' | 'diloco', compress: string, b: number, paced: 
   const c = await startCoordinator({
     port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, evalEvery: 0, checkpointEvery: 0, logLevel: 'silent', resume: false,
     adminToken: 'bench-comm-token', mode, compress: compress as 'none', outerLr, outerMomentum, seed: 1, lr: 3e-3, warmupSteps: sync ? 10 : 10, maxMicroBatch: b,
-    globalBatch: K * b, maxSteps: sync ? rowsBudget / (K * b) : R, decaySteps: 0, innerSteps: H, minWorkers: K, quorum: K,
+    globalBatch: K * b, maxSteps: sync ? rowsBudget / (K * b) : dilocoRounds, decaySteps: 0, innerSteps: H, minWorkers: K, quorum: K,
     leaseMs: Number(values['lease-ms']), heartbeatMs: 2_000, deadAfterMs: 60_000, maxShare: 1,
     ...(compress !== 'sparse' || denseRounds === undefined ? {} : { denseRounds }),
+    ...(sync || roundWarmup === undefined ? {} : { roundWarmup }),
+    ...(sync ? {} : { outerLrEnd, outerMomentumEnd }),
     ...(compress !== 'sparse' || sparseTopk === undefined ? {} : { sparseTopk }),
   });
   // Workers: by default each in a child process of its own (`npm run worker -- --backend cpu

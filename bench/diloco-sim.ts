@@ -8,7 +8,12 @@
 //
 //   npx tsx bench/diloco-sim.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 5]
 //     [--codec sparse|int8|none] [--topk 64] [--ef-decay 1] [--aggregate mean|sum|cover]
-//     [--outer-lr 1] [--outer-momentum 0] [--warmup-rounds 0] [--sync]
+//     [--outer-lr 1] [--outer-momentum 0] [--warmup-rounds 0] [--sync] [--lr 3e-3] [--answers F] [--seed 1]
+//     [--round-warmup H1,H2,..] [--outer-lr-end X] [--outer-momentum-end X]
+// --round-warmup: the H of the first rounds; rounds go on until R * H inner steps per worker (equal
+// tokens). --outer-lr-end / --outer-momentum-end: linear from the start value at round 0 to X at the
+// last round (the coordinator's options). --answers: the built-in task's answer format (default the
+// coordinator's; the figures of docs/diloco.md's loss tables up to 2026-12-02 ran 'plain').
 // --aggregate cover: per coordinate, the token-weighted mean over the workers that sent it
 // (a coordinate only one worker picked is not diluted by the others' zeros).
 // --warmup-rounds N: the first N rounds send int8 (dense) deltas, the rest --codec.
@@ -33,6 +38,7 @@ const { values: v } = parseArgs({ options: {
   rounds: { type: 'string', default: '5' }, codec: { type: 'string', default: 'sparse' }, topk: { type: 'string', default: '64' },
   'ef-decay': { type: 'string', default: '1' }, aggregate: { type: 'string', default: 'mean' }, 'outer-lr': { type: 'string' },
   'outer-momentum': { type: 'string' }, 'warmup-rounds': { type: 'string', default: '0' }, sync: { type: 'boolean', default: false },
+  answers: { type: 'string' }, seed: { type: 'string', default: '1' }, 'round-warmup': { type: 'string', default: '' }, 'outer-lr-end': { type: 'string' }, 'outer-momentum-end': { type: 'string' }, lr: { type: 'string', default: '3e-3' },
 } });
 const K = Number(v.workers), b = Number(v['rows-per-step']), H = Number(v['inner-steps']), R = Number(v.rounds);
 const codec = v.codec as CodecName;
@@ -40,13 +46,24 @@ const params = { ...DEFAULT_CODEC_PARAMS, topk: Number(v.topk) };
 const beta = Number(v['ef-decay']);
 const warm = Number(v['warmup-rounds']);
 const sparse = codec === 'sparse';
+// --round-warmup 5,10,25: the H of the first rounds (then --inner-steps); rounds go on until the
+// run has taken R * H inner steps per worker (equal tokens), the last one possibly shorter.
+const ramp = String(v['round-warmup']).split(',').filter((x) => x !== '').map(Number);
+const budget = R * H;
+const roundH: number[] = [];
+for (let used = 0; used < budget; ) {
+  const h = Math.min(ramp[roundH.length] ?? H, budget - used);
+  roundH.push(h);
+  used += h;
+}
 const cfg = validateConfig({
-  preset: 'tiny', runDir: '/tmp/diloco-sim', mode: v.sync ? 'sync' : 'diloco', compress: v.sync ? 'none' : codec === 'sparse' ? 'sparse' : codec as 'int8', seed: 1, lr: 3e-3, warmupSteps: 10,
+  preset: 'tiny', runDir: '/tmp/diloco-sim', ...(v.answers === undefined ? {} : { answers: v.answers as 'plain' }), mode: v.sync ? 'sync' : 'diloco', compress: v.sync ? 'none' : codec === 'sparse' ? 'sparse' : codec as 'int8', seed: Number(v.seed), lr: Number(v.lr), warmupSteps: 10,
   maxMicroBatch: b, globalBatch: K * b, maxSteps: v.sync ? R * H : R, decaySteps: 0, innerSteps: H, minWorkers: K,
   outerLr: v['outer-lr'] === undefined ? undefined : Number(v['outer-lr']), outerMomentum: v['outer-momentum'] === undefined ? undefined : Number(v['outer-momentum']),
 });
 const model = presetConfig('tiny');
-const dataset = loadDataset({ data: cfg.data, T: Math.min(16, model.contextLength), seed: cfg.seed });
+// The built-in task in the coordinator's answer format (--answers, as bench:comm's coordinator).
+const dataset = loadDataset({ data: cfg.data, T: Math.min(16, model.contextLength), seed: cfg.seed, answers: cfg.answers });
 const trainer = new Trainer(cfg, model, dataset);
 const rt = new RoundTrainer(trainer, cfg);
 const table = buildParameterTable(model);
@@ -83,12 +100,18 @@ if (v.sync) {
   const workers = Array.from({ length: K }, () => ({ engine: new HostInnerEngine(createCpuBackend(model), table), ef: new Float32Array(P) }));
   const buf = new Float32Array(P);
   const outer = { lr: cfg.outerLr ?? (sparse ? 1 : 0.7), mu: cfg.outerMomentum ?? (sparse ? 0 : 0.9) };
-  for (let round = 0; round < R; round++) {
+  let pos = 0;
+  const lerp = (a: number, z: string | undefined, round: number) => (z === undefined || roundH.length < 2 ? a : a + ((Number(z) - a) * round) / (roundH.length - 1));
+  for (let round = 0; round < roundH.length; round++) {
+    const Hr = roundH[round];
+    const lrs = Array.from({ length: Hr }, (_, j) => lrAt(pos + j, rt.innerSchedule));
+    pos += Hr;
+    const olr = lerp(outer.lr, v['outer-lr-end'], round), omu = lerp(outer.mu, v['outer-momentum-end'], round);
     const c: CodecName = round < warm ? 'int8' : codec;
     const sent: Array<{ d: Float32Array; tokens: number }> = [];
     for (const w of workers) {
-      const bt = buildMicroBatch(dataset, take(H * b));
-      const r = await runRound(w.engine, theta, { B: b, T: bt.T, inputs: bt.inputs, targets: bt.targets, mask: bt.mask }, { ...hyper, lrs: rt.lrs(round, H) });
+      const bt = buildMicroBatch(dataset, take(Hr * b));
+      const r = await runRound(w.engine, theta, { B: b, T: bt.T, inputs: bt.inputs, targets: bt.targets, mask: bt.mask }, { ...hyper, lrs });
       let d: Float32Array;
       if (c === 'sparse' || (sparse && c === 'int8')) {
         // Error feedback: e = beta e + delta; send C(e); e -= C(e).
@@ -110,9 +133,9 @@ if (v.sync) {
       g[i] = v.aggregate === 'sum' ? s / (tot / K) : v.aggregate === 'cover' ? (wsum > 0 ? s / wsum : 0) : s / tot;
     }
     for (let i = 0; i < P; i++) {
-      const bi = outer.mu * buf[i] + g[i];
+      const bi = omu * buf[i] + g[i];
       buf[i] = bi;
-      theta[i] -= outer.lr * (g[i] + outer.mu * bi);
+      theta[i] -= olr * (g[i] + omu * bi);
     }
     curve.push(`${tokens}: ${(await ev.run(theta)).loss.toFixed(4)}`);
   }

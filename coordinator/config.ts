@@ -81,9 +81,15 @@ const OPTIONS = {
   outerLr: { arg: 'X', type: 'float', schema: pos('--outer-lr').optional(), unset: '0.7; 1 with --compress sparse', help: 'diloco: outer SGD learning rate' },
   outerMomentum: { arg: 'X', type: 'float', schema: z.number({ error: '--outer-momentum must be a number' }).min(0, '--outer-momentum must be in [0, 1)').lt(1, '--outer-momentum must be in [0, 1)').optional(), unset: '0.9; 0 with --compress sparse',
     help: 'diloco: outer Nesterov momentum (sparse: must be 0, the workers\' error feedback stands in for it)' },
+  outerMomentumEnd: { arg: 'X', type: 'float', schema: z.number({ error: '--outer-momentum-end must be a number' }).min(0, '--outer-momentum-end must be in [0, 1)').lt(1, '--outer-momentum-end must be in [0, 1)').default(0),
+    help: 'diloco: outer momentum of the last round: it goes linearly from --outer-momentum at round 0\nto X at the schedule\'s last round (--decay-steps, else --max-steps, else 10,000 rounds);\n0 lands the run (measured: docs/diloco.md); X = --outer-momentum keeps it constant' },
+  outerLrEnd: { arg: 'X', type: 'float', schema: nonneg('--outer-lr-end').optional(), unset: 'constant --outer-lr',
+    help: 'diloco: outer learning rate of the last round, linearly from --outer-lr (as --outer-momentum-end)' },
   compress: { arg: 'C', type: 'string', schema: z.enum(COMPRESS, { error: `--compress must be one of: ${COMPRESS.join(', ')}` }).optional(), unset: 'int8 in diloco, none in sync',
     help: 'diloco: how deltas are packed (int8 = blockwise absmax; sparse = top-k + 2-bit values\nwith error feedback); sync: none or fp16 (gradients sent as IEEE binary16)' },
   sparseTopk: { arg: 'K', type: 'int', schema: int('--sparse-topk', 1, 4096).default(64), help: 'diloco --compress sparse: values kept of every 4096 (64 = 1.56%, SparseLoCo)' },
+  roundWarmup: { arg: 'H1,H2,..', type: 'string', schema: z.string().regex(/^[1-9]\d{0,4}(,[1-9]\d{0,4})*$/, '--round-warmup must be a comma-separated list of inner-step counts >= 1, e.g. 5,10,10,25').optional(),
+    unset: 'every round runs --inner-steps', help: 'diloco: the inner steps of the first rounds (a round-length warm-up; later rounds run\n--inner-steps; --max-steps still counts rounds; docs/diloco.md)' },
   denseRounds: { arg: 'N', type: 'int', schema: int('--dense-rounds', 0).default(0), help: 'diloco --compress sparse: the first N rounds send int8 deltas and publish an\nint8 outer step (a dense warm-up; docs/diloco.md)' },
   quorum: { arg: 'N', type: 'int', schema: int('--quorum', 1).optional(), unset: 'all live workers of the round',
     help: 'diloco: deltas after which a round closes once the grace window has passed' },
@@ -171,8 +177,39 @@ export const configSchema = z
   .refine((c) => c.mode === 'diloco' || c.compress === undefined || c.compress === 'none' || c.compress === 'fp16', { message: '--compress in --mode sync: none or fp16 (int8/sparse pack diloco deltas only)', path: ['compress'] })
   // SparseLoCo: the published outer step must stay sparse (workers hold exactly the outer weights);
   // a momentum buffer would make it dense. The workers' error feedback plays the momentum's part.
+  .refine((c) => c.roundWarmup === undefined || c.mode === 'diloco', { message: '--round-warmup needs --mode diloco (it sets the inner steps of the first rounds)', path: ['roundWarmup'] })
   .refine((c) => c.denseRounds === 0 || c.compress === 'sparse', { message: '--dense-rounds needs --mode diloco --compress sparse (it is the dense warm-up of a sparse run)', path: ['denseRounds'] })
+  .refine((c) => c.compress !== 'sparse' || !c.outerMomentumEnd, { message: '--outer-momentum-end must be 0 with --compress sparse (as --outer-momentum)', path: ['outerMomentumEnd'] })
   .refine((c) => c.compress !== 'sparse' || !c.outerMomentum, { message: '--outer-momentum must be 0 with --compress sparse (the outer step is published exactly as a sparse update; the workers\' error feedback stands in for momentum)', path: ['outerMomentum'] });
+
+/**
+ * The outer step's hyper-parameters at round `round` of `rounds` (the schedule's horizon in rounds):
+ * --outer-lr / --outer-momentum at round 0, linearly to --outer-lr-end / --outer-momentum-end (when
+ * set) at round rounds - 1, held there after.
+ */
+export function outerHyperAt(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' | 'outerMomentum' | 'outerLrEnd'> & { outerMomentumEnd?: number }, round: number, rounds: number): { lr: number; momentum: number } {
+  const h = outerHyper(c);
+  const f = rounds > 1 ? Math.min(1, Math.max(0, round / (rounds - 1))) : 1;
+  const at = (a: number, z: number | undefined) => (z === undefined ? a : a + (z - a) * f);
+  return { lr: at(h.lr, c.outerLrEnd), momentum: at(h.momentum, c.outerMomentumEnd) };
+}
+
+/**
+ * Inner steps of round `round` (before the slow-worker scaling): the --round-warmup list's entry
+ * for the first rounds, then --inner-steps.
+ */
+export function roundLength(c: Pick<CoordinatorConfig, 'innerSteps' | 'roundWarmup'>, round: number): number {
+  const ramp = c.roundWarmup ? c.roundWarmup.split(',').map(Number) : [];
+  return round < ramp.length ? ramp[round] : c.innerSteps;
+}
+
+/** Inner steps of rounds [0, round): where round `round` starts on the inner learning-rate schedule. */
+export function roundStart(c: Pick<CoordinatorConfig, 'innerSteps' | 'roundWarmup'>, round: number): number {
+  const ramp = c.roundWarmup ? c.roundWarmup.split(',').map(Number) : [];
+  let s = 0;
+  for (let i = 0; i < Math.min(round, ramp.length); i++) s += ramp[i];
+  return s + Math.max(0, round - ramp.length) * c.innerSteps;
+}
 
 /** The outer step's hyper-parameters: the flags, or the defaults of the codec (docs/diloco.md). */
 export function outerHyper(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' | 'outerMomentum'>): { lr: number; momentum: number } {

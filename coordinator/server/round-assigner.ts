@@ -65,9 +65,9 @@ export class RoundAssigner implements WorkAssigner {
     if (r.active.size === 0) this.rounds.close(now, live.length); // nothing could be leased: drop it
   }
 
-  /** Inner steps for `w`: H, scaled down by its throughput relative to the fastest worker's. */
+  /** Inner steps for `w`: the round's H (--round-warmup, else --inner-steps), scaled down by its throughput relative to the fastest worker's. */
   private innerStepsFor(w: WorkerView, fastest: number): number {
-    const H = this.cfg.innerSteps;
+    const H = this.rounds.roundH(this.rounds.current!.round);
     if (!(w.samplesPerSec > 0) || !(fastest > 0)) return H;
     return Math.max(1, Math.min(H, Math.round((H * w.samplesPerSec) / fastest)));
   }

@@ -26,12 +26,12 @@
 import { decode, encode, packedBytes, sparseSum, type CodecName, type CodecParams, DEFAULT_CODEC_PARAMS, type PackedVector } from '../../shared/diloco/codec.ts';
 import { OuterNesterov, weightedMean } from '../../shared/diloco/outer.ts';
 import { AppError } from '../../shared/errors.ts';
-import { lrAt, type LrSchedule } from '../../shared/optim/index.ts';
+import { lrAt, runSchedule, type LrSchedule } from '../../shared/optim/index.ts';
 import { encodeOnce } from '../../shared/protocol/parser.ts';
 import type { UpdateMsg } from '../../shared/protocol/round.ts';
 import type { DilocoStatus } from '../../shared/protocol/dashboard.ts';
 import type { CheckpointData } from '../checkpoint/format.ts';
-import { outerHyper, type CoordinatorConfig } from '../config.ts';
+import { outerHyperAt, roundLength, roundStart, type CoordinatorConfig } from '../config.ts';
 import { createAggregator } from './aggregate.ts';
 import type { StepSummary, Trainer } from './trainer.ts';
 
@@ -109,17 +109,26 @@ export class RoundTrainer {
     this.published = new Float32Array(trainer.params);
     this.compress = (cfg.compress ?? 'int8') as CodecName;
     this.codec = { ...DEFAULT_CODEC_PARAMS, topk: cfg.sparseTopk };
-    const s = trainer.schedule;
-    this.innerSchedule = { ...s, warmupSteps: s.warmupSteps, totalSteps: s.totalSteps * cfg.innerSteps, stableSteps: (s.stableSteps ?? 0) * cfg.innerSteps };
+    // The run's schedule laid over its inner steps (the rounds of the trainer's horizon, each of its
+    // --round-warmup / --inner-steps length): --warmup-steps and --stable-fraction count inner steps,
+    // as a sync run of the same tokens counts its steps. (Built from the trainer's schedule in rounds,
+    // a 5-round run clamped its warm-up to 5 rounds, which made WSD hold the peak to the end: no decay.)
+    this.innerSchedule = runSchedule(cfg, roundStart(cfg, trainer.schedule.totalSteps));
   }
 
   get round(): number {
     return this.trainer.step;
   }
 
-  /** Learning rates of inner steps [j0, j0 + H) of `round` (the schedule runs over round * innerSteps + j). */
+  /** Learning rates of inner steps [0, H) of `round` (the schedule runs over the inner steps of the rounds before + j). */
   lrs(round: number, H: number): number[] {
-    return Array.from({ length: H }, (_, j) => lrAt(round * this.cfg.innerSteps + j, this.innerSchedule));
+    const j0 = roundStart(this.cfg, round);
+    return Array.from({ length: H }, (_, j) => lrAt(j0 + j, this.innerSchedule));
+  }
+
+  /** Inner steps of `round` for the fastest worker: --round-warmup's entry, else --inner-steps. */
+  roundH(round: number): number {
+    return roundLength(this.cfg, round);
   }
 
   /**
@@ -231,7 +240,7 @@ export class RoundTrainer {
     }
     let ss = 0;
     for (let i = 0; i < P; i++) ss += g[i] * g[i];
-    const hyper = outerHyper(this.cfg);
+    const hyper = outerHyperAt(this.cfg, r.round, this.trainer.schedule.totalSteps);
     const sparseUpdate = publishCodec(this.compress) !== 'sparse32' ? null
       : this.codecOf(r.round) === 'int8' ? this.sparseStep(g, hyper.lr, 'int8')
       : this.sparseStep(g, hyper.lr, 'sparse32', this.cfg.aggregate === 'mean' ? r.accepted : null);
@@ -331,8 +340,9 @@ export function dilocoStatus(rt: RoundTrainer, wire: { bytesIn: number; bytesOut
   return {
     innerSteps: rt.cfg.innerSteps,
     compress: rt.compress,
-    outerLr: outerHyper(rt.cfg).lr,
-    outerMomentum: outerHyper(rt.cfg).momentum,
+    // The running round's outer hyper-parameters (--outer-lr-end / --outer-momentum-end move them).
+    outerLr: outerHyperAt(rt.cfg, rt.round, rt.trainer.schedule.totalSteps).lr,
+    outerMomentum: outerHyperAt(rt.cfg, rt.round, rt.trainer.schedule.totalSteps).momentum,
     running: r ? {
       round: r.round, quorum: r.quorum, participants: r.participants,
       leases: [...[...r.active.values()].map((l) => ({ l, done: false })), ...r.accepted.map((a) => ({ l: a.lease, done: true }))]
