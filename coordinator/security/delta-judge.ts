@@ -69,7 +69,27 @@ const NORM_WINDOW = 64;
 /** What a sampled round's re-computation needs besides the lease and the start weights. */
 export interface RecomputeRound { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>; compress: CodecName; codec: CodecParams }
 
-export type DeltaVerdict = { ok: true; norm: number; before: number; after: number } | { ok: false; code: RejectCode; message: string; ban?: string };
+/**
+ * `scoreOnly`: refused by the loss score's reverse test alone (not blown up, not re-computed). For a
+ * codec with error feedback (sparse) that is not proof of a lie: the sent vector is the top-k of this
+ * round's delta PLUS what earlier rounds did not send, 2-bit quantised, so on this round's 8 scored
+ * rows an honest one can rise a little more than its reverse (measured: 3.4567 -> 3.5520, reverse
+ * 3.5135, an honest bench:comm worker, 2026-12-02, which was banned). `scoreFailurePenalty` says
+ * what it costs instead of a ban.
+ */
+export type DeltaVerdict = { ok: true; norm: number; before: number; after: number } | { ok: false; code: RejectCode; message: string; ban?: string; scoreOnly?: boolean };
+
+/**
+ * Penalty points (Reputation.addPenalty; a ban at DEFAULT_REPUTATION.banPenalty = 16, one point
+ * forgiven per accepted delta) for a delta refused by the loss score alone, by codec: 0 = ban at
+ * once (dense codecs carry exactly this round's delta: raising the loss more than its reverse is a
+ * lie), 4 for sparse (a sign-flipping attacker fails every round and is banned at its 4th refusal;
+ * an honest worker that fails now and then is forgiven by its accepted deltas). A blown-up delta
+ * (LOSS_BLOWUP) and a failed re-computation are banned at once whatever the codec.
+ */
+export function scoreFailurePenalty(codec: CodecName): number {
+  return codec === 'sparse' ? 4 : 0;
+}
 
 export class DeltaJudge {
   private readonly cpu: CpuBackend;
@@ -202,10 +222,11 @@ export class DeltaJudge {
       for (let i = 0; i < moved.length; i++) moved[i] = start[i] + delta[i];
       await this.cpu.setParams(moved);
       const reverse = (await this.cpu.forward(batch)).loss;
-      if (!(after < reverse) || !(after <= before * (1 + LOSS_BLOWUP))) {
+      const blownUp = !(after <= before * (1 + LOSS_BLOWUP));
+      if (!(after < reverse) || blownUp) {
         this.counters.lossRaised++;
         const why = `its delta raises the loss on its own round's data from ${before.toFixed(4)} to ${after.toFixed(4)} (the reverse move: ${reverse.toFixed(4)})`;
-        return { ok: false, code: 'VERIFY_FAILED', message: `delta refused: ${why}`, ban: why };
+        return { ok: false, code: 'VERIFY_FAILED', message: `delta refused: ${why}`, ban: why, scoreOnly: !blownUp };
       }
     }
     const perStep = norm / lease.H;

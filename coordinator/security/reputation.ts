@@ -145,6 +145,14 @@ export class Reputation {
     r.bannedAt = at;
   }
 
+  /** Penalty points for evidence that is not proof (e.g. a sparse delta refused by the loss score). */
+  addPenalty(id: string, points: number, reason: string): Verdict {
+    const r = this.get(id);
+    r.penalty += points;
+    if (r.penalty >= this.opts.banPenalty) return this.ban(r, `${r.penalty} penalty points (last: ${reason})`);
+    return { ban: false };
+  }
+
   /**
    * A ban decided outside the reputation's counters (a diloco delta refused by the loss score or
    * re-computation: one lie is proof): recorded like any other, so the ban list, the status and a

@@ -16,7 +16,7 @@ import type { ParamsMsg, RejectCode } from '../../shared/protocol/messages.ts';
 import { encodeOnce } from '../../shared/protocol/parser.ts';
 import { validateDelta, type RoundTaskMsg } from '../../shared/protocol/round.ts';
 import type { CoordinatorConfig } from '../config.ts';
-import type { DeltaJudge } from '../security/delta-judge.ts';
+import { scoreFailurePenalty, type DeltaJudge } from '../security/delta-judge.ts';
 import type { Security } from '../security/security.ts';
 import type { RoundTrainer } from '../train/round-trainer.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -178,13 +178,16 @@ export class RoundAssigner implements WorkAssigner {
       rt.release(c.id, 'released');
       if (verdict.ban !== undefined) {
         // Recorded in the reputation first: the ban list, /api/status and a reconnect see it.
-        const v = this.security.reputation.banNow(w.id, verdict.ban);
+        // A sparse delta refused by the loss score alone is not proof (scoreFailurePenalty).
+        const points = verdict.scoreOnly ? scoreFailurePenalty(rt.codecOf(c.round)) : 0;
+        const v = points > 0 ? this.security.reputation.addPenalty(w.id, points, verdict.ban) : this.security.reputation.banNow(w.id, verdict.ban);
         if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
       }
       return refuse(verdict.code, verdict.message);
     }
     const now = Date.now();
     rt.accept(c, d.delta, d.tokens, d.loss, now);
+    this.security.reputation.recordAccepted(w.id); // forgives a point (a sparse score failure costs 4)
     rt.deltaBytes += packedBytes(d.delta);
     this.workers.measure(w, c.rows.length, d.tokens, c.issuedAt, now);
     this.workers.recordDone(w, c.rows.length, d.tokens);

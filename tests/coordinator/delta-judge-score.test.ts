@@ -11,7 +11,8 @@ import { presetConfig } from '../../shared/model/config.ts';
 import { createCpuBackend } from '../../shared/model/cpu-backend.ts';
 import { initParameters } from '../../shared/model/init.ts';
 import { buildParameterTable } from '../../shared/model/parameters.ts';
-import { DeltaJudge, LOSS_BLOWUP, SCORE_ROWS } from '../../coordinator/security/delta-judge.ts';
+import { DeltaJudge, LOSS_BLOWUP, SCORE_ROWS, scoreFailurePenalty } from '../../coordinator/security/delta-judge.ts';
+import { Reputation } from '../../coordinator/security/reputation.ts';
 import type { RoundLease } from '../../coordinator/train/round-trainer.ts';
 
 const model = presetConfig('tiny');
@@ -48,6 +49,27 @@ describe('diloco: loss score of a delta', () => {
     expect(blown.ok).toBe(false);
     expect(!blown.ok && blown.ban).toMatch(/raises the loss/);
     expect(judge.counters.lossRaised).toBe(2);
+    // Which refusals were the reverse test's alone (a sparse codec's penalty instead of a ban):
+    // the flipped one unless it also blew up, never the blown-up one.
+    expect(!flipped.ok && flipped.scoreOnly).toBe((await lossAt(-1)) <= before * (1 + LOSS_BLOWUP));
+    expect(!blown.ok && blown.scoreOnly).toBe(false);
+  });
+
+  it('a sparse delta refused by the score alone costs penalty points, not a ban: 4 in a row ban, accepted deltas forgive', () => {
+    expect(scoreFailurePenalty('sparse')).toBe(4);
+    for (const c of ['none', 'fp16', 'int8'] as const) expect(scoreFailurePenalty(c)).toBe(0); // banned at once
+    const rep = new Reputation();
+    const why = 'its delta raises the loss';
+    // An honest sparse worker failing now and then, between accepted deltas: never banned.
+    for (let round = 0; round < 20; round++) {
+      if (round % 3 === 0) expect(rep.addPenalty('honest', scoreFailurePenalty('sparse'), why).ban).toBe(false);
+      else for (let k = 0; k < 2; k++) rep.recordAccepted('honest');
+    }
+    expect(rep.isBanned('honest')).toBe(false);
+    // An attacker failing every round: banned at its 4th refusal.
+    const verdicts = [1, 2, 3, 4].map(() => rep.addPenalty('flipper', scoreFailurePenalty('sparse'), why).ban);
+    expect(verdicts).toEqual([false, false, false, true]);
+    expect(rep.isBanned('flipper')).toBe(true);
   });
 
   it('deltas judged at the same time get the verdicts they get one by one (the judge backend holds one set of weights)', async () => {
