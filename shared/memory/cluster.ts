@@ -123,8 +123,10 @@ export function planCluster(shape: ModelShape, devices: Device[], o: ClusterOpti
   const rest: Device[] = [];
   for (const d of sorted) {
     if (kept.has(d.id)) continue;
-    // Training with a config: the live coordinator's rule (planWorker), with its micro-batch.
-    const wp = train && c ? planWorker(c, { userCapBytes: d.memoryBytes, ...limits }, { seqLen: seqWanted, maxMicroBatch: o.maxMicroBatch }) : undefined;
+    // Training with a config: the live coordinator's rule (planWorker), with its micro-batch, capped
+    // as the coordinator caps a sync replica's plan: no task is larger than one step (the global batch).
+    const replicaCap = Math.min(o.maxMicroBatch ?? Infinity, globalBatch);
+    const wp = train && c ? planWorker(c, { userCapBytes: d.memoryBytes, ...limits }, { seqLen: seqWanted, maxMicroBatch: replicaCap }) : undefined;
     // A replica must train whole rows of `seq` tokens (the coordinator's rows are fixed-length): one that
     // only fits shorter sequences (planWorker halved them) is offered to the pipelines instead.
     if (wp ? wp.role === 'replica' && wp.seqLen === seqWanted : cap(d) >= P) {

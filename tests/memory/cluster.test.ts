@@ -179,3 +179,13 @@ describe('replan on churn', () => {
     expect(inf.movedBytes).toBe(gpt2.params * 2);
   });
 });
+
+describe('a replica micro-batch as the coordinator plans it', () => {
+  it('is capped at one step (the global batch), as the live coordinator caps a sync replica', () => {
+    const small = shapeFromPreset('small');
+    const mb = (o: Partial<ClusterOptions>) => planCluster(small, parseDeviceSpec('1x8GB'), { ...train, seq: 16, ...o }).assignments[0].microBatch;
+    expect(mb({ globalBatch: 8 })).toBe(8);
+    expect(mb({ globalBatch: 100, maxMicroBatch: 64 })).toBe(64);
+    expect(mb({ globalBatch: 3, maxMicroBatch: 64 })).toBe(3);
+  });
+});
