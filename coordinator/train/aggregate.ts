@@ -36,6 +36,29 @@ export interface Aggregator {
   readonly heldBytes?: number;
 }
 
+/**
+ * acc[i] += the sum of t * g[i] over the pending results, in ONE pass for up to FOLD_BATCH of them.
+ * Shared by MeanAggregator and the fold threads (fold-thread.ts).
+ */
+export function foldPending(acc: Float64Array, p: ReadonlyArray<{ g: Float32Array; t: number }>): void {
+  const n = acc.length;
+  if (p.length === 4) {
+    const [a, b, c, d] = p;
+    const ga = a.g, gb = b.g, gc = c.g, gd = d.g, ta = a.t, tb = b.t, tc = c.t, td = d.t;
+    for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i] + tc * gc[i] + td * gd[i];
+  } else if (p.length === 3) {
+    const [a, b, c] = p;
+    const ga = a.g, gb = b.g, gc = c.g, ta = a.t, tb = b.t, tc = c.t;
+    for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i] + tc * gc[i];
+  } else if (p.length === 2) {
+    const [a, b] = p;
+    const ga = a.g, gb = b.g, ta = a.t, tb = b.t;
+    for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i];
+  } else {
+    for (const { g, t } of p) for (let i = 0; i < n; i++) acc[i] += t * g[i];
+  }
+}
+
 export class MeanAggregator implements Aggregator {
   readonly name = 'mean';
   private acc: Float64Array;
@@ -72,24 +95,7 @@ export class MeanAggregator implements Aggregator {
 
   /** Fold the pending results into the accumulator (one pass for all of them). */
   private fold(): void {
-    const p = this.pending;
-    const acc = this.acc;
-    const n = acc.length;
-    if (p.length === 4) {
-      const [a, b, c, d] = p;
-      const ga = a.g, gb = b.g, gc = c.g, gd = d.g, ta = a.t, tb = b.t, tc = c.t, td = d.t;
-      for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i] + tc * gc[i] + td * gd[i];
-    } else if (p.length === 3) {
-      const [a, b, c] = p;
-      const ga = a.g, gb = b.g, gc = c.g, ta = a.t, tb = b.t, tc = c.t;
-      for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i] + tc * gc[i];
-    } else if (p.length === 2) {
-      const [a, b] = p;
-      const ga = a.g, gb = b.g, ta = a.t, tb = b.t;
-      for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i];
-    } else {
-      for (const { g, t } of p) for (let i = 0; i < n; i++) acc[i] += t * g[i];
-    }
+    foldPending(this.acc, this.pending);
     this.pending = [];
   }
 

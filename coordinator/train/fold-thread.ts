@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { firstNonFinite } from '../../shared/protocol/validate.ts';
 import type { FoldReply, FoldRequest } from './fold-pool.ts';
-import { FOLD_BATCH } from './aggregate.ts';
+import { FOLD_BATCH, foldPending } from './aggregate.ts';
 
 const port = parentPort;
 if (!port) throw new Error('fold-thread.ts runs as a worker thread (coordinator/train/fold-pool.ts)');
@@ -39,22 +39,7 @@ function sumOfSquares2(a: Float32Array): number {
 
 function fold(): void {
   const p = pending;
-  const n = acc.length;
-  if (p.length === 4) {
-    const [a, b, c, d] = p;
-    const ga = a.g, gb = b.g, gc = c.g, gd = d.g, ta = a.t, tb = b.t, tc = c.t, td = d.t;
-    for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i] + tc * gc[i] + td * gd[i];
-  } else if (p.length === 3) {
-    const [a, b, c] = p;
-    const ga = a.g, gb = b.g, gc = c.g, ta = a.t, tb = b.t, tc = c.t;
-    for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i] + tc * gc[i];
-  } else if (p.length === 2) {
-    const [a, b] = p;
-    const ga = a.g, gb = b.g, ta = a.t, tb = b.t;
-    for (let i = 0; i < n; i++) acc[i] += ta * ga[i] + tb * gb[i];
-  } else {
-    for (const { g, t } of p) for (let i = 0; i < n; i++) acc[i] += t * g[i];
-  }
+  foldPending(acc, p);
   pending = [];
   for (const x of p) giveBack(x.g);
 }
