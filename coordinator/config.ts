@@ -194,18 +194,23 @@ export function outerHyperAt(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' |
   return { lr: at(h.lr, c.outerLrEnd), momentum: at(h.momentum, c.outerMomentumEnd) };
 }
 
+/** --round-warmup as numbers (validated by the schema: a list of integers >= 1); [] when unset. */
+function warmupLengths(c: Pick<CoordinatorConfig, 'roundWarmup'>): number[] {
+  return c.roundWarmup ? c.roundWarmup.split(',').map(Number) : [];
+}
+
 /**
  * Inner steps of round `round` (before the slow-worker scaling): the --round-warmup list's entry
  * for the first rounds, then --inner-steps.
  */
 export function roundLength(c: Pick<CoordinatorConfig, 'innerSteps' | 'roundWarmup'>, round: number): number {
-  const ramp = c.roundWarmup ? c.roundWarmup.split(',').map(Number) : [];
+  const ramp = warmupLengths(c);
   return round < ramp.length ? ramp[round] : c.innerSteps;
 }
 
 /** Inner steps of rounds [0, round): where round `round` starts on the inner learning-rate schedule. */
 export function roundStart(c: Pick<CoordinatorConfig, 'innerSteps' | 'roundWarmup'>, round: number): number {
-  const ramp = c.roundWarmup ? c.roundWarmup.split(',').map(Number) : [];
+  const ramp = warmupLengths(c);
   let s = 0;
   for (let i = 0; i < Math.min(round, ramp.length); i++) s += ramp[i];
   return s + Math.max(0, round - ramp.length) * c.innerSteps;

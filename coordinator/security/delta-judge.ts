@@ -152,7 +152,8 @@ export class DeltaJudge {
     this.prepared.set(lease.id, { version: lease.version, before, want });
   }
 
-  private take(lease: RoundLease): { before: Promise<number>; want: Promise<Float32Array> | null } | null {
+  /** prepare()'s results for `lease` when they were made for its version. */
+  private preparedFor(lease: RoundLease): { before: Promise<number>; want: Promise<Float32Array> | null } | null {
     const x = this.prepared.get(lease.id);
     return x && x.version === lease.version ? x : null;
   }
@@ -172,7 +173,7 @@ export class DeltaJudge {
 
   private async recomputeNow(lease: RoundLease, start: Float32Array, delta: Float32Array, round: RecomputeRound): Promise<DeltaVerdict | null> {
     if (round.lrs.length !== lease.H) return { ok: false, code: 'VERIFY_FAILED', message: `re-computation: ${round.lrs.length} learning rates for H = ${lease.H} (bug)` };
-    const early = this.take(lease)?.want;
+    const early = this.preparedFor(lease)?.want;
     this.prepared.delete(lease.id);
     const want = (early ? await early.catch(() => null) : null) ?? await this.serial(() => this.reference(lease, start, round));
     const err = relativeL2(delta, want);
@@ -210,9 +211,9 @@ export class DeltaJudge {
     const norm = Math.sqrt(ss);
     if (!Number.isFinite(norm)) return { ok: false, code: 'NON_FINITE', message: 'delta: not finite' };
     const batch = this.scoreBatch(lease);
-    const early = this.take(lease)?.before;
-    if (!this.take(lease)?.want) this.prepared.delete(lease.id);
-    const before = (early ? await early.catch(() => null) : null) ?? await this.lossAt(start, batch);
+    const ready = this.preparedFor(lease);
+    if (!ready?.want) this.prepared.delete(lease.id); // kept only for recompute()'s reference
+    const before = (ready ? await ready.before.catch(() => null) : null) ?? await this.lossAt(start, batch);
     const moved = new Float32Array(start.length);
     for (let i = 0; i < moved.length; i++) moved[i] = start[i] - delta[i];
     await this.cpu.setParams(moved);
