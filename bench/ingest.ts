@@ -6,8 +6,9 @@
 // Float32Array.set of the same gradient bytes. Security's per-result checks (replay digest,
 // gradient norm) are a policy on top and are measured apart ("withChecks"; the norm comes out of
 // validateResult's finite scan, as in security.judgeResult, so only the digest is an extra pass).
-// `--threads K` (K >= 1) also measures the fold-thread prototype (coordinator/train/fold-pool.ts,
-// not wired into the coordinator: see docs/scale.md) with 4K frames per repetition, as `threaded`.
+// `--threads K` (K >= 1) also measures the coordinator's --fold-threads K path (the finite scan on
+// this thread, the folds on K threads: coordinator/train/fold-threads.ts) with 4K frames per
+// repetition, as `threaded`.
 // Prints a table, then as the last line: { cases: [{ preset, bytes, memcpyMBps, ingestMBps, ratio }] }.
 
 import { parseArgs } from 'node:util';
@@ -19,7 +20,7 @@ import { measuredNorm, validateResult } from '../shared/protocol/validate.ts';
 import { AppError } from '../shared/errors.ts';
 import { FOLD_BATCH, MeanAggregator } from '../coordinator/train/aggregate.ts';
 import { gradientDigest } from '../coordinator/security/replay.ts';
-import { FoldPool } from '../coordinator/train/fold-pool.ts';
+import { ThreadedMeanAggregator } from '../coordinator/train/fold-threads.ts';
 
 export interface IngestCase { preset: string; bytes: number; memcpyMBps: number; ingestMBps: number; ratio: number; withChecksMBps: number; reps: number; framesPerRep: number; decodedAsViews: number; decodedAsCopies: number }
 
@@ -105,67 +106,59 @@ export function runIngestCase(preset: string, reps: number): IngestCase {
 export interface ThreadedCase { preset: string; bytes: number; threads: number; frames: number; memcpyMBps: number; ingestMBps: number; ratio: number; withChecksMBps: number; finishMs: number; copies: number }
 
 /**
- * The fold-thread path (--fold-threads): decode + schema check on this thread, the frame's buffer
- * transferred to one of `threads` fold threads, which scan it (finite + norm; + SHA-256 with
- * checks), then fold it into their own accumulators once told to (the judgment in between is
- * trivially "accept" here). Timed from the first frame handed over to the last one folded.
+ * The coordinator's --fold-threads path: decode + validateResult (schema, finite scan + norm) on
+ * this thread, then ThreadedMeanAggregator.add, which transfers the frame's buffer to one of
+ * `threads` fold threads; timed from the first frame to the last one folded (flush). The frames
+ * are detached by the transfer, so each repetition gets fresh copies (made before the clock runs).
  */
-export async function runThreadedCase(preset: string, reps: number, threads: number, framesPerRep: number): Promise<ThreadedCase> {
+export function runThreadedCase(preset: string, reps: number, threads: number, framesPerRep: number): ThreadedCase {
   const paramCount = parameterCount(presetConfig(preset));
   const bytes = paramCount * 4;
-  const bufs: ArrayBuffer[] = Array.from({ length: framesPerRep }, (_, i) => {
-    const f = frameFor(paramCount, i);
-    return f.buffer.byteLength === f.byteLength ? (f.buffer as ArrayBuffer) : (f.slice().buffer as ArrayBuffer);
-  });
-  let back: ArrayBuffer[] = [];
-  const pool = new FoldPool(paramCount, threads, { returnBuffers: true, onBuffer: (b) => back.push(b) });
+  const originals = Array.from({ length: framesPerRep }, (_, i) => frameFor(paramCount, i));
+  const agg = new ThreadedMeanAggregator(paramCount, threads);
   const decoder = new Decoder();
   let decoded: Packet | null = null;
   decoder.on('decoded', (p: Packet) => {
     decoded = p;
   });
-  const one = async (buf: ArrayBuffer, checks: boolean) => {
-    decoder.add(Buffer.from(buf));
-    const raw = (decoded!.data as unknown[])[1];
-    decoded = null;
-    const v = validateResult(raw, { paramCount, finiteScan: false });
-    if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
-    const { held, outcome } = await pool.check(v.value.grads, checks);
-    if (!outcome.ok || !held) throw new AppError('ERR_BENCH_INGEST', 'bench:ingest: a finite frame was refused');
-    if (checks && (outcome.norm < 0 || !outcome.digest)) throw new AppError('ERR_BENCH_INGEST', 'bench:ingest: no norm/digest');
-    await pool.fold(held, v.value.tokens);
-  };
-  const all = async (checks: boolean) => {
-    await pool.begin();
+  const rep = (checks: boolean) => {
+    const frames = originals.map((f) => Buffer.from(f)); // own buffers, as ws hands them over
+    agg.begin(0);
     const t = performance.now();
-    await Promise.all(bufs.map((b) => one(b, checks)));
-    await pool.begin(); // flush: every result folded
-    const ms = performance.now() - t;
-    // Buffers come back with the 'folded' replies; wait for the last of them.
-    while (back.length < bufs.length) await new Promise((r) => setImmediate(r));
-    bufs.splice(0, bufs.length, ...back);
-    back = [];
-    return ms;
+    for (const f of frames) {
+      decoder.add(f);
+      const raw = (decoded!.data as unknown[])[1];
+      decoded = null;
+      const v = validateResult(raw, { paramCount });
+      if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
+      if (checks) {
+        gradientDigest(v.value.grads);
+        if ((measuredNorm(v.value.grads) ?? l2Norm(v.value.grads)) < 0) throw new AppError('ERR_BENCH_INGEST', 'bench:ingest: negative norm');
+      }
+      agg.add(v.value.grads, v.value.tokens, 'w1');
+    }
+    agg.flush();
+    return (performance.now() - t) / frames.length;
   };
   const src = new Float32Array(paramCount);
   for (let i = 0; i < paramCount; i++) src[i] = i * 1e-9;
   const dst = new Float32Array(paramCount);
   dst.set(src);
-  await all(false);
+  rep(false);
   let memcpyMs = Infinity;
   let ingestMs = Infinity;
   let checksMs = Infinity;
   for (let r = 0; r < reps; r++) {
     memcpyMs = Math.min(memcpyMs, timeBest(1, () => dst.set(src)));
-    ingestMs = Math.min(ingestMs, (await all(false)) / bufs.length);
-    checksMs = Math.min(checksMs, (await all(true)) / bufs.length);
+    ingestMs = Math.min(ingestMs, rep(false));
+    checksMs = Math.min(checksMs, rep(true));
   }
   const t = performance.now();
-  await pool.finish(dst);
+  agg.finish(dst);
   const finishMs = performance.now() - t;
-  await pool.close();
+  void agg.close();
   const mbps = (ms: number) => Math.round(bytes / 1e6 / (ms / 1000));
-  const c: ThreadedCase = { preset, bytes, threads, frames: bufs.length, memcpyMBps: mbps(memcpyMs), ingestMBps: mbps(ingestMs), ratio: 0, withChecksMBps: mbps(checksMs), finishMs: Math.round(finishMs), copies: pool.copies };
+  const c: ThreadedCase = { preset, bytes, threads, frames: framesPerRep, memcpyMBps: mbps(memcpyMs), ingestMBps: mbps(ingestMs), ratio: 0, withChecksMBps: mbps(checksMs), finishMs: Math.round(finishMs), copies: agg.copies };
   c.ratio = Math.round((c.ingestMBps / c.memcpyMBps) * 1000) / 1000;
   return c;
 }
@@ -186,7 +179,7 @@ async function main(): Promise<void> {
     const c = runIngestCase(p, parameterCount(presetConfig(p)) > 1e7 ? Math.min(reps, 3) : reps * 5);
     cases.push(c);
     if (threads > 0) {
-      const t = await runThreadedCase(p, c.reps, threads, FOLD_BATCH * threads);
+      const t = runThreadedCase(p, c.reps, threads, FOLD_BATCH * threads);
       threaded.push(t);
       process.stdout.write(`${t.preset.padEnd(6)} fold threads ${t.threads} (${t.frames} frames per rep): memcpy ${t.memcpyMBps} MB/s  ingest ${t.ingestMBps} MB/s  ratio ${t.ratio.toFixed(3)}  (with replay digest + norm: ${t.withChecksMBps} MB/s; step-end sum ${t.finishMs} ms; buffers copied ${t.copies})\n`);
     }

@@ -5,6 +5,7 @@
 // allowed. Defaults are documented in docs/operations.md too.
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AppError } from '../shared/errors.ts';
@@ -105,6 +106,8 @@ const OPTIONS = {
     help: 'a sampled result whose re-computation cannot run: closed = refused (UNVERIFIED) and\nre-leased; open = accepted unverified' },
   maxShare: { arg: 'X', type: 'float', schema: z.number({ error: '--max-share must be a number' }).gt(0, '--max-share must be in (0, 1]').max(1, '--max-share must be in (0, 1]').default(0.25),
     help: "cap on one identity's and one address's share of a step's samples: max(X, 1/n)" },
+  foldThreads: { arg: 'N', type: 'string', schema: z.string().regex(/^(auto|[0-9]|[1-5][0-9]|6[0-4])$/, '--fold-threads must be auto or an integer in [0, 64]').default('auto'),
+    help: 'worker threads that fold accepted gradients into the step\'s mean, off the main loop;\nauto = 0 under 64 MiB of gradient, else min(4, cores - 1) at least 1 (docs/scale.md)' },
   verifyThreads: { arg: 'N', type: 'int', schema: int('--verify-threads', 1, 64).default(1), help: 'worker threads that run the re-computations, off the main loop' },
   normLimit: { arg: 'X', type: 'float', schema: z.number({ error: '--norm-limit must be a number' }).min(1.5, '--norm-limit must be >= 1.5').default(6), help: 'refuse gradients > X x the recent median norm' },
   rateLimit: { arg: 'N', type: 'float', schema: pos('--rate-limit').default(20), help: 'messages per second per worker connection' },
@@ -229,6 +232,20 @@ export function outerHyper(c: Pick<CoordinatorConfig, 'compress' | 'outerLr' | '
  * the rows (measured 5.0x slower per step on SwiftShader, docs/model.md). DiLoCo rounds size their
  * inner steps from the plan and keep the flag's cap.
  */
+/** Below this gradient size --fold-threads auto folds in the event loop (a thread hop costs more than the fold). */
+export const FOLD_THREADS_MIN_BYTES = 64 << 20;
+
+/**
+ * The fold threads of a run (--fold-threads): auto = 0 for gradients under 64 MiB (tiny/small:
+ * microseconds per fold), else min(4, cores - 1), at least 1 (the event loop keeps a core for the
+ * decode and the finite scan; docs/scale.md "Ingest").
+ */
+export function foldThreadCount(c: Pick<CoordinatorConfig, 'foldThreads'>, paramCount: number): number {
+  if (c.foldThreads !== 'auto') return Number(c.foldThreads);
+  if (paramCount * 4 < FOLD_THREADS_MIN_BYTES) return 0;
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
+}
+
 export function plannedMicroBatchCap(c: Pick<CoordinatorConfig, 'mode' | 'objective' | 'globalBatch' | 'maxMicroBatch'>): number {
   if (c.mode === 'diloco') return c.maxMicroBatch;
   return Math.min(c.maxMicroBatch, c.globalBatch * (c.objective === 'dpo' ? 2 : 1));

@@ -118,6 +118,10 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
   const dataset = opts.dataset ? opts.dataset(seqLen, config.seed) : preferences ?? loadDataset({ data: config.data, T: seqLen, seed: config.seed, answers: config.answers });
   const trainer = redis ? new GatewayTrainer(config, model, dataset) : new Trainer(config, model, dataset);
   const rounds = config.mode === 'diloco' ? new RoundTrainer(trainer, config) : null;
+  trainer.onFoldFailure = (message) => {
+    log.error({ message }, 'fold thread failed: the step is redone with the mean folded in the event loop');
+    bus.logEntry({ level: 'error', kind: 'info', message: `fold thread failed (${message}); the step's accepted work is redone, folds run in the event loop from now on` });
+  };
 
   let resumedFrom: string | null = null;
   let skipped: Array<{ file: string; error: string }> = [];
@@ -354,6 +358,7 @@ export async function startCoordinator(input: CoordinatorConfigInput | Coordinat
     // Verification threads stop; results still waiting for a verdict are dropped with their sockets.
     await hub.close();
     await prefs.store.close(); // appends in flight finish (and are answered) first
+    await trainer.close(); // fold threads (--fold-threads)
     io.disconnectSockets(true);
     await new Promise<void>((res) => io.close(() => res()));
     http.closeAllConnections?.();

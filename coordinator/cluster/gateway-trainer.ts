@@ -124,9 +124,8 @@ export class GatewayTrainer extends Trainer {
     // (a re-leased one), or the same step again after a failover, must never share an id: a late
     // answer to the old one would be taken for the new one (other rows).
     this.current = new StepWork(`${this.nonce}s${++this.slices}`, u.step, u.version, 0, u.ids);
-    this.aggregator.begin(u.step);
-    this.sliceLoss = 0;
-    this.lossOf.clear();
+    this.beginAggregator(u.step);
+    this.resetStepSums();
     this.startedAt = now;
     return this.current;
   }
@@ -148,14 +147,18 @@ export class GatewayTrainer extends Trainer {
     this.lossOf.set(workerId, (this.lossOf.get(workerId) ?? 0) + weighted);
   }
 
+  protected override resetStepSums(): void {
+    this.sliceLoss = 0;
+    this.lossOf.clear();
+  }
+
   override discardWorker(workerId: string, units: readonly string[] = []): Lease[] {
     const w = this.current;
     const keys = new Set([workerId, ...units]);
     if (!w || ![...w.doneLeases.values()].some((l) => keys.has(l.workerId))) return [];
     // The streaming mean cannot subtract one worker: the slice's accumulation restarts.
-    this.aggregator.begin(w.step);
-    this.sliceLoss = 0;
-    this.lossOf.clear();
+    this.beginAggregator(w.step);
+    this.resetStepSums();
     return w.reopen(() => true);
   }
 
@@ -165,7 +168,7 @@ export class GatewayTrainer extends Trainer {
     const u = this.unit;
     if (!w || !w.done || !u) throw new AppError('ERR_STEP_NOT_DONE', `gateway: finishStep() with slice ${u?.taskId ?? '-'} incomplete (bug)`, 500);
     const grads = new Float32Array(this.paramCount);
-    const tokens = this.aggregator.finish(grads);
+    const tokens = this.finishAggregate(grads);
     const loss = tokens > 0 ? this.sliceLoss / tokens : 0;
     const gradNorm = l2Norm(grads);
     const leases = [...w.doneLeases.values()];

@@ -1,6 +1,6 @@
 // Gradient aggregation, all of it in one module: the Aggregator interface the trainer folds
 // results into, the streaming mean (default), the robust rules (--aggregate trimmed-mean |
-// centered-clip, docs/hardening.md) and the factory that picks one from the config.
+// centered-clip, docs/hardening.md). The factory that picks one from the config: create-aggregator.ts.
 //
 // MeanAggregator: the token-weighted mean, streamed: each accepted result is folded into ONE
 // float64 accumulator in place (acc += tokens * g) as it arrives; no list of gradient copies is
@@ -18,6 +18,7 @@
 // trimming these equal the token-weighted mean the streaming aggregator computes.
 
 import { l2Norm } from '../../shared/optim/clip.ts';
+import { GradientKernels } from '../../shared/simd/gradient-kernels.ts';
 
 export interface Aggregator {
   readonly name: string;
@@ -34,6 +35,10 @@ export interface Aggregator {
   remove?(workerId: string): number;
   /** Bytes of gradient copies held for the running step (robust rules; the mean holds none). */
   readonly heldBytes?: number;
+  /** Fold threads only: a thread failed, this step's sum is incomplete (fold-threads.ts). */
+  readonly failed?: boolean;
+  /** Fold threads only: stop the threads. */
+  close?(): Promise<void>;
 }
 
 /**
@@ -73,8 +78,12 @@ export class MeanAggregator implements Aggregator {
    */
   private pending: Array<{ g: Float32Array; t: number }> = [];
 
+  /** The SIMD kernels holding `acc` in their memory, or null (JavaScript loops, same bits). */
+  private readonly kernels: GradientKernels | null;
+
   constructor(readonly paramCount: number) {
-    this.acc = new Float64Array(paramCount);
+    this.kernels = GradientKernels.create(paramCount);
+    this.acc = this.kernels?.acc ?? new Float64Array(paramCount);
   }
 
   begin(_step: number): void {
@@ -95,7 +104,8 @@ export class MeanAggregator implements Aggregator {
 
   /** Fold the pending results into the accumulator (one pass for all of them). */
   private fold(): void {
-    foldPending(this.acc, this.pending);
+    if (this.kernels) this.kernels.fold(this.pending);
+    else foldPending(this.acc, this.pending);
     this.pending = [];
   }
 
@@ -109,8 +119,8 @@ export class MeanAggregator implements Aggregator {
   finish(out: Float32Array): number {
     if (this.pending.length) this.fold();
     const inv = this.tok > 0 ? 1 / this.tok : 0;
-    const acc = this.acc;
-    for (let i = 0; i < acc.length; i++) out[i] = acc[i] * inv;
+    if (this.kernels) this.kernels.scaleInto(out, inv);
+    else for (let i = 0; i < this.acc.length; i++) out[i] = this.acc[i] * inv;
     return this.tok;
   }
 }
@@ -293,18 +303,4 @@ export class CenteredClipAggregator extends StoredAggregator {
 export function createRobustAggregator(kind: 'trimmed-mean' | 'centered-clip', paramCount: number, opts: Partial<RobustOptions> = {}): StoredAggregator {
   const o = { ...DEFAULT_ROBUST, ...opts };
   return kind === 'trimmed-mean' ? new TrimmedMeanAggregator(paramCount, o) : new CenteredClipAggregator(paramCount, o);
-}
-
-// ---------------------------------------------------------------- factory
-
-export function createAggregator(kind: string, paramCount: number, robust: Partial<RobustOptions> = {}): Aggregator {
-  switch (kind) {
-    case 'mean':
-      return new MeanAggregator(paramCount);
-    case 'trimmed-mean':
-    case 'centered-clip':
-      return createRobustAggregator(kind, paramCount, robust);
-    default:
-      throw new Error(`aggregate: unknown aggregator "${kind}" (config validation should have caught it)`);
-  }
 }

@@ -1,106 +1,60 @@
-// A fold thread (started by fold-pool.ts through coordinator/threads/ts-worker.ts): takes result
-// gradients TRANSFERRED to it (the received frame's ArrayBuffer, no copy), scans each once for
-// NaN/Inf while measuring its sum of squares (and, when asked, its SHA-256 for the replay guard),
-// holds it until the coordinator has judged it, then folds accepted ones into this thread's OWN
-// float64 accumulator (a SharedArrayBuffer, up to FOLD_BATCH results per pass). At step end each
-// thread sums a parameter range of every thread's accumulator into the shared output.
+// A fold thread (started by fold-threads.ts through coordinator/threads/ts-worker.ts): takes
+// accepted result gradients TRANSFERRED to it (the received frame's ArrayBuffer, no copy) and
+// folds them into this thread's OWN float64 accumulator, FOLD_BATCH per pass, with the SIMD
+// kernels (shared/simd) when this runtime has them. The accumulator lives in a shared memory
+// the main thread made, so at step end every thread can sum a parameter range of all of them.
+// Progress and failure are published in a shared Int32Array (fold-threads.ts ctl slots) that the
+// main thread waits on with Atomics.wait: the aggregator API stays synchronous.
 
-import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { firstNonFinite } from '../../shared/protocol/validate.ts';
-import type { FoldReply, FoldRequest } from './fold-pool.ts';
+import { GradientKernels } from '../../shared/simd/gradient-kernels.ts';
 import { FOLD_BATCH, foldPending } from './aggregate.ts';
+import { CTL, type FoldThreadData, type FoldThreadRequest } from './fold-threads.ts';
 
 const port = parentPort;
-if (!port) throw new Error('fold-thread.ts runs as a worker thread (coordinator/train/fold-pool.ts)');
-const acc = new Float64Array((workerData as { acc: SharedArrayBuffer }).acc);
-const held = new Map<number, Float32Array>();
-let pending: Array<{ g: Float32Array; t: number; id: number }> = [];
-const returnBuffers = (workerData as { returnBuffers?: boolean }).returnBuffers === true;
-
-/**
- * Sum of squares with two independent accumulators over the two halves (the one-accumulator loop
- * of validate.ts waits for each add; this runs ~1.5x faster here out of cache). Finite iff every
- * value is (see validate.ts sumOfSquares: 2^31 squares of finite float32 stay finite).
- */
-function sumOfSquares2(a: Float32Array): number {
-  const h = a.length >> 1;
-  const lo = a.subarray(0, h);
-  const hi = a.subarray(h, 2 * h);
-  let s0 = 0;
-  let s1 = 0;
-  for (let i = 0; i < lo.length; i++) {
-    s0 += lo[i] * lo[i];
-    s1 += hi[i] * hi[i];
-  }
-  if (a.length & 1) s1 += a[a.length - 1] * a[a.length - 1];
-  return s0 + s1;
-}
+if (!port) throw new Error('fold-thread.ts runs as a worker thread (coordinator/train/fold-threads.ts)');
+const data = workerData as FoldThreadData;
+const ctl = new Int32Array(data.ctl);
+const base = data.index * CTL.SLOTS;
+const kernels = data.memory ? GradientKernels.create(data.paramCount, 'shared', data.memory) : null;
+const acc = kernels ? kernels.acc : new Float64Array(data.accBuffer, 0, data.paramCount);
+let pending: Array<{ g: Float32Array; t: number }> = [];
 
 function fold(): void {
-  const p = pending;
-  foldPending(acc, p);
+  if (kernels) kernels.fold(pending);
+  else foldPending(acc, pending);
+  const n = pending.length;
   pending = [];
-  for (const x of p) giveBack(x.g);
+  Atomics.add(ctl, base + CTL.FOLDED, n);
+  Atomics.notify(ctl, base + CTL.FOLDED);
 }
 
-function reply(r: FoldReply, g?: Float32Array): void {
-  port!.postMessage(r);
-  if (g) giveBack(g);
+function done(seq: number): void {
+  Atomics.store(ctl, base + CTL.SEQ, seq);
+  Atomics.notify(ctl, base + CTL.SEQ);
 }
 
-/** Benchmarks reuse their frames: the buffer goes back once nothing here reads it any more. */
-function giveBack(g: Float32Array): void {
-  if (returnBuffers) port!.postMessage({ op: 'buffer', id: 0, buf: g.buffer }, [g.buffer as ArrayBuffer]);
-}
-
-port.on('message', (m: FoldRequest) => {
+function handle(m: FoldThreadRequest): void {
   switch (m.op) {
-    case 'check': {
-      const g = new Float32Array(m.buf, m.offset, m.length);
-      const ss = sumOfSquares2(g);
-      if (!Number.isFinite(ss)) {
-        const index = firstNonFinite(g);
-        reply({ op: 'checked', id: m.id, ok: false, index, value: String(g[index]) }, g);
-        return;
-      }
-      held.set(m.id, g);
-      const digest = m.digest ? createHash('sha256').update(new Uint8Array(g.buffer, g.byteOffset, g.byteLength)).digest('base64') : undefined;
-      reply({ op: 'checked', id: m.id, ok: true, norm: Math.sqrt(ss), ...(digest !== undefined ? { digest } : {}) });
-      return;
-    }
-    case 'fold': {
-      const g = held.get(m.id);
-      if (!g) throw new Error(`fold-thread: fold of unknown result ${m.id} (bug)`);
-      held.delete(m.id);
-      // Acknowledged as counted at once: folding waits for FOLD_BATCH results (or a flush), and
-      // this thread handles messages in order, so a later flush/finish sees it folded.
-      reply({ op: 'folded', id: m.id });
-      if (m.tokens > 0) pending.push({ g, t: m.tokens, id: m.id });
-      else giveBack(g);
+    case 'add':
+      pending.push({ g: new Float32Array(m.buf, m.offset, m.length), t: m.tokens });
       if (pending.length >= FOLD_BATCH) fold();
       return;
-    }
-    case 'drop': {
-      const g = held.get(m.id);
-      held.delete(m.id);
-      reply({ op: 'dropped', id: m.id }, g);
-      return;
-    }
     case 'flush':
       if (pending.length) fold();
-      reply({ op: 'flushed', id: m.id });
-      return;
+      return done(m.seq);
     case 'zero':
-      if (pending.length) throw new Error('fold-thread: zero with results not folded (bug)');
+      pending = [];
       acc.fill(0);
-      reply({ op: 'zeroed', id: m.id });
-      return;
+      return done(m.seq);
     case 'finish': {
       const out = new Float32Array(m.out);
-      const accs = m.accs.map((b) => new Float64Array(b));
+      const accs = m.accs.map((b) => new Float64Array(b, 0, data.paramCount));
       const inv = m.inv;
-      if (accs.length === 2) {
+      if (accs.length === 1) {
+        const a0 = accs[0];
+        for (let i = m.lo; i < m.hi; i++) out[i] = a0[i] * inv;
+      } else if (accs.length === 2) {
         const a0 = accs[0], a1 = accs[1];
         for (let i = m.lo; i < m.hi; i++) out[i] = (a0[i] + a1[i]) * inv;
       } else {
@@ -110,10 +64,25 @@ port.on('message', (m: FoldRequest) => {
           out[i] = s * inv;
         }
       }
-      reply({ op: 'finished', id: m.id });
-      return;
+      return done(m.seq);
     }
     case 'fail':
-      throw new Error('fold-thread: failure requested (tests)');
+      throw new Error('failure requested (tests)');
+  }
+}
+
+port.on('message', (m: FoldThreadRequest) => {
+  try {
+    handle(m);
+  } catch (e) {
+    // Published before the thread dies: the main thread may be blocked in Atomics.wait, where no
+    // 'error' event reaches it.
+    port.postMessage({ error: (e as Error).message });
+    Atomics.store(ctl, base + CTL.FAILED, 1);
+    Atomics.notify(ctl, base + CTL.SEQ);
+    Atomics.notify(ctl, base + CTL.FOLDED);
+    throw e;
   }
 });
+Atomics.store(ctl, base + CTL.READY, 1);
+Atomics.notify(ctl, base + CTL.READY);

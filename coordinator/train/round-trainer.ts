@@ -32,7 +32,7 @@ import type { UpdateMsg } from '../../shared/protocol/round.ts';
 import type { DilocoStatus } from '../../shared/protocol/dashboard.ts';
 import type { CheckpointData } from '../checkpoint/format.ts';
 import { outerHyperAt, roundLength, roundStart, type CoordinatorConfig } from '../config.ts';
-import { createAggregator } from './aggregate.ts';
+import { createAggregator } from './create-aggregator.ts';
 import type { StepSummary, Trainer } from './trainer.ts';
 
 export interface Row {

@@ -22,8 +22,9 @@ import type { HistoryPoint, EpochAccounting } from '../../shared/protocol/dashbo
 import type { RejectCode, ResultMsg, TaskDpo } from '../../shared/protocol/messages.ts';
 import { Rng } from '../../shared/rng.ts';
 import type { CheckpointData } from '../checkpoint/format.ts';
-import type { CoordinatorConfig } from '../config.ts';
-import { createAggregator, type Aggregator } from './aggregate.ts';
+import { foldThreadCount, type CoordinatorConfig } from '../config.ts';
+import { MeanAggregator, type Aggregator } from './aggregate.ts';
+import { createAggregator } from './create-aggregator.ts';
 import { StepWork, type Lease } from './step-work.ts';
 import type { PreferenceTraining } from './preference-training.ts';
 
@@ -48,7 +49,10 @@ export class Trainer {
   sampler: EpochSampler;
   ledger: CoverageLedger;
   rng: Rng;
-  readonly aggregator: Aggregator;
+  /** The step's gradient sum; replaced by an event-loop MeanAggregator if a fold thread fails. */
+  aggregator: Aggregator;
+  /** Steps redone because a fold thread failed (recoverFromFoldFailure). */
+  private foldFailureCount = 0;
   current: StepWork | null = null;
   /** Random per process: task ids of an earlier coordinator run are UNKNOWN_TASK, not LATE. */
   readonly nonce = randomBytes(4).toString('hex');
@@ -86,7 +90,7 @@ export class Trainer {
     this.sampler = new EpochSampler({ seed: config.seed, size: dataset.size });
     this.ledger = new CoverageLedger(dataset.size);
     this.rng = new Rng(config.seed ^ 0x5eed);
-    this.aggregator = createAggregator(config.aggregate, this.paramCount, { normLimit: config.normLimit });
+    this.aggregator = createAggregator(config.aggregate, this.paramCount, { normLimit: config.normLimit }, config.mode === 'sync' ? foldThreadCount(config, this.paramCount) : 0);
     this.gradBuf = new Float32Array(this.paramCount);
   }
 
@@ -142,7 +146,7 @@ export class Trainer {
     const shard = this.sampler.next(this.config.globalBatch);
     if (shard.epoch > 0) this.ledger.forgetBefore(shard.epoch - 1);
     this.current = new StepWork(this.nonce, this.step, this.version, shard.epoch, shard.ids);
-    this.aggregator.begin(this.step);
+    this.beginAggregator(this.step);
     this.lossSum = 0;
     this.lossByWorker.clear();
     this.stepStartedAt = now;
@@ -202,8 +206,64 @@ export class Trainer {
     if (r.tokens !== expectedTokens) return { ok: false, code: 'TOKENS_MISMATCH', message: `result.tokens ${r.tokens} != ${expectedTokens} masked-in positions of the task` };
     w.accept(l);
     this.aggregator.add(r.grads, r.tokens, workerId);
+    if (this.aggregator.failed) {
+      // Acknowledged like any accepted result; the step's work (this one's included) is redone.
+      this.recoverFromFoldFailure();
+      return { ok: true };
+    }
     this.addLoss(workerId, r.loss * r.tokens);
     return { ok: true };
+  }
+
+  /** aggregator.begin(); a failed fold pool is replaced first (nothing of this step is in it yet). */
+  protected beginAggregator(step: number): void {
+    try {
+      if (!this.aggregator.failed) return this.aggregator.begin(step);
+    } catch (e) {
+      if ((e as AppError).code !== 'ERR_FOLD_THREAD') throw e;
+    }
+    this.replaceFailedAggregator();
+    this.aggregator.begin(step);
+  }
+
+  private replaceFailedAggregator(): void {
+    const failed = this.aggregator as Aggregator & { failureMessage?: string };
+    void failed.close?.();
+    this.foldFailureCount++;
+    this.aggregator = new MeanAggregator(this.paramCount);
+    this.onFoldFailure(failed.failureMessage ?? 'a fold thread failed');
+  }
+
+  /** Called once per failed fold pool (the coordinator logs it). */
+  onFoldFailure: (message: string) => void = () => {};
+
+  /** Steps whose accumulation restarted because a fold thread failed. */
+  get foldFailures(): number {
+    return this.foldFailureCount;
+  }
+
+  /**
+   * A fold thread failed (fold-threads.ts): the step's sum is incomplete. From now on the mean is
+   * folded in the event loop, and every accepted lease of the step is reopened and redone (as a
+   * ban does under the streaming mean: nothing lost or doubled). Returns the leases reopened.
+   */
+  protected recoverFromFoldFailure(): Lease[] {
+    this.replaceFailedAggregator();
+    const w = this.current;
+    this.aggregator.begin(w?.step ?? this.step);
+    this.resetStepSums();
+    return w ? w.reopen(() => true) : [];
+  }
+
+  /** The running step's loss sums back to zero (its accumulation restarts). */
+  protected resetStepSums(): void {
+    this.lossSum = 0;
+    this.lossByWorker.clear();
+  }
+
+  /** Stop the aggregator's threads, if it has any. */
+  async close(): Promise<void> {
+    await this.aggregator.close?.();
   }
 
   /** Adds an accepted result's token-weighted loss to the step's sums (a gateway keeps its slice's own). */
@@ -228,17 +288,30 @@ export class Trainer {
       for (const k of keys) this.lossByWorker.delete(k);
       return w.reopen((l) => keys.has(l.workerId));
     }
-    this.aggregator.begin(w.step);
-    this.lossSum = 0;
-    this.lossByWorker.clear();
+    this.beginAggregator(w.step);
+    this.resetStepSums();
     return w.reopen(() => true);
+  }
+
+  /**
+   * aggregator.finish(out). A fold thread that failed: the step's accepted work is reopened and
+   * ERR_FOLD_THREAD thrown (the scheduler logs it and leases the work again).
+   */
+  protected finishAggregate(out: Float32Array): number {
+    try {
+      if (!this.aggregator.failed) return this.aggregator.finish(out);
+    } catch (e) {
+      if ((e as AppError).code !== 'ERR_FOLD_THREAD') throw e;
+    }
+    const reopened = this.recoverFromFoldFailure();
+    throw new AppError('ERR_FOLD_THREAD', `trainer: a fold thread failed at the end of step ${this.step}; its ${reopened.length} accepted leases are redone with the mean folded in the event loop`, 500);
   }
 
   /** Aggregate, clip, AdamW, version + 1. Call when current.done. */
   finishStep(now = Date.now(), workers = 0): StepSummary {
     const w = this.current;
     if (!w || !w.done) throw new AppError('ERR_STEP_NOT_DONE', `trainer: finishStep() with step ${this.step} incomplete (bug)`, 500);
-    const tokens = this.aggregator.finish(this.gradBuf);
+    const tokens = this.finishAggregate(this.gradBuf);
     const gradNorm = this.config.gradClip > 0 ? clipGradNorm(this.gradBuf, this.config.gradClip) : l2Norm(this.gradBuf);
     // The ledger holds only finished steps (so a checkpoint taken mid-step is consistent). StepWork
     // already made this step's positions disjoint; the ledger proves no sample is trained twice

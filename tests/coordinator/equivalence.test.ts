@@ -15,11 +15,11 @@ afterAll(async () => {
   for (const f of cleanups.reverse()) await f();
 });
 
-async function run(workers: number, maxMicroBatch: number) {
+async function run(workers: number, maxMicroBatch: number, foldThreads = 'auto') {
   const dir = mkdtempSync(join(tmpdir(), 'coord-eq-'));
   const c: CoordinatorHandle = await startCoordinator({
     port: 0, host: '127.0.0.1', preset: 'tiny', runDir: dir, globalBatch: G, maxSteps: STEPS, lr: 3e-3, warmupSteps: 2,
-    evalEvery: 0, checkpointEvery: 0, minWorkers: workers, maxMicroBatch, logLevel: 'silent', resume: false, verifyRate: 0,
+    evalEvery: 0, checkpointEvery: 0, minWorkers: workers, maxMicroBatch, logLevel: 'silent', resume: false, verifyRate: 0, foldThreads,
   });
   const params: Float32Array[] = [];
   const tasksPerStep = new Map<number, number>();
@@ -33,7 +33,7 @@ async function run(workers: number, maxMicroBatch: number) {
   });
   await until(() => c.trainer.step >= STEPS, 90_000, `${STEPS} steps with ${workers} worker(s)`);
   for (const w of ws) for (const t of w.tasks) tasksPerStep.set(t.step, (tasksPerStep.get(t.step) ?? 0) + 1);
-  return { losses: c.trainer.history.map((h) => h.loss), params, tasksPerStep, ws };
+  return { losses: c.trainer.history.map((h) => h.loss), params, tasksPerStep, ws, aggregator: c.trainer.aggregator.constructor.name };
 }
 
 function relDiff(a: Float32Array, b: Float32Array): number {
@@ -47,9 +47,10 @@ function relDiff(a: Float32Array, b: Float32Array): number {
 }
 
 describe('K workers equal one worker', () => {
-  it('3 workers on splits match 1 worker on the whole batch within 1e-6 per step over 10 steps', async () => {
+  it('3 workers on splits (their gradients folded on 2 fold threads) match 1 worker on the whole batch (folded in the event loop) within 1e-6 per step over 10 steps', async () => {
     const one = await run(1, G);
-    const three = await run(3, 4);
+    const three = await run(3, 4, '2');
+    expect([one.aggregator, three.aggregator]).toEqual(['MeanAggregator', 'ThreadedMeanAggregator']);
     // One worker computed each step as a single task of the whole batch...
     expect([...one.tasksPerStep.values()]).toEqual(Array(STEPS).fill(1));
     expect(one.ws[0].tasks.every((t) => t.B === G)).toBe(true);

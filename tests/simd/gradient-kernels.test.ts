@@ -1,0 +1,93 @@
+// The SIMD gradient kernels (shared/simd) against the JavaScript loops they replace: the fold and
+// the scale give the same bits as aggregate.ts foldPending and the plain assignment, the sum of
+// squares agrees to float64 rounding and finds a NaN/Inf wherever it is (chunk edges, the tail),
+// and the committed binaries are what the WAT text assembles to.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { foldPending, MeanAggregator } from '../../coordinator/train/aggregate.ts';
+import { CHUNK, GradientKernels } from '../../shared/simd/gradient-kernels.ts';
+import { gradientKernelsSource } from '../../shared/simd/build-gradient-kernels.ts';
+import { sumOfSquares } from '../../shared/protocol/validate.ts';
+import { Rng } from '../../shared/rng.ts';
+
+function randomGrad(n: number, seed: number, scale = 1e-2): Float32Array {
+  const r = new Rng(seed);
+  return new Float32Array(n).map(() => (r.next() - 0.5) * scale);
+}
+
+function jsSumOfSquares(a: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+  return s;
+}
+
+const LENGTHS = [1, 3, 4, 7, 8, 13, 4096, CHUNK - 1, CHUNK, CHUNK + 5, 3 * CHUNK + 7, 100_003];
+
+describe('gradient kernels (WebAssembly SIMD)', () => {
+  it('run here (Node has WebAssembly SIMD), and the committed binaries are the assembled WAT text', async () => {
+    expect(GradientKernels.create(16)).not.toBeNull();
+    expect(GradientKernels.create(16, 'shared')).not.toBeNull();
+    const committed = readFileSync(new URL('../../shared/simd/gradient-kernels.wasm.ts', import.meta.url), 'utf8');
+    expect(committed, 'run `npm run build:wasm` after editing gradient-kernels.wat.ts').toBe(await gradientKernelsSource());
+  });
+
+  it('fold of 1..4 results gives the bits of foldPending, tails and chunk edges included', () => {
+    for (const n of LENGTHS) {
+      for (let k = 1; k <= 6; k++) {
+        const p = Array.from({ length: k }, (_, j) => ({ g: randomGrad(n, 100 * n + j), t: 1 + ((j * 37) % 500) + 0.25 * j }));
+        const start = randomGrad(n, 7, 1);
+        const want = Float64Array.from(start);
+        for (let i = 0; i < k; i += 4) foldPending(want, p.slice(i, i + 4));
+        const kern = GradientKernels.create(n)!;
+        kern.acc.set(start);
+        kern.fold(p);
+        expect(Buffer.from(kern.acc.buffer, 0, n * 8).equals(Buffer.from(want.buffer)), `n=${n} k=${k}`).toBe(true);
+        // scaleInto == out[i] = acc[i] * inv
+        const out = new Float32Array(n);
+        kern.scaleInto(out, 1 / 3000);
+        const ref = new Float32Array(n);
+        for (let i = 0; i < n; i++) ref[i] = want[i] * (1 / 3000);
+        expect(Buffer.from(out.buffer).equals(Buffer.from(ref.buffer)), `scale n=${n}`).toBe(true);
+      }
+    }
+  });
+
+  it('sum of squares agrees with the float64 loop to 1e-12 and is non-finite iff a value is, wherever it sits', () => {
+    const k = GradientKernels.create(0)!;
+    for (const n of LENGTHS) {
+      const a = randomGrad(n, n, 10);
+      expect(Math.abs(k.sumOfSquares(a) - jsSumOfSquares(a)) / jsSumOfSquares(a), `n=${n}`).toBeLessThan(1e-12);
+      for (const pos of new Set([0, n - 1, Math.floor(n / 2), Math.min(n - 1, CHUNK), Math.min(n - 1, CHUNK - 1)])) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const b = new Float32Array(a);
+          b[pos] = bad;
+          expect(Number.isFinite(k.sumOfSquares(b)), `${bad} at ${pos} of ${n}`).toBe(false);
+        }
+      }
+    }
+    // The largest float32s stay finite when squared and summed in float64.
+    expect(Number.isFinite(k.sumOfSquares(new Float32Array(100_000).fill(3.4e38)))).toBe(true);
+    // validateResult's scan uses the kernel from 4096 floats up; below, the loop: both agree.
+    for (const n of [4095, 4096, 50_001]) {
+      const a = randomGrad(n, 3 * n);
+      expect(Math.abs(sumOfSquares(a) - jsSumOfSquares(a)) / jsSumOfSquares(a)).toBeLessThan(1e-12);
+    }
+  });
+
+  it('the streaming mean (kernels) equals the JavaScript fold bit for bit over an uneven number of results', () => {
+    const n = 2 * CHUNK + 11;
+    const grads = Array.from({ length: 11 }, (_, i) => randomGrad(n, 500 + i));
+    const tokens = grads.map((_, i) => 17 + 13 * i);
+    const agg = new MeanAggregator(n);
+    agg.begin(0);
+    grads.forEach((g, i) => agg.add(g, tokens[i], `w${i}`));
+    const got = new Float32Array(n);
+    expect(agg.finish(got)).toBe(tokens.reduce((a, b) => a + b, 0));
+    const acc = new Float64Array(n);
+    for (let i = 0; i < grads.length; i += 4) foldPending(acc, grads.slice(i, i + 4).map((g, j) => ({ g, t: tokens[i + j] })));
+    const inv = 1 / tokens.reduce((a, b) => a + b, 0);
+    const want = new Float32Array(n);
+    for (let i = 0; i < n; i++) want[i] = acc[i] * inv;
+    expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+  });
+});
