@@ -19,7 +19,10 @@ import { byAckTime, elections, readTrace, selfRole, startCoordinatorProc, startW
 import { TestRedis } from './redis-server.ts';
 
 const BATCH = 8;
-const STEPS = 30;
+// Enough steps that the run is still training when the third scenario starts: on a quiet machine
+// the cluster trains ~2 steps/s, and with 30 steps it had finished before Redis was stopped (the
+// next leader then never trains: a timeout that depended on the machine's speed).
+const STEPS = 60;
 const TTL = 2000;
 const dir = mkdtempSync(join(tmpdir(), 'cluster-failover-'));
 const runDir = join(dir, 'run');
@@ -113,6 +116,7 @@ describe('a run shared by three coordinators through Redis', () => {
   it('Redis killed and restarted empty: training stops, then resumes; nothing corrupt', async () => {
     const epoch = newestEpoch();
     await stepJustStarted(traces, 20_000);
+    expect((await anyStatus()).finished, 'the run must still be training when Redis goes (raise STEPS)').toBe(false);
     await redis.stop();
     await untilAsync(async () => (await selfRole(live()[0])) === 'gateway', 20_000, 'the leader to step down');
     // Nobody leads now, so nobody writes: the newest checkpoint is where the next leader resumes.
