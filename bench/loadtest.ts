@@ -1,5 +1,5 @@
 // `npm run loadtest -- --workers N [--preset tiny] [--steps S] [--processes P] [--mode sync|diloco]
-//  [--global-batch G] [--compute-ms MS] [--url URL] [--workers-nice N]`
+//  [--global-batch G] [--inner-steps H] [--compute-ms MS] [--url URL] [--workers-nice N]`
 //
 // Starts a real coordinator in its own process (bench/loadtest/coordinator-proc.ts; or targets
 // --url), then N simulated workers spread over P child processes (bench/loadtest/workers-proc.ts):
@@ -13,6 +13,13 @@
 // The simulated workers' processes run at a lower CPU priority (--workers-nice, default 10): real
 // volunteers compute on their own machines, so on one shared box the simulator must not take the
 // coordinator's CPU; what is measured is the coordinator. --workers-nice 0 shares the CPU evenly.
+//
+// --mode diloco: the coordinator runs rounds (docs/diloco.md): each worker is leased H inner steps
+// of B = max(1, round(G / N)) rows (G: --global-batch, the rows of one inner step over all
+// workers), answers with a packed delta the coordinator's delta judge accepts (real inner steps,
+// one round per weights version and process: bench/loadtest/round-deltas.ts) and follows the
+// published weights through `update`s. A step is a round (one outer step). Lost = rows leased in
+// the run's rounds and never acknowledged in any round; doubled = rows acknowledged twice.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,7 +27,6 @@ import { cpus, loadavg, setPriority, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { configSchema } from '../coordinator/config.ts';
 import { AppError } from '../shared/errors.ts';
 import { PRESET_NAMES } from '../shared/model/config.ts';
 import type { WorkerReport } from './loadtest/workers-proc.ts';
@@ -37,6 +43,8 @@ export interface LoadTestOptions {
   processes: number;
   mode: 'sync' | 'diloco';
   globalBatch: number;
+  /** --mode diloco: inner steps per round (the coordinator's --inner-steps). */
+  innerSteps: number;
   computeMs: number;
   /** Niceness of the simulated workers' processes (0-19): they stand for remote machines. */
   workersNice: number;
@@ -46,13 +54,15 @@ export interface LoadTestOptions {
 }
 
 const USAGE = `usage: npm run loadtest -- --workers N [--preset tiny] [--steps S] [--processes P] [--mode sync|diloco]
-                        [--global-batch G] [--compute-ms MS] [--url URL] [--timeout-s T] [--workers-nice N]
+                        [--global-batch G] [--inner-steps H] [--compute-ms MS] [--url URL] [--timeout-s T] [--workers-nice N]
   --workers N        simulated workers (socket.io clients)
   --preset P         model preset of the coordinator it starts (default tiny)
   --steps S          optimizer steps to run (default 5)
   --processes P      child processes the workers are spread over (default: CPU count, at most 8)
   --mode M           sync (default) | diloco
-  --global-batch G   samples per step (default max(1024, N))
+  --global-batch G   samples per step (default max(1024, N)); diloco: rows per inner step over all
+                     workers (each worker's micro-batch is max(1, round(G / N)) rows)
+  --inner-steps H    diloco: inner steps per round (default 4)
   --compute-ms MS    simulated compute time per task before the result is sent, 0.5x..1.5x at
                      random (default 0: results come back at once, the coordinator is saturated)
   --url URL          target a running coordinator instead of starting one (it must serve synthetic data)
@@ -71,7 +81,7 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions | null {
       args: argv, strict: true, allowPositionals: false,
       options: {
         workers: { type: 'string' }, preset: { type: 'string' }, steps: { type: 'string' }, processes: { type: 'string' }, mode: { type: 'string' },
-        'global-batch': { type: 'string' }, 'compute-ms': { type: 'string' }, url: { type: 'string' }, 'timeout-s': { type: 'string' }, 'workers-nice': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'global-batch': { type: 'string' }, 'inner-steps': { type: 'string' }, 'compute-ms': { type: 'string' }, url: { type: 'string' }, 'timeout-s': { type: 'string' }, 'workers-nice': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | undefined> });
   } catch (e) {
@@ -102,6 +112,7 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions | null {
     processes: Math.min(workers, int('processes', 1, 64, Math.min(8, cpus().length))),
     mode,
     globalBatch: int('global-batch', 1, 1 << 20, Math.max(1024, workers)),
+    innerSteps: int('inner-steps', 1, 10_000, 4),
     computeMs: int('compute-ms', 0, 600_000, 0),
     workersNice: int('workers-nice', 0, 19, 10),
     url,
@@ -109,23 +120,19 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions | null {
   };
 }
 
-/**
- * --mode diloco: the coordinator has it (rounds: `round` / `delta` / `update`, docs/diloco.md), but
- * these simulated workers do not speak it yet: every delta is scored by the coordinator on its own
- * rows (it must LOWER the loss there, coordinator/security/delta-judge.ts), which a synthetic delta
- * without model compute cannot do honestly. Refused by name rather than measured as sync.
- */
-function checkMode(mode: LoadTestOptions['mode']): void {
-  if (mode === 'sync') return;
-  const shape = (configSchema as unknown as { shape?: Record<string, unknown> }).shape ?? {};
-  throw new AppError('ERR_LOADTEST_DILOCO_UNSUPPORTED',
-    `loadtest: --mode diloco: ${'mode' in shape ? 'the coordinator speaks the round protocol, but the simulated workers do not yet (a delta must lower the loss on its rows: that needs model compute)' : 'this coordinator has no --mode option (the round protocol has not landed)'}; use --mode sync`, 400);
+/** --mode diloco: rows per worker per inner step (the coordinator's --max-micro-batch). */
+export function roundMicroBatch(o: Pick<LoadTestOptions, 'globalBatch' | 'workers'>): number {
+  return Math.max(1, Math.round(o.globalBatch / o.workers));
+}
+
+/** Rows one step consumes: the global batch (sync), or every worker's H micro-batches (diloco). */
+function rowsPerStep(o: LoadTestOptions): number {
+  return o.mode === 'sync' ? o.globalBatch : o.workers * o.innerSteps * roundMicroBatch(o);
 }
 
 const tsx = { execArgv: ['--import', 'tsx'] };
 
 export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<LoadTestResult> {
-  checkMode(o.mode);
   const deadline = Date.now() + o.timeoutMs;
   const left = () => Math.max(1000, deadline - Date.now());
   const load0 = loadavg();
@@ -140,16 +147,17 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
     if (!url) {
       runDir = mkdtempSync(join(tmpdir(), 'loadtest-'));
       const config = {
-        port: 0, host: '127.0.0.1', preset: o.preset, globalBatch: o.globalBatch, maxSteps: o.steps, minWorkers: o.workers,
-        // Synthetic gradients cannot pass a CPU re-computation: verification is off, as is eval.
+        port: 0, host: '127.0.0.1', preset: o.preset, globalBatch: o.globalBatch, maxSteps: o.steps, minWorkers: o.workers, mode: o.mode,
+        ...(o.mode === 'diloco' ? { innerSteps: o.innerSteps, maxMicroBatch: roundMicroBatch(o) } : {}),
+        // Synthetic gradients (and deltas computed once per process) cannot pass a CPU
+        // re-computation: verification is off, as is eval. Diloco deltas are still scored by the
+        // delta judge (its loss test and norm check), as every delta is.
         verifyRate: 0, evalEvery: 0, checkpointEvery: 0, runDir, resume: false, logLevel: 'warn',
-        // --mode passes through (only where this coordinator has the option).
-        ...('mode' in ((configSchema as unknown as { shape?: Record<string, unknown> }).shape ?? {}) ? { mode: o.mode } : {}),
         leaseMs: 120_000, heartbeatMs: 2_000, deadAfterMs: 60_000,
       };
       // LOADTEST_CPU_PROF=DIR: a V8 CPU profile of the coordinator process is written there.
       const prof = process.env.LOADTEST_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.LOADTEST_CPU_PROF] : [];
-      coord = fork(join(HERE, 'loadtest/coordinator-proc.ts'), [JSON.stringify(config), String((o.steps + 1) * o.globalBatch)], { execArgv: [...tsx.execArgv, ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      coord = fork(join(HERE, 'loadtest/coordinator-proc.ts'), [JSON.stringify(config), String((o.steps + 1) * rowsPerStep(o))], { execArgv: [...tsx.execArgv, ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const ready = await onceMessage<{ url: string }>(coord, 'ready', left(), 'coordinator start');
       url = ready.url;
       const c = coord;
@@ -184,7 +192,7 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
     let first = 0;
     for (let i = 0; i < o.processes; i++) {
       const count = per + (i < o.workers % o.processes ? 1 : 0);
-      const kid = fork(join(HERE, 'loadtest/workers-proc.ts'), [JSON.stringify({ url, count, first, computeMs: o.computeMs, seed: i + 1 })], { ...tsx, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const kid = fork(join(HERE, 'loadtest/workers-proc.ts'), [JSON.stringify({ url, count, first, computeMs: o.computeMs, seed: i + 1, mode: o.mode })], { ...tsx, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       kids.push(kid);
       if (o.workersNice > 0 && kid.pid !== undefined) setPriority(kid.pid, o.workersNice);
       first += count;
@@ -267,15 +275,24 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
     const doubled = allIds.length - unique.size;
     let lost = 0;
     const contributors: number[] = [];
+    const rowsAcked: number[] = [];
     const stepMs: number[] = [];
     const firstAt = (s: number) => Math.min(...reports.map((r) => r.firstTaskAt[s] ?? Infinity));
     for (let s = startStep; s < startStep + steps; s++) {
       const b = byStep.get(s);
-      lost += G - (b ? new Set(b.ids).size : 0);
+      if (o.mode === 'sync') lost += G - (b ? new Set(b.ids).size : 0);
+      rowsAcked.push(b ? b.ids.length : 0);
       contributors.push(b ? b.workers.size : 0);
       const start = firstAt(s);
       const end = s + 1 < startStep + steps ? firstAt(s + 1) : (b?.lastAck ?? NaN);
       if (Number.isFinite(start) && Number.isFinite(end)) stepMs.push(end - start);
+    }
+    if (o.mode === 'diloco') {
+      // A round's rows are leased, then acknowledged with its delta; a cut lease's rows are leased
+      // again in a later round. Lost: leased in the run's rounds, acknowledged in none.
+      const ackedAll = new Set(reports.flatMap((r) => r.acks).flatMap((a) => a.ids));
+      const leased = new Set(reports.flatMap((r) => r.leased).filter((l) => l.step >= startStep && l.step < startStep + steps).flatMap((l) => l.ids));
+      for (const id of leased) if (!ackedAll.has(id)) lost++;
     }
     const wireBytes = reports.reduce((a, r) => a + r.wire.sent + r.wire.received, 0);
     const load1 = loadavg();
@@ -297,6 +314,9 @@ export async function runLoadTest(o: LoadTestOptions, log: (s: string) => void =
       preset: o.preset,
       mode: o.mode,
       globalBatch: G,
+      // Rows acknowledged per step (diloco: every worker's H x B rows of the round).
+      rowsPerStep: { min: rowsAcked.length ? Math.min(...rowsAcked) : 0, median: pct(rowsAcked, 50) },
+      ...(o.mode === 'diloco' ? { innerSteps: o.innerSteps, microBatch: roundMicroBatch(o), roundsComputed: reports.reduce((a, r) => a + r.roundsComputed, 0) } : {}),
       processes: o.processes,
       workersNice: o.workersNice,
       trainSeconds: r1(trainMs / 1000),

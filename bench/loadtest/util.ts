@@ -76,7 +76,9 @@ export async function scrapeStats(url: string): Promise<CoordStats> {
 export function formatTable(r: LoadTestResult): string {
   const rows: Array<[string, string]> = [
     ['workers (connected)', `${r.workers} (${r.connected})`],
-    ['steps x global batch', `${r.steps} x ${r.globalBatch}`],
+    r.mode === 'diloco'
+      ? ['rounds x rows (H x B per worker)', `${r.steps} x ${(r.rowsPerStep as { median: number }).median} (${r.innerSteps} x ${r.microBatch})`]
+      : ['steps x global batch', `${r.steps} x ${r.globalBatch}`],
     ['contributors / step (min, median)', `${r.contributorsPerStep.min}, ${r.contributorsPerStep.median}`],
     ['step seconds (median, p95)', `${r.stepSeconds.median}, ${r.stepSeconds.p95}`],
     ['coordinator CPU / step (ms)', `${r.coordinatorCpuPerStepMs}`],

@@ -1,18 +1,22 @@
 // A child process of `npm run loadtest`: `count` simulated workers, each a real socket.io client
 // (msgpack parser, websocket) speaking the real protocol: hello, heartbeats, params, tasks, results
 // with a valid synthetic gradient (no model compute: the coordinator is what is measured), bye.
+// --mode diloco: the round protocol instead (params / update, round, delta, ack): the deltas come
+// from round-deltas.ts (one real inner round per weights version and process, shared by its workers).
 // What each worker was acknowledged for is recorded from the TASK it received: the sample ids are
 // decoded from the rows' tokens (shared/data/synthetic.ts), cross-checked against task.sampleIds,
 // and reported to the parent at the end; `discard` takes acknowledged tasks back out.
 //
-// argv[2]: JSON { url, count, first, computeMs, seed }.
+// argv[2]: JSON { url, count, first, computeMs, seed, mode }.
 
 import { io, type Socket } from 'socket.io-client';
 import { syntheticId } from '../../shared/data/synthetic.ts';
 import { Decoder, Encoder } from '../../shared/protocol/parser.ts';
-import { PROTOCOL_VERSION, type DiscardMsg, type HelloMsg, type RejectMsg, type TaskMsg, type WaitMsg, type WelcomeMsg } from '../../shared/protocol/messages.ts';
+import { PROTOCOL_VERSION, type DiscardMsg, type HelloMsg, type ParamsMsg, type RejectMsg, type TaskMsg, type WaitMsg, type WelcomeMsg } from '../../shared/protocol/messages.ts';
+import type { RoundTaskMsg, UpdateMsg } from '../../shared/protocol/round-messages.ts';
+import { RoundDeltas } from './round-deltas.ts';
 
-interface Opts { url: string; count: number; first: number; computeMs: number; seed: number }
+interface Opts { url: string; count: number; first: number; computeMs: number; seed: number; mode: 'sync' | 'diloco' }
 const o = JSON.parse(process.argv[2]!) as Opts;
 
 /** Wire bytes both ways, counted at the parser (what socket.io hands to / gets from the websocket). */
@@ -34,9 +38,15 @@ const parser = { Encoder: CountingEncoder, Decoder: CountingDecoder, protocol: 5
 
 /** One acknowledged task, as reported to the parent. */
 export interface AckRecord { worker: number; step: number; taskId: string; ids: number[]; at: number }
+/** One task received (diloco: what was leased, acknowledged or not; lost = leased, never acknowledged). */
+export interface LeaseRecord { worker: number; step: number; ids: number[] }
 export interface WorkerReport {
   welcomed: number;
   acks: AckRecord[];
+  /** --mode diloco: every round task received. */
+  leased: LeaseRecord[];
+  /** --mode diloco: inner rounds this process computed (one per weights version and H). */
+  roundsComputed: number;
   /** Time each step's first task reached this process. */
   firstTaskAt: Record<number, number>;
   rejected: number;
@@ -48,7 +58,7 @@ export interface WorkerReport {
   errors: string[];
 }
 
-const report: WorkerReport = { welcomed: 0, acks: [], firstTaskAt: {}, rejected: 0, rejectCodes: {}, idMismatches: 0, finished: 0, wire, errors: [] };
+const report: WorkerReport = { welcomed: 0, acks: [], leased: [], roundsComputed: 0, firstTaskAt: {}, rejected: 0, rejectCodes: {}, idMismatches: 0, finished: 0, wire, errors: [] };
 let paramCount = 0;
 /** One synthetic gradient per process, perturbed per task (so no two results are byte-equal: the replay guard). */
 let base: Float32Array | null = null;
@@ -80,6 +90,17 @@ function gradientFor(task: TaskMsg, worker: number): { grads: Float32Array; grad
   return { grads: g, gradNorm: Math.sqrt(Math.max(0, sumSq)) };
 }
 
+/** The sample ids of a task's rows, decoded from their tokens and cross-checked with its sampleIds. */
+function rowIds(inputs: Int32Array, rows: number, T: number, sampleIds: Uint32Array): number[] {
+  const ids: number[] = [];
+  for (let b = 0; b < rows; b++) ids.push(syntheticId(inputs.subarray(b * T, b * T + 3)));
+  if (ids.length !== sampleIds.length || ids.some((id, i) => id !== sampleIds[i])) report.idMismatches++;
+  return ids;
+}
+
+/** --mode diloco: this process's published weights and deltas (created at the first `params`). */
+let deltas: RoundDeltas | null = null;
+
 function startWorker(index: number): Socket {
   const socket = io(o.url, { parser, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 60_000 });
   let hb: NodeJS.Timeout | undefined;
@@ -110,13 +131,45 @@ function startWorker(index: number): Socket {
       hb = setInterval(() => socket.emit('heartbeat', { t: Date.now(), state: 'idle' }), m.heartbeatMs);
     }, start).unref();
   });
-  socket.on('params', () => {});
+  // --mode diloco: the weights this worker holds (a round starts from exactly that version).
+  let held = -1;
+  socket.on('params', (m: ParamsMsg) => {
+    if (o.mode !== 'diloco' || !welcome) return;
+    deltas ??= new RoundDeltas(welcome.model);
+    deltas.setParams(m.version, m.params);
+    held = m.version;
+  });
+  socket.on('update', (u: UpdateMsg) => {
+    if (!deltas || held !== u.fromVersion || !deltas.applyUpdate(u)) {
+      if (report.errors.length < 20) report.errors.push(`worker ${index}: update ${u.fromVersion} -> ${u.version} while holding ${held}`);
+      return;
+    }
+    held = u.version;
+  });
+  socket.on('round', (t: RoundTaskMsg) => {
+    const now = Date.now();
+    if (report.firstTaskAt[t.step] === undefined || now < report.firstTaskAt[t.step]) report.firstTaskAt[t.step] = now;
+    const ids = rowIds(t.inputs, t.H * t.B, t.T, t.sampleIds);
+    report.leased.push({ worker: index, step: t.step, ids });
+    if (!deltas || held !== t.version) {
+      if (report.errors.length < 20) report.errors.push(`worker ${index}: round ${t.round} at version ${t.version}, holding ${held}`);
+      return;
+    }
+    const ready = deltas.deltaFor(t);
+    const send = () => void ready.then((d) => {
+      if (!socket.connected) return;
+      sent.set(t.taskId, { step: t.step, ids });
+      socket.emit('delta', { taskId: t.taskId, round: t.round, version: t.version, tokens: t.tokens, loss: d.loss, delta: d.packed, timings: { totalMs: o.computeMs } });
+    }, (e: Error) => {
+      if (report.errors.length < 20) report.errors.push(`worker ${index}: ${e.message}`);
+    });
+    if (o.computeMs > 0) setTimeout(send, o.computeMs * (0.5 + Math.random()));
+    else send();
+  });
   socket.on('task', (t: TaskMsg) => {
     const now = Date.now();
     if (report.firstTaskAt[t.step] === undefined || now < report.firstTaskAt[t.step]) report.firstTaskAt[t.step] = now;
-    const ids: number[] = [];
-    for (let b = 0; b < t.B; b++) ids.push(syntheticId(t.inputs.subarray(b * t.T, b * t.T + 3)));
-    if (ids.length !== t.sampleIds.length || ids.some((id, i) => id !== t.sampleIds[i])) report.idMismatches++;
+    const ids = rowIds(t.inputs, t.B, t.T, t.sampleIds);
     const send = () => {
       if (!socket.connected || !welcome) return;
       const { grads, gradNorm } = gradientFor(t, index);
@@ -142,7 +195,7 @@ function startWorker(index: number): Socket {
     report.acks = report.acks.filter((a) => !(a.worker === index && gone.has(a.taskId)));
   });
   socket.on('reject', (r: RejectMsg) => {
-    if (r.event !== 'result') {
+    if (r.event !== 'result' && r.event !== 'delta') {
       if (report.errors.length < 20) report.errors.push(`worker ${index}: ${r.event} rejected ${r.code}: ${r.message}`);
       return;
     }
@@ -176,6 +229,7 @@ process.on('message', (m: { op: string }) => {
     }
     setTimeout(() => {
       for (const s of sockets) s.close();
+      report.roundsComputed = deltas?.computed ?? 0;
       process.send!({ op: 'report', report }, () => process.exit(0));
     }, 200);
   }

@@ -16,7 +16,7 @@ import type { ParamsMsg, RejectCode } from '../../shared/protocol/messages.ts';
 import { encodeOnce } from '../../shared/protocol/parser.ts';
 import { validateDelta, type RoundTaskMsg } from '../../shared/protocol/round.ts';
 import type { CoordinatorConfig } from '../config.ts';
-import { scoreFailurePenalty, type DeltaJudge } from '../security/delta-judge.ts';
+import { DELTA_NORM_PENALTY, scoreFailurePenalty, type DeltaJudge } from '../security/delta-judge.ts';
 import type { Security } from '../security/security.ts';
 import type { RoundTrainer } from '../train/round-trainer.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -181,6 +181,13 @@ export class RoundAssigner implements WorkAssigner {
         // A sparse delta refused by the loss score alone is not proof (scoreFailurePenalty).
         const points = verdict.scoreOnly ? scoreFailurePenalty(rt.codecOf(c.round)) : 0;
         const v = points > 0 ? this.security.reputation.addPenalty(w.id, points, verdict.ban) : this.security.reputation.banNow(w.id, verdict.ban);
+        if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
+      } else if (verdict.code === 'NORM_OUTLIER') {
+        // One point comes with every NORM_OUTLIER rejection (reputation.ts PENALTY); a delta is a
+        // whole round of work, so its outlier costs DELTA_NORM_PENALTY in all: a scaling attacker
+        // whose delta still lowers the loss was banned only after 16 refused rounds (or a sampled
+        // re-computation), and a test waiting for its ban timed out on a loaded machine.
+        const v = this.security.reputation.addPenalty(w.id, DELTA_NORM_PENALTY - 1, verdict.message);
         if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
       }
       return refuse(verdict.code, verdict.message);

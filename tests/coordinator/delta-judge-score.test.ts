@@ -55,6 +55,28 @@ describe('diloco: loss score of a delta', () => {
     expect(!blown.ok && blown.scoreOnly).toBe(false);
   });
 
+  it('a delta judged before its lease was prepared (a worker answering at once) is judged, and I/O runs between the scored forwards', async () => {
+    const rows = Array.from({ length: H * B }, (_, i) => ({ epoch: 0, id: i }));
+    const b = buildMicroBatch(data, rows.map((x) => x.id));
+    const lease: RoundLease = { id: 'n.r0.2', round: 0, version: 0, workerId: 'w', H, B, rows, tokens: b.mask.reduce((a, m) => a + m, 0), issuedAt: 0, expiresAt: 1e12 };
+    const start = initParameters(model, 5);
+    const r = await runRound(new HostInnerEngine(createCpuBackend(model), buildParameterTable(model)), start, { B, T: b.T, inputs: b.inputs, targets: b.targets, mask: b.mask }, { ...hyper, lrs: [3e-3, 3e-3, 3e-3, 3e-3] });
+    const judge = new DeltaJudge(model, data, 1e9);
+    // The coordinator prepares a lease in setImmediate after sending it; the delta can come first.
+    // Its prepared loss is queued behind the judgement then: it must not be waited for (it was,
+    // and the judge's queue hung: every later delta of the run waited forever).
+    const verdict = judge.judge(lease, start, r.delta);
+    judge.prepare(lease, start);
+    const v = await Promise.race([verdict, new Promise<'hung'>((res) => setTimeout(() => res('hung'), 20_000))]);
+    expect(v).toMatchObject({ ok: true });
+    // Timers fire while a burst of judgements runs: each forward has a turn of its own.
+    let ticks = 0;
+    const tick = setInterval(() => ticks++, 0);
+    await Promise.all([0, 1, 2, 3].map(() => judge.judge(lease, start, r.delta)));
+    clearInterval(tick);
+    expect(ticks).toBeGreaterThanOrEqual(4);
+  });
+
   it('a sparse delta refused by the score alone costs penalty points, not a ban: 4 in a row ban, accepted deltas forgive', () => {
     expect(scoreFailurePenalty('sparse')).toBe(4);
     for (const c of ['none', 'fp16', 'int8'] as const) expect(scoreFailurePenalty(c)).toBe(0); // banned at once
