@@ -108,6 +108,8 @@ const OPTIONS = {
     help: "cap on one identity's and one address's share of a step's samples: max(X, 1/n)" },
   foldThreads: { arg: 'N', type: 'string', schema: z.string().regex(/^(auto|[0-9]|[1-5][0-9]|6[0-4])$/, '--fold-threads must be auto or an integer in [0, 64]').default('auto'),
     help: 'worker threads that fold accepted gradients into the step\'s mean, off the main loop;\nauto = 0 under 64 MiB of gradient, else min(4, cores - 1) at least 1 (docs/scale.md)' },
+  judgeThreads: { arg: 'N', type: 'string', schema: z.string().regex(/^(auto|[0-9]|[1-5][0-9]|6[0-4])$/, '--judge-threads must be auto or an integer in [0, 64]').default('auto'),
+    help: 'diloco: worker threads that score deltas (their loss on their own rows, docs/diloco.md\n"Trust"); 0 = in the event loop; auto = min(8, cores - 1), at least 1' },
   verifyThreads: { arg: 'N', type: 'int', schema: int('--verify-threads', 1, 64).default(1), help: 'worker threads that run the re-computations, off the main loop' },
   normLimit: { arg: 'X', type: 'float', schema: z.number({ error: '--norm-limit must be a number' }).min(1.5, '--norm-limit must be >= 1.5').default(6), help: 'refuse gradients > X x the recent median norm' },
   rateLimit: { arg: 'N', type: 'float', schema: pos('--rate-limit').default(20), help: 'messages per second per worker connection' },
@@ -244,6 +246,12 @@ export function foldThreadCount(c: Pick<CoordinatorConfig, 'foldThreads'>, param
   if (c.foldThreads !== 'auto') return Number(c.foldThreads);
   if (paramCount * 4 < FOLD_THREADS_MIN_BYTES) return 0;
   return Math.max(1, Math.min(4, availableParallelism() - 1));
+}
+
+/** The delta judge's scoring threads (--judge-threads): auto = min(8, cores - 1), at least 1. */
+export function judgeThreadCount(c: Pick<CoordinatorConfig, 'judgeThreads'>): number {
+  if (c.judgeThreads !== 'auto') return Number(c.judgeThreads);
+  return Math.max(1, Math.min(8, availableParallelism() - 1));
 }
 
 export function plannedMicroBatchCap(c: Pick<CoordinatorConfig, 'mode' | 'objective' | 'globalBatch' | 'maxMicroBatch'>): number {

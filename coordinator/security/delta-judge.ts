@@ -24,6 +24,7 @@ import type { RejectCode } from '../../shared/protocol/messages.ts';
 import { decode, encode, type CodecName, type CodecParams } from '../../shared/diloco/codec.ts';
 import { HostInnerEngine, runRound, type InnerHyper } from '../../shared/diloco/inner.ts';
 import { buildParameterTable } from '../../shared/model/parameters.ts';
+import { VerifyPool, type SharedParams } from './verify-pool.ts';
 import { median } from '../train/aggregate.ts';
 import type { RoundLease } from '../train/round-trainer.ts';
 
@@ -111,16 +112,70 @@ export class DeltaJudge {
   /** prepare()'s results by lease id (dropped when used, or when a later version is prepared). */
   private readonly prepared = new Map<string, { version: number; before: Promise<number>; want: Promise<Float32Array> | null }>();
 
+  /** Scoring threads (--judge-threads); null: the losses are computed in the event loop, one forward per turn. */
+  private readonly pool: VerifyPool | null;
+  /** The newest start weights' shared copy (one per version), reused by every score of that version. */
+  private shared: { version: number; source: Float32Array; params: SharedParams } | null = null;
+  private copies = 0;
+
   constructor(
     model: ModelConfig,
     private readonly dataset: Dataset,
     private readonly normLimit: number,
+    threads = 0,
   ) {
     this.cpu = createCpuBackend(model);
     this.model = model;
+    this.pool = threads > 0 ? new VerifyPool(model, threads) : null;
   }
 
   private readonly model: ModelConfig;
+
+  /** Threads the loss score runs on (0: the event loop). */
+  get threads(): number {
+    return this.pool?.size ?? 0;
+  }
+
+  /** Stop the scoring threads (scores in flight fail; their deltas are refused). */
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+
+  /** One SharedArrayBuffer copy of the start weights per (version, array): the threads read it. */
+  private sharedStart(start: Float32Array, version: number): SharedParams {
+    const s = this.shared;
+    if (s && s.version === version && s.source === start) return s.params;
+    const buffer = new SharedArrayBuffer(start.byteLength);
+    new Float32Array(buffer).set(start);
+    this.shared = { version, source: start, params: { key: ++this.copies, buffer } };
+    return this.shared.params;
+  }
+
+  /**
+   * The score's loss at start + sign x delta: on a scoring thread when there are threads (any
+   * number run at once: each thread's backend holds its own weights), else in the judge's queue
+   * in the event loop. `start` is copied (once per version) now, synchronously.
+   */
+  private scoreLoss(lease: RoundLease, start: Float32Array, batch: ReturnType<typeof buildMicroBatch>, delta: Float32Array | null, sign: -1 | 0 | 1): Promise<number> {
+    if (this.pool) {
+      let d: SharedArrayBuffer | null = null;
+      if (delta) {
+        d = new SharedArrayBuffer(delta.byteLength);
+        new Float32Array(d).set(delta);
+      }
+      return this.pool.runLoss(this.sharedStart(start, lease.version), batch, d, sign).then((r) => r.loss);
+    }
+    return this.serial(() => this.movedLoss(start, batch, delta, sign));
+  }
+
+  /** In the event loop (inside the queue): the loss at start + sign x delta, one forward per turn. */
+  private async movedLoss(start: Float32Array, batch: ReturnType<typeof buildMicroBatch>, delta: Float32Array | null, sign: -1 | 0 | 1): Promise<number> {
+    if (!delta || sign === 0) return this.lossAt(start, batch);
+    const moved = new Float32Array(start.length);
+    if (sign < 0) for (let i = 0; i < moved.length; i++) moved[i] = start[i] - delta[i];
+    else for (let i = 0; i < moved.length; i++) moved[i] = start[i] + delta[i];
+    return this.lossAt(moved, batch);
+  }
 
   /**
    * Re-run a sampled round's H inner steps on the CPU reference (fresh moments, as the worker was
@@ -158,7 +213,7 @@ export class DeltaJudge {
    */
   prepare(lease: RoundLease, start: Float32Array, round?: RecomputeRound): void {
     for (const [id, x] of this.prepared) if (x.version < lease.version) this.prepared.delete(id);
-    const before = this.serial(() => this.lossAt(start, this.scoreBatch(lease)));
+    const before = this.scoreLoss(lease, start, this.scoreBatch(lease), null, 0);
     const want = round ? this.serial(() => this.reference(lease, start, round)) : null;
     // A failure is met again (and reported) by judge()/recompute(), which then compute it themselves.
     before.catch(() => undefined);
@@ -222,7 +277,7 @@ export class DeltaJudge {
     // and awaiting it from inside the queue would wait forever.
     const ready = this.preparedFor(lease);
     if (!ready?.want) this.prepared.delete(lease.id); // kept only for recompute()'s reference
-    return this.serial(() => this.judgeNow(lease, start, delta, ready));
+    return this.judgeNow(lease, start, delta, ready);
   }
 
   private async judgeNow(lease: RoundLease, start: Float32Array, delta: Float32Array, ready: { before: Promise<number> } | null): Promise<DeltaVerdict> {
@@ -231,22 +286,20 @@ export class DeltaJudge {
     const norm = Math.sqrt(ss);
     if (!Number.isFinite(norm)) return { ok: false, code: 'NON_FINITE', message: 'delta: not finite' };
     const batch = this.scoreBatch(lease);
-    const before = (ready ? await ready.before.catch(() => null) : null) ?? await this.lossAt(start, batch);
-    const moved = new Float32Array(start.length);
-    for (let i = 0; i < moved.length; i++) moved[i] = start[i] - delta[i];
-    await nextTurn();
-    await this.cpu.setParams(moved);
-    const after = (await this.cpu.forward(batch)).loss;
+    // Both losses asked for now (the start weights copied while they are the lease's version).
+    const beforeP = ready ? ready.before.catch(() => this.scoreLoss(lease, start, batch, null, 0)) : this.scoreLoss(lease, start, batch, null, 0);
+    const afterP = this.scoreLoss(lease, start, batch, delta, -1);
+    // The reverse move only when the loss rose: its weights are copied now too (start may change later).
+    let reverseP: Promise<number> | null = null;
+    const reverse = () => (reverseP ??= this.scoreLoss(lease, start, batch, delta, 1));
+    const [before, after] = await Promise.all([beforeP, afterP]);
     this.counters.scored++;
     if (!(after <= before * (1 + LOSS_RISE_TOLERANCE))) {
-      for (let i = 0; i < moved.length; i++) moved[i] = start[i] + delta[i];
-      await nextTurn();
-      await this.cpu.setParams(moved);
-      const reverse = (await this.cpu.forward(batch)).loss;
+      const rev = await reverse();
       const blownUp = !(after <= before * (1 + LOSS_BLOWUP));
-      if (!(after < reverse) || blownUp) {
+      if (!(after < rev) || blownUp) {
         this.counters.lossRaised++;
-        const why = `its delta raises the loss on its own round's data from ${before.toFixed(4)} to ${after.toFixed(4)} (the reverse move: ${reverse.toFixed(4)})`;
+        const why = `its delta raises the loss on its own round's data from ${before.toFixed(4)} to ${after.toFixed(4)} (the reverse move: ${rev.toFixed(4)})`;
         return { ok: false, code: 'VERIFY_FAILED', message: `delta refused: ${why}`, ban: why, scoreOnly: !blownUp };
       }
     }

@@ -46,7 +46,27 @@ export interface ShareVerifyRequest {
 }
 
 export type ShareVerdict = { mismatch: StageMismatch | null; ms: number };
-type Answer = (VerifyFigures & { ms: number }) | ShareVerdict;
+
+/**
+ * The loss of a micro-batch at the version's parameters moved by `sign` x `delta` (sign 0: the
+ * parameters themselves): a DiLoCo delta's loss score (delta-judge.ts), off the event loop.
+ */
+export interface LossRequest {
+  kind: 'loss';
+  id: number;
+  paramsKey: number;
+  params: SharedArrayBuffer;
+  B: number;
+  T: number;
+  inputs: Int32Array;
+  targets: Int32Array;
+  mask: Uint8Array;
+  delta: SharedArrayBuffer | null;
+  sign: -1 | 0 | 1;
+}
+
+export type LossAnswer = { loss: number; ms: number };
+type Answer = (VerifyFigures & { ms: number }) | ShareVerdict | LossAnswer;
 export type VerifyReply = ({ id: number } & Answer) | { id: number; error: string };
 
 export interface VerifyJob {
@@ -57,7 +77,7 @@ export interface VerifyJob {
 }
 
 interface Pending {
-  msg: VerifyRequest | ShareVerifyRequest;
+  msg: VerifyRequest | ShareVerifyRequest | LossRequest;
   resolve(f: Answer): void;
   reject(e: Error): void;
 }
@@ -122,6 +142,22 @@ export class VerifyPool {
     });
   }
 
+  /**
+   * The loss of `batch` at `params` moved by sign x `delta` (a SharedArrayBuffer of float32, the
+   * same length; null with sign 0). The batch's arrays are copied and transferred.
+   */
+  runLoss(params: SharedParams, batch: MicroBatch, delta: SharedArrayBuffer | null, sign: -1 | 0 | 1): Promise<LossAnswer> {
+    if (this.closed) return Promise.reject(closedError());
+    const msg: LossRequest = {
+      kind: 'loss', id: ++this.seq, paramsKey: params.key, params: params.buffer, B: batch.B, T: batch.T,
+      inputs: batch.inputs.slice(), targets: batch.targets.slice(), mask: batch.mask.slice(), delta, sign,
+    };
+    return new Promise((resolve, reject) => {
+      this.queue.push({ msg, resolve: (f) => resolve(f as LossAnswer), reject });
+      this.dispatch();
+    });
+  }
+
   private dispatch(): void {
     while (this.queue.length > 0 && !this.closed) {
       let slot = this.slots.find((s) => !s.job);
@@ -132,7 +168,8 @@ export class VerifyPool {
       const p = this.queue.shift()!;
       slot.job = p;
       const m = p.msg;
-      if ('kind' in m) slot.worker.postMessage(m); // structured clone: the share's arrays stay the relay's
+      if ('kind' in m && m.kind === 'loss') slot.worker.postMessage(m, [m.inputs.buffer, m.targets.buffer, m.mask.buffer] as ArrayBuffer[]);
+      else if ('kind' in m) slot.worker.postMessage(m); // structured clone: the share's arrays stay the relay's
       else slot.worker.postMessage(m, [m.inputs.buffer, m.targets.buffer, m.mask.buffer, m.grads.buffer] as ArrayBuffer[]);
     }
   }
@@ -148,6 +185,7 @@ export class VerifyPool {
       slot.job = null;
       if ('error' in r) p.reject(new AppError('ERR_VERIFY', `verification thread: ${r.error}`, 500));
       else if ('mismatch' in r) p.resolve({ mismatch: r.mismatch, ms: r.ms });
+      else if ('loss' in r) p.resolve({ loss: r.loss, ms: r.ms });
       else p.resolve({ relErr: r.relErr, lossErr: r.lossErr, biasErr: r.biasErr, ms: r.ms });
       this.dispatch();
     });

@@ -8,7 +8,7 @@
 
 import type { Namespace, Server } from 'socket.io';
 import type { Logger } from 'pino';
-import type { CoordinatorConfig } from '../config.ts';
+import { judgeThreadCount, type CoordinatorConfig } from '../config.ts';
 import type { BanEntry } from '../security/ban-file.ts';
 import { Security } from '../security/security.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -54,6 +54,8 @@ export class WorkerHub {
   readonly gateway: WorkerGateway;
   /** --mode diloco only. */
   readonly rounds?: RoundAssigner;
+  /** --mode diloco only: scores every delta (and re-computes sampled rounds). */
+  readonly judge?: DeltaJudge;
   /** --mode sync: pipelines of stage workers (docs/pipeline.md). */
   readonly stages?: StageAssigner;
 
@@ -73,7 +75,8 @@ export class WorkerHub {
     }
     this.scheduler.register(new ReplicaAssigner(o.trainer, o.config, this.workers, this.security, port, this.scheduler, o.bus, o.log));
     if (o.rounds) {
-      const judge = new DeltaJudge(o.trainer.model, o.trainer.dataset, o.config.normLimit);
+      const judge = new DeltaJudge(o.trainer.model, o.trainer.dataset, o.config.normLimit, judgeThreadCount(o.config));
+      this.judge = judge;
       this.rounds = new RoundAssigner(o.trainer, o.rounds, o.config, this.workers, this.security, judge, this.gateway, this.scheduler, o.bus, o.log);
       this.scheduler.register(this.rounds);
     }
@@ -102,8 +105,8 @@ export class WorkerHub {
     this.gateway.shutdown();
   }
 
-  /** Stop the verification threads (checks in flight are dropped with their packets). */
-  close(): Promise<void> {
-    return this.security.close();
+  /** Stop the verification and delta-scoring threads (checks in flight are dropped with their packets). */
+  async close(): Promise<void> {
+    await Promise.all([this.security.close(), this.judge?.close()]);
   }
 }

@@ -16,7 +16,7 @@ import type { ParamsMsg, RejectCode } from '../../shared/protocol/messages.ts';
 import { encodeOnce } from '../../shared/protocol/parser.ts';
 import { validateDelta, type RoundTaskMsg } from '../../shared/protocol/round.ts';
 import type { CoordinatorConfig } from '../config.ts';
-import { DELTA_NORM_PENALTY, scoreFailurePenalty, type DeltaJudge } from '../security/delta-judge.ts';
+import { DELTA_NORM_PENALTY, scoreFailurePenalty, type DeltaJudge, type DeltaVerdict } from '../security/delta-judge.ts';
 import type { Security } from '../security/security.ts';
 import type { RoundTrainer } from '../train/round-trainer.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -167,12 +167,24 @@ export class RoundAssigner implements WorkAssigner {
     if (d.version !== c.version) return refuse('STALE_VERSION', `delta.version ${d.version} != ${c.version}`);
     if (d.delta.codec !== rt.codecOf(c.round)) return refuse('BAD_SCHEMA', `delta: codec ${d.delta.codec}, round ${c.round} takes ${rt.codecOf(c.round)}`);
     if (d.tokens !== c.tokens) return refuse('TOKENS_MISMATCH', `delta.tokens ${d.tokens} != ${c.tokens} masked-in positions of the round`);
+    if (c.deliveredAt !== undefined) return refuse('DUPLICATE', `round lease ${c.id}: a delta for it is already being judged`);
     const delta = decode(d.delta);
-    let verdict = await this.judge.judge(c, rt.published, delta);
+    rt.deliver(c, Date.now());
+    let verdict: DeltaVerdict;
+    try {
+      verdict = await this.judge.judge(c, rt.published, delta);
+    } catch (e) {
+      // A scoring thread failed or the judge closed: the coordinator's fault, not the worker's.
+      rt.current?.judging.delete(c.id);
+      if (rt.current?.active.get(c.id) === c) rt.release(c.id, 'released');
+      this.log.error({ err: e, task: c.id }, 'a delta could not be judged; its rows go back to the pool');
+      return refuse('LATE', `round lease ${c.id}: its delta could not be judged (${(e as Error).message}); its rows are leased again`);
+    }
     if (verdict.ok && c.recompute && rt.current?.active.get(c.id) === c) {
       const h = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps, weightDecay: this.cfg.weightDecay, gradClip: this.cfg.gradClip };
       verdict = (await this.judge.recompute(c, rt.published, delta, { lrs: rt.lrs(c.round, c.H), hyper: h, compress: rt.codecOf(c.round), codec: rt.codec })) ?? verdict;
     }
+    rt.current?.judging.delete(c.id);
     if (rt.current?.active.get(c.id) !== c) return refuse('LATE', `round lease ${c.id} closed while its delta was scored`);
     if (!verdict.ok) {
       rt.release(c.id, 'released');
@@ -245,7 +257,7 @@ export class RoundAssigner implements WorkAssigner {
     const r = this.rounds.current;
     if (!r) return;
     for (const l of [...r.active.values()]) {
-      if (l.expiresAt > now) continue;
+      if (l.expiresAt > now || l.deliveredAt !== undefined) continue;
       this.rounds.release(l.id, 'expired');
       this.log.warn({ task: l.id, worker: l.workerId }, 'round lease expired; its rows go back to the pool');
       this.bus.logEntry({ level: 'warn', kind: 'info', message: `round lease ${l.id} of ${l.workerId} expired; its ${l.rows.length} rows are re-leased`, workerId: l.workerId });

@@ -113,5 +113,23 @@ describe('diloco: loss score of a delta', () => {
     const together = await Promise.all(cases.map((c) => new DeltaJudge(model, data, 1e9)).slice(0, 1).flatMap((j) => cases.map((c) => j.judge(c.lease, c.start, c.delta))));
     expect(together).toEqual(alone);
     expect(alone.map((v) => v.ok)).toEqual([true, true, false]);
-  });
+    // On scoring threads (--judge-threads 2; the coordinator's default is at least 1): the same
+    // verdicts, losses bit for bit (the same CPU code on a copy of the same weights), all at once,
+    // and a lease prepared after its delta arrived is judged too.
+    const threaded = new DeltaJudge(model, data, 1e9, 2);
+    try {
+      expect(threaded.threads).toBe(2);
+      const onThreads = await Promise.all(cases.map((c) => threaded.judge(c.lease, c.start, c.delta)));
+      expect(onThreads).toEqual(alone);
+      const late = threaded.judge(cases[0].lease, cases[0].start, cases[0].delta);
+      threaded.prepare(cases[0].lease, cases[0].start);
+      expect(await late).toEqual(alone[0]);
+      // prepare() first (the usual order): its loss at the start weights is the one used.
+      threaded.prepare(cases[1].lease, cases[1].start);
+      expect(await threaded.judge(cases[1].lease, cases[1].start, cases[1].delta)).toEqual(alone[1]);
+    } finally {
+      await threaded.close();
+    }
+    await expect(threaded.judge(cases[0].lease, cases[0].start, cases[0].delta)).rejects.toMatchObject({ code: 'ERR_VERIFY_CLOSED' });
+  }, 60_000);
 });

@@ -213,6 +213,25 @@ describe('--mode diloco', () => {
     expect(() => validateConfig({ mode: 'diloco', compress: 'sparse', outerMomentumEnd: 0.5 })).toThrow(/--outer-momentum-end must be 0 with --compress sparse/);
     expect(() => validateConfig({ mode: 'diloco', outerMomentumEnd: 1 })).toThrow(/--outer-momentum-end must be in \[0, 1\)/);
   });
+  it('a lease whose delta arrived is not cut after the grace while the coordinator judges it; a second delta for it is a duplicate', () => {
+    const cfg = validateConfig({ preset: 'tiny', runDir: '/tmp/unused', mode: 'diloco', innerSteps: 2, roundGraceMs: 100, quorum: 1 });
+    const rt = new RoundTrainer(new Trainer(cfg, presetConfig('tiny'), syntheticDataset(SIZE, T)), cfg);
+    expect(rt.begin(0, 3)).not.toBeNull();
+    const [a, b, c] = ['wa', 'wb', 'wc'].map((w) => rt.lease(w, 2, 1, rt.takeRows(2), 10, 0, 60_000));
+    rt.accept(a, encode(new Float32Array(rt.published.length), 'int8'), 10, 2, 10);
+    // Quorum (1) met at t = 10; at t = 200 the grace is over: b and c would be cut...
+    expect(rt.closable(200)).toBe(true);
+    // ...but c's delta arrived and is being judged: the round waits for its verdict.
+    rt.deliver(c, 150);
+    expect(c.deliveredAt).toBe(150);
+    expect(rt.closable(200)).toBe(false);
+    // Refused (released) or accepted, the verdict ends the wait.
+    rt.release(c.id, 'released');
+    expect(rt.closable(200)).toBe(true);
+    const { cut } = rt.close(200, 3);
+    expect(cut.map((l) => l.id)).toEqual([b.id]);
+  });
+
   it('inner learning rates: the run\'s schedule over its inner steps, as a sync run of the same tokens (WSD decays in a 5-round run too)', () => {
     for (const roundWarmup of [undefined, '10,15,25']) {
       const cfg = validateConfig({ preset: 'tiny', runDir: '/tmp/unused', mode: 'diloco', lr: 3e-3, warmupSteps: 10, maxSteps: roundWarmup ? 7 : 5, decaySteps: 0, innerSteps: 50, stableFraction: 0.8, ...(roundWarmup ? { roundWarmup } : {}) });
