@@ -21,6 +21,7 @@ import type { Security } from '../security/security.ts';
 import type { RoundTrainer } from '../train/round-trainer.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
+import { LEASES_PER_PASS } from './replica-assigner.ts';
 import type { EventBus } from './events.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
 
@@ -42,11 +43,22 @@ export class RoundAssigner implements WorkAssigner {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Workers of the running round not leased yet: a round's leases go out LEASES_PER_PASS per
+   * event-loop turn (as a sync step's do), since each may write the full weights to its socket
+   * (0.4 MB for tiny, 0.5 GB for GPT-2 small): 1,000 of them in one turn held the loop for seconds.
+   */
+  private toLease: WorkerView[] = [];
+  private toLeaseFastest = 0;
+  private continuing = false;
+
   assign(live: WorkerView[], now: number): void {
     if (this.rounds.current) {
-      this.maybeClose(now, live.length);
+      if (this.toLease.length > 0) this.leaseQueued(now);
+      else this.maybeClose(now, live.length);
       if (this.rounds.current) {
-        for (const w of live) if (!w.lease && w.socket) this.host.wait(w, 'no-task', `round ${this.rounds.current.round} is running; this worker joins the next one`);
+        const queued = new Set(this.toLease);
+        for (const w of live) if (!w.lease && w.socket && !queued.has(w)) this.host.wait(w, 'no-task', `round ${this.rounds.current.round} is running; this worker joins the next one`);
         return;
       }
     }
@@ -60,9 +72,27 @@ export class RoundAssigner implements WorkAssigner {
     this.started = true;
     const r = this.rounds.begin(now, idle.length);
     if (!r) return;
-    const fastest = Math.max(0, ...idle.map((w) => w.samplesPerSec));
-    for (const w of idle) this.leaseTo(w, fastest, now);
-    if (r.active.size === 0) this.rounds.close(now, live.length); // nothing could be leased: drop it
+    this.toLeaseFastest = idle.reduce((m, w) => Math.max(m, w.samplesPerSec), 0);
+    this.toLease = idle;
+    this.leaseQueued(now);
+    if (r.active.size === 0 && this.toLease.length === 0) this.rounds.close(now, live.length); // nothing could be leased: drop it
+  }
+
+  /** The next LEASES_PER_PASS queued workers of the running round (those still idle and connected). */
+  private leaseQueued(now: number): void {
+    const batch = this.toLease.splice(0, LEASES_PER_PASS);
+    for (const w of batch) if (w.socket && !w.lease) this.leaseTo(w, this.toLeaseFastest, now);
+    if (this.toLease.length > 0) this.continueSoon();
+  }
+
+  /** Schedule again once the event loop has served what is waiting (the round's leases go on). */
+  private continueSoon(): void {
+    if (this.continuing) return;
+    this.continuing = true;
+    setImmediate(() => {
+      this.continuing = false;
+      this.host.schedule();
+    });
   }
 
   /** Inner steps for `w`: the round's H (--round-warmup, else --inner-steps), scaled down by its throughput relative to the fastest worker's. */
@@ -220,7 +250,7 @@ export class RoundAssigner implements WorkAssigner {
   private maybeClose(now: number, workers: number): void {
     const rt = this.rounds;
     const r = rt.current;
-    if (!r || !rt.closable(now)) return;
+    if (!r || this.toLease.length > 0 || !rt.closable(now)) return;
     if (r.accepted.length === 0) {
       rt.close(now, workers);
       this.log.warn({ round: r.round }, 'round dropped: no delta accepted; its rows are owed to the next round');
