@@ -203,16 +203,17 @@ export class RoundAssigner implements WorkAssigner {
     let verdict: DeltaVerdict;
     try {
       verdict = await this.judge.judge(c, rt.published, delta);
+      if (verdict.ok && c.recompute && rt.current?.active.get(c.id) === c) {
+        const h = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps, weightDecay: this.cfg.weightDecay, gradClip: this.cfg.gradClip };
+        verdict = (await this.judge.recompute(c, rt.published, delta, { lrs: rt.lrs(c.round, c.H), hyper: h, compress: rt.codecOf(c.round), codec: rt.codec })) ?? verdict;
+      }
     } catch (e) {
-      // A scoring thread failed or the judge closed: the coordinator's fault, not the worker's.
+      // A scoring thread failed, a re-computation threw, or the judge closed: the coordinator's
+      // fault, not the worker's (and a delivered lease must not wait for a verdict forever).
       rt.current?.judging.delete(c.id);
       if (rt.current?.active.get(c.id) === c) rt.release(c.id, 'released');
       this.log.error({ err: e, task: c.id }, 'a delta could not be judged; its rows go back to the pool');
       return refuse('LATE', `round lease ${c.id}: its delta could not be judged (${(e as Error).message}); its rows are leased again`);
-    }
-    if (verdict.ok && c.recompute && rt.current?.active.get(c.id) === c) {
-      const h = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps, weightDecay: this.cfg.weightDecay, gradClip: this.cfg.gradClip };
-      verdict = (await this.judge.recompute(c, rt.published, delta, { lrs: rt.lrs(c.round, c.H), hyper: h, compress: rt.codecOf(c.round), codec: rt.codec })) ?? verdict;
     }
     rt.current?.judging.delete(c.id);
     if (rt.current?.active.get(c.id) !== c) return refuse('LATE', `round lease ${c.id} closed while its delta was scored`);

@@ -24,7 +24,7 @@
 // round included), so a resumed run loses and doubles nothing.
 
 import { decode, encode, packedBytes, sparseSum, type CodecName, type CodecParams, DEFAULT_CODEC_PARAMS, type PackedVector } from '../../shared/diloco/codec.ts';
-import { OuterNesterov, weightedMean } from '../../shared/diloco/outer.ts';
+import { OuterNesterov, weightedMeanOf } from '../../shared/diloco/outer.ts';
 import { AppError } from '../../shared/errors.ts';
 import { lrAt, runSchedule, type LrSchedule } from '../../shared/optim/index.ts';
 import { encodeOnce } from '../../shared/protocol/parser.ts';
@@ -70,7 +70,12 @@ export interface RoundState {
   active: Map<string, RoundLease>;
   /** Retired lease ids: 'done' or why it was withdrawn. */
   retired: Map<string, 'done' | 'released' | 'expired' | 'cut'>;
-  accepted: Array<{ lease: RoundLease; delta: Float32Array; packed: PackedVector; tokens: number; loss: number; workerId: string }>;
+  /**
+   * Accepted deltas, kept as received (packed: 1 B per parameter with int8, ~2% of that sparse)
+   * and decoded one at a time at the close: decoded, 1,000 deltas of tiny held 0.4 GB until the
+   * round's outer step (npm run loadtest -- --mode diloco), and one of GPT-2 small is 0.5 GB.
+   */
+  accepted: Array<{ lease: RoundLease; packed: PackedVector; tokens: number; loss: number; workerId: string }>;
   quorum: number;
   quorumMetAt: number | null;
   /** Leases whose delta arrived and is being judged (RoundLease.deliveredAt). */
@@ -205,17 +210,15 @@ export class RoundTrainer {
     return { code: 'UNKNOWN_TASK', message: `round lease ${taskId} was never issued by this coordinator` };
   }
 
-  /** Fold an accepted delta in (decoded). */
-  accept(l: RoundLease, packed: PackedVector, tokens: number, loss: number, now: number): Float32Array {
+  /** Record an accepted delta (kept packed; decoded at the round's close). */
+  accept(l: RoundLease, packed: PackedVector, tokens: number, loss: number, now: number): void {
     const r = this.current!;
-    const delta = decode(packed);
     r.active.delete(l.id);
     r.judging.delete(l.id);
     r.retired.set(l.id, 'done');
-    r.accepted.push({ lease: l, delta, packed, tokens, loss, workerId: l.workerId });
+    r.accepted.push({ lease: l, packed, tokens, loss, workerId: l.workerId });
     this.acceptedDeltas++;
     if (r.quorumMetAt === null && r.accepted.length >= r.quorum) r.quorumMetAt = now;
-    return delta;
   }
 
   /** True when the running round should close now. */
@@ -248,11 +251,13 @@ export class RoundTrainer {
     if (r.accepted.length === 0) return { point: null, cut };
     const P = this.trainer.paramCount;
     let g: Float64Array | Float32Array;
-    if (this.cfg.aggregate === 'mean') g = weightedMean(r.accepted.map((a) => ({ delta: a.delta, tokens: a.tokens })), P);
-    else {
+    if (this.cfg.aggregate === 'mean') {
+      const scratch = new Float32Array(P);
+      g = weightedMeanOf(r.accepted.length, (k) => r.accepted[k].tokens, (k) => decode(r.accepted[k].packed, scratch), P);
+    } else {
       const agg = createAggregator(this.cfg.aggregate, P, { normLimit: this.cfg.normLimit });
       agg.begin(r.round);
-      for (const a of r.accepted) agg.add(a.delta, a.tokens, a.workerId);
+      for (const a of r.accepted) agg.add(decode(a.packed), a.tokens, a.workerId);
       g = new Float32Array(P);
       agg.finish(g);
     }

@@ -15,17 +15,28 @@ export interface WeightedDelta {
 
 /** Token-weighted mean of deltas, float64. Throws ERR_OUTER_INPUT on no tokens or mismatched lengths. */
 export function weightedMean(deltas: readonly WeightedDelta[], n: number, out = new Float64Array(n)): Float64Array {
+  return weightedMeanOf(deltas.length, (k) => deltas[k].tokens, (k) => deltas[k].delta, n, out);
+}
+
+/**
+ * weightedMean over `count` deltas read one at a time: `deltaOf(k)` is called once per delta, in
+ * order, after every weight is known (the caller may decode each packed delta into one scratch
+ * buffer: a round keeps its deltas packed until its close, round-trainer.ts). The same float64
+ * operations in the same order as weightedMean.
+ */
+export function weightedMeanOf(count: number, tokensOf: (k: number) => number, deltaOf: (k: number) => Float32Array, n: number, out = new Float64Array(n)): Float64Array {
   let total = 0;
-  for (const d of deltas) {
-    if (d.delta.length !== n) throw new AppError('ERR_OUTER_INPUT', `outer step: a delta has ${d.delta.length} values, the model has ${n}`, 400);
-    if (!(d.tokens >= 0 && Number.isFinite(d.tokens))) throw new AppError('ERR_OUTER_INPUT', `outer step: token weight ${d.tokens} is invalid`, 400);
-    total += d.tokens;
+  for (let k = 0; k < count; k++) {
+    const t = tokensOf(k);
+    if (!(t >= 0 && Number.isFinite(t))) throw new AppError('ERR_OUTER_INPUT', `outer step: token weight ${t} is invalid`, 400);
+    total += t;
   }
   if (!(total > 0)) throw new AppError('ERR_OUTER_INPUT', 'outer step: the deltas carry no tokens', 400);
   out.fill(0);
-  for (const d of deltas) {
-    const w = d.tokens / total;
-    const x = d.delta;
+  for (let k = 0; k < count; k++) {
+    const x = deltaOf(k);
+    if (x.length !== n) throw new AppError('ERR_OUTER_INPUT', `outer step: a delta has ${x.length} values, the model has ${n}`, 400);
+    const w = tokensOf(k) / total;
     for (let i = 0; i < n; i++) out[i] += w * x[i];
   }
   return out;

@@ -174,7 +174,13 @@ describe('--mode diloco', () => {
       expect(c.hub.security.summary().banned.map((b) => b.id)).toContain(myId);
       // Training goes on with the honest worker.
       const before = c.trainer.step;
-      await until(() => c.trainer.step > before, 60_000, 'a round after the ban');
+      await until(() => c.trainer.step > before, 60_000, 'a round after the ban').catch((e: Error) => {
+        // What the round was waiting for (a stuck round is a coordinator bug, not a slow machine).
+        const r = c.hub.rounds!.rounds.current;
+        const state = r && { round: r.round, active: [...r.active.values()].map((l) => ({ id: l.id, w: l.workerId, delivered: l.deliveredAt, expiresIn: l.expiresAt - Date.now() })), judging: [...r.judging], accepted: r.accepted.length, quorum: r.quorum, quorumMetAt: r.quorumMetAt };
+        const workers = c.hub.workers.connected().map((x) => ({ id: x.id, state: x.state, lease: x.lease, role: x.plan.role }));
+        throw new Error(`${e.message}; attack ${attack}; round ${JSON.stringify(state)}; workers ${JSON.stringify(workers)}; finished ${c.trainer.finished}`);
+      });
       void decode;
     }
   });
