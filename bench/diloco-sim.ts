@@ -8,7 +8,7 @@
 //
 //   npx tsx bench/diloco-sim.ts [--workers 2] [--rows-per-step 4] [--inner-steps 50] [--rounds 5]
 //     [--codec sparse|int8|none] [--topk 64] [--ef-decay 1] [--aggregate mean|sum|cover]
-//     [--outer-lr 1] [--outer-momentum 0] [--warmup-rounds 0] [--sync] [--lr 3e-3] [--answers F] [--seed 1]
+//     [--outer-lr 1] [--outer-momentum 0] [--warmup-rounds 0] [--dense-last 0] [--sync] [--lr 3e-3] [--answers F] [--seed 1]
 //     [--round-warmup H1,H2,..] [--outer-lr-end X] [--outer-momentum-end X]
 // --round-warmup: the H of the first rounds; rounds go on until R * H inner steps per worker (equal
 // tokens). --outer-lr-end / --outer-momentum-end: linear from the start value at round 0 to X at the
@@ -17,6 +17,13 @@
 // --aggregate cover: per coordinate, the token-weighted mean over the workers that sent it
 // (a coordinate only one worker picked is not diluted by the others' zeros).
 // --warmup-rounds N: the first N rounds send int8 (dense) deltas, the rest --codec.
+// --dense-last N: the last N rounds send int8 too (sim only, not a coordinator option): with
+// --codec sparse the worker's error feedback goes out with them (what top-k left behind).
+// A diloco run also prints an estimate of its wire bytes per token (est B/token: the packed
+// deltas up, the outer step down (sparse rounds: the smaller of sparsesum and sparse32, the
+// coordinator's choice), one fp32 weights download per worker, the rows' data (9 B per position +
+// 4)) and of sync fp32's at the same rows (8 B/param per worker-step + the same data), and their
+// ratio; headers are not counted (within ~1% of bench:comm's measured ratio: 251x vs 248x, 457x vs 457x).
 // --sync: the synchronous baseline instead (AdamW on the mean gradient of K x rows-per-step rows
 // per step, the coordinator's schedule), evaluated at the same token marks.
 
@@ -26,7 +33,7 @@ import { Evaluator } from '../coordinator/train/evaluate.ts';
 import { Trainer } from '../coordinator/train/trainer.ts';
 import { RoundTrainer } from '../coordinator/train/round-trainer.ts';
 import { buildMicroBatch, loadDataset } from '../shared/data/index.ts';
-import { decode, encode, DEFAULT_CODEC_PARAMS, type CodecName } from '../shared/diloco/codec.ts';
+import { decode, encode, packedBytes, sparseSum, DEFAULT_CODEC_PARAMS, type CodecName, type PackedVector } from '../shared/diloco/codec.ts';
 import { HostInnerEngine, runRound } from '../shared/diloco/inner.ts';
 import { presetConfig } from '../shared/model/config.ts';
 import { createCpuBackend } from '../shared/model/cpu-backend.ts';
@@ -37,7 +44,7 @@ const { values: v } = parseArgs({ options: {
   workers: { type: 'string', default: '2' }, 'rows-per-step': { type: 'string', default: '4' }, 'inner-steps': { type: 'string', default: '50' },
   rounds: { type: 'string', default: '5' }, codec: { type: 'string', default: 'sparse' }, topk: { type: 'string', default: '64' },
   'ef-decay': { type: 'string', default: '1' }, aggregate: { type: 'string', default: 'mean' }, 'outer-lr': { type: 'string' },
-  'outer-momentum': { type: 'string' }, 'warmup-rounds': { type: 'string', default: '0' }, sync: { type: 'boolean', default: false },
+  'outer-momentum': { type: 'string' }, 'warmup-rounds': { type: 'string', default: '0' }, 'dense-last': { type: 'string', default: '0' }, sync: { type: 'boolean', default: false },
   answers: { type: 'string' }, seed: { type: 'string', default: '1' }, 'round-warmup': { type: 'string', default: '' }, 'outer-lr-end': { type: 'string' }, 'outer-momentum-end': { type: 'string' }, lr: { type: 'string', default: '3e-3' },
 } });
 const K = Number(v.workers), b = Number(v['rows-per-step']), H = Number(v['inner-steps']), R = Number(v.rounds);
@@ -45,6 +52,7 @@ const codec = v.codec as CodecName;
 const params = { ...DEFAULT_CODEC_PARAMS, topk: Number(v.topk) };
 const beta = Number(v['ef-decay']);
 const warm = Number(v['warmup-rounds']);
+const denseLast = Number(v['dense-last']);
 const sparse = codec === 'sparse';
 // --round-warmup 5,10,25: the H of the first rounds (then --inner-steps); rounds go on until the
 // run has taken R * H inner steps per worker (equal tokens), the last one possibly shorter.
@@ -72,8 +80,12 @@ const P = trainer.paramCount;
 const theta = new Float32Array(trainer.params);
 const curve: string[] = [];
 let tokens = 0;
+// Estimated wire bytes (typed arrays only, no headers): codec up/down, the one fp32 weights
+// download per worker, the task rows (int32 inputs + int32 targets + uint8 mask per position + id).
+const bytes = { up: 0, down: 0, weights: 0, data: 0 };
+let rowsTaken = 0;
 const t0 = Date.now();
-const take = (n: number) => rt.takeRows(n).map((r) => r.id);
+const take = (n: number) => { rowsTaken += n; return rt.takeRows(n).map((r) => r.id); };
 
 if (v.sync) {
   const be = createCpuBackend(model);
@@ -107,19 +119,22 @@ if (v.sync) {
     const lrs = Array.from({ length: Hr }, (_, j) => lrAt(pos + j, rt.innerSchedule));
     pos += Hr;
     const olr = lerp(outer.lr, v['outer-lr-end'], round), omu = lerp(outer.mu, v['outer-momentum-end'], round);
-    const c: CodecName = round < warm ? 'int8' : codec;
-    const sent: Array<{ d: Float32Array; tokens: number }> = [];
+    const c: CodecName = round < warm || round >= roundH.length - denseLast ? 'int8' : codec;
+    const sent: Array<{ d: Float32Array; tokens: number; p: PackedVector }> = [];
     for (const w of workers) {
       const bt = buildMicroBatch(dataset, take(Hr * b));
       const r = await runRound(w.engine, theta, { B: b, T: bt.T, inputs: bt.inputs, targets: bt.targets, mask: bt.mask }, { ...hyper, lrs });
       let d: Float32Array;
+      let p: PackedVector;
       if (c === 'sparse' || (sparse && c === 'int8')) {
         // Error feedback: e = beta e + delta; send C(e); e -= C(e).
         for (let i = 0; i < P; i++) w.ef[i] = beta * w.ef[i] + r.delta[i];
-        d = decode(encode(w.ef, c, params));
+        p = encode(w.ef, c, params);
+        d = decode(p);
         for (let i = 0; i < P; i++) w.ef[i] -= d[i];
-      } else d = decode(encode(r.delta, c, params));
-      sent.push({ d, tokens: r.tokens });
+      } else d = decode((p = encode(r.delta, c, params)));
+      bytes.up += packedBytes(p);
+      sent.push({ d, tokens: r.tokens, p });
       tokens += r.tokens;
     }
     const tot = sent.reduce((a, x) => a + x.tokens, 0);
@@ -132,6 +147,15 @@ if (v.sync) {
       }
       g[i] = v.aggregate === 'sum' ? s / (tot / K) : v.aggregate === 'cover' ? (wsum > 0 ? s / wsum : 0) : s / tot;
     }
+    {
+      // The download per worker: sparse rounds as the smaller of sparsesum / sparse32 (the
+      // coordinator's choice), others in the round's codec (int8 for the dense rounds).
+      const u = new Float32Array(P);
+      for (let i = 0; i < P; i++) u[i] = -olr * g[i];
+      let db = packedBytes(encode(u, c === 'sparse' ? 'sparse32' : c, params));
+      if (c === 'sparse') db = Math.min(db, packedBytes(sparseSum(sent.map((x) => x.p), sent.map((x) => x.tokens / tot), -olr)));
+      bytes.down += db * K;
+    }
     for (let i = 0; i < P; i++) {
       const bi = omu * buf[i] + g[i];
       buf[i] = bi;
@@ -141,5 +165,16 @@ if (v.sync) {
   }
 }
 const final = (await ev.run(theta)).loss;
-console.log(`${process.argv.slice(2).join(' ')} | tokens ${tokens} eval ${final.toFixed(4)} | ${((Date.now() - t0) / 1000).toFixed(0)} s | ${curve.join(', ')}`);
+const T = Math.min(16, model.contextLength);
+bytes.data = rowsTaken * (9 * T + 4);
+let bytesNote = '';
+if (!v.sync) {
+  bytes.weights = 4 * P * K;
+  const total = bytes.up + bytes.down + bytes.weights + bytes.data;
+  // sync fp32 at the same rows: 4 B/param up + 4 B/param down per worker-step, plus the same data.
+  const syncTotal = 8 * P * K * R * H + bytes.data;
+  const bpt = total / tokens, sbpt = syncTotal / tokens;
+  bytesNote = ` | est B/token ${bpt.toFixed(1)} (up ${(bytes.up / tokens).toFixed(1)} down ${(bytes.down / tokens).toFixed(1)} weights ${(bytes.weights / tokens).toFixed(1)} data ${(bytes.data / tokens).toFixed(1)}) sync fp32 ${sbpt.toFixed(0)} ratio ${(sbpt / bpt).toFixed(0)}x`;
+}
+console.log(`${process.argv.slice(2).join(' ')} | tokens ${tokens} eval ${final.toFixed(4)}${bytesNote} | ${((Date.now() - t0) / 1000).toFixed(0)} s | ${curve.join(', ')}`);
 process.exit(0);
