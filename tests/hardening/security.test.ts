@@ -125,6 +125,35 @@ describe('input hygiene on the socket', () => {
     expect((await fetch(c.url + '/healthz')).ok).toBe(true);
   });
 
+  it('a fast honest worker answering its own leases is not rate-limited; other packets past the limit are', async () => {
+    // --rate-limit 2/s (burst 10): 40 one-row steps answered at once by one worker are 40 results
+    // in well under a second. Before, results past the burst were dropped and the step waited for
+    // its lease to expire (leaseMs 60 s here: the test would time out).
+    const c = await coordinator({ rateLimit: 2, maxSteps: 40, globalBatch: 1, maxMicroBatch: 1, verifyRate: 0, leaseMs: 60_000, heartbeatMs: 5_000 });
+    const s = raw(c.url);
+    const got = rejects(s);
+    let acks = 0;
+    s.on('ack', () => acks++);
+    let n = 0;
+    s.on('task', (t: TaskMsg) => {
+      const P = c.trainer.paramCount;
+      const grads = new Float32Array(P);
+      for (let i = 0; i < P; i++) grads[i] = Math.sin(i + 7 * ++n) * 1e-3;
+      let ss = 0;
+      for (let i = 0; i < P; i++) ss += grads[i] * grads[i];
+      s.emit('result', { taskId: t.taskId, step: t.step, version: t.version, loss: 3, tokens: t.tokens, grads, gradNorm: Math.sqrt(ss), nonFinite: 0, timings: { totalMs: 1 } });
+    });
+    s.emit('hello', hello({ name: 'fast' }));
+    // Counted from the outside: the acknowledgements the worker received (the last one may follow
+    // the trainer's finish by a turn).
+    await until(() => acks === 40, 30_000, '40 acknowledged results');
+    expect(c.trainer.finished).toBe(true);
+    expect(got.filter((m) => m.code === 'RATE_LIMIT')).toEqual([]);
+    // A result for a lease it does not hold is charged as any packet: a flood of them is limited.
+    for (let i = 0; i < 60; i++) s.emit('result', { taskId: 'not-mine', step: 0 });
+    await until(() => got.some((m) => m.code === 'RATE_LIMIT'), 5_000, 'RATE_LIMIT');
+  });
+
   it("a result whose reported norm is not its gradient's norm is refused OUT_OF_RANGE; with the true norm it is acknowledged", async () => {
     // The norm compared is the one validateResult measures in its finite scan (measuredNorm).
     const c = await coordinator({ verifyRate: 0, maxSteps: 3, globalBatch: 2, maxMicroBatch: 2 });
