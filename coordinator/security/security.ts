@@ -26,7 +26,7 @@ import type { Trainer } from '../train/trainer.ts';
 import type { Lease } from '../train/step-work.ts';
 import { writeBans, type BanEntry } from './ban-file.ts';
 import { SortedValues } from './sorted-values.ts';
-import { STAGE_PACKET_COST, TokenBucket } from './rate-limit.ts';
+import { answersHeldLease, STAGE_PACKET_COST, TokenBucket } from './rate-limit.ts';
 import { gradientDigest, ReplayGuard } from './replay.ts';
 import { DEFAULT_REPUTATION, Reputation } from './reputation.ts';
 import { ACCEPT, type Accept, type Ban, type Later, type PacketVerdict, type Refuse } from './verdict.ts';
@@ -117,12 +117,7 @@ export class Security {
    * null before hello.
    */
   judgePacket(guard: PacketGuard, event: string, payload: unknown, w: WorkerView | null): PacketVerdict {
-    // The answer to the lease this worker holds is not charged: its rate is the coordinator's own
-    // leasing rate. A fast honest worker (tiny tasks, ~50 results/s) had its results dropped past
-    // --rate-limit and the step waited for the lease to expire (bench:comm's sync run stalled).
-    const answersLease = (event === C2S.result || event === C2S.delta) && w !== null && w.lease !== null
-      && typeof payload === 'object' && payload !== null && (payload as { taskId?: unknown }).taskId === w.lease;
-    if (!answersLease && !guard.bucket.take(Date.now(), event === C2S.stageOut ? STAGE_PACKET_COST : 1)) {
+    if (!answersHeldLease(event, payload, w?.lease ?? null) && !guard.bucket.take(Date.now(), event === C2S.stageOut ? STAGE_PACKET_COST : 1)) {
       this.counters.rateLimited++;
       if (++guard.refused === FLOOD_DISCONNECT) return { kind: 'disconnect' };
       if (guard.refused % 10 === 1) return { kind: 'refuse', code: 'RATE_LIMIT', message: `more than ${this.cfg.rateLimit} messages/s` };
