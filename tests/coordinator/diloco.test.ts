@@ -137,6 +137,8 @@ describe('--mode diloco', () => {
     for (const attack of ['flip', 'scale', 'nan'] as const) {
       const c = await coordinator({ maxSteps: 0, compress: 'int8', quorum: 1 });
       await worker(c.url, [], 'honest').start();
+      const log: string[] = [];
+      c.bus.on('log', (e: { kind: string; message: string }) => log.push(`${e.kind}: ${e.message}`.slice(0, 200)));
       await until(() => c.trainer.step >= 1, 60_000, 'an honest round');
       const model = presetConfig('tiny');
       const s = io(c.url, { parser: msgpackParser, transports: ['websocket'], reconnection: false, forceNew: true });
@@ -179,7 +181,9 @@ describe('--mode diloco', () => {
         const r = c.hub.rounds!.rounds.current;
         const state = r && { round: r.round, active: [...r.active.values()].map((l) => ({ id: l.id, w: l.workerId, delivered: l.deliveredAt, expiresIn: l.expiresAt - Date.now() })), judging: [...r.judging], accepted: r.accepted.length, quorum: r.quorum, quorumMetAt: r.quorumMetAt };
         const workers = c.hub.workers.connected().map((x) => ({ id: x.id, state: x.state, lease: x.lease, role: x.plan.role }));
-        throw new Error(`${e.message}; attack ${attack}; round ${JSON.stringify(state)}; workers ${JSON.stringify(workers)}; finished ${c.trainer.finished}`);
+        const all = c.ctx.status().workers.map((x) => ({ id: x.id, name: x.name, state: x.state, rejected: x.rejectedByCode }));
+        const bans = c.hub.security.summary().banned;
+        throw new Error(`${e.message}; attack ${attack}; round ${JSON.stringify(state)}; workers ${JSON.stringify(workers)}; every worker ${JSON.stringify(all)}; bans ${JSON.stringify(bans)}; log ${JSON.stringify(log.slice(-12))}; finished ${c.trainer.finished}`);
       });
       void decode;
     }
