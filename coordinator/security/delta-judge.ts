@@ -24,7 +24,7 @@ import type { RejectCode } from '../../shared/protocol/messages.ts';
 import { decode, encode, type CodecName, type CodecParams } from '../../shared/diloco/codec.ts';
 import { HostInnerEngine, runRound, type InnerHyper } from '../../shared/diloco/inner.ts';
 import { buildParameterTable } from '../../shared/model/parameters.ts';
-import { VerifyPool, type SharedParams } from './verify-pool.ts';
+import { SharedParamsCache, VerifyPool } from './verify-pool.ts';
 import { median } from '../train/aggregate.ts';
 import type { RoundLease } from '../train/round-trainer.ts';
 
@@ -114,9 +114,10 @@ export class DeltaJudge {
 
   /** Scoring threads (--judge-threads); null: the losses are computed in the event loop, one forward per turn. */
   private readonly pool: VerifyPool | null;
-  /** The newest start weights' shared copy (one per version), reused by every score of that version. */
-  private shared: { version: number; source: Float32Array; params: SharedParams } | null = null;
-  private copies = 0;
+  /** The start weights' shared copy (one per version), reused by every score of that version. */
+  private readonly shared = new SharedParamsCache();
+  /** Each judged delta's shared copy (made once: the loss at start - delta, maybe start + delta). */
+  private readonly sharedDeltas = new WeakMap<Float32Array, SharedArrayBuffer>();
 
   constructor(
     model: ModelConfig,
@@ -141,16 +142,6 @@ export class DeltaJudge {
     await this.pool?.close();
   }
 
-  /** One SharedArrayBuffer copy of the start weights per (version, array): the threads read it. */
-  private sharedStart(start: Float32Array, version: number): SharedParams {
-    const s = this.shared;
-    if (s && s.version === version && s.source === start) return s.params;
-    const buffer = new SharedArrayBuffer(start.byteLength);
-    new Float32Array(buffer).set(start);
-    this.shared = { version, source: start, params: { key: ++this.copies, buffer } };
-    return this.shared.params;
-  }
-
   /**
    * The score's loss at start + sign x delta: on a scoring thread when there are threads (any
    * number run at once: each thread's backend holds its own weights), else in the judge's queue
@@ -158,12 +149,13 @@ export class DeltaJudge {
    */
   private scoreLoss(lease: RoundLease, start: Float32Array, batch: ReturnType<typeof buildMicroBatch>, delta: Float32Array | null, sign: -1 | 0 | 1): Promise<number> {
     if (this.pool) {
-      let d: SharedArrayBuffer | null = null;
-      if (delta) {
+      let d = delta ? this.sharedDeltas.get(delta) ?? null : null;
+      if (delta && !d) {
         d = new SharedArrayBuffer(delta.byteLength);
         new Float32Array(d).set(delta);
+        this.sharedDeltas.set(delta, d);
       }
-      return this.pool.runLoss(this.sharedStart(start, lease.version), batch, d, sign).then((r) => r.loss);
+      return this.pool.runLoss(this.shared.get(start, lease.version), batch, d, sign).then((r) => r.loss);
     }
     return this.serial(() => this.movedLoss(start, batch, delta, sign));
   }
@@ -195,11 +187,7 @@ export class DeltaJudge {
    * diloco: 5 of 6 honest workers in one round). One call at a time.
    */
   private serial<T>(f: () => Promise<T>): Promise<T> {
-    // Each call starts in a turn of its own: a CPU forward is synchronous (~25 ms for 8 rows of
-    // tiny), and chained on resolved promises alone a burst of calls ran back to back without
-    // letting I/O in (npm run loadtest -- --mode diloco, 50 workers: event-loop lag p99 4.4 s,
-    // /healthz timing out at 10 s while a round's deltas and leases were scored).
-    const run = this.queue.then(nextTurn, nextTurn).then(f);
+    const run = this.queue.then(f, f);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -266,6 +254,10 @@ export class DeltaJudge {
 
   /** The loss of `batch` at `weights` on the score's backend (called inside the queue only). */
   private async lossAt(weights: Float32Array, batch: ReturnType<typeof buildMicroBatch>): Promise<number> {
+    // Each forward in a turn of its own: a CPU forward is synchronous (~25-100 ms for 8 rows of
+    // tiny), and chained on resolved promises alone a burst of them ran back to back without letting
+    // I/O in (npm run loadtest -- --mode diloco, 50 workers: event-loop lag p99 4.4 s, /healthz
+    // timing out at 10 s while a round's deltas and leases were scored).
     await nextTurn();
     await this.cpu.setParams(weights);
     return (await this.cpu.forward(batch)).loss;

@@ -35,6 +35,26 @@ export interface VerifyRequest {
   dpo?: TaskDpo;
 }
 
+/**
+ * One SharedArrayBuffer copy of a parameter vector per (version, array), reused by every job of
+ * that version (the threads read it; pending jobs keep older copies alive). The copy is taken now,
+ * synchronously: the caller may change its array afterwards.
+ */
+export class SharedParamsCache {
+  private last: { version: number; source: Float32Array; params: SharedParams } | null = null;
+  /** Copies made so far. */
+  copies = 0;
+
+  get(params: Float32Array, version: number): SharedParams {
+    const s = this.last;
+    if (s && s.version === version && s.source === params) return s.params;
+    const buffer = new SharedArrayBuffer(params.byteLength);
+    new Float32Array(buffer).set(params);
+    this.last = { version, source: params, params: { key: ++this.copies, buffer } };
+    return this.last.params;
+  }
+}
+
 /** A pipeline share to re-run at the version's parameters (stage-recompute.ts). */
 export interface ShareVerifyRequest {
   kind: 'share';

@@ -15,7 +15,7 @@ import type { MicroBatch } from '../../shared/backend.ts';
 import type { ModelConfig } from '../../shared/model/config.ts';
 import type { TaskDpo } from '../../shared/protocol/messages.ts';
 import type { ShareCheck, StageMismatch } from './stage-recompute.ts';
-import { VerifyPool, type SharedParams } from './verify-pool.ts';
+import { SharedParamsCache, VerifyPool, type SharedParams } from './verify-pool.ts';
 import { BIAS_TOLERANCE_DIVISOR } from './verify-compare.ts';
 
 export interface Comparison {
@@ -31,8 +31,7 @@ export interface Comparison {
 export class Verifier {
   private readonly pool: VerifyPool;
   /** The newest version's shared copy, reused by every check of that version. */
-  private shared: { version: number; source: Float32Array; params: SharedParams } | null = null;
-  private copies = 0;
+  private readonly shared = new SharedParamsCache();
   checks = 0;
   mismatches = 0;
   totalMs = 0;
@@ -49,7 +48,7 @@ export class Verifier {
 
   /** SharedArrayBuffer copies of the parameters made so far (one per version checked). */
   get paramCopies(): number {
-    return this.copies;
+    return this.shared.copies;
   }
 
   /** Checks queued or running. */
@@ -100,12 +99,7 @@ export class Verifier {
 
   /** One SharedArrayBuffer copy per (version, params array); pending checks keep theirs alive. */
   private sharedParams(params: Float32Array, version: number): SharedParams {
-    const s = this.shared;
-    if (s && s.version === version && s.source === params) return s.params;
-    const buffer = new SharedArrayBuffer(params.byteLength);
-    new Float32Array(buffer).set(params);
-    this.shared = { version, source: params, params: { key: ++this.copies, buffer } };
-    return this.shared.params;
+    return this.shared.get(params, version);
   }
 
   /** Stop the threads; pending checks fail with ERR_VERIFY_CLOSED. */

@@ -63,3 +63,20 @@ export interface WorkAssigner {
   /** The workers acknowledged for the accepted task `taskId` when that is not its lease's key (a pipeline's stages). */
   ackedFor?(taskId: string): string[] | undefined;
 }
+
+/**
+ * A function that calls `run` once in a later turn of the event loop however often it is called
+ * before then: an assigner that stopped a pass early (leases per turn) continues after the loop
+ * has served what is waiting.
+ */
+export function onceSoon(run: () => void): () => void {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    setImmediate(() => {
+      pending = false;
+      run();
+    });
+  };
+}

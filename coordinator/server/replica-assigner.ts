@@ -13,7 +13,7 @@ import type { CoordinatorConfig } from '../config.ts';
 import type { Security } from '../security/security.ts';
 import type { Lease } from '../train/step-work.ts';
 import type { Trainer } from '../train/trainer.ts';
-import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
+import { onceSoon, type AssignerHost, type Reject, type WorkAssigner, type WorkerPort } from './assigner.ts';
 import type { EventBus } from './events.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
 import { ShareCap } from './share-cap.ts';
@@ -127,7 +127,8 @@ export class ReplicaAssigner implements WorkAssigner {
     }
   }
 
-  private continuing = false;
+  /** Schedule again once the event loop has served what is waiting (a pass stopped early). */
+  private readonly continueSoon = onceSoon(() => this.host.schedule());
   private backlogTimer: NodeJS.Timeout | null = null;
   /** Workers leased some of step `servedStep` (assign() serves the others first). */
   private readonly served = new Set<string>();
@@ -142,15 +143,6 @@ export class ReplicaAssigner implements WorkAssigner {
     this.backlogTimer.unref();
   }
 
-  /** Schedule again once the event loop has served what is waiting (assign() stopped early). */
-  private continueSoon(): void {
-    if (this.continuing) return;
-    this.continuing = true;
-    setImmediate(() => {
-      this.continuing = false;
-      this.host.schedule();
-    });
-  }
 
   /** Lease up to `size` samples of `work` to `w`; returns the samples leased (0: none). */
   private leaseTo(w: WorkerView, work: NonNullable<ReturnType<Trainer['startStep']>>, size: number, now: number): number {

@@ -20,7 +20,7 @@ import { DELTA_NORM_PENALTY, scoreFailurePenalty, type DeltaJudge, type DeltaVer
 import type { Security } from '../security/security.ts';
 import type { RoundTrainer } from '../train/round-trainer.ts';
 import type { Trainer } from '../train/trainer.ts';
-import type { AssignerHost, Reject, WorkAssigner, WorkerPort } from './assigner.ts';
+import { onceSoon, type AssignerHost, type Reject, type WorkAssigner, type WorkerPort } from './assigner.ts';
 import { LEASES_PER_PASS } from './replica-assigner.ts';
 import type { EventBus } from './events.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
@@ -50,7 +50,8 @@ export class RoundAssigner implements WorkAssigner {
    */
   private toLease: WorkerView[] = [];
   private toLeaseFastest = 0;
-  private continuing = false;
+  /** Schedule again once the event loop has served what is waiting (a pass stopped early). */
+  private readonly continueSoon = onceSoon(() => this.host.schedule());
 
   assign(live: WorkerView[], now: number): void {
     if (this.rounds.current) {
@@ -85,15 +86,6 @@ export class RoundAssigner implements WorkAssigner {
     if (this.toLease.length > 0) this.continueSoon();
   }
 
-  /** Schedule again once the event loop has served what is waiting (the round's leases go on). */
-  private continueSoon(): void {
-    if (this.continuing) return;
-    this.continuing = true;
-    setImmediate(() => {
-      this.continuing = false;
-      this.host.schedule();
-    });
-  }
 
   /** Inner steps for `w`: the round's H (--round-warmup, else --inner-steps), scaled down by its throughput relative to the fastest worker's. */
   private innerStepsFor(w: WorkerView, fastest: number): number {
