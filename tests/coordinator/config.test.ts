@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { configSchema, loadConfig, USAGE, validateConfig } from '../../coordinator/config.ts';
+import { configSchema, judgeThreadCount, loadConfig, USAGE, validateConfig } from '../../coordinator/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'coord-cfg-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -66,5 +66,15 @@ describe('coordinator config', () => {
     } catch (e) {
       expect((e as { code: string }).code).toBe('ERR_CONFIG');
     }
+  });
+
+  it('--judge-threads: auto (min(8, cores - 1), at least 1), N, or a named error', () => {
+    expect(judgeThreadCount(validateConfig({ mode: 'diloco', judgeThreads: '3' }))).toBe(3);
+    expect(judgeThreadCount(validateConfig({ mode: 'diloco', judgeThreads: '0' }))).toBe(0);
+    const auto = judgeThreadCount(validateConfig({ mode: 'diloco' }));
+    expect(auto).toBeGreaterThanOrEqual(1);
+    expect(auto).toBeLessThanOrEqual(8);
+    expect(() => validateConfig({ judgeThreads: 'many' })).toThrow(/--judge-threads must be auto or an integer in \[0, 64\]/);
+    expect(() => loadConfig(['--judge-threads', '65'], {})).toThrow(/--judge-threads must be auto or an integer in \[0, 64\]/);
   });
 });
