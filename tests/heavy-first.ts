@@ -32,6 +32,7 @@ export const SECONDS: Record<string, number> = {
   'tests/worker/node-cli.test.ts': 13,
   'tests/architecture/imports.test.ts': 13,
   'tests/coordinator/restart.test.ts': 12,
+  'tests/coordinator/liveness-stall.test.ts': 12,
   'tests/cluster/fencing.test.ts': 11,
 };
 

@@ -31,10 +31,13 @@ function resultBytes(raw: unknown): number {
 }
 import { toWirePlan } from './wire-plan.ts';
 import { WireCounter } from './wire-counter.ts';
+import { AwakeClock } from './awake-clock.ts';
 import type { WorkerRegistry, WorkerView } from './workers.ts';
 
 export class WorkerGateway implements WorkerPort {
   private monitor: NodeJS.Timeout | null = null;
+  /** Liveness ignores the coordinator's own stalls (awake-clock.ts); beats with the monitor. */
+  private awake!: AwakeClock;
   /** Results are handled within a time budget per event-loop turn (result-queue.ts). */
   private readonly results = new ResultQueue();
   readonly maxMessageBytes: number;
@@ -60,7 +63,9 @@ export class WorkerGateway implements WorkerPort {
   open(scheduler: Scheduler): void {
     this.scheduler = scheduler;
     this.io.on('connection', (s) => this.onConnection(s));
-    this.monitor = setInterval(() => this.tick(), Math.min(500, this.cfg.heartbeatMs));
+    const every = Math.min(500, this.cfg.heartbeatMs);
+    this.awake = new AwakeClock(every);
+    this.monitor = setInterval(() => this.tick(), every);
     this.monitor.unref();
   }
 
@@ -184,7 +189,8 @@ export class WorkerGateway implements WorkerPort {
         this.dropWorker(prev, 'left', 'replaced by a new connection');
       }
       const id = prev ? prev.id : this.workers.freshId((x) => this.security.isBanned(x));
-      const w = (worker = this.workers.connect(prev, id, socket, h.value, plan, Date.now()));
+      const now = Date.now();
+      const w = (worker = this.workers.connect(prev, id, socket, h.value, plan, now, this.awake.now(now)));
       this.security.noteIdentity(id, socket.handshake.address ?? '', !prev);
       const welcome: WelcomeMsg = {
         protocol: PROTOCOL_VERSION,
@@ -211,7 +217,7 @@ export class WorkerGateway implements WorkerPort {
       this.results.run(socket, () => {
         const w = mine();
         if (!w) return reject('result', 'NOT_WELCOMED', 'send hello first');
-        this.workers.touch(w, Date.now());
+        this.heard(w);
         this.scheduler.onResult(w, raw, reject);
       }, resultBytes(raw));
     });
@@ -222,7 +228,7 @@ export class WorkerGateway implements WorkerPort {
       this.results.run(socket, () => {
         const w = mine();
         if (!w) return reject('stageOut', 'NOT_WELCOMED', 'send hello first');
-        this.workers.touch(w, Date.now());
+        this.heard(w);
         this.scheduler.onResult(w, raw, reject);
       }, resultBytes(raw));
     });
@@ -231,7 +237,7 @@ export class WorkerGateway implements WorkerPort {
     socket.on('delta', (raw: unknown) => {
       const w = mine();
       if (!w) return reject('delta', 'NOT_WELCOMED', 'send hello first');
-      this.workers.touch(w, Date.now());
+      this.heard(w);
       this.scheduler.onResult(w, raw, reject);
     });
 
@@ -240,7 +246,7 @@ export class WorkerGateway implements WorkerPort {
       if (!w) return reject('heartbeat', 'NOT_WELCOMED', 'send hello first');
       const hb = validateHeartbeat(raw);
       if (!hb.ok) return reject('heartbeat', hb.code, hb.message);
-      this.workers.touch(w, Date.now());
+      this.heard(w);
       socket.emit('heartbeat', { t: hb.value.t, serverTime: Date.now() });
     });
 
@@ -298,12 +304,22 @@ export class WorkerGateway implements WorkerPort {
 
   // ------------------------------------------------------------------ liveness
 
+  /** A message arrived from `w`. */
+  private heard(w: WorkerView): void {
+    const now = Date.now();
+    this.workers.touch(w, now, this.awake.now(now));
+  }
+
   private tick(): void {
     const now = Date.now();
+    this.awake.beat(now);
+    const awakeNow = this.awake.now(now);
     for (const w of this.workers.connected()) {
-      if (now - w.lastSeen > this.cfg.deadAfterMs) {
+      if (awakeNow - w.heardAt > this.cfg.deadAfterMs) {
         w.socket?.emit('notice', { level: 'warn', message: `no message for ${this.cfg.deadAfterMs} ms: declared dead`, kind: 'info' });
-        this.dropWorker(w, 'dead', `silent for ${now - w.lastSeen} ms`);
+        const wall = now - w.lastSeen;
+        const slept = wall - (awakeNow - w.heardAt);
+        this.dropWorker(w, 'dead', `silent for ${wall} ms${slept > 0 ? ` (${slept} ms of it while this coordinator's loop was stalled, not counted)` : ''}`);
       }
     }
     this.scheduler.expire(now);

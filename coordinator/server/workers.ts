@@ -20,6 +20,8 @@ export interface WorkerRecord {
   state: WorkerRow['state'];
   joinedAt: number;
   lastSeen: number;
+  /** When it was last heard from on the coordinator's awake clock (awake-clock.ts): liveness. */
+  heardAt: number;
   /** Parameter version last sent to it (-1: none). */
   paramsVersion: number;
   /** Live lease id, if any (kept after expiry until the worker answers: see replica-assigner). */
@@ -86,7 +88,7 @@ export class WorkerRegistry {
    * A welcomed connection: the record of `prev` (a resumed id, its counters kept) or a new one
    * with `id`, now idle on `socket` with a fresh plan and no parameters sent.
    */
-  connect(prev: WorkerView | undefined, id: string, socket: Socket, hello: HelloMsg, plan: WorkerPlan, now: number): WorkerView {
+  connect(prev: WorkerView | undefined, id: string, socket: Socket, hello: HelloMsg, plan: WorkerPlan, now: number, heardAt = now): WorkerView {
     const w: WorkerRecord = prev ? this.own(prev) : {
       id,
       socket: null,
@@ -95,6 +97,7 @@ export class WorkerRegistry {
       state: 'idle',
       joinedAt: now,
       lastSeen: now,
+      heardAt,
       paramsVersion: -1,
       lease: null,
       leaseIssuedAt: 0,
@@ -109,7 +112,7 @@ export class WorkerRegistry {
       waitCode: null,
       stage: null,
     };
-    Object.assign(w, { socket, hello, plan, state: 'idle', lastSeen: now, paramsVersion: -1, lease: null, waitCode: null, stage: null });
+    Object.assign(w, { socket, hello, plan, state: 'idle', lastSeen: now, heardAt, paramsVersion: -1, lease: null, waitCode: null, stage: null });
     this.records.set(w.id, w);
     this.invalidate();
     return w;
@@ -130,9 +133,11 @@ export class WorkerRegistry {
     this.roleCache.clear();
   }
 
-  /** A message arrived from it. */
-  touch(w: WorkerView, now: number): void {
-    this.own(w).lastSeen = now;
+  /** A message arrived from it: at `now` on the wall clock, `heardAt` on the awake clock. */
+  touch(w: WorkerView, now: number, heardAt = now): void {
+    const r = this.own(w);
+    r.lastSeen = now;
+    r.heardAt = heardAt;
   }
 
   /** Free for the next task (its lease answered, withdrawn or expired). */

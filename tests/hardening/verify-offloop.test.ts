@@ -1,8 +1,10 @@
 // Verification re-computation runs on a thread, not on the coordinator's loop: a real coordinator
 // on port 0 with the `small` preset, 32x64-token tasks (seconds of CPU per check), every result
-// verified, and heartbeat liveness tight enough (dead after 3 s) that one check on the loop
-// would get the honest worker declared dead. A real worker client (CPU engine, sliced compute)
-// trains two steps; meanwhile /healthz is polled and must keep answering fast.
+// verified. A real worker client (CPU engine, sliced compute) trains two steps; meanwhile
+// /healthz is polled and must keep answering fast: a check on the loop would stall it for the
+// whole check (seconds), which is what this test catches. The honest worker must also stay alive
+// (liveness discounts the coordinator's own stalls since 2026-12-03, awake-clock.ts, so a death
+// here means its heartbeats really stopped while the loop was awake).
 import { afterAll, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,10 +19,10 @@ afterAll(async () => {
   for (const f of cleanups.reverse()) await f();
 });
 
-// Between the scheduler's noise and one check: a check takes 4.9 s on a quiet 2-core box and 8.6 s in
-// CI (asserted below: it must outlast this), while the test process itself (coordinator AND its
-// in-process worker) was once starved for 1.8 s by the test files running beside it (CI, 2026-12-02:
-// "silent for 1833 ms" at 1.5 s). A check on the loop would silence the worker for the whole check.
+// A check takes 4.9 s on a quiet 2-core box and 8.6 s in CI (asserted below: it must outlast this).
+// The test process (coordinator AND its in-process worker) was starved by the test files beside
+// it for 1.8 s (CI, 2026-12-02) and 3.1 s (CI, 2026-12-03: "silent for 3058 ms"): wall-clock
+// liveness blamed the worker for the coordinator's own stall; the awake clock no longer does.
 const DEAD_AFTER_MS = 3000;
 
 it('checks run off the loop: no honest worker declared dead, checks complete, /healthz stays fast', async () => {
