@@ -17,6 +17,7 @@ const PAGE = 65536;
 
 interface KernelExports {
   sumsq(p: number, n: number): number;
+  sumsq32(p: number, n: number): number;
   scale(acc: number, out: number, n: number, inv: number): void;
   fold1(acc: number, g0: number, n: number, t0: number): void;
   fold2(acc: number, g0: number, g1: number, n: number, t0: number, t1: number): void;
@@ -92,8 +93,28 @@ export class GradientKernels {
     return new GradientKernels(mem, inst.exports as unknown as KernelExports, accFloats);
   }
 
-  /** Sum of squares of `a` in float64 (NaN or +-Inf iff some value is; see validate.ts sumOfSquares). */
+  /**
+   * Sum of squares of `a` (NaN or +-Inf iff some value is; see validate.ts sumOfSquares): blocks of
+   * 32 squares summed in float32, the blocks in float64 (sumsq32), relative error < 3e-7. A chunk
+   * whose float32 sums overflow (a value above ~6e18, finite) is summed again in float64 (sumsq),
+   * so only a NaN or Inf in `a` makes the result non-finite.
+   */
   sumOfSquares(a: Float32Array): number {
+    const n = a.length;
+    const body = n - (n % 32);
+    let s = 0;
+    for (let o = 0; o < body; o += CHUNK) {
+      const len = Math.min(CHUNK, body - o);
+      this.f32.set(a.subarray(o, o + len), this.scratchF);
+      const part = this.k.sumsq32(this.scratch, len);
+      s += Number.isFinite(part) ? part : this.k.sumsq(this.scratch, len);
+    }
+    for (let i = body; i < n; i++) s += a[i] * a[i];
+    return s;
+  }
+
+  /** Sum of squares of `a` in float64 throughout (sumsq: exact to float64 rounding; tests, benches). */
+  sumOfSquaresExact(a: Float32Array): number {
     const n = a.length;
     const body = n - (n % 8);
     let s = 0;
