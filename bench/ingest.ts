@@ -4,8 +4,9 @@
 // a websocket message) -> validateResult (schema, lengths, every value finite) -> the streaming
 // token-weighted mean (MeanAggregator.add into the float64 accumulator). memcpy = a
 // Float32Array.set of the same gradient bytes. Security's per-result checks (replay digest,
-// gradient norm) are a policy on top and are measured apart ("withChecks"; the norm comes out of
-// validateResult's finite scan, as in security.judgeResult, so only the digest is an extra pass).
+// gradient norm) are a policy on top and are measured apart ("withChecks", as the coordinator
+// runs it: validateResult's scan also takes the replay digest, { digest: true }, and the norm
+// comes out of the same pass, so the checks add the keyed hash to the scan, not a pass).
 // `--threads K` (K >= 1) also measures the coordinator's --fold-threads K path (the finite scan on
 // this thread, the folds on K threads: coordinator/train/fold-threads.ts) with 4K frames per
 // repetition, as `threaded`.
@@ -65,7 +66,7 @@ export function runIngestCase(preset: string, reps: number): IngestCase {
   const ingest = (frame: Uint8Array, checks: boolean) => {
     decoder.add(frame);
     const raw = (decoded!.data as unknown[])[1];
-    const v = validateResult(raw, { paramCount });
+    const v = validateResult(raw, { paramCount, digest: checks });
     if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
     if (checks) {
       gradientDigest(v.value.grads);
@@ -143,7 +144,7 @@ export function runThreadedCase(preset: string, reps: number, threads: number, f
       decoder.add(f);
       const raw = (decoded!.data as unknown[])[1];
       decoded = null;
-      const v = validateResult(raw, { paramCount });
+      const v = validateResult(raw, { paramCount, digest: checks });
       if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
       if (checks) {
         gradientDigest(v.value.grads);

@@ -79,6 +79,37 @@ export function measuredNorm(grads: Float32Array): number | undefined {
   return measuredNorms.get(grads);
 }
 
+/** Digests of the bytes validateResult scanned (GradientKernels.scan), by gradient array. */
+const measuredDigests = new WeakMap<Float32Array, string>();
+
+/**
+ * A digest of `grads`' bytes for replay detection (coordinator/security/replay.ts): the one
+ * validateResult took in its scan when it has one, else computed now the same way (the SIMD
+ * scan's keyed hash from SIMD_MIN floats up where this runtime has the kernels), or undefined
+ * where it has no kernels or the gradient is small (the caller hashes it itself). One function of
+ * the bytes within a process, whichever path computed it.
+ */
+export function scannedDigest(grads: Float32Array): string | undefined {
+  const d = measuredDigests.get(grads);
+  if (d !== undefined) return d;
+  const k = grads.length >= SIMD_MIN ? scanKernelsHere() : null;
+  return k ? k.scan(grads).digest : undefined;
+}
+
+/**
+ * validateResult's scan: the sum of squares and, when asked and the SIMD kernels run, the digest.
+ * An array this module already scanned (the same decoded frame validated again: security's
+ * pre-verification, then the assigner) is not scanned again.
+ */
+function scanGradient(grads: Float32Array, digest: boolean): { ss: number; digest?: string; again?: true } {
+  const norm = measuredNorms.get(grads);
+  if (norm !== undefined && (!digest || measuredDigests.has(grads))) return { ss: norm * norm, again: true };
+  const k = digest && grads.length >= SIMD_MIN ? scanKernelsHere() : null;
+  if (!k) return { ss: sumOfSquares(grads) };
+  const r = k.scan(grads);
+  return { ss: r.sumSquares, digest: r.digest };
+}
+
 function adapter(x: unknown): AdapterInfo {
   const o = obj(x, 'hello.adapter');
   return {
@@ -121,6 +152,11 @@ export function validateHello(x: unknown): Checked<HelloMsg> {
 export interface ResultLimits {
   /** parameterCount(model): the gradient's exact length. */
   paramCount: number;
+  /**
+   * Also take the replay digest in the scan (scannedDigest; the coordinator's security wants it
+   * for every result): one pass for both, ~7 GB/s here against ~9.6 without the hash.
+   */
+  digest?: boolean;
 }
 
 /**
@@ -151,12 +187,13 @@ export function validateResult(x: unknown, lim: ResultLimits): Checked<ResultMsg
     if (half && o.grads !== undefined) throw new Bad('BAD_SCHEMA', 'result: grads and grads16 both present');
     const grads = half ? decodeHalf(typed(o, 'grads16', 'result', Uint16Array, lim.paramCount)) : typed(o, 'grads', 'result', Float32Array, lim.paramCount);
     if (nonFinite > 0) throw new Bad('NON_FINITE', `result.nonFinite: the worker reports ${nonFinite} NaN/Inf gradient values`);
-    const ss = sumOfSquares(grads);
+    const { ss, digest, again } = scanGradient(grads, lim.digest === true);
     if (!Number.isFinite(ss)) {
       const bad = firstNonFinite(grads);
       throw new Bad('NON_FINITE', `result.grads[${bad}] is ${grads[bad]}`);
     }
-    measuredNorms.set(grads, Math.sqrt(ss));
+    if (!again) measuredNorms.set(grads, Math.sqrt(ss));
+    if (digest !== undefined) measuredDigests.set(grads, digest);
     return { taskId, step, version, loss, tokens, grads, gradNorm, nonFinite, timings, ...(half ? { packed: 'fp16' as const } : {}) };
   });
 }

@@ -21,6 +21,20 @@
 //                                           ~11 GB/s in cache in float64); relative error <
 //                                           3e-7. Overflows to Inf for |x| > ~6e18: the caller
 //                                           re-checks a non-finite result with sumsq
+//   scan32(p, n, st) -> f64                 sumsq32's sum AND, in the same pass over the chunk, a
+//                                           keyed 256-bit hash of its bytes (the replay digest,
+//                                           coordinator/security/replay.ts): two i32x4 states
+//                                           at st, st + 16 (in and out, carried across chunks),
+//                                           keys at st + 32, st + 48. Each 16 bytes x:
+//                                           h = (rotl(h, 13) + (x ^ k)) * M (odd M; the rotation
+//                                           moves the top bit, which add and multiply alone
+//                                           keep linear: two flipped sign bits in a lane
+//                                           cancelled), alternating the two
+//                                           states; per 128 bytes h ^= h >> 15 and the states
+//                                           swap with a lane rotation, so every lane depends on
+//                                           every byte. Not cryptographic: keyed with a secret
+//                                           random key per process, it tells bit-identical
+//                                           re-sends from different gradients.
 //   fold1..fold4(acc, g0.., n, t0..)        f64 acc[i] += t0*g0[i] + t1*g1[i] + ... (that order)
 //   scale(acc, out, n, inv)                 f32 out[i] = f32(acc[i] * inv)
 
@@ -54,6 +68,16 @@ function foldFunc(k: number): string {
 /** The f32x4 squares of the 16 bytes at p + offset (sumsq32's terms). */
 function sq(offset: number): string {
   return `(f32x4.mul (local.tee $x (v128.load offset=${offset} (local.get $p))) (local.get $x))`;
+}
+
+/** Each i32 lane of local `h` rotated left by 13 (no SIMD rotate: two shifts and an or). */
+function rotl13(h: string): string {
+  return `(v128.or (i32x4.shl (local.get ${h}) (i32.const 13)) (i32x4.shr_u (local.get ${h}) (i32.const 19)))`;
+}
+
+/** The f32x4 squares of local $v<j> (scan32's terms). */
+function sqv(j: number): string {
+  return `(f32x4.mul (local.get $v${j}) (local.get $v${j}))`;
 }
 
 export type KernelMemory = 'local' | 'shared';
@@ -99,6 +123,41 @@ export function gradientKernelsWat(memory: KernelMemory): string {
       (local.set $b (f64x2.add (local.get $b) ${promote('(local.get $s)', 'hi')}))
       (local.set $p (i32.add (local.get $p) (i32.const 128)))
       (br $next)))
+    (local.set $a (f64x2.add (local.get $a) (local.get $b)))
+    (f64.add (f64x2.extract_lane 0 (local.get $a)) (f64x2.extract_lane 1 (local.get $a))))
+  (func (export "scan32") (param $p i32) (param $n i32) (param $st i32) (result f64)
+    (local $end i32) (local $a v128) (local $b v128) (local $s v128) (local $x v128)
+    (local $A v128) (local $B v128) (local $K0 v128) (local $K1 v128) (local $M v128) (local $t v128)
+    ${Array.from({ length: 8 }, (_, j) => `(local $v${j} v128)`).join(' ')}
+    (local.set $A (v128.load (local.get $st)))
+    (local.set $B (v128.load offset=16 (local.get $st)))
+    (local.set $K0 (v128.load offset=32 (local.get $st)))
+    (local.set $K1 (v128.load offset=48 (local.get $st)))
+    (local.set $M (i32x4.splat (i32.const 0x9E3779B1)))
+    (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      ${Array.from({ length: 8 }, (_, j) => `(local.set $v${j} (v128.load offset=${16 * j} (local.get $p)))`).join('\n      ')}
+      (local.set $s (f32x4.add
+        (f32x4.add
+          (f32x4.add ${sqv(0)} ${sqv(1)})
+          (f32x4.add ${sqv(2)} ${sqv(3)}))
+        (f32x4.add
+          (f32x4.add ${sqv(4)} ${sqv(5)})
+          (f32x4.add ${sqv(6)} ${sqv(7)}))))
+      (local.set $a (f64x2.add (local.get $a) ${promote('(local.get $s)', 'lo')}))
+      (local.set $b (f64x2.add (local.get $b) ${promote('(local.get $s)', 'hi')}))
+      ${[0, 2, 4, 6].map((j) => `(local.set $A (i32x4.mul (i32x4.add ${rotl13('$A')} (v128.xor (local.get $v${j}) (local.get $K0))) (local.get $M)))`).join('\n      ')}
+      ${[1, 3, 5, 7].map((j) => `(local.set $B (i32x4.mul (i32x4.add ${rotl13('$B')} (v128.xor (local.get $v${j}) (local.get $K1))) (local.get $M)))`).join('\n      ')}
+      (local.set $A (v128.xor (local.get $A) (i32x4.shr_u (local.get $A) (i32.const 15))))
+      (local.set $B (v128.xor (local.get $B) (i32x4.shr_u (local.get $B) (i32.const 15))))
+      (local.set $t (local.get $B))
+      (local.set $B (i8x16.shuffle 4 5 6 7 8 9 10 11 12 13 14 15 0 1 2 3 (local.get $A) (local.get $A)))
+      (local.set $A (local.get $t))
+      (local.set $p (i32.add (local.get $p) (i32.const 128)))
+      (br $next)))
+    (v128.store (local.get $st) (local.get $A))
+    (v128.store offset=16 (local.get $st) (local.get $B))
     (local.set $a (f64x2.add (local.get $a) (local.get $b)))
     (f64.add (f64x2.extract_lane 0 (local.get $a)) (f64x2.extract_lane 1 (local.get $a))))
   (func (export "scale") (param $acc i32) (param $out i32) (param $n i32) (param $inv f64)

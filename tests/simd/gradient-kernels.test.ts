@@ -92,6 +92,49 @@ describe('gradient kernels (WebAssembly SIMD)', () => {
     }
   });
 
+  it('scan: the sum of squares of sumOfSquares and a digest of the bytes: equal bytes, equal digest; any changed bit, length or key, another', () => {
+    const k = GradientKernels.create(0)!;
+    for (const n of [32, 33, 4096, CHUNK + 31, 2 * CHUNK + 64, 100_003]) {
+      const a = randomGrad(n, n);
+      const r = k.scan(a);
+      expect(r.sumSquares).toBe(k.sumOfSquares(a));
+      expect(r.digest).toMatch(/^[0-9a-f]{64}$/);
+      expect(k.scan(new Float32Array(a)).digest, `copy n=${n}`).toBe(r.digest); // bytes, not identity
+      const seen = new Set([r.digest]);
+      // One flipped bit anywhere (first, lanes, chunk edges, the tail) changes it.
+      for (const pos of new Set([0, 1, 4, 7, 8, 31, Math.min(n - 1, CHUNK - 1), Math.min(n - 1, CHUNK), n - 1, Math.floor(n / 2)])) {
+        for (const bit of [0, 17, 31]) {
+          const b = new Float32Array(a);
+          new Uint32Array(b.buffer)[pos] ^= 1 << bit;
+          const d = k.scan(b).digest;
+          expect(seen.has(d), `bit ${bit} at ${pos} of ${n}`).toBe(false);
+          seen.add(d);
+        }
+      }
+      // Two sign bits flipped in one lane (add and multiply alone kept the top bit linear: they
+      // cancelled), two values swapped, and a shorter array with the same prefix differ too.
+      const two = new Float32Array(a);
+      two[0] = -two[0];
+      two[8] = -two[8];
+      expect(k.scan(two).digest, `two signs n=${n}`).not.toBe(r.digest);
+      const sw = new Float32Array(a);
+      [sw[0], sw[1]] = [sw[1], sw[0]];
+      expect(k.scan(sw).digest).not.toBe(r.digest);
+      expect(k.scan(a.subarray(0, n - 1)).digest).not.toBe(r.digest);
+    }
+    // All zeros of two lengths, and another instance's key: different digests.
+    expect(k.scan(new Float32Array(4096)).digest).not.toBe(k.scan(new Float32Array(4128)).digest);
+    const a = randomGrad(5000, 1);
+    expect(GradientKernels.create(0)!.scan(a).digest).not.toBe(k.scan(a).digest);
+    // A NaN: non-finite sum, as sumOfSquares; an overflowing finite block: re-summed in float64.
+    const nan = randomGrad(5000, 2);
+    nan[4999] = NaN;
+    expect(Number.isFinite(k.scan(nan).sumSquares)).toBe(false);
+    const big = randomGrad(5000, 3);
+    big[100] = 3e19;
+    expect(k.scan(big).sumSquares).toBe(k.sumOfSquares(big));
+  });
+
   it('the streaming mean (kernels) equals the JavaScript fold bit for bit over an uneven number of results', () => {
     const n = 2 * CHUNK + 11;
     const grads = Array.from({ length: 11 }, (_, i) => randomGrad(n, 500 + i));
