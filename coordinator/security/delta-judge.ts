@@ -291,7 +291,12 @@ export class DeltaJudge {
       const blownUp = !(after <= before * (1 + LOSS_BLOWUP));
       if (!(after < rev) || blownUp) {
         this.counters.lossRaised++;
-        const why = `its delta raises the loss on its own round's data from ${before.toFixed(4)} to ${after.toFixed(4)} (the reverse move: ${rev.toFixed(4)})`;
+        // The delta's size against the weights' says which failure it is (an overshoot, a delta
+        // of other weights, a delta that is the weights themselves): CI once banned an honest
+        // worker here with the loss after the move at ~ln(vocab), as if the weights were zeroed.
+        let ss0 = 0;
+        for (let i = 0; i < start.length; i++) ss0 += start[i] * start[i];
+        const why = `its delta raises the loss on its own round's data from ${before.toFixed(4)} to ${after.toFixed(4)} (the reverse move: ${rev.toFixed(4)}; |delta| ${norm.toExponential(3)} = ${(norm / Math.sqrt(ss0)).toExponential(2)} x |weights|, round ${lease.round}, version ${lease.version}, H ${lease.H})`;
         return { ok: false, code: 'VERIFY_FAILED', message: `delta refused: ${why}`, ban: why, scoreOnly: !blownUp };
       }
     }
