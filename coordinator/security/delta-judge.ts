@@ -78,7 +78,7 @@ export interface RecomputeRound { lrs: number[]; hyper: Omit<InnerHyper, 'lrs'>;
  * 3.5135, an honest bench:comm worker, 2026-12-02, which was banned). `scoreFailurePenalty` says
  * what it costs instead of a ban.
  */
-export type DeltaVerdict = { ok: true; norm: number; before: number; after: number } | { ok: false; code: RejectCode; message: string; ban?: string; scoreOnly?: boolean };
+export type DeltaVerdict = { ok: true; norm: number; before: number; after: number } | { ok: false; code: RejectCode; message: string; ban?: string; scoreOnly?: boolean; overshoot?: true };
 
 /**
  * Penalty points (Reputation.addPenalty; a ban at DEFAULT_REPUTATION.banPenalty = 16, one point
@@ -105,7 +105,7 @@ const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 export class DeltaJudge {
   private readonly cpu: CpuBackend;
   private readonly norms: number[] = [];
-  counters = { scored: 0, lossRaised: 0, normOutliers: 0, recomputed: 0, recomputeFailed: 0 };
+  counters = { scored: 0, lossRaised: 0, overshoots: 0, normOutliers: 0, recomputed: 0, recomputeFailed: 0 };
   /** Relative L2 differences of the re-computed rounds (the last 64), for the status and the docs. */
   readonly recomputeErrors: number[] = [];
   private inner: HostInnerEngine | null = null;
@@ -297,6 +297,16 @@ export class DeltaJudge {
         let ss0 = 0;
         for (let i = 0; i < start.length; i++) ss0 += start[i] * start[i];
         const why = `its delta raises the loss on its own round's data from ${before.toFixed(4)} to ${after.toFixed(4)} (the reverse move: ${rev.toFixed(4)}; |delta| ${norm.toExponential(3)} = ${(norm / Math.sqrt(ss0)).toExponential(2)} x |weights|, round ${lease.round}, version ${lease.version}, H ${lease.H})`;
+        // The reverse move raises the loss too (and it did not blow up): a step too long in a
+        // direction that is no descent either way, not a sign flip (a flipped descent step's
+        // reverse LOWERS the loss). An honest round makes it: fresh moments take sign-like steps
+        // of lr on every weight (CI, 2026-12-03: an honest H = 3 round at lr 3e-3, |delta| = 8.8 %
+        // of |weights|, 3.97 -> 4.94 with the reverse at 4.49, was banned at once). Refused, and
+        // counted as DELTA_NORM_PENALTY points (a 4th in a row bans; accepted deltas forgive).
+        if (!blownUp && !(rev < before)) {
+          this.counters.overshoots++;
+          return { ok: false, code: 'VERIFY_FAILED', message: `delta refused: ${why}: both directions raise the loss (an overshoot, not a sign flip): counted as a strike`, overshoot: true };
+        }
         return { ok: false, code: 'VERIFY_FAILED', message: `delta refused: ${why}`, ban: why, scoreOnly: !blownUp };
       }
     }

@@ -217,6 +217,11 @@ export class RoundAssigner implements WorkAssigner {
         const points = verdict.scoreOnly ? scoreFailurePenalty(rt.codecOf(c.round)) : 0;
         const v = points > 0 ? this.security.reputation.addPenalty(w.id, points, verdict.ban) : this.security.reputation.banNow(w.id, verdict.ban);
         if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
+      } else if (verdict.overshoot) {
+        // A loss-raising move both ways: refused, DELTA_NORM_PENALTY points (VERIFY_FAILED carries
+        // none of its own), so an attacker who only ever overshoots is banned at its 4th in a row.
+        const v = this.security.reputation.addPenalty(w.id, DELTA_NORM_PENALTY, verdict.message);
+        if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
       } else if (verdict.code === 'NORM_OUTLIER') {
         // One point comes with every NORM_OUTLIER rejection (reputation.ts PENALTY); a delta is a
         // whole round of work, so its outlier costs DELTA_NORM_PENALTY in all: a scaling attacker

@@ -14,6 +14,7 @@ import { buildParameterTable } from '../../shared/model/parameters.ts';
 import { DeltaJudge, LOSS_BLOWUP, SCORE_ROWS, scoreFailurePenalty } from '../../coordinator/security/delta-judge.ts';
 import { Reputation } from '../../coordinator/security/reputation.ts';
 import type { RoundLease } from '../../coordinator/train/round-trainer.ts';
+import { Rng } from '../../shared/rng.ts';
 
 const model = presetConfig('tiny');
 const T = 16, B = 2, H = 4;
@@ -53,6 +54,45 @@ describe('diloco: loss score of a delta', () => {
     // the flipped one unless it also blew up, never the blown-up one.
     expect(!flipped.ok && flipped.scoreOnly).toBe((await lossAt(-1)) <= before * (1 + LOSS_BLOWUP));
     expect(!blown.ok && blown.scoreOnly).toBe(false);
+  });
+
+  it('a move that raises the loss both ways (an overshoot, as fresh moments make) is refused as a strike, not banned; its sign-flipped descent still is', async () => {
+    const rows = Array.from({ length: H * B }, (_, i) => ({ epoch: 0, id: i }));
+    const b = buildMicroBatch(data, rows.map((x) => x.id));
+    const lease: RoundLease = { id: 'n.r0.2', round: 0, version: 0, workerId: 'w', H, B, rows, tokens: b.mask.reduce((a, m) => a + m, 0), issuedAt: 0, expiresAt: 1e12 };
+    const start = initParameters(model, 5);
+    const cpu = createCpuBackend(model);
+    const scored = buildMicroBatch(data, rows.slice(0, SCORE_ROWS).map((x) => x.id));
+    const lossAt = async (w: Float32Array) => {
+      await cpu.setParams(w);
+      return (await cpu.forward(scored)).loss;
+    };
+    const before = await lossAt(start);
+    // A random direction (no descent either way), scaled until both moves raise the loss by more
+    // than the tolerance but less than LOSS_BLOWUP; the sign whose move is the worse one.
+    const rng = new Rng(11);
+    const noise = new Float32Array(start.length).map(() => rng.next() - 0.5);
+    let pick: Float32Array | null = null;
+    for (let s = 0.01; s < 2 && !pick; s *= 1.5) {
+      const d = noise.map((x) => x * s);
+      const minus = await lossAt(start.map((x, i) => x - d[i]));
+      const plus = await lossAt(start.map((x, i) => x + d[i]));
+      if (Math.min(minus, plus) > before * 1.03 && Math.max(minus, plus) < before * (1 + LOSS_BLOWUP)) pick = minus >= plus ? d : d.map((x) => -x);
+    }
+    expect(pick, 'a scale with both moves between +3% and +50%').not.toBeNull();
+    const judge = new DeltaJudge(model, data, 1e9);
+    const v = await judge.judge(lease, start, pick!);
+    expect(v.ok).toBe(false);
+    expect(!v.ok && v.code).toBe('VERIFY_FAILED');
+    expect(!v.ok && v.overshoot).toBe(true);
+    expect(!v.ok && v.ban).toBeUndefined();
+    expect(!v.ok && v.message).toMatch(/both directions raise the loss/);
+    expect(judge.counters.overshoots).toBe(1);
+    // A sign-flipped descent step: its reverse (the honest move) lowers the loss: banned.
+    const r = await runRound(new HostInnerEngine(createCpuBackend(model), buildParameterTable(model)), start, { B, T: b.T, inputs: b.inputs, targets: b.targets, mask: b.mask }, { ...hyper, lrs: [3e-3, 3e-3, 3e-3, 3e-3] });
+    const flipped = await judge.judge(lease, start, r.delta.map((x) => -x));
+    expect(!flipped.ok && flipped.ban).toMatch(/raises the loss/);
+    expect(!flipped.ok && flipped.overshoot).toBeUndefined();
   });
 
   it('a delta judged before its lease was prepared (a worker answering at once) is judged, and I/O runs between the scored forwards', async () => {
