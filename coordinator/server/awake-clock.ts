@@ -31,9 +31,4 @@ export class AwakeClock {
   now(wall = Date.now()): number {
     return wall - this.stalledMs;
   }
-
-  /** Total stalled time counted since start (for logs and /metrics). */
-  get stalled(): number {
-    return this.stalledMs;
-  }
 }

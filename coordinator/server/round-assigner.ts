@@ -217,17 +217,13 @@ export class RoundAssigner implements WorkAssigner {
         const points = verdict.scoreOnly ? scoreFailurePenalty(rt.codecOf(c.round)) : 0;
         const v = points > 0 ? this.security.reputation.addPenalty(w.id, points, verdict.ban) : this.security.reputation.banNow(w.id, verdict.ban);
         if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
-      } else if (verdict.overshoot) {
-        // A loss-raising move both ways: refused, DELTA_NORM_PENALTY points (VERIFY_FAILED carries
-        // none of its own), so an attacker who only ever overshoots is banned at its 4th in a row.
-        const v = this.security.reputation.addPenalty(w.id, DELTA_NORM_PENALTY, verdict.message);
-        if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
-      } else if (verdict.code === 'NORM_OUTLIER') {
-        // One point comes with every NORM_OUTLIER rejection (reputation.ts PENALTY); a delta is a
-        // whole round of work, so its outlier costs DELTA_NORM_PENALTY in all: a scaling attacker
-        // whose delta still lowers the loss was banned only after 16 refused rounds (or a sampled
-        // re-computation), and a test waiting for its ban timed out on a loaded machine.
-        const v = this.security.reputation.addPenalty(w.id, DELTA_NORM_PENALTY - 1, verdict.message);
+      } else if (verdict.overshoot || verdict.code === 'NORM_OUTLIER') {
+        // A delta is a whole round of work: an outlier or an overshoot (a loss-raising move both
+        // ways) costs DELTA_NORM_PENALTY in all, a ban at the 4th in a row. NORM_OUTLIER brings one
+        // point of its own (reputation.ts PENALTY), VERIFY_FAILED none. Before, a scaling attacker
+        // whose delta still lowers the loss was banned only after 16 refused rounds, and a test
+        // waiting for its ban timed out on a loaded machine.
+        const v = this.security.reputation.addPenalty(w.id, verdict.overshoot ? DELTA_NORM_PENALTY : DELTA_NORM_PENALTY - 1, verdict.message);
         if (v.ban) queueMicrotask(() => this.port.ban(w, v.reason));
       }
       return refuse(verdict.code, verdict.message);

@@ -129,14 +129,23 @@ export class GradientKernels {
    * so only a NaN or Inf in `a` makes the result non-finite.
    */
   sumOfSquares(a: Float32Array): number {
+    return this.chunkSums(a, 32, (len) => this.k.sumsq32(this.scratch, len));
+  }
+
+  /**
+   * The sum of squares of `a`, chunk by chunk through the scratch: `block` floats per kernel step
+   * (the tail in JavaScript), `part` the kernel's sum of a chunk; a non-finite part (a float32
+   * overflow of a finite value) is summed again in float64 (sumsq).
+   */
+  private chunkSums(a: Float32Array, block: number, part: (len: number) => number): number {
     const n = a.length;
-    const body = n - (n % 32);
+    const body = n - (n % block);
     let s = 0;
     for (let o = 0; o < body; o += CHUNK) {
       const len = Math.min(CHUNK, body - o);
       this.f32.set(a.subarray(o, o + len), this.scratchF);
-      const part = this.k.sumsq32(this.scratch, len);
-      s += Number.isFinite(part) ? part : this.k.sumsq(this.scratch, len);
+      const p = part(len);
+      s += Number.isFinite(p) ? p : this.k.sumsq(this.scratch, len);
     }
     for (let i = body; i < n; i++) s += a[i] * a[i];
     return s;
@@ -155,20 +164,13 @@ export class GradientKernels {
     const w = new Uint32Array(this.memory.buffer, st, 16);
     for (let i = 0; i < 8; i++) w[i] = this.keys[(i + 3) % 8]; // start states
     w.set(this.keys, 8);
-    let s = 0;
-    for (let o = 0; o < body; o += CHUNK) {
-      const len = Math.min(CHUNK, body - o);
-      this.f32.set(a.subarray(o, o + len), this.scratchF);
-      const part = this.k.scan32(this.scratch, len, st);
-      s += Number.isFinite(part) ? part : this.k.sumsq(this.scratch, len);
-    }
+    const s = this.chunkSums(a, 32, (len) => this.k.scan32(this.scratch, len, st));
     const h = Array.from(w.subarray(0, 8), (x) => x | 0);
     if (body < n) {
       const bits = new Uint32Array(a.buffer, a.byteOffset + body * 4, n - body);
       for (let i = 0; i < bits.length; i++) {
         const l = i % 8;
         h[l] = Math.imul((((h[l] << 13) | (h[l] >>> 19)) + (bits[i] ^ this.keys[l])) | 0, HASH_M);
-        s += a[body + i] * a[body + i];
       }
     }
     const out = new Uint32Array(8);
@@ -178,16 +180,7 @@ export class GradientKernels {
 
   /** Sum of squares of `a` in float64 throughout (sumsq: exact to float64 rounding; tests, benches). */
   sumOfSquaresExact(a: Float32Array): number {
-    const n = a.length;
-    const body = n - (n % 8);
-    let s = 0;
-    for (let o = 0; o < body; o += CHUNK) {
-      const len = Math.min(CHUNK, body - o);
-      this.f32.set(a.subarray(o, o + len), this.scratchF);
-      s += this.k.sumsq(this.scratch, len);
-    }
-    for (let i = body; i < n; i++) s += a[i] * a[i];
-    return s;
+    return this.chunkSums(a, 8, (len) => this.k.sumsq(this.scratch, len));
   }
 
   /**
