@@ -87,4 +87,5 @@ export const LIGHT_FILES = [
   'tests/worker/delta-faults.test.ts',
   'tests/worker/fault-wrappers.test.ts',
   'tests/worker/micro-batch.test.ts',
+  'tests/worker/socket-options.test.ts',
 ];

@@ -12,7 +12,7 @@
 import { io, type Socket } from 'socket.io-client';
 import { syntheticId } from '../../shared/data/synthetic.ts';
 import { Decoder, Encoder } from '../../shared/protocol/parser.ts';
-import { PROTOCOL_VERSION, type DiscardMsg, type HelloMsg, type ParamsMsg, type RejectMsg, type TaskMsg, type WaitMsg, type WelcomeMsg } from '../../shared/protocol/messages.ts';
+import { MAX_INCOMING_FRAME_BYTES, PROTOCOL_VERSION, type DiscardMsg, type HelloMsg, type ParamsMsg, type RejectMsg, type TaskMsg, type WaitMsg, type WelcomeMsg } from '../../shared/protocol/messages.ts';
 import type { RoundTaskMsg, UpdateMsg } from '../../shared/protocol/round-messages.ts';
 import { RoundDeltas } from './round-deltas.ts';
 
@@ -102,7 +102,7 @@ function rowIds(inputs: Int32Array, rows: number, T: number, sampleIds: Uint32Ar
 let deltas: RoundDeltas | null = null;
 
 function startWorker(index: number): Socket {
-  const socket = io(o.url, { parser, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 60_000 });
+  const socket = io(o.url, { parser, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 60_000, ...{ maxPayload: MAX_INCOMING_FRAME_BYTES } });
   let hb: NodeJS.Timeout | undefined;
   let welcome: WelcomeMsg | null = null;
   const sent = new Map<string, { step: number; ids: number[] }>();
@@ -111,8 +111,10 @@ function startWorker(index: number): Socket {
       protocol: PROTOCOL_VERSION,
       backend: 'cpu',
       adapter: { vendor: 'loadtest', architecture: 'synthetic', description: `loadtest worker ${index}`, isSoftware: true },
-      limits: {},
-      userCapBytes: 2 ** 31,
+      // No GPU behind it: limits no preset's binding sizes hit (GPT-2's logits are 206 MB per row).
+      limits: { maxBufferSize: 2 ** 34, maxStorageBufferBindingSize: 2 ** 34 },
+      // Room for any preset (gpt2 needs ~2.5 GB at 20 bytes/param): a synthetic worker holds no model.
+      userCapBytes: 2 ** 36,
       name: `load-${index}`,
       agent: 'loadtest/1',
     };
@@ -205,6 +207,10 @@ function startWorker(index: number): Socket {
   });
   socket.on('wait', (w: WaitMsg) => {
     if (w.code === 'finished') report.finished++;
+    // A worker whose plan the coordinator refuses never gets work: say why, once per reason.
+    else if (w.code === 'plan' && report.errors.length < 20 && !report.errors.some((e) => e.endsWith(w.reason))) {
+      report.errors.push(`worker ${index}: wait (${w.code}): ${w.reason}`);
+    }
   });
   socket.on('disconnect', () => clearInterval(hb));
   (socket as unknown as { stopHb: () => void }).stopHb = () => clearInterval(hb);

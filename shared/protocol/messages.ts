@@ -12,6 +12,13 @@ import type { HopMsg, StageOutMsg, StageTaskMsg } from './stage-messages.ts';
 
 export const PROTOCOL_VERSION = 1 as const;
 
+/**
+ * The largest single frame a Node worker takes from the coordinator (ws's `maxPayload`, whose
+ * default of 100 MiB stops any params frame of a model over ~26M parameters): a float32 model of
+ * up to ~1B parameters. Browsers' WebSocket has no such limit.
+ */
+export const MAX_INCOMING_FRAME_BYTES = 2 ** 32;
+
 /** socket.io namespace for workers (the default one) and for the live dashboard. */
 export const WORKER_NAMESPACE = '/';
 export const DASHBOARD_NAMESPACE = '/dashboard';

@@ -14,10 +14,11 @@
 // reconnect, device loss, refusals); its handlers share that private state, and the jobs that do
 // not need it already live in the modules above (the audit trace in trace.ts, faults in fault-wrappers.ts).
 
-import { io, type Socket } from 'socket.io-client';
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { msgpackParser } from '../../shared/protocol/parser.ts';
 import {
   DEFAULT_HEARTBEAT_MS,
+  MAX_INCOMING_FRAME_BYTES,
   type AckMsg,
   type ClientToServerEvents,
   type NoticeMsg,
@@ -69,6 +70,22 @@ export interface WorkerClientOptions {
 }
 
 type WorkerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** The socket.io client options of a worker's connection (one per connect()). */
+export function workerSocketOptions(path: string | undefined): Partial<ManagerOptions & SocketOptions> {
+  return {
+    parser: msgpackParser,
+    transports: ['websocket'],
+    reconnection: false, // ours: backoff with jitter and a fresh hello
+    forceNew: true,
+    timeout: 10_000,
+    path,
+    // Node's websocket (ws) refuses frames over 100 MiB by default: a model over ~26M parameters
+    // (GPT-2 small's params frame is ~500 MB) never reached a Node worker. Browsers have no such
+    // limit. engine.io-client hands maxPayload to ws; socket.io-client's types do not list it.
+    ...{ maxPayload: MAX_INCOMING_FRAME_BYTES },
+  };
+}
 
 export class WorkerClient {
   private socket?: WorkerSocket;
@@ -177,14 +194,7 @@ export class WorkerClient {
     const urls = this.opts.urls?.length ? this.opts.urls : [this.opts.url];
     const url = urls[this.urlIndex % urls.length];
     this.book.update({ state: 'connecting', detail: `connecting to ${url}` });
-    const socket: WorkerSocket = io(url, {
-      parser: msgpackParser,
-      transports: ['websocket'],
-      reconnection: false, // ours: backoff with jitter and a fresh hello
-      forceNew: true,
-      timeout: 10_000,
-      path: this.opts.path,
-    });
+    const socket: WorkerSocket = io(url, workerSocketOptions(this.opts.path));
     this.opts.wrapSocket?.(socket);
     this.socket = socket;
     const live = () => epoch === this.epoch && !this.stopped && !this.paused;
