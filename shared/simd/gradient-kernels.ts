@@ -24,6 +24,20 @@ interface KernelExports {
   fold2(acc: number, g0: number, g1: number, n: number, t0: number, t1: number): void;
   fold3(acc: number, g0: number, g1: number, g2: number, n: number, t0: number, t1: number, t2: number): void;
   fold4(acc: number, g0: number, g1: number, g2: number, g3: number, n: number, t0: number, t1: number, t2: number, t3: number): void;
+  adamw(p: number, g: number, m: number, v: number, mask: number, n: number, b1: number, c1: number, b2: number, c2: number, ss: number, ib: number, eps: number, df: number): void;
+}
+
+/** AdamW's per-update constants, as shared/optim/adamw.ts computes them (GradientKernels.adamw). */
+export interface AdamWConstants {
+  b1: number;
+  b2: number;
+  eps: number;
+  /** lr / (1 - b1^t) */
+  stepSize: number;
+  /** 1 / sqrt(1 - b2^t) */
+  invSqrtBc2: number;
+  /** 1 - lr * wd */
+  decayFactor: number;
 }
 
 const compiled = new Map<KernelMemory, WebAssembly.Module | null>();
@@ -52,9 +66,25 @@ function moduleFor(kind: KernelMemory): WebAssembly.Module | null {
 /** Bytes of scan32's hash states and keys (after the scratch). */
 const HASH_BYTES = 64;
 
+/** Bytes of the scratch: KERNEL_FOLD_MAX chunks of floats, a chunk of mask bytes (adamw), scan32's hash. */
+const SCRATCH_BYTES = KERNEL_FOLD_MAX * CHUNK * 4 + CHUNK + HASH_BYTES;
+
+/**
+ * Where the scratch starts: 2,112 bytes past the first 4 KiB boundary after the accumulator. A
+ * scratch ON a boundary made every copy out of it into a page-aligned array (V8's large backing
+ * stores are) ~5x slower: 4K aliasing, each load looks like it depends on a store 4,096 bytes
+ * back (500 MB out in 208-259 ms against 40-53 at any other offset, 2026-12-03). It slowed the
+ * mean's scaleInto and made the AdamW kernel slower than its JavaScript loop.
+ */
+const SCRATCH_SKEW = 2112;
+
+function scratchOffset(accFloats: number): number {
+  return Math.ceil((accFloats * 8) / 4096) * 4096 + SCRATCH_SKEW;
+}
+
 /** Pages a memory needs for an accumulator of `accFloats` float64 plus the scratch. */
 export function kernelPages(accFloats: number): number {
-  return Math.ceil((accFloats * 8 + KERNEL_FOLD_MAX * CHUNK * 4 + HASH_BYTES) / PAGE);
+  return Math.ceil((scratchOffset(accFloats) + SCRATCH_BYTES) / PAGE);
 }
 
 /** scan32's multiplier (odd), also for the tail done here. */
@@ -82,6 +112,8 @@ export class GradientKernels {
   /** Byte offset of the scratch (KERNEL_FOLD_MAX chunks of CHUNK floats) and its float index. */
   private readonly scratch: number;
   private readonly scratchF: number;
+  /** Byte offset of adamw's chunk of mask bytes (after the float chunks). */
+  private readonly maskAt: number;
   /** Byte offset of scan32's states (32 bytes) and keys (32 bytes); the keys, as 8 words. */
   private readonly hashAt: number;
   private readonly keys: Uint32Array;
@@ -93,9 +125,10 @@ export class GradientKernels {
   ) {
     this.acc = new Float64Array(memory.buffer, 0, accFloats);
     this.f32 = new Float32Array(memory.buffer);
-    this.scratch = accFloats * 8;
+    this.scratch = scratchOffset(accFloats);
     this.scratchF = this.scratch / 4;
-    this.hashAt = this.scratch + KERNEL_FOLD_MAX * CHUNK * 4;
+    this.maskAt = this.scratch + KERNEL_FOLD_MAX * CHUNK * 4;
+    this.hashAt = this.maskAt + CHUNK;
     // A secret per instance (per thread): digests are compared within this process only, and an
     // attacker who cannot see them cannot aim a gradient at another one's digest.
     this.keys = crypto.getRandomValues(new Uint32Array(8));
@@ -212,6 +245,36 @@ export class GradientKernels {
       for (let j = 1; j < k; j++) s += p[j].t * p[j].g[i];
       a[i] += s;
     }
+  }
+
+  /**
+   * One AdamW update in place on `params`, `m`, `v` over [0, n - n % 4) (returns that count; the
+   * caller does the tail): the bits of shared/optim/adamw.ts's loop (adamw in the WAT text), CHUNK
+   * values at a time through the scratch. `decay`: non-zero bytes decay, null decays nothing.
+   */
+  adamw(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, decay: Uint8Array | null, c: AdamWConstants): number {
+    const n = params.length;
+    const body = n - (n % 4);
+    const S = this.scratch;
+    const F = this.scratchF;
+    const C4 = CHUNK * 4;
+    const mask = new Uint8Array(this.memory.buffer, this.maskAt, CHUNK);
+    if (!decay) mask.fill(0);
+    const c1 = 1 - c.b1;
+    const c2 = 1 - c.b2;
+    for (let o = 0; o < body; o += CHUNK) {
+      const len = Math.min(CHUNK, body - o);
+      this.f32.set(params.subarray(o, o + len), F);
+      this.f32.set(grads.subarray(o, o + len), F + CHUNK);
+      this.f32.set(m.subarray(o, o + len), F + 2 * CHUNK);
+      this.f32.set(v.subarray(o, o + len), F + 3 * CHUNK);
+      if (decay) mask.set(decay.subarray(o, o + len));
+      this.k.adamw(S, S + C4, S + 2 * C4, S + 3 * C4, this.maskAt, len, c.b1, c1, c.b2, c2, c.stepSize, c.invSqrtBc2, c.eps, c.decayFactor);
+      params.set(this.f32.subarray(F, F + len), o);
+      m.set(this.f32.subarray(F + 2 * CHUNK, F + 2 * CHUNK + len), o);
+      v.set(this.f32.subarray(F + 3 * CHUNK, F + 3 * CHUNK + len), o);
+    }
+    return body;
   }
 
   /** out[i] = f32(acc[i] * inv) for every i (bit-identical to the JavaScript assignment). */

@@ -37,6 +37,12 @@
 //                                           re-sends from different gradients.
 //   fold1..fold4(acc, g0.., n, t0..)        f64 acc[i] += t0*g0[i] + t1*g1[i] + ... (that order)
 //   scale(acc, out, n, inv)                 f32 out[i] = f32(acc[i] * inv)
+//   adamw(p, g, m, v, mask, n, b1, c1, b2,  one AdamW update in place on f32 p, m, v (mask: one
+//         c2, ss, ib, eps, df)              byte per value, non-zero = decay), in float64 with
+//                                           the operations of shared/optim/adamw.ts's loop in
+//                                           its order, so the bits are the loop's: c1 = 1 - b1,
+//                                           c2 = 1 - b2, ss = the step size, ib = 1/sqrt(bc2),
+//                                           df = 1 - lr * wd
 
 /** The f64x2 of lanes 0-1 (lo) or 2-3 (hi) of an f32x4, promoted. */
 function promote(v: string, half: 'lo' | 'hi'): string {
@@ -78,6 +84,67 @@ function rotl13(h: string): string {
 /** The f32x4 squares of local $v<j> (scan32's terms). */
 function sqv(j: number): string {
   return `(f32x4.mul (local.get $v${j}) (local.get $v${j}))`;
+}
+
+/**
+ * AdamW on 4 values per iteration, as two f64x2 halves (lo: values 0-1, hi: 2-3), each exactly
+ * the JavaScript loop's float64 expression:
+ *   mi = b1 * m + c1 * g;  vi = b2 * v + (c2 * g) * g;  p' = p * (mask ? df : 1)
+ *   p'' = p' - (ss * mi) / (sqrt(vi) * ib + eps)
+ * then m, v, p stored as float32 (round to nearest, as a Float32Array store). p * 1 is p, so the
+ * lanes without decay keep the loop's skipped multiply.
+ */
+function adamwFunc(): string {
+  const half = (h: 'lo' | 'hi') => {
+    const P = promote('(local.get $xp)', h), G = promote('(local.get $xg)', h);
+    const M = promote('(local.get $xm)', h), V = promote('(local.get $xv)', h);
+    // The decay lanes: mask bytes 0-1 (lo) or 2-3 (hi) of this group, widened to i64x2.
+    const k = `(i64x2.extend_${h === 'lo' ? 'low' : 'high'}_i32x4_u (local.get $k))`;
+    const H = h === 'lo' ? 'L' : 'H';
+    return `
+      (local.set $g${H} ${G})
+      (local.set $m${H} (f64x2.add (f64x2.mul (local.get $B1) ${M}) (f64x2.mul (local.get $C1) (local.get $g${H}))))
+      (local.set $v${H} (f64x2.add (f64x2.mul (local.get $B2) ${V}) (f64x2.mul (f64x2.mul (local.get $C2) (local.get $g${H})) (local.get $g${H}))))
+      (local.set $p${H} (f64x2.mul ${P} (v128.bitselect (local.get $DF) (local.get $ONE) (i64x2.ne ${k} (v128.const i64x2 0 0)))))
+      (local.set $p${H} (f64x2.sub (local.get $p${H})
+        (f64x2.div (f64x2.mul (local.get $SS) (local.get $m${H}))
+          (f64x2.add (f64x2.mul (f64x2.sqrt (local.get $v${H})) (local.get $IB)) (local.get $EPS)))))`;
+  };
+  const pack = (lo: string, hi: string) =>
+    `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero (local.get ${lo})) (f32x4.demote_f64x2_zero (local.get ${hi})))`;
+  return `
+  (func (export "adamw") (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $mask i32) (param $n i32)
+    (param $b1 f64) (param $c1 f64) (param $b2 f64) (param $c2 f64) (param $ss f64) (param $ib f64) (param $eps f64) (param $df f64)
+    (local $o i32) (local $end i32) (local $k v128)
+    (local $xp v128) (local $xg v128) (local $xm v128) (local $xv v128)
+    (local $gL v128) (local $mL v128) (local $vL v128) (local $pL v128) (local $gH v128) (local $mH v128) (local $vH v128) (local $pH v128)
+    (local $B1 v128) (local $C1 v128) (local $B2 v128) (local $C2 v128) (local $SS v128) (local $IB v128) (local $EPS v128) (local $DF v128) (local $ONE v128)
+    (local.set $B1 (f64x2.splat (local.get $b1)))
+    (local.set $C1 (f64x2.splat (local.get $c1)))
+    (local.set $B2 (f64x2.splat (local.get $b2)))
+    (local.set $C2 (f64x2.splat (local.get $c2)))
+    (local.set $SS (f64x2.splat (local.get $ss)))
+    (local.set $IB (f64x2.splat (local.get $ib)))
+    (local.set $EPS (f64x2.splat (local.get $eps)))
+    (local.set $DF (f64x2.splat (local.get $df)))
+    (local.set $ONE (f64x2.splat (f64.const 1)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $o) (local.get $end)))
+      (local.set $xp (v128.load (i32.add (local.get $p) (local.get $o))))
+      (local.set $xg (v128.load (i32.add (local.get $g) (local.get $o))))
+      (local.set $xm (v128.load (i32.add (local.get $m) (local.get $o))))
+      (local.set $xv (v128.load (i32.add (local.get $v) (local.get $o))))
+      ;; the 4 mask bytes of these 4 values, one i32 lane each
+      (local.set $k (i32x4.extend_low_i16x8_u (i16x8.extend_low_i8x16_u
+        (v128.load32_zero (i32.add (local.get $mask) (i32.shr_u (local.get $o) (i32.const 2)))))))
+      ${half('lo')}
+      ${half('hi')}
+      (v128.store (i32.add (local.get $m) (local.get $o)) ${pack('$mL', '$mH')})
+      (v128.store (i32.add (local.get $v) (local.get $o)) ${pack('$vL', '$vH')})
+      (v128.store (i32.add (local.get $p) (local.get $o)) ${pack('$pL', '$pH')})
+      (local.set $o (i32.add (local.get $o) (i32.const 16)))
+      (br $next))))`;
 }
 
 export type KernelMemory = 'local' | 'shared';
@@ -174,5 +241,6 @@ export function gradientKernelsWat(memory: KernelMemory): string {
       (local.set $o (i32.add (local.get $o) (i32.const 16)))
       (br $next))))
   ${[1, 2, 3, 4].map(foldFunc).join('\n')}
+  ${adamwFunc()}
 )`;
 }

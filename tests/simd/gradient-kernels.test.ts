@@ -3,7 +3,8 @@
 // squares agrees with the float64 loop (to float64 rounding in sumsq, within its stated 3e-7 in
 // the float32-blocked sumsq32 that the scan uses), finds a NaN/Inf wherever it is (chunk edges,
 // the tail) and never calls a finite value non-finite (an overflowing block is summed again in
-// float64), and the committed binaries are what the WAT text assembles to.
+// float64), AdamW gives the bits of the reference loop (shared/optim/adamw.ts adamwRange), and the
+// committed binaries are what the WAT text assembles to.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { foldPending, MeanAggregator } from '../../coordinator/train/aggregate.ts';
@@ -11,6 +12,7 @@ import { CHUNK, GradientKernels } from '../../shared/simd/gradient-kernels.ts';
 import { gradientKernelsSource } from '../../shared/simd/build-gradient-kernels.ts';
 import { sumOfSquares } from '../../shared/protocol/validate.ts';
 import { Rng } from '../../shared/rng.ts';
+import { adamwRange, adamwStep, createAdamWState, DEFAULT_ADAMW } from '../../shared/optim/adamw.ts';
 
 function randomGrad(n: number, seed: number, scale = 1e-2): Float32Array {
   const r = new Rng(seed);
@@ -150,5 +152,49 @@ describe('gradient kernels (WebAssembly SIMD)', () => {
     const want = new Float32Array(n);
     for (let i = 0; i < n; i++) want[i] = acc[i] * inv;
     expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+  });
+
+  it('AdamW: the bits of the reference loop, with and without a decay mask, over steps, tails and chunk edges', () => {
+    const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const k = GradientKernels.create(0)!;
+    for (const n of [4, 7, 4096, CHUNK + 5, 3 * CHUNK + 7]) {
+      for (const masked of [false, true]) {
+        const r = new Rng(n + (masked ? 1 : 0));
+        // Mask bytes other than 0/1 too: the loop decays on any non-zero byte.
+        const decay = masked ? new Uint8Array(n).map(() => [0, 1, 1, 2, 255][Math.floor(r.next() * 5)]) : null;
+        const pK = randomGrad(n, n + 11, 2);
+        const mK = randomGrad(n, n + 12, 1e-3);
+        const vK = randomGrad(n, n + 13, 1e-5).map(Math.abs);
+        const [pJ, mJ, vJ] = [pK, mK, vK].map((a) => new Float32Array(a));
+        for (let step = 1; step <= 3; step++) {
+          // Values of every size, zeros and large ones included.
+          const g = randomGrad(n, 1000 * step + n, [1e-3, 10, 1e-8][step - 1]);
+          g[0] = 0;
+          if (n > 5) g[5] = 3e4;
+          const c = { b1: 0.9, b2: 0.95, eps: 1e-8, stepSize: 3e-3 / (1 - 0.9 ** step), invSqrtBc2: 1 / Math.sqrt(1 - 0.95 ** step), decayFactor: 1 - 3e-3 * 0.1 };
+          const done = k.adamw(pK, g, mK, vK, decay, c);
+          expect(done).toBe(n - (n % 4));
+          adamwRange(pK, g, mK, vK, decay, c, done, n);
+          adamwRange(pJ, g, mJ, vJ, decay, c, 0, n);
+          expect(bits(pK).equals(bits(pJ)), `params, n ${n}, step ${step}, mask ${masked}`).toBe(true);
+          expect(bits(mK).equals(bits(mJ)), `m, n ${n}, step ${step}`).toBe(true);
+          expect(bits(vK).equals(bits(vJ)), `v, n ${n}, step ${step}`).toBe(true);
+        }
+        expect(bits(pK).equals(bits(randomGrad(n, n + 11, 2)))).toBe(false); // it did update
+      }
+    }
+    // adamwStep takes the kernel from 4,096 values on: the same bits as the loop over everything.
+    const n = 2 * CHUNK + 3;
+    const p = randomGrad(n, 5, 1);
+    const pRef = new Float32Array(p);
+    const state = createAdamWState(n);
+    const g = randomGrad(n, 6, 1e-2);
+    const decay = new Uint8Array(n).map((_, i) => i % 3 === 0 ? 1 : 0);
+    adamwStep(p, g, state, 1e-3, DEFAULT_ADAMW, decay);
+    const mRef = new Float32Array(n), vRef = new Float32Array(n);
+    adamwRange(pRef, g, mRef, vRef, decay, { b1: 0.9, b2: 0.95, eps: 1e-8, stepSize: 1e-3 / (1 - 0.9), invSqrtBc2: 1 / Math.sqrt(1 - 0.95), decayFactor: 1 - 1e-3 * 0.1 }, 0, n);
+    expect(bits(p).equals(bits(pRef))).toBe(true);
+    expect(bits(state.m).equals(bits(mRef))).toBe(true);
+    expect(bits(state.v).equals(bits(vRef))).toBe(true);
   });
 });
