@@ -1,8 +1,8 @@
 // The gradient kernels (gradient-kernels.wat.ts) behind a small API: a memory that holds an
 // optional float64 accumulator plus a scratch area, into which gradients are copied in
 // CHUNK-float pieces (cache-resident, so the copy costs a read, not a write-back). Used by
-// validateResult's finite scan (sumOfSquares), the streaming mean (MeanAggregator) and the
-// coordinator's fold threads. Where WebAssembly SIMD is missing (an old browser) or the
+// validateResult's finite scan (sumOfSquares), the streaming mean (MeanAggregator), the
+// coordinator's fold threads and AdamW (shared/optim/adamw.ts adamwStep). Where WebAssembly SIMD is missing (an old browser) or the
 // accumulator does not fit a wasm32 memory (> ~500M parameters), create() returns null and the
 // callers keep their JavaScript loops, which give the same results.
 
