@@ -7,7 +7,7 @@
 
 import { parseArgs } from 'node:util';
 import { AppError } from '../shared/errors.ts';
-import { adamwRange, adamwStep, createAdamWState, DEFAULT_ADAMW } from '../shared/optim/adamw.ts';
+import { adamwConstants, adamwRange, adamwStep, createAdamWState, DEFAULT_ADAMW } from '../shared/optim/adamw.ts';
 import { parameterCount, presetConfig } from '../shared/model/config.ts';
 
 function filled(n: number, seed: number, scale: number): Float32Array {
@@ -43,12 +43,11 @@ function main(): void {
     let t = performance.now();
     dst.set(pK);
     memcpyMs = Math.min(memcpyMs, performance.now() - t);
-    const step = sK.step + 1;
+    const c = adamwConstants(h, 3e-4, sK.step + 1);
     t = performance.now();
     adamwStep(pK, grads, sK, 3e-4, h, decay);
     kernelMs = Math.min(kernelMs, performance.now() - t);
     t = performance.now();
-    const c = { b1: h.beta1, b2: h.beta2, eps: h.eps, stepSize: 3e-4 / (1 - h.beta1 ** step), invSqrtBc2: 1 / Math.sqrt(1 - h.beta2 ** step), decayFactor: 1 - 3e-4 * h.weightDecay };
     adamwRange(pJ, grads, sJ.m, sJ.v, decay, c, 0, n);
     loopMs = Math.min(loopMs, performance.now() - t);
   }
@@ -64,6 +63,7 @@ function main(): void {
 try {
   main();
 } catch (e) {
+  // Bad arguments (ERR_BENCH_ARGS) or a failure: the named code on stderr and exit 2, as bench:ingest.
   process.stderr.write(`${(e as { code?: string }).code ?? 'ERR'}: ${(e as Error).message}\n`);
   process.exit(2);
 }

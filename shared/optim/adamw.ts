@@ -7,10 +7,7 @@
 
 import { AppError } from '../errors.ts';
 import type { ParameterTable } from '../model/parameters.ts';
-import { scanKernelsHere, type AdamWConstants } from '../simd/gradient-kernels.ts';
-
-/** Below this many values the JavaScript loop is as fast as the kernel's chunk copies. */
-const SIMD_MIN_VALUES = 4096;
+import { KERNEL_MIN_VALUES, scratchKernelsHere, type AdamWConstants } from '../simd/gradient-kernels.ts';
 
 export interface AdamWHyper {
   beta1: number;
@@ -76,19 +73,25 @@ export function adamwStep(
     }
   }
   checkHyper(hyper, lr);
-  const { beta1: b1, beta2: b2, eps, weightDecay: wd } = hyper;
   const t = state.step + 1;
-  const bc1 = 1 - Math.pow(b1, t);
-  const bc2 = 1 - Math.pow(b2, t);
-  const c: AdamWConstants = { b1, b2, eps, stepSize: lr / bc1, invSqrtBc2: 1 / Math.sqrt(bc2), decayFactor: 1 - lr * wd };
+  const c = adamwConstants(hyper, lr, t);
   const { m, v } = state;
   // The SIMD kernel (the same float64 operations in the same order: the same bits) where this
-  // runtime has it; ~2.4 s of JavaScript per GPT-2-small step on the coordinator's event loop
-  // before (docs/scale.md "Fourth pass"). The loop does the tail, or everything without it.
-  const k = n >= SIMD_MIN_VALUES ? scanKernelsHere() : null;
+  // runtime has it. The loop alone took ~1-2.4 s per GPT-2-small step in the coordinator's event
+  // loop (bench:optimizer; the GPT-2 load test's profile, docs/scale.md "Fourth pass"). The loop
+  // does the tail, or everything without the kernels.
+  const k = n >= KERNEL_MIN_VALUES ? scratchKernelsHere() : null;
   const start = k ? k.adamw(params, grads, m, v, decay, c) : 0;
   adamwRange(params, grads, m, v, decay, c, start, n);
   state.step = t;
+}
+
+/** The constants of update number `t` (1 for the first): bias corrections folded into two factors. */
+export function adamwConstants(hyper: AdamWHyper, lr: number, t: number): AdamWConstants {
+  const { beta1: b1, beta2: b2, eps, weightDecay: wd } = hyper;
+  const bc1 = 1 - Math.pow(b1, t);
+  const bc2 = 1 - Math.pow(b2, t);
+  return { b1, b2, eps, stepSize: lr / bc1, invSqrtBc2: 1 / Math.sqrt(bc2), decayFactor: 1 - lr * wd };
 }
 
 /**

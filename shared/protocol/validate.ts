@@ -18,7 +18,7 @@ import {
   type TaskMsg,
   type WelcomeMsg,
 } from './messages.ts';
-import { scanKernelsHere } from '../simd/gradient-kernels.ts';
+import { KERNEL_MIN_VALUES, scratchKernelsHere } from '../simd/gradient-kernels.ts';
 import { Bad, int, MAX_STRING, num, obj, run, str, typed, type Checked } from './field-checks.ts';
 
 // The field checkers live in a leaf shared with round.ts.
@@ -57,8 +57,8 @@ export function sumOfSquares(a: Float32Array): number {
   // float32, then in float64, so it agrees with this loop within 3e-7 (relative), far inside what
   // the norm is used for (security compares it with the reported norm at 1e-2 and with the
   // median at --norm-limit times). Finiteness is exact: an overflowing block is re-summed in f64.
-  if (a.length >= SIMD_MIN) {
-    const k = scanKernelsHere();
+  if (a.length >= KERNEL_MIN_VALUES) {
+    const k = scratchKernelsHere();
     if (k) return k.sumOfSquares(a);
   }
   // One accumulator on purpose: V8 removes the bounds checks of this plain loop (~4.6 GB/s in
@@ -67,9 +67,6 @@ export function sumOfSquares(a: Float32Array): number {
   for (let i = 0; i < a.length; i++) s += a[i] * a[i];
   return s;
 }
-
-/** Below this many floats the plain loop is as fast as the chunked kernel call. */
-const SIMD_MIN = 4096;
 
 /** Norms measured by validateResult, by gradient array (security reads them: no second pass). */
 const measuredNorms = new WeakMap<Float32Array, number>();
@@ -85,14 +82,14 @@ const measuredDigests = new WeakMap<Float32Array, string>();
 /**
  * A digest of `grads`' bytes for replay detection (coordinator/security/replay.ts): the one
  * validateResult took in its scan when it has one, else computed now the same way (the SIMD
- * scan's keyed hash from SIMD_MIN floats up where this runtime has the kernels), or undefined
+ * scan's keyed hash from KERNEL_MIN_VALUES floats up where this runtime has the kernels), or undefined
  * where it has no kernels or the gradient is small (the caller hashes it itself). One function of
  * the bytes within a process, whichever path computed it.
  */
 export function scannedDigest(grads: Float32Array): string | undefined {
   const d = measuredDigests.get(grads);
   if (d !== undefined) return d;
-  const k = grads.length >= SIMD_MIN ? scanKernelsHere() : null;
+  const k = grads.length >= KERNEL_MIN_VALUES ? scratchKernelsHere() : null;
   return k ? k.scan(grads).digest : undefined;
 }
 
@@ -104,7 +101,7 @@ export function scannedDigest(grads: Float32Array): string | undefined {
 function scanGradient(grads: Float32Array, digest: boolean): { ss: number; digest?: string; again?: true } {
   const norm = measuredNorms.get(grads);
   if (norm !== undefined && (!digest || measuredDigests.has(grads))) return { ss: norm * norm, again: true };
-  const k = digest && grads.length >= SIMD_MIN ? scanKernelsHere() : null;
+  const k = digest && grads.length >= KERNEL_MIN_VALUES ? scratchKernelsHere() : null;
   if (!k) return { ss: sumOfSquares(grads) };
   const r = k.scan(grads);
   return { ss: r.sumSquares, digest: r.digest };

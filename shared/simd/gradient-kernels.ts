@@ -2,8 +2,8 @@
 // optional float64 accumulator plus a scratch area, into which gradients are copied in
 // CHUNK-float pieces (cache-resident, so the copy costs a read, not a write-back). Used by
 // validateResult's finite scan (sumOfSquares), the streaming mean (MeanAggregator), the
-// coordinator's fold threads and AdamW (shared/optim/adamw.ts adamwStep). Where WebAssembly SIMD is missing (an old browser) or the
-// accumulator does not fit a wasm32 memory (> ~500M parameters), create() returns null and the
+// coordinator's fold threads and AdamW (shared/optim/adamw.ts adamwStep). Where WebAssembly SIMD
+// is missing (an old browser) or the accumulator does not fit a wasm32 memory (> ~500M parameters), create() returns null and the
 // callers keep their JavaScript loops, which give the same results.
 
 import { GRADIENT_KERNELS_WASM } from './gradient-kernels.wasm.ts';
@@ -290,10 +290,13 @@ export class GradientKernels {
   }
 }
 
-let scanKernels: GradientKernels | null | undefined;
+/** Below this many values a JavaScript loop is as fast as the kernels with their chunk copies. */
+export const KERNEL_MIN_VALUES = 4096;
 
-/** The scratch-only kernels of this thread (validateResult's scan), or null (no SIMD here). */
-export function scanKernelsHere(): GradientKernels | null {
-  if (scanKernels === undefined) scanKernels = GradientKernels.create(0, 'local');
-  return scanKernels;
+let scratchKernels: GradientKernels | null | undefined;
+
+/** The scratch-only kernels of this thread (validateResult's scan, AdamW), or null (no SIMD here). */
+export function scratchKernelsHere(): GradientKernels | null {
+  if (scratchKernels === undefined) scratchKernels = GradientKernels.create(0, 'local');
+  return scratchKernels;
 }

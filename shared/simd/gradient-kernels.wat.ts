@@ -71,9 +71,9 @@ function foldFunc(k: number): string {
       (br $next))))`;
 }
 
-/** The f32x4 squares of the 16 bytes at p + offset (sumsq32's terms). */
-function sq(offset: number): string {
-  return `(f32x4.mul (local.tee $x (v128.load offset=${offset} (local.get $p))) (local.get $x))`;
+/** The f32x4 squares of the j-th 16 bytes at p (sumsq32's terms). */
+function sq(j: number): string {
+  return `(f32x4.mul (local.tee $x (v128.load offset=${16 * j} (local.get $p))) (local.get $x))`;
 }
 
 /** Each i32 lane of local `h` rotated left by 13 (no SIMD rotate: two shifts and an or). */
@@ -81,9 +81,25 @@ function rotl13(h: string): string {
   return `(v128.or (i32x4.shl (local.get ${h}) (i32.const 13)) (i32x4.shr_u (local.get ${h}) (i32.const 19)))`;
 }
 
-/** The f32x4 squares of local $v<j> (scan32's terms). */
+/** The f32x4 squares of local $v<j> (scan32's terms: the values are loaded once for the hash too). */
 function sqv(j: number): string {
   return `(f32x4.mul (local.get $v${j}) (local.get $v${j}))`;
+}
+
+/**
+ * sumsq32's and scan32's step over 32 floats: the 8 f32x4 squares `term(0..7)` summed in float32
+ * as a tree into $s, then its halves added in float64 to $a (lanes 0-1) and $b (lanes 2-3).
+ */
+function blockOf32(term: (j: number) => string): string {
+  return `(local.set $s (f32x4.add
+        (f32x4.add
+          (f32x4.add ${term(0)} ${term(1)})
+          (f32x4.add ${term(2)} ${term(3)}))
+        (f32x4.add
+          (f32x4.add ${term(4)} ${term(5)})
+          (f32x4.add ${term(6)} ${term(7)}))))
+      (local.set $a (f64x2.add (local.get $a) ${promote('(local.get $s)', 'lo')}))
+      (local.set $b (f64x2.add (local.get $b) ${promote('(local.get $s)', 'hi')}))`;
 }
 
 /**
@@ -179,15 +195,7 @@ export function gradientKernelsWat(memory: KernelMemory): string {
     (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
     (block $done (loop $next
       (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
-      (local.set $s (f32x4.add
-        (f32x4.add
-          (f32x4.add ${sq(0)} ${sq(16)})
-          (f32x4.add ${sq(32)} ${sq(48)}))
-        (f32x4.add
-          (f32x4.add ${sq(64)} ${sq(80)})
-          (f32x4.add ${sq(96)} ${sq(112)}))))
-      (local.set $a (f64x2.add (local.get $a) ${promote('(local.get $s)', 'lo')}))
-      (local.set $b (f64x2.add (local.get $b) ${promote('(local.get $s)', 'hi')}))
+      ${blockOf32(sq)}
       (local.set $p (i32.add (local.get $p) (i32.const 128)))
       (br $next)))
     (local.set $a (f64x2.add (local.get $a) (local.get $b)))
@@ -205,15 +213,7 @@ export function gradientKernelsWat(memory: KernelMemory): string {
     (block $done (loop $next
       (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
       ${Array.from({ length: 8 }, (_, j) => `(local.set $v${j} (v128.load offset=${16 * j} (local.get $p)))`).join('\n      ')}
-      (local.set $s (f32x4.add
-        (f32x4.add
-          (f32x4.add ${sqv(0)} ${sqv(1)})
-          (f32x4.add ${sqv(2)} ${sqv(3)}))
-        (f32x4.add
-          (f32x4.add ${sqv(4)} ${sqv(5)})
-          (f32x4.add ${sqv(6)} ${sqv(7)}))))
-      (local.set $a (f64x2.add (local.get $a) ${promote('(local.get $s)', 'lo')}))
-      (local.set $b (f64x2.add (local.get $b) ${promote('(local.get $s)', 'hi')}))
+      ${blockOf32(sqv)}
       ${[0, 2, 4, 6].map((j) => `(local.set $A (i32x4.mul (i32x4.add ${rotl13('$A')} (v128.xor (local.get $v${j}) (local.get $K0))) (local.get $M)))`).join('\n      ')}
       ${[1, 3, 5, 7].map((j) => `(local.set $B (i32x4.mul (i32x4.add ${rotl13('$B')} (v128.xor (local.get $v${j}) (local.get $K1))) (local.get $M)))`).join('\n      ')}
       (local.set $A (v128.xor (local.get $A) (i32x4.shr_u (local.get $A) (i32.const 15))))

@@ -12,7 +12,7 @@ import { CHUNK, GradientKernels } from '../../shared/simd/gradient-kernels.ts';
 import { gradientKernelsSource } from '../../shared/simd/build-gradient-kernels.ts';
 import { sumOfSquares } from '../../shared/protocol/validate.ts';
 import { Rng } from '../../shared/rng.ts';
-import { adamwRange, adamwStep, createAdamWState, DEFAULT_ADAMW } from '../../shared/optim/adamw.ts';
+import { adamwConstants, adamwRange, adamwStep, createAdamWState, DEFAULT_ADAMW } from '../../shared/optim/adamw.ts';
 
 function randomGrad(n: number, seed: number, scale = 1e-2): Float32Array {
   const r = new Rng(seed);
@@ -171,7 +171,7 @@ describe('gradient kernels (WebAssembly SIMD)', () => {
           const g = randomGrad(n, 1000 * step + n, [1e-3, 10, 1e-8][step - 1]);
           g[0] = 0;
           if (n > 5) g[5] = 3e4;
-          const c = { b1: 0.9, b2: 0.95, eps: 1e-8, stepSize: 3e-3 / (1 - 0.9 ** step), invSqrtBc2: 1 / Math.sqrt(1 - 0.95 ** step), decayFactor: 1 - 3e-3 * 0.1 };
+          const c = adamwConstants(DEFAULT_ADAMW, 3e-3, step);
           const done = k.adamw(pK, g, mK, vK, decay, c);
           expect(done).toBe(n - (n % 4));
           adamwRange(pK, g, mK, vK, decay, c, done, n);
@@ -192,7 +192,7 @@ describe('gradient kernels (WebAssembly SIMD)', () => {
     const decay = new Uint8Array(n).map((_, i) => i % 3 === 0 ? 1 : 0);
     adamwStep(p, g, state, 1e-3, DEFAULT_ADAMW, decay);
     const mRef = new Float32Array(n), vRef = new Float32Array(n);
-    adamwRange(pRef, g, mRef, vRef, decay, { b1: 0.9, b2: 0.95, eps: 1e-8, stepSize: 1e-3 / (1 - 0.9), invSqrtBc2: 1 / Math.sqrt(1 - 0.95), decayFactor: 1 - 1e-3 * 0.1 }, 0, n);
+    adamwRange(pRef, g, mRef, vRef, decay, adamwConstants(DEFAULT_ADAMW, 1e-3, 1), 0, n);
     expect(bits(p).equals(bits(pRef))).toBe(true);
     expect(bits(state.m).equals(bits(mRef))).toBe(true);
     expect(bits(state.v).equals(bits(vRef))).toBe(true);
