@@ -145,7 +145,7 @@ export class Security {
   private preVerify(w: WorkerView | null, raw: unknown): Promise<boolean> | null {
     if (!this.verifier || !w) return null;
     const sampled = this.rng.next() < this.reputation.verifyProbability(w.id);
-    const v = validateResult(raw, { paramCount: this.trainer.paramCount, digest: true });
+    const v = validateResult(raw, { paramCount: this.trainer.paramCount, digest: true, stage: this.trainer.stageGradient });
     if (!v.ok) return null;
     const lease = this.trainer.check(v.value.taskId, w.id);
     if ('code' in lease || v.value.version !== this.trainer.version || v.value.version !== lease.version) return null;

@@ -267,7 +267,7 @@ export class ReplicaAssigner implements WorkAssigner {
       reject('result', code, message, taskId);
       this.afterRefusal(w, code, taskId);
     };
-    const v = validateResult(raw, { paramCount: this.trainer.paramCount, digest: true });
+    const v = validateResult(raw, { paramCount: this.trainer.paramCount, digest: true, stage: this.trainer.stageGradient });
     if (!v.ok) return refuse(v.code, v.message);
     const r = v.value;
     if ((r.packed === 'fp16') !== (this.cfg.compress === 'fp16')) {

@@ -19,6 +19,7 @@
 
 import { l2Norm } from '../../shared/optim/clip.ts';
 import { GradientKernels } from '../../shared/simd/gradient-kernels.ts';
+import type { StagingTarget } from '../../shared/protocol/validate.ts';
 
 export interface Aggregator {
   readonly name: string;
@@ -39,6 +40,11 @@ export interface Aggregator {
   readonly failed?: boolean;
   /** Fold threads only: stop the threads. */
   close?(): Promise<void>;
+  /**
+   * Fold threads only: where validateResult's scan may copy a result's gradient so that the fold
+   * reads it in place (fold-threads.ts; ResultLimits.stage), or null.
+   */
+  stage?(grads: Float32Array): StagingTarget | null;
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { GradientKernels } from '../../shared/simd/gradient-kernels.ts';
-import { FOLD_BATCH, foldPending } from './aggregate.ts';
+import { foldPending } from './aggregate.ts';
 import { CTL, type FoldThreadData, type FoldThreadRequest } from './fold-threads.ts';
 
 const port = parentPort;
@@ -38,12 +38,20 @@ function handle(m: FoldThreadRequest): void {
   switch (m.op) {
     case 'add':
       pending.push({ g: new Float32Array(m.buf, m.offset, m.length), t: m.tokens });
-      if (pending.length >= FOLD_BATCH) fold();
+      if (pending.length >= data.batch) fold();
+      return;
+    case 'addStaged':
+      // A copy the main thread's scan wrote into this memory: folded in place (no copy, no free).
+      if (!kernels) throw new Error('a staged gradient reached a thread without the SIMD kernels (bug)');
+      pending.push({ g: kernels.view(m.offset, data.paramCount), t: m.tokens });
+      if (pending.length >= data.batch) fold();
       return;
     case 'flush':
       if (pending.length) fold();
       return done(m.seq);
     case 'zero':
+      // Dropped, but counted: the main thread frees a staging slot once FOLDED passes its ticket.
+      Atomics.add(ctl, base + CTL.FOLDED, pending.length);
       pending = [];
       acc.fill(0);
       return done(m.seq);

@@ -1,12 +1,21 @@
 // ThreadedMeanAggregator (--fold-threads N): the streaming token-weighted mean of MeanAggregator
 // with its folds on N worker threads (fold-thread.ts) instead of the event loop, so the event
 // loop's per-result work is the decode and the finite scan while the threads fold the previous
-// results. An accepted result's gradient is handed over without a copy: its frame's ArrayBuffer
-// is TRANSFERRED to one thread, round robin (copied first only when the buffer holds other data,
-// e.g. a pooled slice). Each thread folds into its own float64 accumulator; at step end the
-// threads sum the accumulators over parameter ranges into the float32 mean. The float64 sums are
-// added in another order than the single accumulator's, so the mean equals MeanAggregator's to
-// float64 rounding (then float32).
+// results. An accepted result's gradient reaches a thread one of two ways:
+// - STAGED (pools of up to STAGE_MAX_THREADS threads): validateResult's finite scan, which reads
+//   the whole gradient anyway, writes a copy of it into a staging slot of a thread's memory as it
+//   goes (ResultLimits.stage -> stage()); add() then sends the slot's offset and the thread folds
+//   the copy in place. One read of the received frame instead of two, and nothing for the thread
+//   to copy in or free. Slots are reused once folded; a staged result that is not added (refused)
+//   leaves its slot to the next one.
+// - TRANSFERRED (larger pools, no free slot, a copy overwritten meanwhile): the frame's
+//   ArrayBuffer moves to one thread, round robin (copied first only when the buffer holds other
+//   data, e.g. a pooled slice), which copies it into its scratch chunk by chunk as it folds.
+// Each thread folds into its own float64 accumulator; at step end the threads sum the
+// accumulators over parameter ranges into the float32 mean. The float64 sums are added in another
+// order than the single accumulator's (and, where fewer than 2 x FOLD_BATCH slots fit, e.g.
+// GPT-2 small, in passes of fewer results), so the mean equals MeanAggregator's to float64
+// rounding (then float32).
 //
 // The Aggregator API is synchronous (the trainer's accept/finish): begin() and finish() wait for
 // the threads with Atomics.wait on a shared Int32Array, and add() waits when a thread has more
@@ -18,7 +27,8 @@
 
 import type { Worker } from 'node:worker_threads';
 import { AppError } from '../../shared/errors.ts';
-import { GradientKernels, kernelPages } from '../../shared/simd/gradient-kernels.ts';
+import { GradientKernels, kernelPages, scratchKernelsHere, slotsThatFit } from '../../shared/simd/gradient-kernels.ts';
+import type { StagingTarget } from '../../shared/protocol/validate.ts';
 import { MAX_PAGES } from '../../shared/simd/gradient-kernels.wat.ts';
 import { startTsWorker } from '../threads/ts-worker.ts';
 import { FOLD_BATCH, type Aggregator } from './aggregate.ts';
@@ -28,6 +38,8 @@ export const CTL = { SEQ: 0, FOLDED: 1, FAILED: 2, READY: 3, SLOTS: 4 } as const
 
 export type FoldThreadRequest =
   | { op: 'add'; buf: ArrayBuffer; offset: number; length: number; tokens: number }
+  /** A gradient staged in this thread's memory at byte `offset` (ThreadedMeanAggregator.stage). */
+  | { op: 'addStaged'; offset: number; tokens: number }
   | { op: 'flush' | 'zero'; seq: number }
   | { op: 'finish'; seq: number; lo: number; hi: number; out: SharedArrayBuffer; accs: SharedArrayBuffer[]; inv: number }
   | { op: 'fail' };
@@ -35,6 +47,8 @@ export type FoldThreadRequest =
 export interface FoldThreadData {
   index: number;
   paramCount: number;
+  /** Results folded per pass over the accumulator (FOLD_BATCH, fewer where few slots fit). */
+  batch: number;
   ctl: SharedArrayBuffer;
   /** The accumulator's shared wasm memory (SIMD kernels), or null (JavaScript loop over accBuffer). */
   memory: WebAssembly.Memory | null;
@@ -48,6 +62,49 @@ export function ownsBuffer(g: Float32Array): boolean {
 
 /** How long one wait for the threads may take before the pool is declared failed. */
 const WAIT_LIMIT_MS = 120_000;
+
+/**
+ * A staging slot of one thread's memory, as this (the main) thread sees it: free; `staged` (a
+ * result's gradient was copied in by its scan, the result not added yet: reusable, the oldest
+ * first, its result is then handed over the old way); `sent` (added: the thread folds it in
+ * place, reusable once the thread's FOLDED count reaches `ticket`).
+ */
+interface Slot {
+  state: 'free' | 'staged' | 'sent';
+  /** Bumped at each staging: a result remembers the generation its copy was made in. */
+  gen: number;
+  /** Byte offset of the staged copy in the thread's memory. */
+  at: number;
+  /** Staging order (which staged slot is the oldest). */
+  stagedAt: number;
+  /** The thread's add count when this slot was sent (it is folded once FOLDED >= ticket). */
+  ticket: number;
+}
+
+/**
+ * Pools of up to this many fold threads stage (see stage()); larger ones transfer. Staging moves
+ * work from the threads to the event loop: per GPT-2-small result here (2026-12-03) the event loop
+ * spends ~80 ms (scan + copy into the slot) instead of ~60 (scan into its own scratch), and a
+ * thread ~42 ms (in-place fold) instead of ~85 (copy-in and fold) plus freeing the transferred
+ * 500 MB frame (40-130 ms on this VM). With one or two threads the threads are the bottleneck and
+ * staging wins; with three or more they keep up anyway, and the event loop's 60 ms beats 80.
+ */
+export const STAGE_MAX_THREADS = 2;
+
+/**
+ * Staging slots per fold thread for a gradient of `paramCount` floats: two passes' worth (the
+ * thread folds one pass while the scans fill the next), as many as fit beside the accumulator in
+ * one wasm32 memory (GPT-2 small: 6), none below 2 or without the SIMD kernels.
+ */
+export function stagingSlots(paramCount: number): number {
+  const s = Math.min(2 * FOLD_BATCH, slotsThatFit(paramCount));
+  return s >= 2 ? s : 0;
+}
+
+/** Results per fold pass with `slots` staging slots: FOLD_BATCH, or half the slots where fewer fit. */
+export function foldBatchFor(slots: number): number {
+  return slots >= 2 ? Math.min(FOLD_BATCH, Math.floor(slots / 2)) : FOLD_BATCH;
+}
 
 export class ThreadedMeanAggregator implements Aggregator {
   readonly name = 'mean';
@@ -64,8 +121,20 @@ export class ThreadedMeanAggregator implements Aggregator {
   private failure: string | null = null;
   /** Gradients copied because their buffer held other data (pooled slices). */
   copies = 0;
+  /** Gradients handed over as staged copies (folded in place, no transfer). */
+  stagedAdds = 0;
   /** Gradients a thread may hold unfolded before add() waits. */
   readonly maxQueued: number;
+  /** Staging slots per thread (0: none, every gradient is transferred) and results per fold pass. */
+  readonly slotsPerThread: number;
+  readonly batch: number;
+  /** This thread's kernels over each fold thread's memory (they write the staged copies), or null. */
+  private readonly stagers: Array<GradientKernels | null>;
+  private readonly slots: Slot[][];
+  /** The slot and generation each staged gradient's copy was made in. */
+  private readonly stagedOf = new WeakMap<Float32Array, { t: number; s: number; gen: number }>();
+  private stageRr = 0;
+  private stageSeq = 0;
 
   constructor(readonly paramCount: number, readonly size: number) {
     if (!Number.isInteger(size) || size < 1 || size > 64) throw new AppError('ERR_CONFIG', `fold threads: thread count must be an integer in [1, 64], got ${size}`);
@@ -74,10 +143,17 @@ export class ThreadedMeanAggregator implements Aggregator {
     this.out = new SharedArrayBuffer(paramCount * 4);
     // At least one pass's worth plus one in flight; more for small gradients (256 MiB per thread).
     this.maxQueued = Math.max(FOLD_BATCH + 1, Math.floor((256 << 20) / (paramCount * 4)));
-    const memories = Array.from({ length: size }, () => sharedKernelMemory(paramCount));
+    const scanKeys = scratchKernelsHere();
+    const slots = scanKeys && size <= STAGE_MAX_THREADS ? stagingSlots(paramCount) : 0;
+    const memories = Array.from({ length: size }, () => sharedKernelMemory(paramCount, slots));
+    this.slotsPerThread = memories.every((m) => m) ? slots : 0;
+    this.batch = foldBatchFor(this.slotsPerThread);
+    // Keyed like validateResult's own scans, so that a digest is one function of the bytes.
+    this.stagers = memories.map((m) => (m && this.slotsPerThread ? GradientKernels.create(paramCount, 'shared', m, { keysOf: scanKeys! }) : null));
+    this.slots = memories.map(() => Array.from({ length: this.slotsPerThread }, () => ({ state: 'free' as const, gen: 0, at: 0, stagedAt: 0, ticket: 0 })));
     this.accs = memories.map((m) => (m ? (m.buffer as unknown as SharedArrayBuffer) : new SharedArrayBuffer(paramCount * 8)));
     this.workers = memories.map((memory, index) => {
-      const data: FoldThreadData = { index, paramCount, ctl: this.ctl.buffer as SharedArrayBuffer, memory, accBuffer: this.accs[index] };
+      const data: FoldThreadData = { index, paramCount, batch: this.batch, ctl: this.ctl.buffer as SharedArrayBuffer, memory, accBuffer: this.accs[index] };
       const w = startTsWorker(new URL('./fold-thread.ts', import.meta.url), data as unknown as Record<string, unknown>);
       w.unref(); // a run that ends without close() still exits
       w.on('message', (m: { error?: string }) => {
@@ -118,24 +194,83 @@ export class ThreadedMeanAggregator implements Aggregator {
     this.tok = 0;
   }
 
-  /** Hands `grads` to a thread: afterwards the array is detached (nothing may read it). */
+  /**
+   * A staging slot for `grads` (validateResult's `stage`: its scan writes the copy there), round
+   * robin over the threads, or null (no slots, a failed pool, the wrong length). Takes a free
+   * slot, else one whose fold is done, else the oldest staged one whose result was not added (its
+   * result, if added later, is handed over the old way), else waits for the thread to fold the
+   * oldest sent one (back-pressure: the scans never run more than the slots ahead of the folds).
+   */
+  stage(grads: Float32Array): StagingTarget | null {
+    if (this.slotsPerThread === 0 || grads.length !== this.paramCount || this.failed) return null;
+    const t = this.stageRr;
+    this.stageRr = (t + 1) % this.size;
+    const s = this.reusableSlot(t);
+    if (s < 0) return null;
+    const kernels = this.stagers[t]!;
+    const slot = this.slots[t][s];
+    slot.state = 'staged';
+    slot.gen++;
+    slot.at = kernels.stagingOffset(s, grads);
+    slot.stagedAt = ++this.stageSeq;
+    this.stagedOf.set(grads, { t, s, gen: slot.gen });
+    return { kernels, byteOffset: slot.at };
+  }
+
+  private reusableSlot(t: number): number {
+    const ring = this.slots[t];
+    const folded = Atomics.load(this.ctl, t * CTL.SLOTS + CTL.FOLDED);
+    let staged = -1;
+    let sent = -1;
+    for (let s = 0; s < ring.length; s++) {
+      const x = ring[s];
+      if (x.state === 'sent' && x.ticket <= folded) x.state = 'free';
+      if (x.state === 'free') return s;
+      if (x.state === 'staged' && (staged < 0 || x.stagedAt < ring[staged].stagedAt)) staged = s;
+      if (x.state === 'sent' && (sent < 0 || x.ticket < ring[sent].ticket)) sent = s;
+    }
+    if (staged >= 0) return staged;
+    // Every slot is sent and unfolded. The thread folds a pass whenever `batch` are queued, and
+    // slots >= batch, so the oldest is folded without any further add: waiting cannot deadlock.
+    this.waitUntil(t, CTL.FOLDED, ring[sent].ticket, false);
+    if (this.failed) return -1;
+    ring[sent].state = 'free';
+    return sent;
+  }
+
+  /**
+   * Hands `grads` to a thread: its staged copy (stage) when it has a current one, which the thread
+   * folds in place; else the array itself, transferred (afterwards it is detached: nothing may
+   * read it).
+   */
   add(grads: Float32Array, tokens: number, _workerId: string): void {
     if (grads.length !== this.paramCount) throw new Error(`aggregate: gradient length ${grads.length} != ${this.paramCount} (validated earlier: bug)`);
+    const rec = this.stagedOf.get(grads);
+    if (rec) this.stagedOf.delete(grads);
     if (tokens <= 0 || this.failed) return; // a failed pool's step is redone (trainer.ts)
-    let g = grads;
-    if (!ownsBuffer(g)) {
-      g = new Float32Array(g);
-      this.copies++;
+    const slot = rec ? this.slots[rec.t][rec.s] : undefined;
+    let t: number;
+    if (rec && slot && slot.gen === rec.gen && slot.state === 'staged') {
+      t = rec.t;
+      this.workers[t].postMessage({ op: 'addStaged', offset: slot.at, tokens } satisfies FoldThreadRequest);
+      slot.state = 'sent';
+      slot.ticket = ++this.sent[t];
+      this.stagedAdds++;
+    } else {
+      let g = grads;
+      if (!ownsBuffer(g)) {
+        g = new Float32Array(g);
+        this.copies++;
+      }
+      t = this.rr;
+      this.rr = (this.rr + 1) % this.size;
+      const m: FoldThreadRequest = { op: 'add', buf: g.buffer as ArrayBuffer, offset: g.byteOffset, length: g.length, tokens };
+      this.workers[t].postMessage(m, [g.buffer as ArrayBuffer]);
+      this.sent[t]++;
     }
-    const t = this.rr;
-    this.rr = (this.rr + 1) % this.size;
-    const m: FoldThreadRequest = { op: 'add', buf: g.buffer as ArrayBuffer, offset: g.byteOffset, length: g.length, tokens };
-    this.workers[t].postMessage(m, [g.buffer as ArrayBuffer]);
-    this.sent[t]++;
     this.n++;
     this.tok += tokens;
-    const slot = t * CTL.SLOTS + CTL.FOLDED;
-    if (this.sent[t] - Atomics.load(this.ctl, slot) > this.maxQueued) {
+    if (this.sent[t] - Atomics.load(this.ctl, t * CTL.SLOTS + CTL.FOLDED) > this.maxQueued) {
       this.waitUntil(t, CTL.FOLDED, this.sent[t] - this.maxQueued, false);
     }
   }
@@ -200,13 +335,16 @@ export class ThreadedMeanAggregator implements Aggregator {
   }
 }
 
-/** A shared wasm memory for one thread's accumulator (SIMD kernels), or null (JavaScript folds). */
-function sharedKernelMemory(paramCount: number): WebAssembly.Memory | null {
+/**
+ * A shared wasm memory for one thread's accumulator and `slots` staging slots (SIMD kernels), or
+ * null (JavaScript folds).
+ */
+function sharedKernelMemory(paramCount: number, slots: number): WebAssembly.Memory | null {
   // GradientKernels.create decides whether the kernels run here; the memory alone is made here so
   // that the thread, not this one, instantiates them.
   const probe = GradientKernels.create(0, 'shared');
   if (!probe) return null;
-  const pages = kernelPages(paramCount);
+  const pages = kernelPages(paramCount, slots);
   if (pages > MAX_PAGES) return null;
   try {
     return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });

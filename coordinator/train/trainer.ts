@@ -20,6 +20,7 @@ import { buildParameterTable, type ParameterTable } from '../../shared/model/par
 import { AdamW, clipGradNorm, l2Norm, lrAt, runSchedule, type LrSchedule } from '../../shared/optim/index.ts';
 import type { HistoryPoint, EpochAccounting } from '../../shared/protocol/dashboard.ts';
 import type { RejectCode, ResultMsg, TaskDpo } from '../../shared/protocol/messages.ts';
+import type { GradientStager } from '../../shared/protocol/validate.ts';
 import { Rng } from '../../shared/rng.ts';
 import type { CheckpointData } from '../checkpoint/format.ts';
 import { foldThreadCount, type CoordinatorConfig } from '../config.ts';
@@ -53,6 +54,11 @@ export class Trainer {
   aggregator: Aggregator;
   /** Steps redone because a fold thread failed (recoverFromFoldFailure). */
   private foldFailureCount = 0;
+  /**
+   * validateResult's `stage` for this run's results: the fold threads' staging slots, when the
+   * aggregator has them (fold-threads.ts), so that the scan writes the copy the fold reads.
+   */
+  readonly stageGradient: GradientStager = (g) => this.aggregator.stage?.(g) ?? null;
   current: StepWork | null = null;
   /** Random per process: task ids of an earlier coordinator run are UNKNOWN_TASK, not LATE. */
   readonly nonce = randomBytes(4).toString('hex');

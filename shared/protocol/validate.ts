@@ -18,7 +18,7 @@ import {
   type TaskMsg,
   type WelcomeMsg,
 } from './messages.ts';
-import { KERNEL_MIN_VALUES, scratchKernelsHere } from '../simd/gradient-kernels.ts';
+import { KERNEL_MIN_VALUES, scratchKernelsHere, type GradientKernels } from '../simd/gradient-kernels.ts';
 import { Bad, int, MAX_STRING, num, obj, run, str, typed, type Checked } from './field-checks.ts';
 
 // The field checkers live in a leaf shared with round.ts.
@@ -98,9 +98,14 @@ export function scannedDigest(grads: Float32Array): string | undefined {
  * An array this module already scanned (the same decoded frame validated again: security's
  * pre-verification, then the assigner) is not scanned again.
  */
-function scanGradient(grads: Float32Array, digest: boolean): { ss: number; digest?: string; again?: true } {
+function scanGradient(grads: Float32Array, digest: boolean, stage?: GradientStager): { ss: number; digest?: string; again?: true } {
   const norm = measuredNorms.get(grads);
   if (norm !== undefined && (!digest || measuredDigests.has(grads))) return { ss: norm * norm, again: true };
+  const to = stage && grads.length >= KERNEL_MIN_VALUES ? stage(grads) : null;
+  if (to) {
+    const r = to.kernels.scanInto(grads, to.byteOffset, digest);
+    return { ss: r.sumSquares, ...(r.digest !== undefined ? { digest: r.digest } : {}) };
+  }
   const k = digest && grads.length >= KERNEL_MIN_VALUES ? scratchKernelsHere() : null;
   if (!k) return { ss: sumOfSquares(grads) };
   const r = k.scan(grads);
@@ -154,7 +159,25 @@ export interface ResultLimits {
    * for every result): one pass for both, ~7 GB/s here against ~9.6 without the hash.
    */
   digest?: boolean;
+  /**
+   * Where to copy the gradient as it is scanned (the fold threads' staging slots,
+   * coordinator/train/fold-threads.ts): the scan then writes the copy the fold reads in place, at
+   * about the cost of the scan alone. Asked once per array, only from KERNEL_MIN_VALUES floats up
+   * (the same sums and digest as without it).
+   */
+  stage?: GradientStager;
 }
+
+/** Where validateResult may put a copy of a gradient while scanning it (ResultLimits.stage). */
+export interface StagingTarget {
+  /** Kernels over the memory that receives the copy, keyed like scratchKernelsHere() (digests agree). */
+  kernels: GradientKernels;
+  /** Byte offset of the copy in that memory (GradientKernels.stagingOffset). */
+  byteOffset: number;
+}
+
+/** A staging slot for this gradient, or null (none free: scanned without a copy). */
+export type GradientStager = (grads: Float32Array) => StagingTarget | null;
 
 /**
  * Shape, length, range and finiteness of a `result` (not the lease: see coordinator/leases.ts).
@@ -184,7 +207,7 @@ export function validateResult(x: unknown, lim: ResultLimits): Checked<ResultMsg
     if (half && o.grads !== undefined) throw new Bad('BAD_SCHEMA', 'result: grads and grads16 both present');
     const grads = half ? decodeHalf(typed(o, 'grads16', 'result', Uint16Array, lim.paramCount)) : typed(o, 'grads', 'result', Float32Array, lim.paramCount);
     if (nonFinite > 0) throw new Bad('NON_FINITE', `result.nonFinite: the worker reports ${nonFinite} NaN/Inf gradient values`);
-    const { ss, digest, again } = scanGradient(grads, lim.digest === true);
+    const { ss, digest, again } = scanGradient(grads, lim.digest === true, lim.stage);
     if (!Number.isFinite(ss)) {
       const bad = firstNonFinite(grads);
       throw new Bad('NON_FINITE', `result.grads[${bad}] is ${grads[bad]}`);

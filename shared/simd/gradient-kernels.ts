@@ -11,6 +11,12 @@ import { MAX_PAGES, type KernelMemory } from './gradient-kernels.wat.ts';
 
 /** Floats per chunk copied into the kernels' memory: 32 KiB, stays in L1/L2 (8192 measured best). */
 export const CHUNK = 8192;
+
+/** Floats per piece that scanInto copies at once into a staging slot (256 KiB: in L2 here). */
+const STAGE_PIECE = 8 * CHUNK;
+
+/** Node's Buffer where this runtime has one (copyIn); the browser has none and uses TypedArray.set. */
+const NodeBuffer = (globalThis as { Buffer?: { from(b: ArrayBufferLike, byteOffset: number, length: number): Uint8Array & { fill(v: Uint8Array): unknown } } }).Buffer;
 /** Results one fold kernel call takes (fold1..fold4). */
 export const KERNEL_FOLD_MAX = 4;
 const PAGE = 65536;
@@ -66,8 +72,25 @@ function moduleFor(kind: KernelMemory): WebAssembly.Module | null {
 /** Bytes of scan32's hash states and keys (after the scratch). */
 const HASH_BYTES = 64;
 
-/** Bytes of the scratch: KERNEL_FOLD_MAX chunks of floats, a chunk of mask bytes (adamw), scan32's hash. */
-const SCRATCH_BYTES = KERNEL_FOLD_MAX * CHUNK * 4 + CHUNK + HASH_BYTES;
+/**
+ * Bytes between the starts of the fold's chunks in the scratch: a chunk of floats plus 64, so that
+ * each chunk can start at its source's offset modulo 64 (phaseOf).
+ */
+const FOLD_STRIDE = CHUNK * 4 + 64;
+
+/** Bytes of the scratch: KERNEL_FOLD_MAX fold chunks, a chunk of mask bytes (adamw), scan32's hash. */
+const SCRATCH_BYTES = KERNEL_FOLD_MAX * FOLD_STRIDE + CHUNK + HASH_BYTES;
+
+/**
+ * Where a copy of `a` goes relative to a 64-byte aligned start: `a`'s own offset modulo 64. A copy
+ * into a SHARED memory (the fold threads') is V8's relaxed memcpy, which moves 8-byte words only
+ * when source and destination agree modulo 8 and single bytes otherwise: a gradient at byte 100 of
+ * its frame (the msgpack header's length decides) copied to an 8-aligned place took 315 ms per
+ * 500 MB against 68 (2026-12-03). Same phase, same cache-line splits as the source.
+ */
+function phaseOf(a: Float32Array): number {
+  return a.byteOffset & 63;
+}
 
 /**
  * Where the scratch starts: 2,112 bytes past the first 4 KiB boundary after the accumulator. A
@@ -82,9 +105,30 @@ function scratchOffset(accFloats: number): number {
   return Math.ceil((accFloats * 8) / 4096) * 4096 + SCRATCH_SKEW;
 }
 
-/** Pages a memory needs for an accumulator of `accFloats` float64 plus the scratch. */
-export function kernelPages(accFloats: number): number {
-  return Math.ceil((scratchOffset(accFloats) + SCRATCH_BYTES) / PAGE);
+/** Where the staging slots start (after the scratch, on a 4 KiB boundary). */
+function slotsOffset(accFloats: number): number {
+  return Math.ceil((scratchOffset(accFloats) + SCRATCH_BYTES) / 4096) * 4096;
+}
+
+/**
+ * Bytes of one staging slot: a gradient of `accFloats` float32 plus 4 KiB, so that the copy can
+ * sit at any offset within a page (stagingOffset picks one away from the source's: 4K aliasing).
+ */
+export function slotBytes(accFloats: number): number {
+  return Math.ceil((accFloats * 4) / 4096) * 4096 + 4096;
+}
+
+/**
+ * Pages a memory needs for an accumulator of `accFloats` float64, the scratch and `slots` staging
+ * slots of a gradient each (fold threads: coordinator/train/fold-threads.ts).
+ */
+export function kernelPages(accFloats: number, slots = 0): number {
+  return Math.ceil((slotsOffset(accFloats) + slots * slotBytes(accFloats)) / PAGE);
+}
+
+/** The most staging slots of `accFloats` floats that fit one wasm32 memory beside the accumulator. */
+export function slotsThatFit(accFloats: number): number {
+  return Math.max(0, Math.floor((MAX_PAGES * PAGE - slotsOffset(accFloats)) / slotBytes(accFloats)));
 }
 
 /** scan32's multiplier (odd), also for the tail done here. */
@@ -105,6 +149,16 @@ export interface GradientScan {
   digest: string;
 }
 
+/** create()'s options beyond the memory. */
+export interface KernelOptions {
+  /**
+   * Digest with these kernels' key (scan, scanInto): digests are compared with each other, so
+   * every instance that scans results in one thread must share one key (the thread's scratch
+   * kernels, scratchKernelsHere, and the fold threads' staging instances on this thread).
+   */
+  keysOf?: GradientKernels;
+}
+
 export class GradientKernels {
   /** The float64 accumulator (bytes [0, 8 * accFloats) of the memory). */
   readonly acc: Float64Array;
@@ -122,16 +176,17 @@ export class GradientKernels {
     readonly memory: WebAssembly.Memory,
     private readonly k: KernelExports,
     readonly accFloats: number,
+    opts: KernelOptions,
   ) {
     this.acc = new Float64Array(memory.buffer, 0, accFloats);
     this.f32 = new Float32Array(memory.buffer);
     this.scratch = scratchOffset(accFloats);
     this.scratchF = this.scratch / 4;
-    this.maskAt = this.scratch + KERNEL_FOLD_MAX * CHUNK * 4;
+    this.maskAt = this.scratch + KERNEL_FOLD_MAX * FOLD_STRIDE;
     this.hashAt = this.maskAt + CHUNK;
     // A secret per instance (per thread): digests are compared within this process only, and an
     // attacker who cannot see them cannot aim a gradient at another one's digest.
-    this.keys = crypto.getRandomValues(new Uint32Array(8));
+    this.keys = opts.keysOf ? opts.keysOf.keys : crypto.getRandomValues(new Uint32Array(8));
   }
 
   /**
@@ -139,7 +194,7 @@ export class GradientKernels {
    * the memory is a SharedArrayBuffer (fold threads), or pass `memory` made by another thread for
    * the same `accFloats`. Null where the kernels cannot run here (see the header).
    */
-  static create(accFloats: number, kind: KernelMemory = 'local', memory?: WebAssembly.Memory): GradientKernels | null {
+  static create(accFloats: number, kind: KernelMemory = 'local', memory?: WebAssembly.Memory, opts: KernelOptions = {}): GradientKernels | null {
     const mod = moduleFor(kind);
     const pages = kernelPages(accFloats);
     if (!mod || pages > MAX_PAGES) return null;
@@ -152,7 +207,7 @@ export class GradientKernels {
       }
     }
     const inst = new WebAssembly.Instance(mod, { env: { mem } });
-    return new GradientKernels(mem, inst.exports as unknown as KernelExports, accFloats);
+    return new GradientKernels(mem, inst.exports as unknown as KernelExports, accFloats, opts);
   }
 
   /**
@@ -162,26 +217,52 @@ export class GradientKernels {
    * so only a NaN or Inf in `a` makes the result non-finite.
    */
   sumOfSquares(a: Float32Array): number {
-    return this.chunkSums(a, 32, (len) => this.k.sumsq32(this.scratch, len));
+    return this.chunkSums(a, 32, (at, len) => this.k.sumsq32(at, len));
   }
 
   /**
-   * The sum of squares of `a`, chunk by chunk through the scratch: `block` floats per kernel step
-   * (the tail in JavaScript), `part` the kernel's sum of a chunk; a non-finite part (a float32
-   * overflow of a finite value) is summed again in float64 (sumsq).
+   * The sum of squares of `a`, chunk by chunk: each chunk copied into the scratch, or, with `dst`
+   * (a byte offset in this memory, scanInto), to dst + its offset, where it stays (the staged
+   * copy); `block` floats per kernel step (the tail in JavaScript, and copied too), `part` the
+   * kernel's sum of the chunk at `at`; a non-finite part (a float32 overflow of a finite value) is
+   * summed again in float64 (sumsq).
    */
-  private chunkSums(a: Float32Array, block: number, part: (len: number) => number): number {
+  private chunkSums(a: Float32Array, block: number, part: (at: number, len: number) => number, dst?: number): number {
     const n = a.length;
     const body = n - (n % block);
     let s = 0;
-    for (let o = 0; o < body; o += CHUNK) {
-      const len = Math.min(CHUNK, body - o);
-      this.f32.set(a.subarray(o, o + len), this.scratchF);
-      const p = part(len);
-      s += Number.isFinite(p) ? p : this.k.sumsq(this.scratch, len);
+    const sum = (at: number, len: number) => {
+      const p = part(at, len);
+      s += Number.isFinite(p) ? p : this.k.sumsq(at, len);
+    };
+    if (dst === undefined) {
+      for (let o = 0; o < body; o += CHUNK) {
+        const len = Math.min(CHUNK, body - o);
+        this.f32.set(a.subarray(o, o + len), this.scratchF);
+        sum(this.scratch, len);
+      }
+    } else {
+      // A piece at a time (cache-sized, fewer copy calls), summed CHUNK by CHUNK as above (the
+      // same partial sums, so the same bits), while the piece is in cache.
+      for (let o = 0; o < body; o += STAGE_PIECE) {
+        const end = Math.min(o + STAGE_PIECE, body);
+        this.copyIn(a.subarray(o, end), dst + o * 4);
+        for (let c = o; c < end; c += CHUNK) sum(dst + c * 4, Math.min(CHUNK, end - c));
+      }
+      if (body < n) this.copyIn(a.subarray(body), dst + body * 4);
     }
     for (let i = body; i < n; i++) s += a[i] * a[i];
     return s;
+  }
+
+  /**
+   * Copy `src` to byte `at` of this memory. Into a shared memory TypedArray.set is V8's relaxed
+   * copy, word by word (68 ms per 500 MB here against 42 for memcpy, 2026-12-03); Node's
+   * Buffer.fill with a source as long as the range is one memcpy, shared or not.
+   */
+  private copyIn(src: Float32Array, at: number): void {
+    if (NodeBuffer && src.byteLength > 0) NodeBuffer.from(this.f32.buffer, at, src.byteLength).fill(NodeBuffer.from(src.buffer, src.byteOffset, src.byteLength));
+    else this.f32.set(src, at / 4);
   }
 
   /**
@@ -191,13 +272,53 @@ export class GradientKernels {
    * second pass at ~1 GB/s: 4x the cost of the rest of a result's ingest (bench:ingest).
    */
   scan(a: Float32Array): GradientScan {
+    return this.scanAt(a);
+  }
+
+  /**
+   * scan(a) (digest) or sumOfSquares(a) (no digest), same results, in the pass that copies `a` to
+   * byte offset `dst` of this memory (a staging slot: stagingOffset), so that the fold reads the
+   * copy in place instead of copying `a` in again (fold-threads.ts). The copy is written chunk by
+   * chunk and each chunk summed while it is in cache: about a memcpy plus the kernel's arithmetic.
+   */
+  scanInto(a: Float32Array, dst: number, digest: boolean): { sumSquares: number; digest?: string } {
+    if (dst < this.slotsAt() || dst % 4 !== 0 || dst + a.length * 4 > this.memory.buffer.byteLength) {
+      throw new RangeError(`gradient kernels: scanInto at byte ${dst} for ${a.length} floats is outside the staging slots`);
+    }
+    return digest ? this.scanAt(a, dst) : { sumSquares: this.chunkSums(a, 32, (at, len) => this.k.sumsq32(at, len), dst) };
+  }
+
+  /** Byte offset of staging slot `i` (fold threads: a memory made with kernelPages(accFloats, slots)). */
+  slotAt(i: number): number {
+    return this.slotsAt() + i * slotBytes(this.accFloats);
+  }
+
+  private slotsAt(): number {
+    return slotsOffset(this.accFloats);
+  }
+
+  /**
+   * Where in slot `i` a copy of `a` goes: 2,112 bytes after `a`'s offset within a 4 KiB page, for
+   * the reason of SCRATCH_SKEW (V8's large backing stores start on a page, so byteOffset tells the
+   * page offset of a received frame's gradient), which keeps its phase modulo 64 (phaseOf).
+   */
+  stagingOffset(i: number, a: Float32Array): number {
+    return this.slotAt(i) + ((a.byteOffset + SCRATCH_SKEW) % 4096);
+  }
+
+  /** A float32 view of `length` values at byte offset `at` of this memory (a staged copy). */
+  view(at: number, length: number): Float32Array {
+    return new Float32Array(this.f32.buffer, at, length);
+  }
+
+  private scanAt(a: Float32Array, dst?: number): GradientScan {
     const n = a.length;
     const body = n - (n % 32);
     const st = this.hashAt;
     const w = new Uint32Array(this.memory.buffer, st, 16);
     for (let i = 0; i < 8; i++) w[i] = this.keys[(i + 3) % 8]; // start states
     w.set(this.keys, 8);
-    const s = this.chunkSums(a, 32, (len) => this.k.scan32(this.scratch, len, st));
+    const s = this.chunkSums(a, 32, (at, len) => this.k.scan32(at, len, st), dst);
     const h = Array.from(w.subarray(0, 8), (x) => x | 0);
     if (body < n) {
       const bits = new Uint32Array(a.buffer, a.byteOffset + body * 4, n - body);
@@ -213,7 +334,7 @@ export class GradientKernels {
 
   /** Sum of squares of `a` in float64 throughout (sumsq: exact to float64 rounding; tests, benches). */
   sumOfSquaresExact(a: Float32Array): number {
-    return this.chunkSums(a, 8, (len) => this.k.sumsq(this.scratch, len));
+    return this.chunkSums(a, 8, (at, len) => this.k.sumsq(at, len));
   }
 
   /**
@@ -229,15 +350,25 @@ export class GradientKernels {
     const body = n - (n % 4);
     const k = p.length;
     const S = this.scratch;
-    const C4 = CHUNK * 4;
-    for (let o = 0; o < body; o += CHUNK) {
-      const len = Math.min(CHUNK, body - o);
-      for (let j = 0; j < k; j++) this.f32.set(p[j].g.subarray(o, o + len), this.scratchF + j * CHUNK);
-      const acc = o * 8;
-      if (k === 4) this.k.fold4(acc, S, S + C4, S + 2 * C4, S + 3 * C4, len, p[0].t, p[1].t, p[2].t, p[3].t);
-      else if (k === 3) this.k.fold3(acc, S, S + C4, S + 2 * C4, len, p[0].t, p[1].t, p[2].t);
-      else if (k === 2) this.k.fold2(acc, S, S + C4, len, p[0].t, p[1].t);
-      else this.k.fold1(acc, S, len, p[0].t);
+    if (p.every((r) => r.g.buffer === this.f32.buffer)) {
+      // Staged copies (scanInto) already in this memory: one kernel call reads them in place.
+      const [g0, g1, g2, g3] = p.map((r) => r.g.byteOffset);
+      if (k === 4) this.k.fold4(0, g0, g1, g2, g3, body, p[0].t, p[1].t, p[2].t, p[3].t);
+      else if (k === 3) this.k.fold3(0, g0, g1, g2, body, p[0].t, p[1].t, p[2].t);
+      else if (k === 2) this.k.fold2(0, g0, g1, body, p[0].t, p[1].t);
+      else this.k.fold1(0, g0, body, p[0].t);
+    } else {
+      // Each result's chunk at its own phase (phaseOf): word copies into a shared memory.
+      const [g0, g1, g2, g3] = p.map((r, j) => S + j * FOLD_STRIDE + phaseOf(r.g));
+      for (let o = 0; o < body; o += CHUNK) {
+        const len = Math.min(CHUNK, body - o);
+        for (let j = 0; j < k; j++) this.f32.set(p[j].g.subarray(o, o + len), (S + j * FOLD_STRIDE + phaseOf(p[j].g)) / 4);
+        const acc = o * 8;
+        if (k === 4) this.k.fold4(acc, g0, g1, g2, g3, len, p[0].t, p[1].t, p[2].t, p[3].t);
+        else if (k === 3) this.k.fold3(acc, g0, g1, g2, len, p[0].t, p[1].t, p[2].t);
+        else if (k === 2) this.k.fold2(acc, g0, g1, len, p[0].t, p[1].t);
+        else this.k.fold1(acc, g0, len, p[0].t);
+      }
     }
     const a = this.acc;
     for (let i = body; i < n; i++) {

@@ -33,7 +33,8 @@ async function run(workers: number, maxMicroBatch: number, foldThreads = 'auto')
   });
   await until(() => c.trainer.step >= STEPS, 90_000, `${STEPS} steps with ${workers} worker(s)`);
   for (const w of ws) for (const t of w.tasks) tasksPerStep.set(t.step, (tasksPerStep.get(t.step) ?? 0) + 1);
-  return { losses: c.trainer.history.map((h) => h.loss), params, tasksPerStep, ws, aggregator: c.trainer.aggregator.constructor.name };
+  const staged = (c.trainer.aggregator as { stagedAdds?: number }).stagedAdds ?? 0;
+  return { losses: c.trainer.history.map((h) => h.loss), params, tasksPerStep, ws, aggregator: c.trainer.aggregator.constructor.name, staged };
 }
 
 function relDiff(a: Float32Array, b: Float32Array): number {
@@ -47,7 +48,7 @@ function relDiff(a: Float32Array, b: Float32Array): number {
 }
 
 describe('K workers equal one worker', () => {
-  it('3 workers on splits (their gradients folded on 2 fold threads) match 1 worker on the whole batch (folded in the event loop) within 1e-6 per step over 10 steps', async () => {
+  it('3 workers on splits (their gradients staged by the scan and folded on 2 fold threads) match 1 worker on the whole batch (folded in the event loop) within 1e-6 per step over 10 steps', async () => {
     const one = await run(1, G);
     const three = await run(3, 4, '2');
     expect([one.aggregator, three.aggregator]).toEqual(['MeanAggregator', 'ThreadedMeanAggregator']);
@@ -57,6 +58,8 @@ describe('K workers equal one worker', () => {
     // ...three workers as several tasks, each of them contributing.
     expect([...three.tasksPerStep.values()].every((n) => n >= 3)).toBe(true);
     expect(three.ws.every((w) => w.acks.length > 0)).toBe(true);
+    // Each acknowledged result reached the fold threads as the copy its scan staged (fold-threads.ts).
+    expect(three.staged).toBe(three.ws.reduce((a, w) => a + w.acks.length, 0));
     expect(one.params).toHaveLength(STEPS);
     for (let s = 0; s < STEPS; s++) {
       expect(Math.abs(three.losses[s] - one.losses[s]) / one.losses[s]).toBeLessThan(1e-6);

@@ -5,7 +5,9 @@
 // accepted lease reopened, nothing lost or doubled, the next finish() correct.
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeanAggregator } from '../../coordinator/train/aggregate.ts';
-import { ThreadedMeanAggregator } from '../../coordinator/train/fold-threads.ts';
+import { foldBatchFor, STAGE_MAX_THREADS, stagingSlots, ThreadedMeanAggregator } from '../../coordinator/train/fold-threads.ts';
+import { measuredNorm, scannedDigest, validateResult } from '../../shared/protocol/validate.ts';
+import type { ResultMsg } from '../../shared/protocol/messages.ts';
 import { Trainer } from '../../coordinator/train/trainer.ts';
 import { foldThreadCount, validateConfig } from '../../coordinator/config.ts';
 import { syntheticDataset } from '../../shared/data/index.ts';
@@ -20,6 +22,10 @@ afterAll(async () => {
 function grad(n: number, seed: number): Float32Array {
   const r = new Rng(seed);
   return new Float32Array(n).map(() => (r.next() - 0.5) * 1e-2);
+}
+
+function resultOf(grads: Float32Array, tokens: number): ResultMsg {
+  return { taskId: 't', step: 0, version: 0, loss: 1, tokens, grads, gradNorm: 0, nonFinite: 0, timings: { totalMs: 1 } };
 }
 
 function meanOf(n: number, grads: Float32Array[], tokens: number[]): Float32Array {
@@ -53,6 +59,80 @@ describe('fold threads', () => {
         expect(worst, `${threads} threads, step ${step}`).toBeLessThan(1e-6);
       }
     }
+  });
+
+  it('staged: the scan copies each gradient into a slot and the thread folds it in place, the bits of the event-loop mean, without waiting forever when every slot is in flight', () => {
+    const n = 40_003;
+    const agg = new ThreadedMeanAggregator(n, 1);
+    opened.push(agg);
+    expect([agg.slotsPerThread, agg.batch]).toEqual([8, 4]);
+    for (const step of [0, 1]) {
+      // 30 results: more than the slots, so stage() waits on the thread's folds (back-pressure).
+      const grads = Array.from({ length: 30 }, (_, i) => grad(n, 77 * step + i));
+      const tokens = grads.map((_, i) => 3 + i);
+      agg.begin(step);
+      const staged0 = agg.stagedAdds;
+      for (let i = 0; i < grads.length; i++) {
+        const frame = new Float32Array(grads[i]);
+        const v = validateResult(resultOf(frame, tokens[i]), { paramCount: n, digest: true, stage: (g) => agg.stage(g) });
+        if (!v.ok) throw new Error(v.message);
+        // The same norm and replay digest as a scan without a copy (of other bytes-equal arrays).
+        const plain = new Float32Array(grads[i]);
+        expect(validateResult(resultOf(plain, tokens[i]), { paramCount: n, digest: true }).ok).toBe(true);
+        expect(measuredNorm(v.value.grads)).toBe(measuredNorm(plain));
+        expect(scannedDigest(v.value.grads)).toBe(scannedDigest(plain));
+        agg.add(v.value.grads, tokens[i], `w${i}`);
+        expect(frame.length, 'staged: the frame is neither transferred nor detached').toBe(n);
+      }
+      expect(agg.stagedAdds - staged0).toBe(30);
+      const got = new Float32Array(n);
+      expect(agg.finish(got)).toBe(tokens.reduce((a, b) => a + b, 0));
+      const want = meanOf(n, grads, tokens);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `step ${step}`).toBe(true);
+    }
+    expect(agg.copies).toBe(0);
+  });
+
+  it('staged: a refused result leaves its slot to the next; added after its copy was overwritten, it is transferred; a step begun with folds pending frees their slots', () => {
+    const n = 40_003;
+    const agg = new ThreadedMeanAggregator(n, 1);
+    opened.push(agg);
+    const stage = (g: Float32Array) => {
+      const v = validateResult(resultOf(g, 4), { paramCount: n, stage: (x) => agg.stage(x) });
+      if (!v.ok) throw new Error(v.message);
+      return v.value.grads;
+    };
+    agg.begin(0);
+    const late = stage(grad(n, 1)); // scanned, then held (e.g. while it is re-computed)
+    const refused = Array.from({ length: 8 }, (_, i) => stage(grad(n, 10 + i))); // never added
+    agg.add(late, 4, 'late'); // its slot went to the 8th refused one
+    expect(late.length, 'transferred: detached').toBe(0);
+    expect(agg.stagedAdds).toBe(0);
+    agg.add(refused[7], 4, 'r7'); // its copy is current
+    expect(agg.stagedAdds).toBe(1);
+    let got = new Float32Array(n);
+    agg.finish(got);
+    expect(Buffer.from(got.buffer).equals(Buffer.from(meanOf(n, [grad(n, 1), grad(n, 10 + 7)], [4, 4]).buffer))).toBe(true);
+    // Three added (a pass is four): begin() drops them unfolded, and their slots are free again.
+    agg.begin(1);
+    for (let i = 0; i < 3; i++) agg.add(stage(grad(n, 30 + i)), 4, `d${i}`);
+    agg.begin(2);
+    const kept = Array.from({ length: 12 }, (_, i) => grad(n, 50 + i));
+    for (const g of kept) agg.add(stage(new Float32Array(g)), 4, 'k');
+    got = new Float32Array(n);
+    expect(agg.finish(got)).toBe(48);
+    expect(Buffer.from(got.buffer).equals(Buffer.from(meanOf(n, kept, kept.map(() => 4)).buffer))).toBe(true);
+    expect(agg.stagedAdds).toBe(1 + 3 + 12);
+  });
+
+  it('pools of more than STAGE_MAX_THREADS threads transfer; a gradient too large for slots beside its accumulator gets fewer, then none', () => {
+    const big = new ThreadedMeanAggregator(1000, STAGE_MAX_THREADS + 1);
+    opened.push(big);
+    expect(big.slotsPerThread).toBe(0);
+    expect(big.stage(new Float32Array(1000))).toBeNull();
+    expect(stagingSlots(40_003)).toBe(8);
+    expect([stagingSlots(124_439_808), foldBatchFor(stagingSlots(124_439_808))]).toEqual([6, 3]); // GPT-2 small
+    expect(stagingSlots(400_000_000)).toBe(0); // 3.2 GB of accumulator: no room for two
   });
 
   it('transfers a gradient that owns its buffer and copies one that shares it', () => {

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { foldPending, MeanAggregator } from '../../coordinator/train/aggregate.ts';
-import { CHUNK, GradientKernels } from '../../shared/simd/gradient-kernels.ts';
+import { CHUNK, GradientKernels, kernelPages } from '../../shared/simd/gradient-kernels.ts';
 import { gradientKernelsSource } from '../../shared/simd/build-gradient-kernels.ts';
 import { sumOfSquares } from '../../shared/protocol/validate.ts';
 import { Rng } from '../../shared/rng.ts';
@@ -135,6 +135,49 @@ describe('gradient kernels (WebAssembly SIMD)', () => {
     const big = randomGrad(5000, 3);
     big[100] = 3e19;
     expect(k.scan(big).sumSquares).toBe(k.sumOfSquares(big));
+  });
+
+  it('scanInto (staging): the sums and digest of scan, an exact copy at the source\'s phase in a shared memory\'s slot, and folds of those copies in place, or of misaligned sources, give foldPending\'s bits', () => {
+    const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const n = 8 * CHUNK * 3 + 37; // three copy pieces (8 chunks each) and a tail of 37
+    const pages = kernelPages(n, 2);
+    const scanner = GradientKernels.create(0)!;
+    const k = GradientKernels.create(n, 'shared', new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }), { keysOf: scanner })!;
+    // At byte offsets a msgpack header can leave (100, 104: 4 and 0 modulo 8) and 0, 4.
+    const src = [0, 4, 100, 104].map((off, j) => {
+      const a = new Float32Array(new ArrayBuffer(n * 4 + 128), off, n);
+      a.set(randomGrad(n, 900 + j));
+      return a;
+    });
+    for (const a of src) {
+      const at = k.stagingOffset(1, a);
+      expect(at % 4096, `offset ${a.byteOffset}`).toBe((a.byteOffset + 2112) % 4096);
+      k.view(at, n).fill(0);
+      const r = k.scanInto(a, at, true);
+      expect(r.sumSquares).toBe(scanner.sumOfSquares(a));
+      expect(r.digest).toBe(scanner.scan(a).digest); // one key: digests compare across paths
+      expect(bytes(k.view(at, n)).equals(bytes(a)), `copy of offset ${a.byteOffset}`).toBe(true);
+      expect(k.scanInto(a, at, false)).toEqual({ sumSquares: scanner.sumOfSquares(a) });
+    }
+    const nan = new Float32Array(src[2]);
+    nan[n - 1] = NaN;
+    expect(Number.isFinite(k.scanInto(nan, k.stagingOffset(0, nan), false).sumSquares)).toBe(false);
+    expect(() => k.scanInto(src[0], 0, false)).toThrow(RangeError); // the accumulator is no slot
+    expect(() => k.scanInto(src[0], k.slotAt(2), false)).toThrow(RangeError); // past the memory
+    // Two staged copies folded in place, the misaligned sources through the scratch, and a mix:
+    // every way the same float64 operations in the same order as foldPending.
+    const [a, b] = [src[2], src[3]];
+    const va = k.view(k.stagingOffset(0, a), n);
+    const vb = k.view(k.stagingOffset(1, b), n);
+    k.scanInto(a, va.byteOffset, false);
+    k.scanInto(b, vb.byteOffset, false);
+    const want = new Float64Array(n);
+    foldPending(want, [{ g: a, t: 3 }, { g: b, t: 5.5 }]);
+    for (const [name, p] of [['in place', [va, vb]], ['misaligned sources', [a, b]], ['mixed', [va, b]]] as const) {
+      k.acc.fill(0);
+      k.fold([{ g: p[0], t: 3 }, { g: p[1], t: 5.5 }]);
+      expect(Buffer.from(k.acc.buffer, 0, n * 8).equals(Buffer.from(want.buffer)), name).toBe(true);
+    }
   });
 
   it('the streaming mean (kernels) equals the JavaScript fold bit for bit over an uneven number of results', () => {
