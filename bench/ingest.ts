@@ -7,9 +7,11 @@
 // gradient norm) are a policy on top and are measured apart ("withChecks", as the coordinator
 // runs it: validateResult's scan also takes the replay digest, { digest: true }, and the norm
 // comes out of the same pass, so the checks add the keyed hash to the scan, not a pass).
-// `--threads K` (K >= 1) also measures the coordinator's --fold-threads K path (the finite scan on
-// this thread, the folds on K threads: coordinator/train/fold-threads.ts) with 4K frames per
-// repetition, as `threaded`.
+// `decodeValidateMBps`: decode + validateResult alone, the event loop's share of a result where
+// enough fold threads take the folds (transferred). `--threads K` (K >= 1) also measures the
+// coordinator's --fold-threads K path (the finite scan on this thread, which stages each gradient
+// into a fold thread's memory for pools of up to STAGE_MAX_THREADS, the folds on K threads:
+// coordinator/train/fold-threads.ts) with 4K frames per repetition, as `threaded`.
 // Prints a table, then as the last line: { cases: [{ preset, bytes, memcpyMBps, ingestMBps, ratio }] }.
 
 import { parseArgs } from 'node:util';
@@ -23,7 +25,7 @@ import { FOLD_BATCH, MeanAggregator } from '../coordinator/train/aggregate.ts';
 import { gradientDigest } from '../coordinator/security/replay.ts';
 import { ThreadedMeanAggregator } from '../coordinator/train/fold-threads.ts';
 
-export interface IngestCase { preset: string; bytes: number; memcpyMBps: number; ingestMBps: number; ratio: number; withChecksMBps: number; reps: number; framesPerRep: number; decodedAsViews: number; decodedAsCopies: number }
+export interface IngestCase { preset: string; bytes: number; memcpyMBps: number; ingestMBps: number; ratio: number; withChecksMBps: number; decodeValidateMBps: number; reps: number; framesPerRep: number; decodedAsViews: number; decodedAsCopies: number }
 
 function frameFor(paramCount: number, seed: number): Uint8Array {
   const grads = new Float32Array(paramCount);
@@ -79,6 +81,15 @@ export function runIngestCase(preset: string, reps: number): IngestCase {
   const all = (checks: boolean) => {
     for (const f of frames) ingest(f, checks);
   };
+  // The event loop's share where fold threads keep up (transferred, not staged): decode + validate.
+  const decodeAndValidate = () => {
+    for (const f of frames) {
+      decoder.add(f);
+      const v = validateResult((decoded!.data as unknown[])[1], { paramCount });
+      if (!v.ok) throw new AppError('ERR_BENCH_INGEST', `bench:ingest: the frame did not validate: ${v.message}`);
+      decoded = null;
+    }
+  };
   const src = new Float32Array(paramCount);
   for (let i = 0; i < paramCount; i++) src[i] = i * 1e-9;
   const dst = new Float32Array(paramCount);
@@ -90,14 +101,16 @@ export function runIngestCase(preset: string, reps: number): IngestCase {
   let memcpyMs = Infinity;
   let ingestMs = Infinity;
   let checksMs = Infinity;
+  let loopMs = Infinity;
   for (let r = 0; r < reps; r++) {
     memcpyMs = Math.min(memcpyMs, timeBest(1, () => dst.set(src)));
     ingestMs = Math.min(ingestMs, timeBest(1, () => all(false)) / frames.length);
     checksMs = Math.min(checksMs, timeBest(1, () => all(true)) / frames.length);
+    loopMs = Math.min(loopMs, timeBest(1, decodeAndValidate) / frames.length);
   }
   const mbps = (ms: number) => Math.round(bytes / 1e6 / (ms / 1000));
   const c: IngestCase = {
-    preset, bytes, memcpyMBps: mbps(memcpyMs), ingestMBps: mbps(ingestMs), ratio: 0, withChecksMBps: mbps(checksMs), reps, framesPerRep: frames.length,
+    preset, bytes, memcpyMBps: mbps(memcpyMs), ingestMBps: mbps(ingestMs), ratio: 0, withChecksMBps: mbps(checksMs), decodeValidateMBps: mbps(loopMs), reps, framesPerRep: frames.length,
     decodedAsViews: decodeStats.views - v0, decodedAsCopies: decodeStats.copies - c0,
   };
   c.ratio = Math.round((c.ingestMBps / c.memcpyMBps) * 1000) / 1000;
@@ -211,7 +224,7 @@ async function main(): Promise<void> {
       threaded.push(t);
       process.stdout.write(`${t.preset.padEnd(6)} fold threads ${t.threads} (${t.frames} frames per rep): memcpy ${t.memcpyMBps} MB/s  ingest ${t.ingestMBps} MB/s  ratio ${t.ratio.toFixed(3)}  (with replay digest + norm: ${t.withChecksMBps} MB/s; step-end sum ${t.finishMs} ms; buffers copied ${t.copies}; folded from staging slots ${t.staged})\n`);
     }
-    process.stdout.write(`${c.preset.padEnd(6)} ${(c.bytes / 1e6).toFixed(1).padStart(8)} MB  memcpy ${String(c.memcpyMBps).padStart(6)} MB/s  ingest ${String(c.ingestMBps).padStart(6)} MB/s  ratio ${c.ratio.toFixed(3)}  (with replay digest + norm: ${c.withChecksMBps} MB/s; typed arrays decoded as views ${c.decodedAsViews}, copied ${c.decodedAsCopies})\n`);
+    process.stdout.write(`${c.preset.padEnd(6)} ${(c.bytes / 1e6).toFixed(1).padStart(8)} MB  memcpy ${String(c.memcpyMBps).padStart(6)} MB/s  ingest ${String(c.ingestMBps).padStart(6)} MB/s  ratio ${c.ratio.toFixed(3)}  (with replay digest + norm: ${c.withChecksMBps} MB/s; decode + validate alone ${c.decodeValidateMBps} MB/s; typed arrays decoded as views ${c.decodedAsViews}, copied ${c.decodedAsCopies})\n`);
   }
   process.stdout.write(`load average ${load0.map((x) => x.toFixed(2)).join(' ')} -> ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
   process.stdout.write(JSON.stringify({ cases, ...(threads > 0 ? { threaded } : {}), loadAverage: loadavg().map((x) => Math.round(x * 100) / 100) }) + '\n');

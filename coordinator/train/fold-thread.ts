@@ -1,6 +1,7 @@
 // A fold thread (started by fold-threads.ts through coordinator/threads/ts-worker.ts): takes
-// accepted result gradients TRANSFERRED to it (the received frame's ArrayBuffer, no copy) and
-// folds them into this thread's OWN float64 accumulator, FOLD_BATCH per pass, with the SIMD
+// accepted result gradients, either STAGED (a copy the main thread's finite scan wrote into this
+// thread's memory: folded in place) or TRANSFERRED to it (the received frame's ArrayBuffer, no
+// copy), and folds them into this thread's OWN float64 accumulator, `batch` per pass, with the SIMD
 // kernels (shared/simd) when this runtime has them. The accumulator lives in a shared memory
 // the main thread made, so at step end every thread can sum a parameter range of all of them.
 // Progress and failure are published in a shared Int32Array (fold-threads.ts ctl slots) that the

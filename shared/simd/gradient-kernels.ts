@@ -1,6 +1,7 @@
 // The gradient kernels (gradient-kernels.wat.ts) behind a small API: a memory that holds an
 // optional float64 accumulator plus a scratch area, into which gradients are copied in
-// CHUNK-float pieces (cache-resident, so the copy costs a read, not a write-back). Used by
+// CHUNK-float pieces (cache-resident, so the copy costs a read, not a write-back), and optionally
+// staging slots, into which scanInto copies a whole gradient as it scans it (fold threads). Used by
 // validateResult's finite scan (sumOfSquares), the streaming mean (MeanAggregator), the
 // coordinator's fold threads and AdamW (shared/optim/adamw.ts adamwStep). Where WebAssembly SIMD
 // is missing (an old browser) or the accumulator does not fit a wasm32 memory (> ~500M parameters), create() returns null and the
