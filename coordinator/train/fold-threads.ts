@@ -196,13 +196,13 @@ export class ThreadedMeanAggregator implements Aggregator {
 
   /**
    * A staging slot for `grads` (validateResult's `stage`: its scan writes the copy there), round
-   * robin over the threads, or null (no slots, a failed pool, the wrong length). Takes a free
+   * robin over the threads, or null (no slots, a closed or failed pool, the wrong length). Takes a free
    * slot, else one whose fold is done, else the oldest staged one whose result was not added (its
    * result, if added later, is handed over the old way), else waits for the thread to fold the
    * oldest sent one (back-pressure: the scans never run more than the slots ahead of the folds).
    */
   stage(grads: Float32Array): StagingTarget | null {
-    if (this.slotsPerThread === 0 || grads.length !== this.paramCount || this.failed) return null;
+    if (this.slotsPerThread === 0 || grads.length !== this.paramCount || this.closed || this.failed) return null;
     const t = this.stageRr;
     this.stageRr = (t + 1) % this.size;
     const s = this.reusableSlot(t);

@@ -125,11 +125,16 @@ describe('fold threads', () => {
     expect(agg.stagedAdds).toBe(1 + 3 + 12);
   });
 
-  it('pools of more than STAGE_MAX_THREADS threads transfer; a gradient too large for slots beside its accumulator gets fewer, then none', () => {
+  it('pools of more than STAGE_MAX_THREADS threads transfer, a closed pool stages nothing; a gradient too large for slots beside its accumulator gets fewer, then none', async () => {
     const big = new ThreadedMeanAggregator(1000, STAGE_MAX_THREADS + 1);
     opened.push(big);
     expect(big.slotsPerThread).toBe(0);
     expect(big.stage(new Float32Array(1000))).toBeNull();
+    const one = new ThreadedMeanAggregator(1000, 1);
+    opened.push(one);
+    expect(one.stage(new Float32Array(1000))).not.toBeNull();
+    await one.close();
+    expect(one.stage(new Float32Array(1000))).toBeNull();
     expect(stagingSlots(40_003)).toBe(8);
     expect([stagingSlots(124_439_808), foldBatchFor(stagingSlots(124_439_808))]).toEqual([6, 3]); // GPT-2 small
     expect(stagingSlots(400_000_000)).toBe(0); // 3.2 GB of accumulator: no room for two
