@@ -102,7 +102,7 @@ function rowIds(inputs: Int32Array, rows: number, T: number, sampleIds: Uint32Ar
 let deltas: RoundDeltas | null = null;
 
 function startWorker(index: number): Socket {
-  const socket = io(o.url, { parser, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 60_000, ...{ maxPayload: MAX_INCOMING_FRAME_BYTES } });
+  const socket = io(o.url, { parser, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 60_000, ...{ maxPayload: MAX_INCOMING_FRAME_BYTES } }); // ws's limit: see worker-client.ts workerSocketOptions
   let hb: NodeJS.Timeout | undefined;
   let welcome: WelcomeMsg | null = null;
   const sent = new Map<string, { step: number; ids: number[] }>();

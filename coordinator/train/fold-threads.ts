@@ -245,13 +245,12 @@ export class ThreadedMeanAggregator implements Aggregator {
    */
   add(grads: Float32Array, tokens: number, _workerId: string): void {
     if (grads.length !== this.paramCount) throw new Error(`aggregate: gradient length ${grads.length} != ${this.paramCount} (validated earlier: bug)`);
-    const rec = this.stagedOf.get(grads);
-    if (rec) this.stagedOf.delete(grads);
+    const staged = this.stagedSlot(grads);
     if (tokens <= 0 || this.failed) return; // a failed pool's step is redone (trainer.ts)
-    const slot = rec ? this.slots[rec.t][rec.s] : undefined;
     let t: number;
-    if (rec && slot && slot.gen === rec.gen && slot.state === 'staged') {
-      t = rec.t;
+    if (staged) {
+      const { slot } = staged;
+      t = staged.t;
       this.workers[t].postMessage({ op: 'addStaged', offset: slot.at, tokens } satisfies FoldThreadRequest);
       slot.state = 'sent';
       slot.ticket = ++this.sent[t];
@@ -273,6 +272,15 @@ export class ThreadedMeanAggregator implements Aggregator {
     if (this.sent[t] - Atomics.load(this.ctl, t * CTL.SLOTS + CTL.FOLDED) > this.maxQueued) {
       this.waitUntil(t, CTL.FOLDED, this.sent[t] - this.maxQueued, false);
     }
+  }
+
+  /** The slot and thread of `grads`' staged copy if it is still there (the record is used up). */
+  private stagedSlot(grads: Float32Array): { t: number; slot: Slot } | null {
+    const rec = this.stagedOf.get(grads);
+    if (!rec) return null;
+    this.stagedOf.delete(grads);
+    const slot = this.slots[rec.t][rec.s];
+    return slot.gen === rec.gen && slot.state === 'staged' ? { t: rec.t, slot } : null;
   }
 
   /** Wait until every gradient handed over so far is folded (benchmarks time ingest with it). */

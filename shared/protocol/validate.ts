@@ -104,7 +104,7 @@ function scanGradient(grads: Float32Array, digest: boolean, stage?: GradientStag
   const to = stage && grads.length >= KERNEL_MIN_VALUES ? stage(grads) : null;
   if (to) {
     const r = to.kernels.scanInto(grads, to.byteOffset, digest);
-    return { ss: r.sumSquares, ...(r.digest !== undefined ? { digest: r.digest } : {}) };
+    return { ss: r.sumSquares, digest: r.digest };
   }
   const k = digest && grads.length >= KERNEL_MIN_VALUES ? scratchKernelsHere() : null;
   if (!k) return { ss: sumOfSquares(grads) };

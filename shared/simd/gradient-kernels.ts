@@ -284,34 +284,33 @@ export class GradientKernels {
   private foldUpTo4(p: ReadonlyArray<{ g: Float32Array; t: number }>): void {
     const n = this.accFloats;
     const body = n - (n % 4);
-    const k = p.length;
-    const S = this.scratch;
     if (p.every((r) => r.g.buffer === this.f32.buffer)) {
       // Staged copies (scanInto) already in this memory: one kernel call reads them in place.
-      const [g0, g1, g2, g3] = p.map((r) => r.g.byteOffset);
-      if (k === 4) this.k.fold4(0, g0, g1, g2, g3, body, p[0].t, p[1].t, p[2].t, p[3].t);
-      else if (k === 3) this.k.fold3(0, g0, g1, g2, body, p[0].t, p[1].t, p[2].t);
-      else if (k === 2) this.k.fold2(0, g0, g1, body, p[0].t, p[1].t);
-      else this.k.fold1(0, g0, body, p[0].t);
+      this.foldAt(0, p.map((r) => r.g.byteOffset), body, p);
     } else {
       // Each result's chunk at its own phase (phaseOf): word copies into a shared memory.
-      const [g0, g1, g2, g3] = p.map((r, j) => S + j * FOLD_STRIDE + phaseOf(r.g));
+      const at = p.map((r, j) => this.scratch + j * FOLD_STRIDE + phaseOf(r.g));
       for (let o = 0; o < body; o += CHUNK) {
         const len = Math.min(CHUNK, body - o);
-        for (let j = 0; j < k; j++) this.f32.set(p[j].g.subarray(o, o + len), (S + j * FOLD_STRIDE + phaseOf(p[j].g)) / 4);
-        const acc = o * 8;
-        if (k === 4) this.k.fold4(acc, g0, g1, g2, g3, len, p[0].t, p[1].t, p[2].t, p[3].t);
-        else if (k === 3) this.k.fold3(acc, g0, g1, g2, len, p[0].t, p[1].t, p[2].t);
-        else if (k === 2) this.k.fold2(acc, g0, g1, len, p[0].t, p[1].t);
-        else this.k.fold1(acc, g0, len, p[0].t);
+        for (let j = 0; j < p.length; j++) this.f32.set(p[j].g.subarray(o, o + len), at[j] / 4);
+        this.foldAt(o * 8, at, len, p);
       }
     }
     const a = this.acc;
     for (let i = body; i < n; i++) {
       let s = p[0].t * p[0].g[i];
-      for (let j = 1; j < k; j++) s += p[j].t * p[j].g[i];
+      for (let j = 1; j < p.length; j++) s += p[j].t * p[j].g[i];
       a[i] += s;
     }
+  }
+
+  /** The fold kernel for p.length results: `len` floats at byte offsets `at` into acc from byte `acc`. */
+  private foldAt(acc: number, at: number[], len: number, p: ReadonlyArray<{ t: number }>): void {
+    const [g0, g1, g2, g3] = at;
+    if (p.length === 4) this.k.fold4(acc, g0, g1, g2, g3, len, p[0].t, p[1].t, p[2].t, p[3].t);
+    else if (p.length === 3) this.k.fold3(acc, g0, g1, g2, len, p[0].t, p[1].t, p[2].t);
+    else if (p.length === 2) this.k.fold2(acc, g0, g1, len, p[0].t, p[1].t);
+    else this.k.fold1(acc, g0, len, p[0].t);
   }
 
   /**
